@@ -1,0 +1,366 @@
+//! Typed configuration, read from the environment in one place.
+//!
+//! A service that is missing a variable, or has one it cannot parse, must not start half
+//! configured: [`ConfigError`] names the variable, and `main` prints it as one line.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+/// A variable that is missing or malformed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name} is not set ({meaning})")]
+    Missing {
+        name: &'static str,
+        meaning: &'static str,
+    },
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// How log lines are written: one JSON object per line, or human-readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Settings of the garage, from the tenant's settings ConfigMap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSettings {
+    /// ISO 4217 code of every amount in the tenant.
+    pub currency: String,
+    /// Tax rate in basis points (2000 = 20%).
+    pub tax_rate_bp: i32,
+    /// Default hourly labour rate in minor units.
+    pub labor_rate_minor: i64,
+    pub payment_terms_days: i32,
+    /// IANA time zone name; dates such as an invoice's issue date are taken in it.
+    pub timezone: String,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self {
+            currency: "EUR".into(),
+            tax_rate_bp: 0,
+            labor_rate_minor: 0,
+            payment_terms_days: 14,
+            timezone: "UTC".into(),
+        }
+    }
+}
+
+/// Everything a service process needs to know at start.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Service name, as it appears in logs, traces and event sources (`customer`).
+    pub service: &'static str,
+    /// Tenant id: a DNS label of at most 40 characters.
+    pub tenant: String,
+    /// The service's own database; `None` only for services without one (the BFF).
+    pub database_url: Option<String>,
+    pub nats_url: String,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub otlp_endpoint: Option<String>,
+    pub log_format: LogFormat,
+    pub settings: TenantSettings,
+}
+
+/// Whether the service owns a database, so `DATABASE_URL` is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    Required,
+    None,
+}
+
+impl ServiceConfig {
+    /// Reads the process environment.
+    pub fn from_env(service: &'static str, database: Database) -> Result<Self, ConfigError> {
+        Self::from_lookup(service, database, |name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(
+        service: &'static str,
+        database: Database,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let tenant = env.required("CARERP_TENANT", "tenant id")?;
+        validate_tenant(&tenant).map_err(|reason| ConfigError::Invalid {
+            name: "CARERP_TENANT",
+            value: tenant.clone(),
+            reason,
+        })?;
+        let database_url = match database {
+            Database::Required => Some(env.required(
+                "DATABASE_URL",
+                "the service's PostgreSQL connection URL",
+            )?),
+            Database::None => None,
+        };
+        if let Some(url) = &database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_URL",
+                value: url.clone(),
+                reason: "expected a postgres:// URL".into(),
+            });
+        }
+        let log_format = match env.optional("LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    value: other.into(),
+                    reason: "expected json or pretty".into(),
+                });
+            }
+        };
+        let settings = TenantSettings {
+            currency: env.parse_or("CARERP_CURRENCY", "EUR".to_string())?,
+            tax_rate_bp: env.parse_or("CARERP_TAX_RATE_BP", 0)?,
+            labor_rate_minor: env.parse_or("CARERP_LABOR_RATE_MINOR", 0)?,
+            payment_terms_days: env.parse_or("CARERP_PAYMENT_TERMS_DAYS", 14)?,
+            timezone: env.parse_or("CARERP_TIMEZONE", "UTC".to_string())?,
+        };
+        validate_settings(&settings)?;
+        Ok(Self {
+            service,
+            tenant,
+            database_url,
+            nats_url: env.parse_or("NATS_URL", "nats://127.0.0.1:4222".to_string())?,
+            grpc_addr: env.parse_or("GRPC_ADDR", ([0, 0, 0, 0], 50051).into())?,
+            http_addr: env.parse_or("HTTP_ADDR", ([0, 0, 0, 0], 8080).into())?,
+            admin_addr: env.parse_or("ADMIN_ADDR", ([0, 0, 0, 0], 9090).into())?,
+            otlp_endpoint: env.optional("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            log_format,
+            settings,
+        })
+    }
+
+    /// A configuration for tests: ephemeral loopback ports, pretty logs, default settings.
+    pub fn for_tests(service: &'static str, tenant: &str, database_url: Option<String>) -> Self {
+        Self {
+            service,
+            tenant: tenant.into(),
+            database_url,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            grpc_addr: ([127, 0, 0, 1], 0).into(),
+            http_addr: ([127, 0, 0, 1], 0).into(),
+            admin_addr: ([127, 0, 0, 1], 0).into(),
+            otlp_endpoint: None,
+            log_format: LogFormat::Pretty,
+            settings: TenantSettings::default(),
+        }
+    }
+
+    /// The URL of another service's gRPC endpoint, e.g. `CUSTOMER_GRPC_URL`.
+    pub fn service_url(name: &'static str) -> Result<String, ConfigError> {
+        let value = std::env::var(name).map_err(|_| ConfigError::Missing {
+            name,
+            meaning: "gRPC URL of a service this one calls",
+        })?;
+        if !(value.starts_with("http://") || value.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                name,
+                value,
+                reason: "expected an http:// or https:// URL".into(),
+            });
+        }
+        Ok(value)
+    }
+}
+
+/// A tenant id is a DNS label of at most 40 characters: it becomes part of namespace,
+/// database and stream names.
+pub fn validate_tenant(tenant: &str) -> Result<(), String> {
+    if tenant.is_empty() || tenant.len() > 40 {
+        return Err(format!("must be 1 to 40 characters, is {}", tenant.len()));
+    }
+    let valid_chars = tenant
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid_chars || tenant.starts_with('-') || tenant.ends_with('-') {
+        return Err(
+            "must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn validate_settings(settings: &TenantSettings) -> Result<(), ConfigError> {
+    let invalid = |name: &'static str, value: String, reason: &str| ConfigError::Invalid {
+        name,
+        value,
+        reason: reason.into(),
+    };
+    if settings.currency.len() != 3 || !settings.currency.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(invalid(
+            "CARERP_CURRENCY",
+            settings.currency.clone(),
+            "expected a 3-letter ISO 4217 code such as EUR",
+        ));
+    }
+    if !(0..=10_000).contains(&settings.tax_rate_bp) {
+        return Err(invalid(
+            "CARERP_TAX_RATE_BP",
+            settings.tax_rate_bp.to_string(),
+            "expected 0 to 10000 basis points",
+        ));
+    }
+    if settings.labor_rate_minor < 0 {
+        return Err(invalid(
+            "CARERP_LABOR_RATE_MINOR",
+            settings.labor_rate_minor.to_string(),
+            "must not be negative",
+        ));
+    }
+    if !(0..=365).contains(&settings.payment_terms_days) {
+        return Err(invalid(
+            "CARERP_PAYMENT_TERMS_DAYS",
+            settings.payment_terms_days.to_string(),
+            "expected 0 to 365 days",
+        ));
+    }
+    Ok(())
+}
+
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn required(&self, name: &'static str, meaning: &'static str) -> Result<String, ConfigError> {
+        self.optional(name)
+            .ok_or(ConfigError::Missing { name, meaning })
+    }
+
+    fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|err: T::Err| ConfigError::Invalid {
+                name,
+                reason: err.to_string(),
+                value,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)], database: Database) -> Result<ServiceConfig, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ServiceConfig::from_lookup("customer", database, |name| vars.get(name).cloned())
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("CARERP_TENANT", "acme-motors"),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1/x"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_required_variables_are_set() {
+        let config = load(BASE, Database::Required).unwrap();
+        assert_eq!(config.tenant, "acme-motors");
+        assert_eq!(config.grpc_addr.port(), 50051);
+        assert_eq!(config.admin_addr.port(), 9090);
+        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.settings, TenantSettings::default());
+        assert_eq!(config.otlp_endpoint, None);
+    }
+
+    #[test]
+    fn missing_database_url_names_the_variable() {
+        let err = load(&[("CARERP_TENANT", "acme")], Database::Required).unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL is not set"), "{err}");
+    }
+
+    #[test]
+    fn database_url_is_not_needed_without_a_database() {
+        let config = load(&[("CARERP_TENANT", "acme")], Database::None).unwrap();
+        assert_eq!(config.database_url, None);
+    }
+
+    #[test]
+    fn missing_tenant_names_the_variable() {
+        let err = load(&[], Database::None).unwrap_err();
+        assert!(err.to_string().starts_with("CARERP_TENANT is not set"), "{err}");
+    }
+
+    #[test]
+    fn tenant_must_be_a_short_dns_label() {
+        for bad in ["Acme", "-acme", "acme-", "acme_motors", &"a".repeat(41)] {
+            let err = load(&[("CARERP_TENANT", bad)], Database::None).unwrap_err();
+            assert!(err.to_string().starts_with("CARERP_TENANT="), "{bad}: {err}");
+        }
+        assert!(load(&[("CARERP_TENANT", &"a".repeat(40))], Database::None).is_ok());
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable_and_value() {
+        let cases = [
+            ("GRPC_ADDR", "localhost"),
+            ("ADMIN_ADDR", "1.2.3.4"),
+            ("LOG_FORMAT", "xml"),
+            ("CARERP_TAX_RATE_BP", "twenty"),
+            ("CARERP_TAX_RATE_BP", "10001"),
+            ("CARERP_CURRENCY", "euro"),
+            ("CARERP_LABOR_RATE_MINOR", "-1"),
+            ("CARERP_PAYMENT_TERMS_DAYS", "400"),
+            ("DATABASE_URL", "mysql://x"),
+        ];
+        for (name, value) in cases {
+            let mut vars = BASE.to_vec();
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, value));
+            let err = load(&vars, Database::Required).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with(&format!("{name}=\"{value}\" is invalid")), "{text}");
+        }
+    }
+
+    #[test]
+    fn settings_are_read() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            ("CARERP_CURRENCY", "GBP"),
+            ("CARERP_TAX_RATE_BP", "2000"),
+            ("CARERP_LABOR_RATE_MINOR", "9000"),
+            ("CARERP_PAYMENT_TERMS_DAYS", "30"),
+            ("CARERP_TIMEZONE", "Europe/London"),
+            ("LOG_FORMAT", "pretty"),
+        ]);
+        let config = load(&vars, Database::Required).unwrap();
+        assert_eq!(config.settings.currency, "GBP");
+        assert_eq!(config.settings.tax_rate_bp, 2000);
+        assert_eq!(config.settings.labor_rate_minor, 9000);
+        assert_eq!(config.settings.payment_terms_days, 30);
+        assert_eq!(config.settings.timezone, "Europe/London");
+        assert_eq!(config.log_format, LogFormat::Pretty);
+    }
+}

@@ -1,0 +1,300 @@
+//! gRPC server plumbing: request context and logging, metrics, health, reflection, and a
+//! graceful drain.
+
+use std::net::SocketAddr;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use http::{HeaderMap, Request, Response};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tracing::Instrument;
+
+use crate::context::{CORRELATION_HEADER, RequestContext, TRACEPARENT_HEADER};
+use crate::metrics::Metrics;
+use crate::telemetry::request_span;
+
+/// Wraps every gRPC call: takes or makes the correlation id and trace context, opens the
+/// request span, logs the outcome once, and records metrics.
+#[derive(Clone)]
+pub struct RequestLayer {
+    metrics: Metrics,
+}
+
+impl RequestLayer {
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestService<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, ResBody> tower::Service<Request<Body>> for RequestService<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        // The clone is the one that was not polled ready; keep the ready one for this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let method = request.uri().path().to_string();
+        if is_infrastructure(&method) {
+            return Box::pin(inner.call(request));
+        }
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let incoming = RequestContext::from_headers(header(CORRELATION_HEADER), header(TRACEPARENT_HEADER));
+        let action = method.rsplit('/').next().unwrap_or_default().to_string();
+        let (span, context) = request_span(&action, incoming);
+        request.extensions_mut().insert(context);
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                let result = inner.call(request).await;
+                let code = match &result {
+                    Ok(response) => grpc_code(response.headers()),
+                    Err(_) => Code::Unknown,
+                };
+                let elapsed = started.elapsed();
+                metrics.observe_grpc(&method, code, elapsed);
+                let elapsed_ms = elapsed.as_millis() as u64;
+                match code {
+                    Code::Ok => tracing::info!(elapsed_ms, "{action} completed"),
+                    Code::Internal | Code::Unknown | Code::DataLoss | Code::Unavailable => {
+                        tracing::error!(elapsed_ms, code = ?code, "{action} failed")
+                    }
+                    _ => tracing::warn!(elapsed_ms, code = ?code, "{action} refused"),
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Health checks and reflection are neither logged nor counted: probes would drown the rest.
+fn is_infrastructure(method: &str) -> bool {
+    method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.")
+}
+
+/// Unary errors are sent trailers-only, so their status is in the headers; a response
+/// without one succeeded.
+fn grpc_code(headers: &HeaderMap) -> Code {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32)
+        .unwrap_or(Code::Ok)
+}
+
+/// The request context the layer attached; a fresh one when called outside the layer.
+pub fn request_context<T>(request: &tonic::Request<T>) -> RequestContext {
+    request
+        .extensions()
+        .get::<RequestContext>()
+        .cloned()
+        .unwrap_or_else(RequestContext::new_root)
+}
+
+/// Adds the caller's correlation id and trace context to an outgoing call, so the next
+/// service continues the same trace.
+pub fn propagate<T>(context: &RequestContext, mut request: tonic::Request<T>) -> tonic::Request<T> {
+    let metadata = request.metadata_mut();
+    if let Ok(value) = context.correlation_id.parse() {
+        metadata.insert(CORRELATION_HEADER, value);
+    }
+    if let Ok(value) = context.traceparent().parse() {
+        metadata.insert(TRACEPARENT_HEADER, value);
+    }
+    request
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reflection service: {0}")]
+    Reflection(String),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("admin server failed: {0}")]
+    Admin(std::io::Error),
+}
+
+/// A service that is serving; [`RunningService::stop`] drains it.
+pub struct RunningService {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl RunningService {
+    /// Stops accepting calls, lets the ones in flight finish, and waits for the servers.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the servers end (after [`RunningService::stop`] or a failure).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        for task in self.tasks {
+            match task.await {
+                Ok(result) => result?,
+                Err(join) => return Err(ServeError::Admin(std::io::Error::other(join))),
+            }
+        }
+        Ok(())
+    }
+
+    /// A token that, when cancelled, stops the service; for background tasks that should
+    /// end with it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// What a service hands over to be served.
+pub struct GrpcService {
+    /// Fully-qualified gRPC service name, reported by `grpc.health.v1`.
+    pub name: &'static str,
+    pub routes: Routes,
+    pub metrics: Metrics,
+    /// Checked by `/readyz`.
+    pub pool: Option<sqlx::PgPool>,
+}
+
+/// Binds the gRPC and admin listeners and serves until stopped.
+pub async fn start(
+    grpc_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    service: GrpcService,
+) -> Result<RunningService, ServeError> {
+    let grpc_listener = bind(grpc_addr).await?;
+    let admin_listener = bind(admin_addr).await?;
+    let grpc_addr = local_addr(&grpc_listener, grpc_addr)?;
+    let admin_addr = local_addr(&admin_listener, admin_addr)?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(service.name, tonic_health::ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(carerp_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|err| ServeError::Reflection(err.to_string()))?;
+    let routes = service
+        .routes
+        .add_service(health_service)
+        .add_service(reflection);
+
+    let shutdown = CancellationToken::new();
+    let grpc_shutdown = shutdown.clone();
+    let layer = RequestLayer::new(service.metrics.clone());
+    let grpc_task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(layer)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc_listener),
+                async move {
+                    grpc_shutdown.cancelled().await;
+                    // Tell load balancers first, then drain what is in flight.
+                    health
+                        .set_service_status("", tonic_health::ServingStatus::NotServing)
+                        .await;
+                },
+            )
+            .await?;
+        Ok::<_, ServeError>(())
+    });
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        crate::admin::AdminState {
+            metrics: service.metrics,
+            pool: service.pool,
+        },
+        shutdown.clone(),
+    ));
+    tracing::info!(%grpc_addr, %admin_addr, "serving {}", service.name);
+    Ok(RunningService {
+        grpc_addr,
+        admin_addr,
+        shutdown,
+        tasks: vec![grpc_task, admin_task],
+    })
+}
+
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+pub(crate) fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServeError> {
+    listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Resolves on SIGTERM (Kubernetes) or Ctrl-C (a developer).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            futures::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = futures::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

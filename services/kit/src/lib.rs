@@ -1,0 +1,18 @@
+//! What every Car ERP service shares, so that a service's `main.rs` is wiring only.
+
+pub mod admin;
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod grpc;
+pub mod metrics;
+pub mod outbox;
+pub mod page;
+pub mod status;
+pub mod telemetry;
+
+pub use config::{ConfigError, Database, ServiceConfig, TenantSettings};
+pub use context::RequestContext;
+pub use grpc::{GrpcService, RunningService};
+pub use metrics::Metrics;
+pub use status::{FieldViolation, Violations};

@@ -1,0 +1,73 @@
+//! The transactional outbox: an event is written in the same transaction as the change it
+//! describes, so either both happen or neither does. A relay publishes committed rows.
+
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::context::RequestContext;
+
+/// Channel the relay listens on; notifications are delivered only when the writing
+/// transaction commits.
+pub const NOTIFY_CHANNEL: &str = "carerp_outbox";
+
+/// Appends an event to the outbox within the caller's transaction and returns its id.
+///
+/// `topic` is the event type without tenant (`customer.created`); `aggregate_id` is what the
+/// event is about and becomes the CloudEvents `subject`.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    context: &RequestContext,
+    topic: &str,
+    aggregate_id: &str,
+    data: &impl Serialize,
+) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    let data = serde_json::to_value(data).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, aggregate_id, data, correlation_id, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(topic)
+    .bind(aggregate_id)
+    .bind(data)
+    .bind(&context.correlation_id)
+    .bind(context.traceparent())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(topic)
+        .execute(&mut *conn)
+        .await?;
+    Ok(id)
+}
+
+/// An outbox row as stored, for the relay and for tests.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub id: Uuid,
+    pub topic: String,
+    pub aggregate_id: String,
+    pub data: serde_json::Value,
+    pub correlation_id: String,
+    pub traceparent: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub published_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Every row about one aggregate, oldest first.
+pub async fn rows_for(
+    conn: &mut PgConnection,
+    aggregate_id: &str,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT seq, id, topic, aggregate_id, data, correlation_id, traceparent, created_at, published_at
+         FROM outbox WHERE aggregate_id = $1 ORDER BY seq",
+    )
+    .bind(aggregate_id)
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,164 @@
+//! Turning refusals into gRPC statuses that tell the caller exactly what was wrong.
+//!
+//! Field errors travel as `google.rpc.BadRequest` details, so the BFF can show each one
+//! next to its field; the message repeats them for people reading logs or grpcurl output.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// One invalid field: its path in the request (`address.country`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.description)
+    }
+}
+
+/// Collects every violation of a request, so the caller learns about all of them at once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// Records the error of a check, if any.
+    pub fn check(&mut self, result: Result<(), FieldViolation>) {
+        if let Err(violation) = result {
+            self.0.push(violation);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[FieldViolation] {
+        &self.0
+    }
+
+    /// `Ok(value)` when nothing was recorded.
+    pub fn into_result<T>(self, value: T) -> Result<T, Violations> {
+        if self.0.is_empty() { Ok(value) } else { Err(self) }
+    }
+}
+
+impl From<FieldViolation> for Violations {
+    fn from(violation: FieldViolation) -> Self {
+        Self(vec![violation])
+    }
+}
+
+impl std::fmt::Display for Violations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "invalid request: {}", parts.join("; "))
+    }
+}
+
+impl std::error::Error for Violations {}
+
+/// INVALID_ARGUMENT with a `BadRequest` detail per field.
+pub fn invalid_argument(violations: &Violations) -> Status {
+    let mut details = ErrorDetails::new();
+    for v in violations.as_slice() {
+        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    }
+    Status::with_error_details(Code::InvalidArgument, violations.to_string(), details)
+}
+
+/// INVALID_ARGUMENT for a single field.
+pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
+    invalid_argument(&FieldViolation::new(field, description).into())
+}
+
+/// Reads the field violations back from a status (for clients and tests).
+pub fn field_violations(status: &Status) -> Vec<FieldViolation> {
+    status
+        .get_details_bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .into_iter()
+                .map(|v| FieldViolation::new(v.field, v.description))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses a UUID field of a request.
+pub fn parse_id(field: &str, value: &str) -> Result<uuid::Uuid, FieldViolation> {
+    if value.trim().is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    uuid::Uuid::parse_str(value.trim())
+        .map_err(|_| FieldViolation::new(field, format!("{value:?} is not a valid id (UUID)")))
+}
+
+/// A database failure the caller cannot fix: logged in full, reported without internals.
+pub fn database_error(err: &sqlx::Error) -> Status {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            tracing::error!(error = %err, "database unavailable");
+            Status::unavailable("database unavailable, retry later")
+        }
+        _ => {
+            tracing::error!(error = %err, "database error");
+            Status::internal("internal database error")
+        }
+    }
+}
+
+/// True when `err` is a unique violation of the named constraint.
+pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation() && db.constraint() == Some(constraint)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_every_field_in_details_and_message() {
+        let mut v = Violations::new();
+        v.add("name", "is required");
+        v.add("email", "\"x\" is not an email address");
+        let status = invalid_argument(&v);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "invalid request: name: is required; email: \"x\" is not an email address"
+        );
+        assert_eq!(field_violations(&status), v.as_slice());
+    }
+
+    #[test]
+    fn parse_id_names_the_field() {
+        assert_eq!(parse_id("id", "").unwrap_err().description, "is required");
+        assert_eq!(parse_id("customer_id", "nope").unwrap_err().field, "customer_id");
+        assert!(parse_id("id", "0192f0c1-6b2a-7c3d-8e4f-0123456789ab").is_ok());
+    }
+}
