@@ -4,6 +4,7 @@ pub mod admin;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod events;
 pub mod grpc;
 pub mod metrics;
 pub mod outbox;

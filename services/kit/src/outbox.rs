@@ -71,3 +71,19 @@ pub async fn rows_for(
     .fetch_all(conn)
     .await
 }
+
+/// Records that this service handled event `event_id`, in the handler's transaction.
+/// Returns false when it was handled before: the caller then rolls back and acks, so a
+/// redelivered event has no second effect.
+pub async fn record_in_inbox(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    topic: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query("INSERT INTO inbox (event_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(event_id)
+        .bind(topic)
+        .execute(conn)
+        .await?;
+    Ok(inserted.rows_affected() == 1)
+}

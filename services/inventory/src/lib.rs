@@ -1,0 +1,1 @@
+//! Parts, a stock ledger, and reservations.

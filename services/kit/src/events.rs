@@ -1,0 +1,233 @@
+//! The event contracts between services: topic names and the `data` of each event.
+//!
+//! Publishers and consumers share these types so a field renamed on one side fails to
+//! compile on the other. JSON is camelCase; money is minor units plus currency; ids are
+//! UUID strings. The CloudEvents envelope around `data` is added by the outbox relay.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Topic names: the event `type`, and the subject suffix after `carerp.<tenant>.`.
+pub mod topic {
+    pub const CUSTOMER_CREATED: &str = "customer.created";
+    pub const CUSTOMER_UPDATED: &str = "customer.updated";
+    pub const VEHICLE_ADDED: &str = "vehicle.added";
+    pub const WORKORDER_CREATED: &str = "workorder.created";
+    pub const WORKORDER_PARTS_ADDED: &str = "workorder.parts-added";
+    pub const WORKORDER_COMPLETED: &str = "workorder.completed";
+    pub const WORKORDER_CANCELLED: &str = "workorder.cancelled";
+    pub const INVENTORY_PARTS_RESERVED: &str = "inventory.parts-reserved";
+    pub const INVENTORY_RESERVATION_FAILED: &str = "inventory.reservation-failed";
+    pub const INVENTORY_STOCK_ADJUSTED: &str = "inventory.stock-adjusted";
+    pub const INVENTORY_LOW_STOCK: &str = "inventory.low-stock";
+    pub const INVOICE_CREATED: &str = "invoice.created";
+    pub const INVOICE_PAID: &str = "invoice.paid";
+    pub const INVOICE_VOIDED: &str = "invoice.voided";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Money {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: impl Into<String>) -> Self {
+        Self {
+            amount_minor,
+            currency: currency.into(),
+        }
+    }
+}
+
+// ---- customer ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerChanged {
+    pub customer_id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+    pub archived: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VehicleAdded {
+    pub vehicle_id: Uuid,
+    pub customer_id: Uuid,
+    pub vin: String,
+    pub make: String,
+    pub model: String,
+    pub year: i32,
+    pub license_plate: String,
+}
+
+// ---- work order ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrderCreated {
+    pub work_order_id: Uuid,
+    pub number: String,
+    pub customer_id: Uuid,
+    pub vehicle_id: Uuid,
+}
+
+/// Part lines a work order needs reserved: new lines, or FAILED lines announced again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrderPartsAdded {
+    pub work_order_id: Uuid,
+    pub lines: Vec<RequestedPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestedPart {
+    pub line_id: Uuid,
+    pub part_id: Uuid,
+    pub quantity: i32,
+}
+
+/// Everything billing needs to invoice the work order, and inventory to consume stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrderCompleted {
+    pub work_order_id: Uuid,
+    pub number: String,
+    pub customer_id: Uuid,
+    pub vehicle_id: Uuid,
+    pub currency: String,
+    pub part_lines: Vec<CompletedPartLine>,
+    pub labor_lines: Vec<CompletedLaborLine>,
+    pub parts_total_minor: i64,
+    pub labor_total_minor: i64,
+    pub total_minor: i64,
+    pub completed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedPartLine {
+    pub line_id: Uuid,
+    pub part_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i32,
+    pub unit_price_minor: i64,
+    pub line_total_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedLaborLine {
+    pub line_id: Uuid,
+    pub description: String,
+    pub technician: String,
+    pub minutes: i32,
+    pub hourly_rate_minor: i64,
+    pub line_total_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrderCancelled {
+    pub work_order_id: Uuid,
+    pub reason: String,
+}
+
+// ---- inventory ----
+
+/// Every line of one `parts-added` event, reserved together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartsReserved {
+    pub work_order_id: Uuid,
+    pub lines: Vec<ReservedLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservedLine {
+    pub line_id: Uuid,
+    pub part_id: Uuid,
+    pub quantity: i32,
+    pub sku: String,
+    pub name: String,
+    pub unit_price: Money,
+}
+
+/// Nothing of the request was reserved. Every line of the request is listed; `reason` says
+/// why that line could not be reserved, or that another line of the request blocked it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationFailed {
+    pub work_order_id: Uuid,
+    pub lines: Vec<FailedLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedLine {
+    pub line_id: Uuid,
+    pub part_id: Uuid,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockAdjusted {
+    pub part_id: Uuid,
+    pub sku: String,
+    /// `receipt` or `adjustment`.
+    pub kind: String,
+    pub delta: i32,
+    pub reason: String,
+    pub quantity_on_hand: i32,
+    pub quantity_reserved: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LowStock {
+    pub part_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub quantity_available: i32,
+    pub reorder_point: i32,
+    pub reorder_quantity: i32,
+}
+
+// ---- billing ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceCreated {
+    pub invoice_id: Uuid,
+    pub number: String,
+    pub work_order_id: Uuid,
+    pub customer_id: Uuid,
+    pub total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoicePaid {
+    pub invoice_id: Uuid,
+    pub number: String,
+    pub work_order_id: Uuid,
+    pub total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceVoided {
+    pub invoice_id: Uuid,
+    pub number: String,
+    pub work_order_id: Uuid,
+    pub reason: String,
+}

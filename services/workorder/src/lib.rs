@@ -1,0 +1,1 @@
+//! Work orders: the repair order from intake to invoice.
