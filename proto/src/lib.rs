@@ -1,7 +1,8 @@
 //! The gRPC contracts of every Car ERP domain service, generated from `carerp/**.proto`.
 
 /// Encoded `FileDescriptorSet` of every contract, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/carerp_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/carerp_descriptor.bin"));
 
 pub mod common {
     pub mod v1 {

@@ -56,12 +56,15 @@ impl CustomerFields {
             city: optional(&mut v, "address.city", &raw.address.city, MAX_TEXT),
             country: raw.address.country.trim().to_ascii_uppercase(),
         };
-        if !address.country.is_empty()
-            && !(address.country.len() == 2 && address.country.chars().all(|c| c.is_ascii_uppercase()))
-        {
+        let is_alpha2 =
+            |code: &str| code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase());
+        if !address.country.is_empty() && !is_alpha2(&address.country) {
             v.add(
                 "address.country",
-                format!("{:?} is not an ISO 3166-1 alpha-2 code such as DE", raw.address.country),
+                format!(
+                    "{:?} is not an ISO 3166-1 alpha-2 code such as DE",
+                    raw.address.country
+                ),
             );
         }
         let notes = optional(&mut v, "notes", &raw.notes, MAX_NOTES);
@@ -97,9 +100,13 @@ impl VehicleFields {
         let make = required(&mut v, "make", &raw.make, MAX_TEXT);
         let model = required(&mut v, "model", &raw.model, MAX_TEXT);
         v.check(check_year(raw.year, current_year));
-        let license_plate = optional(&mut v, "license_plate", &raw.license_plate, 16).to_ascii_uppercase();
+        let license_plate =
+            optional(&mut v, "license_plate", &raw.license_plate, 16).to_ascii_uppercase();
         if raw.mileage < 0 {
-            v.add("mileage", format!("must not be negative, is {}", raw.mileage));
+            v.add(
+                "mileage",
+                format!("must not be negative, is {}", raw.mileage),
+            );
         }
         v.into_result(Self {
             vin,
@@ -122,7 +129,9 @@ pub fn check_mileage_update(current: i64, requested: i64) -> Result<(), MileageD
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("mileage cannot decrease: the vehicle has {current} km recorded, the update says {requested} km")]
+#[error(
+    "mileage cannot decrease: the vehicle has {current} km recorded, the update says {requested} km"
+)]
 pub struct MileageDecrease {
     pub current: i64,
     pub requested: i64,
@@ -136,10 +145,9 @@ pub fn check_vin(vin: &str) -> Result<(), FieldViolation> {
         ));
     }
     // I, O and Q are never used: they read like 1 and 0.
-    if let Some(bad) = vin
-        .chars()
-        .find(|c| !(c.is_ascii_digit() || (c.is_ascii_uppercase() && !matches!(c, 'I' | 'O' | 'Q'))))
-    {
+    if let Some(bad) = vin.chars().find(|c| {
+        !(c.is_ascii_digit() || (c.is_ascii_uppercase() && !matches!(c, 'I' | 'O' | 'Q')))
+    }) {
         return Err(FieldViolation::new(
             "vin",
             format!("{bad:?} is not allowed: only A-H, J-N, P, R-Z and 0-9"),
@@ -167,9 +175,9 @@ pub fn check_email(email: &str) -> Result<(), FieldViolation> {
     }
     let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
     let labels_ok = domain.split('.').count() >= 2
-        && domain
-            .split('.')
-            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-'));
+        && domain.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
     if local.is_empty() || local.len() > 64 || domain.contains('@') || !labels_ok {
         return Err(invalid());
     }
@@ -262,35 +270,83 @@ mod tests {
 
     #[test]
     fn name_is_required_and_bounded() {
-        let err = CustomerFields::validate(CustomerFields { name: "   ".into(), ..customer() }).unwrap_err();
+        let err = CustomerFields::validate(CustomerFields {
+            name: "   ".into(),
+            ..customer()
+        })
+        .unwrap_err();
         assert_eq!(fields(err), ["name"]);
-        let err = CustomerFields::validate(CustomerFields { name: "x".repeat(201), ..customer() }).unwrap_err();
+        let err = CustomerFields::validate(CustomerFields {
+            name: "x".repeat(201),
+            ..customer()
+        })
+        .unwrap_err();
         assert_eq!(fields(err), ["name"]);
     }
 
     #[test]
     fn a_customer_needs_an_email_or_a_phone() {
-        let err = CustomerFields::validate(CustomerFields { email: "".into(), phone: " ".into(), ..customer() })
-            .unwrap_err();
+        let err = CustomerFields::validate(CustomerFields {
+            email: "".into(),
+            phone: " ".into(),
+            ..customer()
+        })
+        .unwrap_err();
         assert_eq!(fields(err), ["email"]);
-        assert!(CustomerFields::validate(CustomerFields { email: "".into(), ..customer() }).is_ok());
-        assert!(CustomerFields::validate(CustomerFields { phone: "".into(), ..customer() }).is_ok());
+        assert!(
+            CustomerFields::validate(CustomerFields {
+                email: "".into(),
+                ..customer()
+            })
+            .is_ok()
+        );
+        assert!(
+            CustomerFields::validate(CustomerFields {
+                phone: "".into(),
+                ..customer()
+            })
+            .is_ok()
+        );
     }
 
     #[test]
     fn email_syntax() {
-        for good in ["a@b.de", "first.last+tag@mail.example.co.uk", "x@sub-domain.io"] {
+        for good in [
+            "a@b.de",
+            "first.last+tag@mail.example.co.uk",
+            "x@sub-domain.io",
+        ] {
             assert!(check_email(good).is_ok(), "{good}");
         }
-        for bad in ["plain", "@b.de", "a@", "a@b", "a@@b.de", "a b@c.de", "a@b..de", "a@-.", "a@b.de@c.de"] {
+        for bad in [
+            "plain",
+            "@b.de",
+            "a@",
+            "a@b",
+            "a@@b.de",
+            "a b@c.de",
+            "a@b..de",
+            "a@-.",
+            "a@b.de@c.de",
+        ] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn phone_must_be_international() {
-        assert_eq!(normalise_phone("+44 20 7946 0958").unwrap(), "+442079460958");
-        for bad in ["030 1234567", "+0301234567", "+49", "+49 30 abc", "+1234567890123456", "0049301234567"] {
+        assert_eq!(
+            normalise_phone("+44 20 7946 0958").unwrap(),
+            "+442079460958"
+        );
+        for bad in [
+            "030 1234567",
+            "+0301234567",
+            "+49",
+            "+49 30 abc",
+            "+1234567890123456",
+            "0049301234567",
+        ] {
             assert_eq!(normalise_phone(bad).unwrap_err().field, "phone", "{bad}");
         }
     }
@@ -299,7 +355,10 @@ mod tests {
     fn country_must_be_two_letters() {
         let mut raw = customer();
         raw.address.country = "Germany".into();
-        assert_eq!(fields(CustomerFields::validate(raw).unwrap_err()), ["address.country"]);
+        assert_eq!(
+            fields(CustomerFields::validate(raw).unwrap_err()),
+            ["address.country"]
+        );
     }
 
     #[test]
@@ -310,7 +369,10 @@ mod tests {
             phone: "123".into(),
             ..customer()
         };
-        assert_eq!(fields(CustomerFields::validate(raw).unwrap_err()), ["name", "email", "phone"]);
+        assert_eq!(
+            fields(CustomerFields::validate(raw).unwrap_err()),
+            ["name", "email", "phone"]
+        );
     }
 
     #[test]
@@ -323,10 +385,18 @@ mod tests {
     #[test]
     fn vin_is_17_allowed_characters() {
         assert!(check_vin("1HGCM82633A004352").is_ok());
-        assert!(check_vin("1HGCM82633A00435").unwrap_err().description.contains("17"));
+        assert!(
+            check_vin("1HGCM82633A00435")
+                .unwrap_err()
+                .description
+                .contains("17")
+        );
         for letter in ['I', 'O', 'Q'] {
             let vin = format!("1HGCM82633A00435{letter}");
-            assert!(check_vin(&vin).unwrap_err().description.contains(letter), "{vin}");
+            assert!(
+                check_vin(&vin).unwrap_err().description.contains(letter),
+                "{vin}"
+            );
         }
         assert!(check_vin("1HGCM82633A00435-").is_err());
     }
@@ -341,8 +411,16 @@ mod tests {
 
     #[test]
     fn make_model_and_mileage_are_checked() {
-        let raw = VehicleFields { make: "".into(), model: " ".into(), mileage: -1, ..vehicle() };
-        assert_eq!(fields(VehicleFields::validate(raw, 2026).unwrap_err()), ["make", "model", "mileage"]);
+        let raw = VehicleFields {
+            make: "".into(),
+            model: " ".into(),
+            mileage: -1,
+            ..vehicle()
+        };
+        assert_eq!(
+            fields(VehicleFields::validate(raw, 2026).unwrap_err()),
+            ["make", "model", "mileage"]
+        );
     }
 
     #[test]
@@ -351,7 +429,10 @@ mod tests {
         assert!(check_mileage_update(1000, 1500).is_ok());
         assert_eq!(
             check_mileage_update(1000, 999).unwrap_err(),
-            MileageDecrease { current: 1000, requested: 999 }
+            MileageDecrease {
+                current: 1000,
+                requested: 999
+            }
         );
     }
 }

@@ -100,10 +100,9 @@ impl ServiceConfig {
             reason,
         })?;
         let database_url = match database {
-            Database::Required => Some(env.required(
-                "DATABASE_URL",
-                "the service's PostgreSQL connection URL",
-            )?),
+            Database::Required => {
+                Some(env.required("DATABASE_URL", "the service's PostgreSQL connection URL")?)
+            }
             Database::None => None,
         };
         if let Some(url) = &database_url
@@ -255,11 +254,14 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     {
         match self.optional(name) {
             None => Ok(default),
-            Some(value) => value.trim().parse().map_err(|err: T::Err| ConfigError::Invalid {
-                name,
-                reason: err.to_string(),
-                value,
-            }),
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_err(|err: T::Err| ConfigError::Invalid {
+                    name,
+                    reason: err.to_string(),
+                    value,
+                }),
         }
     }
 }
@@ -297,7 +299,10 @@ mod tests {
     #[test]
     fn missing_database_url_names_the_variable() {
         let err = load(&[("CARERP_TENANT", "acme")], Database::Required).unwrap_err();
-        assert!(err.to_string().starts_with("DATABASE_URL is not set"), "{err}");
+        assert!(
+            err.to_string().starts_with("DATABASE_URL is not set"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -309,14 +314,20 @@ mod tests {
     #[test]
     fn missing_tenant_names_the_variable() {
         let err = load(&[], Database::None).unwrap_err();
-        assert!(err.to_string().starts_with("CARERP_TENANT is not set"), "{err}");
+        assert!(
+            err.to_string().starts_with("CARERP_TENANT is not set"),
+            "{err}"
+        );
     }
 
     #[test]
     fn tenant_must_be_a_short_dns_label() {
         for bad in ["Acme", "-acme", "acme-", "acme_motors", &"a".repeat(41)] {
             let err = load(&[("CARERP_TENANT", bad)], Database::None).unwrap_err();
-            assert!(err.to_string().starts_with("CARERP_TENANT="), "{bad}: {err}");
+            assert!(
+                err.to_string().starts_with("CARERP_TENANT="),
+                "{bad}: {err}"
+            );
         }
         assert!(load(&[("CARERP_TENANT", &"a".repeat(40))], Database::None).is_ok());
     }
@@ -340,7 +351,10 @@ mod tests {
             vars.push((name, value));
             let err = load(&vars, Database::Required).unwrap_err();
             let text = err.to_string();
-            assert!(text.starts_with(&format!("{name}=\"{value}\" is invalid")), "{text}");
+            assert!(
+                text.starts_with(&format!("{name}=\"{value}\" is invalid")),
+                "{text}"
+            );
         }
     }
 

@@ -65,7 +65,9 @@ pub fn parse_traceparent(value: &str) -> Option<(String, String)> {
     let (version, trace_id, span_id, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, len: usize| {
-        s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        s.len() == len
+            && s.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
     };
     let all_zero = |s: &str| s.chars().all(|c| c == '0');
     if parts.next().is_some()
@@ -109,7 +111,10 @@ mod tests {
         assert_eq!(cx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(cx.span_id, "00f067aa0ba902b7");
         assert_eq!(cx.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
-        assert!(cx.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(
+            cx.traceparent()
+                .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        );
     }
 
     #[test]
@@ -117,8 +122,14 @@ mod tests {
         for (correlation, parent) in [
             (None, None),
             (Some(""), Some("garbage")),
-            (Some("has spaces"), Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01")),
-            (Some(&*"x".repeat(200)), Some("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")),
+            (
+                Some("has spaces"),
+                Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            ),
+            (
+                Some(&*"x".repeat(200)),
+                Some("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            ),
         ] {
             let cx = RequestContext::from_headers(correlation, parent);
             assert!(uuid::Uuid::parse_str(&cx.correlation_id).is_ok());

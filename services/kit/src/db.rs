@@ -13,11 +13,7 @@ static KIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Kit migrations use small version numbers and services use timestamps, so the two never
 /// collide and the kit's tables always exist before a service's migrations run.
 pub fn migrator_with(service: &Migrator) -> Migrator {
-    let migrations = KIT_MIGRATOR
-        .iter()
-        .chain(service.iter())
-        .cloned()
-        .collect();
+    let migrations = KIT_MIGRATOR.iter().chain(service.iter()).cloned().collect();
     Migrator::with_migrations(migrations)
 }
 

@@ -72,7 +72,8 @@ where
             return Box::pin(inner.call(request));
         }
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        let incoming = RequestContext::from_headers(header(CORRELATION_HEADER), header(TRACEPARENT_HEADER));
+        let incoming =
+            RequestContext::from_headers(header(CORRELATION_HEADER), header(TRACEPARENT_HEADER));
         let action = method.rsplit('/').next().unwrap_or_default().to_string();
         let (span, context) = request_span(&action, incoming);
         request.extensions_mut().insert(context);
@@ -233,16 +234,13 @@ pub async fn start(
         tonic::transport::Server::builder()
             .layer(layer)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(grpc_listener),
-                async move {
-                    grpc_shutdown.cancelled().await;
-                    // Tell load balancers first, then drain what is in flight.
-                    health
-                        .set_service_status("", tonic_health::ServingStatus::NotServing)
-                        .await;
-                },
-            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                grpc_shutdown.cancelled().await;
+                // Tell load balancers first, then drain what is in flight.
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            })
             .await?;
         Ok::<_, ServeError>(())
     });
@@ -269,7 +267,10 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-pub(crate) fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServeError> {
+pub(crate) fn local_addr(
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, ServeError> {
     listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })

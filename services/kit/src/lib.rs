@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod config;
 pub mod context;
+pub mod convert;
 pub mod db;
 pub mod events;
 pub mod grpc;

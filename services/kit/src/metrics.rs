@@ -116,15 +116,24 @@ mod tests {
         metrics.observe_grpc(method, tonic::Code::Ok, Duration::from_millis(3));
         metrics.observe_grpc(method, tonic::Code::NotFound, Duration::from_millis(2));
         let text = metrics.encode();
-        assert!(text.contains(&format!(
-            "carerp_grpc_server_requests_total{{method=\"{method}\",code=\"Ok\"}} 1"
-        )), "{text}");
-        assert!(text.contains(&format!(
-            "carerp_grpc_server_errors_total{{method=\"{method}\",code=\"NotFound\"}} 1"
-        )), "{text}");
+        assert!(
+            text.contains(&format!(
+                "carerp_grpc_server_requests_total{{method=\"{method}\",code=\"Ok\"}} 1"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "carerp_grpc_server_errors_total{{method=\"{method}\",code=\"NotFound\"}} 1"
+            )),
+            "{text}"
+        );
         assert!(!text.contains("carerp_grpc_server_errors_total{method=\"/carerp.customer.v1.CustomerService/GetCustomer\",code=\"Ok\"}"));
-        assert!(text.contains(&format!(
-            "carerp_grpc_server_request_duration_seconds_count{{method=\"{method}\"}} 2"
-        )), "{text}");
+        assert!(
+            text.contains(&format!(
+                "carerp_grpc_server_request_duration_seconds_count{{method=\"{method}\"}} 2"
+            )),
+            "{text}"
+        );
     }
 }

@@ -80,10 +80,11 @@ pub async fn record_in_inbox(
     event_id: Uuid,
     topic: &str,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query("INSERT INTO inbox (event_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(event_id)
-        .bind(topic)
-        .execute(conn)
-        .await?;
+    let inserted =
+        sqlx::query("INSERT INTO inbox (event_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(event_id)
+            .bind(topic)
+            .execute(conn)
+            .await?;
     Ok(inserted.rows_affected() == 1)
 }

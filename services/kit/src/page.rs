@@ -37,7 +37,9 @@ pub fn decode_token<T: DeserializeOwned>(token: &str) -> Result<Option<T>, Field
     }
     let invalid = || FieldViolation::new("page.page_token", "is not a token this list returned");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|_| invalid())
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| invalid())
 }
 
 /// Splits one extra fetched row off: rows are fetched with `limit + 1` so that the presence
@@ -50,7 +52,10 @@ pub fn split_page<T, C: Serialize>(
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if rows.len() > limit {
         rows.truncate(limit);
-        let token = rows.last().map(|row| encode_token(&cursor_of(row))).unwrap_or_default();
+        let token = rows
+            .last()
+            .map(|row| encode_token(&cursor_of(row)))
+            .unwrap_or_default();
         (rows, token)
     } else {
         (rows, String::new())
@@ -72,7 +77,10 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_garbage_is_refused() {
         let token = encode_token(&("2026-01-01", 42));
-        assert_eq!(decode_token::<(String, i32)>(&token).unwrap(), Some(("2026-01-01".into(), 42)));
+        assert_eq!(
+            decode_token::<(String, i32)>(&token).unwrap(),
+            Some(("2026-01-01".into(), 42))
+        );
         assert_eq!(decode_token::<(String, i32)>("").unwrap(), None);
         assert!(decode_token::<(String, i32)>("!!!").is_err());
         assert!(decode_token::<(String, i32)>(&encode_token(&"other")).is_err());

@@ -58,7 +58,11 @@ impl Violations {
 
     /// `Ok(value)` when nothing was recorded.
     pub fn into_result<T>(self, value: T) -> Result<T, Violations> {
-        if self.0.is_empty() { Ok(value) } else { Err(self) }
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
     }
 }
 
@@ -158,7 +162,10 @@ mod tests {
     #[test]
     fn parse_id_names_the_field() {
         assert_eq!(parse_id("id", "").unwrap_err().description, "is required");
-        assert_eq!(parse_id("customer_id", "nope").unwrap_err().field, "customer_id");
+        assert_eq!(
+            parse_id("customer_id", "nope").unwrap_err().field,
+            "customer_id"
+        );
         assert!(parse_id("id", "0192f0c1-6b2a-7c3d-8e4f-0123456789ab").is_ok());
     }
 }

@@ -62,7 +62,11 @@ pub fn init(config: &ServiceConfig) -> Result<TelemetryGuard, TelemetryError> {
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let installed = match config.log_format {
         LogFormat::Json => registry
-            .with(JsonLogLayer::new(config.service, &config.tenant, std::io::stdout))
+            .with(JsonLogLayer::new(
+                config.service,
+                &config.tenant,
+                std::io::stdout,
+            ))
             .try_init(),
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().compact())
@@ -188,19 +192,23 @@ impl Visit for EventFields {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.extra.insert(field.name().to_string(), Value::from(value));
+        self.extra
+            .insert(field.name().to_string(), Value::from(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.extra.insert(field.name().to_string(), Value::from(value));
+        self.extra
+            .insert(field.name().to_string(), Value::from(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.extra.insert(field.name().to_string(), Value::from(value));
+        self.extra
+            .insert(field.name().to_string(), Value::from(value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.extra.insert(field.name().to_string(), Value::from(value));
+        self.extra
+            .insert(field.name().to_string(), Value::from(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -272,9 +280,7 @@ where
         let mut line = Map::new();
         line.insert(
             "timestamp".into(),
-            Value::from(
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            ),
+            Value::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         );
         line.insert(
             "level".into(),
@@ -282,7 +288,10 @@ where
         );
         line.insert("service".into(), Value::from(self.service.as_str()));
         line.insert("tenant".into(), Value::from(self.tenant.as_str()));
-        line.insert("trace_id".into(), ids.trace_id.map_or(Value::Null, Value::from));
+        line.insert(
+            "trace_id".into(),
+            ids.trace_id.map_or(Value::Null, Value::from),
+        );
         line.insert(
             "correlation_id".into(),
             ids.correlation_id.map_or(Value::Null, Value::from),

@@ -1,0 +1,776 @@
+//! The customer service over gRPC, served in-process on an ephemeral port, on a real
+//! PostgreSQL database of its own per test.
+
+use std::collections::HashSet;
+
+use carerp_kit::status::field_violations;
+use carerp_kit::{RunningService, ServiceConfig};
+use carerp_proto::common::v1::PageRequest;
+use carerp_proto::customer::v1 as pb;
+use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
+use sqlx::PgPool;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Harness {
+    service: RunningService,
+    client: CustomerServiceClient<Channel>,
+    pool: PgPool,
+}
+
+impl Harness {
+    async fn start(pool: PgPool) -> Self {
+        let config = ServiceConfig::for_tests("customer", "test-garage", None);
+        let service = carerp_customer::start_with_pool(config, pool.clone())
+            .await
+            .unwrap();
+        let client = CustomerServiceClient::connect(format!("http://{}", service.grpc_addr))
+            .await
+            .unwrap();
+        Self {
+            service,
+            client,
+            pool,
+        }
+    }
+
+    async fn outbox_topics(&self, aggregate_id: &str) -> Vec<String> {
+        let mut conn = self.pool.acquire().await.unwrap();
+        carerp_kit::outbox::rows_for(&mut conn, aggregate_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.topic)
+            .collect()
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let sql = match table {
+            "customers" => "SELECT count(*) FROM customers",
+            "vehicles" => "SELECT count(*) FROM vehicles",
+            _ => "SELECT count(*) FROM outbox",
+        };
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+
+    async fn create(&mut self, name: &str) -> pb::Customer {
+        self.client
+            .create_customer(new_customer(name))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn add_vehicle(&mut self, customer_id: &str, vin: &str) -> pb::Vehicle {
+        self.client
+            .add_vehicle(new_vehicle(customer_id, vin))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+fn new_customer(name: &str) -> pb::CreateCustomerRequest {
+    pb::CreateCustomerRequest {
+        name: name.into(),
+        email: format!("{}@example.com", name.to_lowercase().replace(' ', ".")),
+        phone: "+49 30 1234567".into(),
+        address: Some(pb::Address {
+            line1: "Hauptstr. 1".into(),
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country: "de".into(),
+            ..Default::default()
+        }),
+        notes: String::new(),
+        idempotency_key: String::new(),
+    }
+}
+
+fn new_vehicle(customer_id: &str, vin: &str) -> pb::AddVehicleRequest {
+    pb::AddVehicleRequest {
+        customer_id: customer_id.into(),
+        vin: vin.into(),
+        make: "Volkswagen".into(),
+        model: "Golf".into(),
+        year: 2019,
+        license_plate: "B-CE 2019".into(),
+        mileage: 42_000,
+        idempotency_key: String::new(),
+    }
+}
+
+const VIN: &str = "WVWZZZ1KZAW000001";
+
+/// The status is `code` and its field violations name exactly `fields`.
+fn assert_invalid(status: tonic::Status, fields: &[&str]) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let named: Vec<String> = field_violations(&status)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(named, fields, "{}", status.message());
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn create_get_update_archive_round_trip(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let created = h.create("Jane Doe").await;
+    assert_eq!(created.name, "Jane Doe");
+    assert_eq!(created.phone, "+49301234567");
+    assert_eq!(created.address.as_ref().unwrap().country, "DE");
+    assert_eq!(created.audit.as_ref().unwrap().version, 1);
+    assert!(
+        uuid::Uuid::parse_str(&created.id)
+            .unwrap()
+            .get_version_num()
+            == 7
+    );
+
+    let vehicle = h.add_vehicle(&created.id, "wvwzzz1kzaw000001").await;
+    assert_eq!(vehicle.vin, VIN);
+    let got = h
+        .client
+        .get_customer(pb::GetCustomerRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.vehicles.len(), 1);
+    assert_eq!(got.vehicles[0].id, vehicle.id);
+
+    let updated = h
+        .client
+        .update_customer(pb::UpdateCustomerRequest {
+            id: created.id.clone(),
+            name: "Jane Roe".into(),
+            email: "jane.roe@example.com".into(),
+            phone: String::new(),
+            address: None,
+            notes: "prefers calls in the morning".into(),
+            expected_version: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.name, "Jane Roe");
+    assert_eq!(updated.phone, "");
+    assert_eq!(updated.audit.as_ref().unwrap().version, 2);
+
+    let archived = h
+        .client
+        .archive_customer(pb::ArchiveCustomerRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(archived.archived);
+    assert_eq!(
+        h.outbox_topics(&created.id).await,
+        ["customer.created", "customer.updated", "customer.updated"]
+    );
+    assert_eq!(h.outbox_topics(&vehicle.id).await, ["vehicle.added"]);
+    h.service.stop().await.unwrap();
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn every_invalid_customer_field_is_named(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let cases: Vec<(pb::CreateCustomerRequest, Vec<&str>)> = vec![
+        (
+            pb::CreateCustomerRequest {
+                name: "  ".into(),
+                ..new_customer("x")
+            },
+            vec!["name"],
+        ),
+        (
+            pb::CreateCustomerRequest {
+                email: "not-an-email".into(),
+                ..new_customer("x")
+            },
+            vec!["email"],
+        ),
+        (
+            pb::CreateCustomerRequest {
+                phone: "030 1234567".into(),
+                ..new_customer("x")
+            },
+            vec!["phone"],
+        ),
+        (
+            pb::CreateCustomerRequest {
+                email: "".into(),
+                phone: "".into(),
+                ..new_customer("x")
+            },
+            vec!["email"],
+        ),
+        (
+            pb::CreateCustomerRequest {
+                address: Some(pb::Address {
+                    country: "Germany".into(),
+                    ..Default::default()
+                }),
+                ..new_customer("x")
+            },
+            vec!["address.country"],
+        ),
+        (
+            pb::CreateCustomerRequest {
+                name: "".into(),
+                email: "@".into(),
+                phone: "+0".into(),
+                ..new_customer("x")
+            },
+            vec!["name", "email", "phone"],
+        ),
+    ];
+    for (request, fields) in cases {
+        let status = h.client.create_customer(request).await.unwrap_err();
+        assert_invalid(status, &fields);
+    }
+    assert_eq!(h.count("customers").await, 0);
+    assert_eq!(h.count("outbox").await, 0);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn every_invalid_vehicle_field_is_named(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let customer = h.create("Max Mustermann").await;
+    let id = customer.id.as_str();
+    let cases: Vec<(pb::AddVehicleRequest, Vec<&str>)> = vec![
+        (new_vehicle(id, "WVWZZZ1KZAW00000"), vec!["vin"]),
+        (new_vehicle(id, "WVWZZZ1KZAW00000I"), vec!["vin"]),
+        (new_vehicle(id, "WVWZZZ1KZAW00000O"), vec!["vin"]),
+        (new_vehicle(id, "WVWZZZ1KZAW00000Q"), vec!["vin"]),
+        (
+            pb::AddVehicleRequest {
+                year: 1885,
+                ..new_vehicle(id, VIN)
+            },
+            vec!["year"],
+        ),
+        (
+            pb::AddVehicleRequest {
+                year: 2100,
+                ..new_vehicle(id, VIN)
+            },
+            vec!["year"],
+        ),
+        (
+            pb::AddVehicleRequest {
+                make: "".into(),
+                model: " ".into(),
+                ..new_vehicle(id, VIN)
+            },
+            vec!["make", "model"],
+        ),
+        (
+            pb::AddVehicleRequest {
+                mileage: -5,
+                ..new_vehicle(id, VIN)
+            },
+            vec!["mileage"],
+        ),
+        (new_vehicle("not-a-uuid", VIN), vec!["customer_id"]),
+        (new_vehicle("", ""), vec!["customer_id", "vin"]),
+    ];
+    for (request, fields) in cases {
+        let status = h.client.add_vehicle(request).await.unwrap_err();
+        assert_invalid(status, &fields);
+    }
+    assert_eq!(h.count("vehicles").await, 0);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn unknown_ids_are_not_found(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let c = &mut h.client;
+    let statuses = vec![
+        c.get_customer(pb::GetCustomerRequest {
+            id: unknown.clone(),
+        })
+        .await
+        .unwrap_err(),
+        c.get_vehicle(pb::GetVehicleRequest {
+            id: unknown.clone(),
+        })
+        .await
+        .unwrap_err(),
+        c.archive_customer(pb::ArchiveCustomerRequest {
+            id: unknown.clone(),
+        })
+        .await
+        .unwrap_err(),
+        c.update_customer(pb::UpdateCustomerRequest {
+            id: unknown.clone(),
+            name: "A".into(),
+            email: "a@b.de".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err(),
+        c.add_vehicle(new_vehicle(&unknown, VIN)).await.unwrap_err(),
+        c.update_vehicle(pb::UpdateVehicleRequest {
+            id: unknown.clone(),
+            make: "VW".into(),
+            model: "Golf".into(),
+            year: 2019,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err(),
+        c.list_vehicles(pb::ListVehiclesRequest {
+            customer_id: unknown.clone(),
+            page: None,
+        })
+        .await
+        .unwrap_err(),
+    ];
+    for status in statuses {
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        assert!(status.message().contains(&unknown), "{}", status.message());
+    }
+    let status = c
+        .get_customer(pb::GetCustomerRequest { id: "42".into() })
+        .await
+        .unwrap_err();
+    assert_invalid(status, &["id"]);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn a_duplicate_vin_is_refused_and_writes_nothing(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let first = h.create("First Owner").await;
+    let second = h.create("Second Owner").await;
+    h.add_vehicle(&first.id, VIN).await;
+    let outbox_before = h.count("outbox").await;
+
+    let status = h
+        .client
+        .add_vehicle(new_vehicle(&second.id, VIN))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert!(status.message().contains(VIN), "{}", status.message());
+    assert_eq!(h.count("vehicles").await, 1);
+    // The outbox row exists exactly when the change committed.
+    assert_eq!(h.count("outbox").await, outbox_before);
+    assert!(h.outbox_topics(&second.id).await == ["customer.created"]);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn mileage_never_decreases(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let customer = h.create("Odo Meter").await;
+    let vehicle = h.add_vehicle(&customer.id, VIN).await;
+    let update = |mileage| pb::UpdateVehicleRequest {
+        id: vehicle.id.clone(),
+        make: "Volkswagen".into(),
+        model: "Golf".into(),
+        year: 2019,
+        license_plate: "B-CE 2019".into(),
+        mileage,
+        expected_version: 0,
+    };
+    let status = h.client.update_vehicle(update(41_999)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("42000") && status.message().contains("41999"),
+        "{}",
+        status.message()
+    );
+
+    let updated = h
+        .client
+        .update_vehicle(update(50_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.mileage, 50_000);
+    assert_eq!(updated.vin, VIN);
+    assert_eq!(updated.audit.unwrap().version, 2);
+
+    let got = h
+        .client
+        .get_vehicle(pb::GetVehicleRequest {
+            id: vehicle.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.mileage, 50_000);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn archived_customers_leave_default_lists_but_stay_readable(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let kept = h.create("Kept Customer").await;
+    let gone = h.create("Gone Customer").await;
+    h.client
+        .archive_customer(pb::ArchiveCustomerRequest {
+            id: gone.id.clone(),
+        })
+        .await
+        .unwrap();
+    // Archiving twice is harmless and writes no second event.
+    h.client
+        .archive_customer(pb::ArchiveCustomerRequest {
+            id: gone.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        h.outbox_topics(&gone.id).await,
+        ["customer.created", "customer.updated"]
+    );
+
+    let list = |include_archived| pb::ListCustomersRequest {
+        page: None,
+        query: String::new(),
+        include_archived,
+    };
+    let default: Vec<String> = h
+        .client
+        .list_customers(list(false))
+        .await
+        .unwrap()
+        .into_inner()
+        .customers
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(default, vec![kept.id.clone()]);
+    let all = h
+        .client
+        .list_customers(list(true))
+        .await
+        .unwrap()
+        .into_inner()
+        .customers;
+    assert_eq!(all.len(), 2);
+    let got = h
+        .client
+        .get_customer(pb::GetCustomerRequest {
+            id: gone.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(got.archived);
+
+    let status = h
+        .client
+        .add_vehicle(new_vehicle(&gone.id, VIN))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("archived"));
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn an_idempotent_retry_creates_nothing_new(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let request = pb::CreateCustomerRequest {
+        idempotency_key: "req-123".into(),
+        ..new_customer("Retry Once")
+    };
+    let first = h
+        .client
+        .create_customer(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let second = h
+        .client
+        .create_customer(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.id, second.id);
+    assert_eq!(h.count("customers").await, 1);
+    assert_eq!(h.outbox_topics(&first.id).await, ["customer.created"]);
+
+    let vehicle = pb::AddVehicleRequest {
+        idempotency_key: "veh-1".into(),
+        ..new_vehicle(&first.id, VIN)
+    };
+    let a = h
+        .client
+        .add_vehicle(vehicle.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let b = h.client.add_vehicle(vehicle).await.unwrap().into_inner();
+    assert_eq!(a.id, b.id);
+    assert_eq!(h.count("vehicles").await, 1);
+
+    // Concurrent retries with one key also create one customer.
+    let request = pb::CreateCustomerRequest {
+        idempotency_key: "req-456".into(),
+        ..new_customer("Racing")
+    };
+    let calls = (0..8).map(|_| {
+        let mut client = h.client.clone();
+        let request = request.clone();
+        async move {
+            client
+                .create_customer(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .id
+        }
+    });
+    let ids: HashSet<String> = futures::future::join_all(calls).await.into_iter().collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(h.count("customers").await, 2);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn pagination_walks_250_customers_without_gaps_or_repeats(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let mut created = Vec::new();
+    for i in 0..250 {
+        created.push(h.create(&format!("Customer {i:03}")).await.id);
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let response = h
+            .client
+            .list_customers(pb::ListCustomersRequest {
+                page: Some(PageRequest {
+                    page_size: 40,
+                    page_token: token.clone(),
+                }),
+                query: String::new(),
+                include_archived: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(response.customers.len() <= 40);
+        seen.extend(response.customers.into_iter().map(|c| c.id));
+        token = response.page.unwrap().next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, 7);
+    assert_eq!(seen, created);
+
+    let bad = h
+        .client
+        .list_customers(pb::ListCustomersRequest {
+            page: Some(PageRequest {
+                page_size: -1,
+                page_token: "garbage!".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(bad, &["page.page_size", "page.page_token"]);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn search_covers_name_email_phone_plate_and_vin(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let anna = h
+        .client
+        .create_customer(pb::CreateCustomerRequest {
+            name: "Anna Schmidt".into(),
+            email: "anna@schmidt.example".into(),
+            phone: "+44 20 7946 0958".into(),
+            ..new_customer("x")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let _other = h.create("Bob Jones").await;
+    h.client
+        .add_vehicle(pb::AddVehicleRequest {
+            license_plate: "M-XY 99".into(),
+            ..new_vehicle(&anna.id, VIN)
+        })
+        .await
+        .unwrap();
+    for query in [
+        "schmidt",
+        "ANNA@",
+        "2079460958",
+        "m-xy",
+        "kzaw000001",
+        "%",
+        "_",
+    ] {
+        let found: Vec<String> = h
+            .client
+            .list_customers(pb::ListCustomersRequest {
+                query: query.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customers
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let expected: Vec<String> = if query == "%" || query == "_" {
+            vec![]
+        } else {
+            vec![anna.id.clone()]
+        };
+        assert_eq!(found, expected, "query {query:?}");
+    }
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn a_stale_version_is_aborted_and_concurrent_updates_have_one_winner(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let customer = h.create("Version Check").await;
+    let update = |name: &str, expected_version| pb::UpdateCustomerRequest {
+        id: customer.id.clone(),
+        name: name.into(),
+        email: "v@example.com".into(),
+        expected_version,
+        ..Default::default()
+    };
+    h.client.update_customer(update("First", 1)).await.unwrap();
+    let stale = h
+        .client
+        .update_customer(update("Stale", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    assert!(
+        stale
+            .message()
+            .contains("expected version 1, current version 2"),
+        "{}",
+        stale.message()
+    );
+
+    let calls = (0..6).map(|i| {
+        let mut client = h.client.clone();
+        let request = update(&format!("Writer {i}"), 2);
+        async move { client.update_customer(request).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let winners: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(winners.len(), 1);
+    for result in &results {
+        if let Err(status) = result {
+            assert_eq!(status.code(), Code::Aborted);
+        }
+    }
+    let got = h
+        .client
+        .get_customer(pb::GetCustomerRequest {
+            id: customer.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.audit.unwrap().version, 3);
+    assert_eq!(&got.name, &winners[0].as_ref().unwrap().get_ref().name);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn list_vehicles_of_a_customer_and_of_the_tenant(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let a = h.create("Owner A").await;
+    let b = h.create("Owner B").await;
+    h.add_vehicle(&a.id, "WVWZZZ1KZAW000001").await;
+    h.add_vehicle(&a.id, "WVWZZZ1KZAW000002").await;
+    h.add_vehicle(&b.id, "WVWZZZ1KZAW000003").await;
+    let of_a = h
+        .client
+        .list_vehicles(pb::ListVehiclesRequest {
+            customer_id: a.id.clone(),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .vehicles;
+    assert_eq!(of_a.len(), 2);
+    assert!(of_a.iter().all(|v| v.customer_id == a.id));
+    let page = h
+        .client
+        .list_vehicles(pb::ListVehiclesRequest {
+            customer_id: String::new(),
+            page: Some(PageRequest {
+                page_size: 2,
+                page_token: String::new(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.vehicles.len(), 2);
+    let rest = h
+        .client
+        .list_vehicles(pb::ListVehiclesRequest {
+            customer_id: String::new(),
+            page: Some(PageRequest {
+                page_size: 2,
+                page_token: page.page.unwrap().next_page_token,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.vehicles.len(), 1);
+    assert!(rest.page.unwrap().next_page_token.is_empty());
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn health_reflection_readiness_and_metrics_are_served(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    h.create("Metered").await;
+    let channel = Channel::from_shared(format!("http://{}", h.service.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: carerp_customer::SERVICE_NAME.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let readyz = http_get(h.service.admin_addr, "/readyz").await;
+    assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+    let metrics = http_get(h.service.admin_addr, "/metrics").await;
+    assert!(
+        metrics.contains("carerp_grpc_server_requests_total{method=\"/carerp.customer.v1.CustomerService/CreateCustomer\",code=\"Ok\"} 1"),
+        "{metrics}"
+    );
+    h.service.stop().await.unwrap();
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
