@@ -1,1 +1,64 @@
 //! Work orders: the repair order from intake to invoice.
+//!
+//! A work order records the customer's complaint, the parts and labour the job needs, and
+//! moves through a strict life cycle (see [`domain::check_transition`]) until billing has
+//! invoiced it.
+
+pub mod api;
+pub mod customers;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod store;
+
+use std::sync::LazyLock;
+
+use carerp_kit::grpc::{self, GrpcService, RunningService};
+use carerp_kit::{Metrics, ServiceConfig};
+use carerp_proto::workorder::v1::work_order_service_server::WorkOrderServiceServer;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tonic::service::Routes;
+
+pub use customers::CustomerDirectory;
+
+/// The kit's tables and ours, for start-up and `#[sqlx::test(migrator = ...)]`.
+pub static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| carerp_kit::db::migrator_with(&sqlx::migrate!("./migrations")));
+
+pub const SERVICE_NAME: &str = "carerp.workorder.v1.WorkOrderService";
+
+/// Connects to the database, migrates it, and serves until stopped. `customers` is how the
+/// service reaches the customer service (from `CUSTOMER_GRPC_URL` in production).
+pub async fn start(
+    config: ServiceConfig,
+    customers: CustomerDirectory,
+) -> anyhow::Result<RunningService> {
+    let url = config
+        .database_url
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is not set"))?;
+    let pool = carerp_kit::db::connect_and_migrate(url, &MIGRATOR).await?;
+    Ok(start_with_pool(config, pool, customers).await?)
+}
+
+/// Serves on an existing, migrated pool (what tests use).
+pub async fn start_with_pool(
+    config: ServiceConfig,
+    pool: PgPool,
+    customers: CustomerDirectory,
+) -> Result<RunningService, grpc::ServeError> {
+    let api = api::WorkOrderApi::new(pool.clone(), config.settings.clone(), customers);
+    let routes = Routes::new(WorkOrderServiceServer::new(api));
+    grpc::start(
+        config.grpc_addr,
+        config.admin_addr,
+        GrpcService {
+            name: SERVICE_NAME,
+            routes,
+            metrics: Metrics::new(),
+            pool: Some(pool),
+        },
+    )
+    .await
+}

@@ -1,0 +1,445 @@
+//! The gRPC handlers: decode and validate the request, call the store, encode the answer.
+
+use carerp_kit::grpc::request_context;
+use carerp_kit::status::parse_id;
+use carerp_kit::{TenantSettings, Violations, page};
+use carerp_proto::common::v1::{Audit, Money, PageResponse};
+use carerp_proto::workorder::v1 as pb;
+use carerp_proto::workorder::v1::work_order_service_server::WorkOrderService;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::customers::CustomerDirectory;
+use crate::domain::{self, Intake, NewLabor, ReservationState, Status as WoStatus};
+use crate::error::Error;
+use crate::store::{self, ListFilter, NewWorkOrder, WorkOrder};
+
+pub struct WorkOrderApi {
+    pool: PgPool,
+    settings: TenantSettings,
+    customers: CustomerDirectory,
+}
+
+impl WorkOrderApi {
+    pub fn new(pool: PgPool, settings: TenantSettings, customers: CustomerDirectory) -> Self {
+        Self {
+            pool,
+            settings,
+            customers,
+        }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply(order: WorkOrder) -> Reply<pb::WorkOrder> {
+    Ok(Response::new(to_pb(order)))
+}
+
+#[tonic::async_trait]
+impl WorkOrderService for WorkOrderApi {
+    async fn create_work_order(
+        &self,
+        request: Request<pb::CreateWorkOrderRequest>,
+    ) -> Reply<pb::WorkOrder> {
+        let context = request_context(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let customer_id = parse_id("customer_id", &req.customer_id);
+        let vehicle_id = parse_id("vehicle_id", &req.vehicle_id);
+        if let Err(violation) = &customer_id {
+            v.check(Err(violation.clone()));
+        }
+        if let Err(violation) = &vehicle_id {
+            v.check(Err(violation.clone()));
+        }
+        let intake = Intake::validate(&req.complaint, req.odometer_km, &req.notes);
+        if let Err(violations) = &intake {
+            for violation in violations.as_slice() {
+                v.check(Err(violation.clone()));
+            }
+        }
+        let (Ok(customer_id), Ok(vehicle_id), Ok(intake)) = (customer_id, vehicle_id, intake)
+        else {
+            return Err(Error::Invalid(v).into());
+        };
+        let key = non_empty(&req.idempotency_key);
+        // A retried create returns what the first one made, even if the customer service is
+        // down by now.
+        if let Some(key) = key
+            && let Some(existing) = store::find_by_idempotency_key(&self.pool, key).await?
+        {
+            return reply(existing);
+        }
+        self.customers
+            .check_vehicle_of(&context, customer_id, vehicle_id)
+            .await?;
+        let new = NewWorkOrder {
+            customer_id,
+            vehicle_id,
+            intake,
+            currency: self.settings.currency.clone(),
+        };
+        reply(store::create_work_order(&self.pool, &context, &new, key).await?)
+    }
+
+    async fn get_work_order(
+        &self,
+        request: Request<pb::GetWorkOrderRequest>,
+    ) -> Reply<pb::WorkOrder> {
+        let id = parse_id("id", &request.get_ref().id).map_err(Error::from)?;
+        reply(store::get_work_order(&self.pool, id).await?)
+    }
+
+    async fn list_work_orders(
+        &self,
+        request: Request<pb::ListWorkOrdersRequest>,
+    ) -> Reply<pb::ListWorkOrdersResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let page_request = req.page.unwrap_or_default();
+        let limit = page::page_size(page_request.page_size).unwrap_or_else(|violation| {
+            v.check(Err(violation));
+            page::DEFAULT_PAGE_SIZE
+        });
+        let after: Option<Uuid> =
+            page::decode_token(&page_request.page_token).unwrap_or_else(|violation| {
+                v.check(Err(violation));
+                None
+            });
+        let mut statuses = Vec::new();
+        for (index, value) in req.statuses.iter().enumerate() {
+            match status_from_pb(*value) {
+                Some(status) => statuses.push(status),
+                None => v.add(
+                    format!("statuses[{index}]"),
+                    format!("{value} is not a work order status"),
+                ),
+            }
+        }
+        let customer_id = optional_id(&mut v, "customer_id", &req.customer_id);
+        let vehicle_id = optional_id(&mut v, "vehicle_id", &req.vehicle_id);
+        let filter = v
+            .into_result(ListFilter {
+                statuses,
+                customer_id,
+                vehicle_id,
+            })
+            .map_err(Error::from)?;
+        let rows = store::list_work_orders(&self.pool, &filter, after, limit + 1).await?;
+        let (rows, next_page_token) = page::split_page(rows, limit, |order| order.id());
+        Ok(Response::new(pb::ListWorkOrdersResponse {
+            work_orders: rows.into_iter().map(to_pb).collect(),
+            page: Some(PageResponse { next_page_token }),
+        }))
+    }
+
+    async fn change_status(
+        &self,
+        request: Request<pb::ChangeStatusRequest>,
+    ) -> Reply<pb::WorkOrder> {
+        let context = request_context(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = required_id(&mut v, "id", &req.id);
+        let to = match status_from_pb(req.status) {
+            Some(status) => Some(status),
+            None if req.status == 0 => {
+                v.add("status", "is required");
+                None
+            }
+            None => {
+                v.add(
+                    "status",
+                    format!("{} is not a work order status", req.status),
+                );
+                None
+            }
+        };
+        let reason = if to == Some(WoStatus::Cancelled) {
+            domain::check_cancellation_reason(&req.reason).unwrap_or_else(|violation| {
+                v.check(Err(violation));
+                String::new()
+            })
+        } else {
+            String::new()
+        };
+        check_expected_version(&mut v, req.expected_version);
+        let (Some(id), Some(to)) = (id, to) else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        reply(
+            store::change_status(&self.pool, &context, id, to, &reason, req.expected_version)
+                .await?,
+        )
+    }
+
+    async fn add_part_line(
+        &self,
+        request: Request<pb::AddPartLineRequest>,
+    ) -> Reply<pb::WorkOrder> {
+        let context = request_context(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = required_id(&mut v, "work_order_id", &req.work_order_id);
+        let part_id = required_id(&mut v, "part_id", &req.part_id);
+        v.check(domain::check_quantity(req.quantity));
+        check_expected_version(&mut v, req.expected_version);
+        let (Some(id), Some(part_id)) = (id, part_id) else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        reply(
+            store::add_part_line(
+                &self.pool,
+                &context,
+                id,
+                part_id,
+                req.quantity,
+                req.expected_version,
+            )
+            .await?,
+        )
+    }
+
+    async fn remove_part_line(
+        &self,
+        request: Request<pb::RemovePartLineRequest>,
+    ) -> Reply<pb::WorkOrder> {
+        let req = request.into_inner();
+        let (id, line_id) = ids_of_line(&req.work_order_id, &req.line_id, req.expected_version)?;
+        reply(store::remove_part_line(&self.pool, id, line_id, req.expected_version).await?)
+    }
+
+    async fn add_labor_line(
+        &self,
+        request: Request<pb::AddLaborLineRequest>,
+    ) -> Reply<pb::WorkOrder> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = required_id(&mut v, "work_order_id", &req.work_order_id);
+        let rate = req
+            .hourly_rate
+            .as_ref()
+            .map(|money| (money.amount_minor, money.currency.as_str()));
+        let labor = NewLabor::validate(
+            &req.description,
+            &req.technician,
+            req.minutes,
+            rate,
+            self.settings.labor_rate_minor,
+            &self.settings.currency,
+        );
+        if let Err(violations) = &labor {
+            for violation in violations.as_slice() {
+                v.check(Err(violation.clone()));
+            }
+        }
+        check_expected_version(&mut v, req.expected_version);
+        let (Some(id), Ok(labor)) = (id, labor) else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        reply(
+            store::add_labor_line(
+                &self.pool,
+                id,
+                &labor,
+                &self.settings.currency,
+                req.expected_version,
+            )
+            .await?,
+        )
+    }
+
+    async fn remove_labor_line(
+        &self,
+        request: Request<pb::RemoveLaborLineRequest>,
+    ) -> Reply<pb::WorkOrder> {
+        let req = request.into_inner();
+        let (id, line_id) = ids_of_line(&req.work_order_id, &req.line_id, req.expected_version)?;
+        reply(store::remove_labor_line(&self.pool, id, line_id, req.expected_version).await?)
+    }
+
+    async fn update_notes(&self, request: Request<pb::UpdateNotesRequest>) -> Reply<pb::WorkOrder> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = required_id(&mut v, "id", &req.id);
+        let notes = domain::check_notes(&req.notes).unwrap_or_else(|violation| {
+            v.check(Err(violation));
+            String::new()
+        });
+        check_expected_version(&mut v, req.expected_version);
+        let Some(id) = id else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        reply(store::update_notes(&self.pool, id, &notes, req.expected_version).await?)
+    }
+
+    async fn retry_reservation(
+        &self,
+        request: Request<pb::RetryReservationRequest>,
+    ) -> Reply<pb::WorkOrder> {
+        let context = request_context(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = required_id(&mut v, "id", &req.id);
+        check_expected_version(&mut v, req.expected_version);
+        let Some(id) = id else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        reply(store::retry_reservation(&self.pool, &context, id, req.expected_version).await?)
+    }
+}
+
+fn ids_of_line(
+    work_order_id: &str,
+    line_id: &str,
+    expected_version: i64,
+) -> Result<(Uuid, Uuid), Error> {
+    let mut v = Violations::new();
+    let id = required_id(&mut v, "work_order_id", work_order_id);
+    let line_id = required_id(&mut v, "line_id", line_id);
+    check_expected_version(&mut v, expected_version);
+    match (id, line_id) {
+        (Some(id), Some(line_id)) if v.is_empty() => Ok((id, line_id)),
+        _ => Err(Error::Invalid(v)),
+    }
+}
+
+fn required_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
+    parse_id(field, value)
+        .map_err(|violation| v.check(Err(violation)))
+        .ok()
+}
+
+/// An id filter: empty means "any".
+fn optional_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
+    if value.trim().is_empty() {
+        None
+    } else {
+        required_id(v, field, value)
+    }
+}
+
+fn check_expected_version(v: &mut Violations, expected_version: i64) {
+    if expected_version < 0 {
+        v.add(
+            "expected_version",
+            format!("must not be negative (0 skips the check), is {expected_version}"),
+        );
+    }
+}
+
+fn non_empty(value: &str) -> Option<&str> {
+    let value = value.trim();
+    (!value.is_empty()).then_some(value)
+}
+
+pub fn status_from_pb(value: i32) -> Option<WoStatus> {
+    match pb::WorkOrderStatus::try_from(value).ok()? {
+        pb::WorkOrderStatus::Unspecified => None,
+        pb::WorkOrderStatus::Open => Some(WoStatus::Open),
+        pb::WorkOrderStatus::InProgress => Some(WoStatus::InProgress),
+        pb::WorkOrderStatus::AwaitingParts => Some(WoStatus::AwaitingParts),
+        pb::WorkOrderStatus::Completed => Some(WoStatus::Completed),
+        pb::WorkOrderStatus::Invoiced => Some(WoStatus::Invoiced),
+        pb::WorkOrderStatus::Cancelled => Some(WoStatus::Cancelled),
+    }
+}
+
+pub fn status_to_pb(status: WoStatus) -> pb::WorkOrderStatus {
+    match status {
+        WoStatus::Open => pb::WorkOrderStatus::Open,
+        WoStatus::InProgress => pb::WorkOrderStatus::InProgress,
+        WoStatus::AwaitingParts => pb::WorkOrderStatus::AwaitingParts,
+        WoStatus::Completed => pb::WorkOrderStatus::Completed,
+        WoStatus::Invoiced => pb::WorkOrderStatus::Invoiced,
+        WoStatus::Cancelled => pb::WorkOrderStatus::Cancelled,
+    }
+}
+
+fn reservation_to_pb(state: ReservationState) -> pb::ReservationState {
+    match state {
+        ReservationState::Pending => pb::ReservationState::Pending,
+        ReservationState::Reserved => pb::ReservationState::Reserved,
+        ReservationState::Failed => pb::ReservationState::Failed,
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn to_pb(order: WorkOrder) -> pb::WorkOrder {
+    let totals = order.totals();
+    let currency = order.header.currency.clone();
+    let money = |amount_minor: i64| Money {
+        amount_minor,
+        currency: currency.clone(),
+    };
+    let part_lines = order
+        .part_lines
+        .iter()
+        .map(|line| pb::PartLine {
+            id: line.id.to_string(),
+            part_id: line.part_id.to_string(),
+            quantity: line.quantity,
+            reservation_state: reservation_to_pb(line.state) as i32,
+            failure_reason: line.failure_reason.clone(),
+            sku: line.sku.clone(),
+            name: line.name.clone(),
+            unit_price: line.unit_price_minor.map(money),
+            line_total: line.line_total_minor().map(money),
+        })
+        .collect();
+    let labor_lines = order
+        .labor_lines
+        .iter()
+        .map(|line| pb::LaborLine {
+            id: line.id.to_string(),
+            description: line.description.clone(),
+            technician: line.technician.clone(),
+            minutes: line.minutes,
+            hourly_rate: Some(money(line.hourly_rate_minor)),
+            line_total: Some(money(line.line_total_minor())),
+        })
+        .collect();
+    let h = order.header;
+    pb::WorkOrder {
+        id: h.id.to_string(),
+        number: h.number,
+        customer_id: h.customer_id.to_string(),
+        vehicle_id: h.vehicle_id.to_string(),
+        complaint: h.complaint,
+        odometer_km: h.odometer_km,
+        notes: h.notes,
+        status: status_to_pb(order.status) as i32,
+        part_lines,
+        labor_lines,
+        totals: Some(pb::Totals {
+            parts: Some(money(totals.parts_minor)),
+            labor: Some(money(totals.labor_minor)),
+            estimated_total: Some(money(totals.estimated_minor)),
+        }),
+        started_at: h.started_at.map(timestamp),
+        completed_at: h.completed_at.map(timestamp),
+        invoiced_at: h.invoiced_at.map(timestamp),
+        cancelled_at: h.cancelled_at.map(timestamp),
+        cancellation_reason: h.cancellation_reason,
+        invoice_id: h.invoice_id.map(|id| id.to_string()).unwrap_or_default(),
+        audit: Some(Audit {
+            created_at: Some(timestamp(h.created_at)),
+            updated_at: Some(timestamp(h.updated_at)),
+            version: h.version,
+        }),
+    }
+}

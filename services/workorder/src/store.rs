@@ -1,0 +1,639 @@
+//! Work orders in PostgreSQL. Each public write is one use case: its SQL, its transaction,
+//! the version check, and the events it writes to the outbox in that transaction.
+//!
+//! Every write first locks the work order row (`FOR UPDATE`) and then compares versions, so
+//! of two concurrent writes the second sees the first's result: a stale `expected_version`
+//! is refused, and without one the rules are checked against the current state.
+
+use carerp_kit::RequestContext;
+use chrono::{DateTime, Datelike, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::{
+    self, Cause, Intake, LaborLine, NewLabor, PartLine, ReservationState, Status, Totals,
+};
+use crate::error::Error;
+use crate::events;
+
+/// The work order row, without its lines.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Header {
+    pub id: Uuid,
+    pub number: String,
+    pub customer_id: Uuid,
+    pub vehicle_id: Uuid,
+    pub complaint: String,
+    pub odometer_km: i64,
+    pub notes: String,
+    pub status: String,
+    pub currency: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub invoiced_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancellation_reason: String,
+    pub invoice_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// A work order with its lines, as read in one transaction.
+#[derive(Debug, Clone)]
+pub struct WorkOrder {
+    pub header: Header,
+    pub status: Status,
+    pub part_lines: Vec<PartLine>,
+    pub labor_lines: Vec<LaborLine>,
+}
+
+impl WorkOrder {
+    pub fn id(&self) -> Uuid {
+        self.header.id
+    }
+
+    pub fn totals(&self) -> Totals {
+        domain::totals(&self.part_lines, &self.labor_lines)
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct PartLineRow {
+    id: Uuid,
+    work_order_id: Uuid,
+    part_id: Uuid,
+    quantity: i32,
+    reservation_state: String,
+    failure_reason: String,
+    sku: String,
+    name: String,
+    unit_price_minor: Option<i64>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct LaborLineRow {
+    id: Uuid,
+    work_order_id: Uuid,
+    description: String,
+    technician: String,
+    minutes: i32,
+    hourly_rate_minor: i64,
+}
+
+// A macro rather than a const: `concat!` needs literals.
+macro_rules! header_columns {
+    () => {
+        "id, number, customer_id, vehicle_id, complaint, odometer_km, notes, status, currency, \
+         started_at, completed_at, invoiced_at, cancelled_at, cancellation_reason, invoice_id, \
+         created_at, updated_at, version"
+    };
+}
+
+/// What a new work order is made of, checked by the caller (including with the customer
+/// service).
+#[derive(Debug, Clone)]
+pub struct NewWorkOrder {
+    pub customer_id: Uuid,
+    pub vehicle_id: Uuid,
+    pub intake: Intake,
+    pub currency: String,
+}
+
+/// The work order created earlier with this idempotency key, if any.
+pub async fn find_by_idempotency_key(pool: &PgPool, key: &str) -> Result<Option<WorkOrder>, Error> {
+    let mut conn = pool.acquire().await?;
+    let header: Option<Header> = sqlx::query_as(concat!(
+        "SELECT ",
+        header_columns!(),
+        " FROM work_orders WHERE idempotency_key = $1"
+    ))
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match header {
+        Some(header) => Ok(Some(with_lines(&mut conn, vec![header]).await?.remove(0))),
+        None => Ok(None),
+    }
+}
+
+/// Creates a work order with the next number of the current year, or returns the one
+/// created earlier with the same idempotency key (then no number is used up).
+pub async fn create_work_order(
+    pool: &PgPool,
+    context: &RequestContext,
+    new: &NewWorkOrder,
+    idempotency_key: Option<&str>,
+) -> Result<WorkOrder, Error> {
+    let mut tx = pool.begin().await?;
+    let year = Utc::now().year();
+    let sequence = allocate_number(&mut tx, year).await?;
+    let number = domain::format_number(year, sequence);
+    let id = Uuid::now_v7();
+    let inserted = sqlx::query(
+        "INSERT INTO work_orders (id, number, customer_id, vehicle_id, complaint, odometer_km, notes,
+                                  status, currency, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(id)
+    .bind(&number)
+    .bind(new.customer_id)
+    .bind(new.vehicle_id)
+    .bind(&new.intake.complaint)
+    .bind(new.intake.odometer_km)
+    .bind(&new.intake.notes)
+    .bind(Status::Open.as_str())
+    .bind(&new.currency)
+    .bind(idempotency_key)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        // Created concurrently or earlier with this key: give the number back by rolling back.
+        tx.rollback().await?;
+        let key = idempotency_key.unwrap_or_default();
+        return find_by_idempotency_key(pool, key)
+            .await?
+            .ok_or_else(|| Error::Conflict(format!("idempotency key {key:?} vanished")));
+    }
+    let order = load(&mut tx, id).await?;
+    events::work_order_created(&mut tx, context, &order).await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+/// Takes the next number of `year`; the counter row stays locked until the transaction
+/// ends, so numbers are handed out in commit order without gaps.
+async fn allocate_number(conn: &mut PgConnection, year: i32) -> Result<i64, Error> {
+    let (number,): (i64,) = sqlx::query_as(
+        "INSERT INTO work_order_counters (year, last_number) VALUES ($1, 1)
+         ON CONFLICT (year) DO UPDATE SET last_number = work_order_counters.last_number + 1
+         RETURNING last_number",
+    )
+    .bind(year)
+    .fetch_one(conn)
+    .await?;
+    Ok(number)
+}
+
+pub async fn get_work_order(pool: &PgPool, id: Uuid) -> Result<WorkOrder, Error> {
+    let mut conn = pool.acquire().await?;
+    load(&mut conn, id).await
+}
+
+/// Which work orders a list shows; empty fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub statuses: Vec<Status>,
+    pub customer_id: Option<Uuid>,
+    pub vehicle_id: Option<Uuid>,
+}
+
+/// Newest first (ids are UUIDv7, so id order is creation order); `after` is the last id of
+/// the previous page.
+pub async fn list_work_orders(
+    pool: &PgPool,
+    filter: &ListFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<WorkOrder>, Error> {
+    let mut conn = pool.acquire().await?;
+    let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+    let headers: Vec<Header> = sqlx::query_as(concat!(
+        "SELECT ",
+        header_columns!(),
+        " FROM work_orders
+          WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
+            AND ($2::uuid IS NULL OR customer_id = $2)
+            AND ($3::uuid IS NULL OR vehicle_id = $3)
+            AND ($4::uuid IS NULL OR id < $4)
+          ORDER BY id DESC
+          LIMIT $5"
+    ))
+    .bind(&statuses)
+    .bind(filter.customer_id)
+    .bind(filter.vehicle_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    with_lines(&mut conn, headers).await
+}
+
+/// Reads a work order and its lines.
+pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<WorkOrder, Error> {
+    let header: Option<Header> = sqlx::query_as(concat!(
+        "SELECT ",
+        header_columns!(),
+        " FROM work_orders WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let header = header.ok_or(Error::WorkOrderNotFound(id))?;
+    Ok(with_lines(conn, vec![header]).await?.remove(0))
+}
+
+/// Locks a work order for a write and checks the version the caller based it on
+/// (`expected_version` 0 skips the check).
+pub async fn lock(
+    conn: &mut PgConnection,
+    id: Uuid,
+    expected_version: i64,
+) -> Result<WorkOrder, Error> {
+    let header: Option<Header> = sqlx::query_as(concat!(
+        "SELECT ",
+        header_columns!(),
+        " FROM work_orders WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let header = header.ok_or(Error::WorkOrderNotFound(id))?;
+    if expected_version != 0 && header.version != expected_version {
+        return Err(Error::VersionConflict {
+            id,
+            expected: expected_version,
+            actual: header.version,
+        });
+    }
+    Ok(with_lines(conn, vec![header]).await?.remove(0))
+}
+
+/// Records that the work order changed: every write ends here, so the version moves once
+/// per write whatever it touched.
+pub async fn touch(conn: &mut PgConnection, id: Uuid) -> Result<(), Error> {
+    sqlx::query("UPDATE work_orders SET version = version + 1, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn with_lines(
+    conn: &mut PgConnection,
+    headers: Vec<Header>,
+) -> Result<Vec<WorkOrder>, Error> {
+    let ids: Vec<Uuid> = headers.iter().map(|h| h.id).collect();
+    let parts: Vec<PartLineRow> = sqlx::query_as(
+        "SELECT id, work_order_id, part_id, quantity, reservation_state, failure_reason, sku, name,
+                unit_price_minor
+         FROM part_lines WHERE work_order_id = ANY($1) ORDER BY id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let labor: Vec<LaborLineRow> = sqlx::query_as(
+        "SELECT id, work_order_id, description, technician, minutes, hourly_rate_minor
+         FROM labor_lines WHERE work_order_id = ANY($1) ORDER BY id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    headers
+        .into_iter()
+        .map(|header| {
+            let status = Status::parse(&header.status)
+                .ok_or_else(|| corrupt(format!("unknown status {:?}", header.status)))?;
+            let part_lines = parts
+                .iter()
+                .filter(|row| row.work_order_id == header.id)
+                .map(|row| {
+                    Ok(PartLine {
+                        id: row.id,
+                        part_id: row.part_id,
+                        quantity: row.quantity,
+                        state: ReservationState::parse(&row.reservation_state).ok_or_else(
+                            || {
+                                corrupt(format!(
+                                    "unknown reservation state {:?}",
+                                    row.reservation_state
+                                ))
+                            },
+                        )?,
+                        failure_reason: row.failure_reason.clone(),
+                        sku: row.sku.clone(),
+                        name: row.name.clone(),
+                        unit_price_minor: row.unit_price_minor,
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            let labor_lines = labor
+                .iter()
+                .filter(|row| row.work_order_id == header.id)
+                .map(|row| LaborLine {
+                    id: row.id,
+                    description: row.description.clone(),
+                    technician: row.technician.clone(),
+                    minutes: row.minutes,
+                    hourly_rate_minor: row.hourly_rate_minor,
+                })
+                .collect();
+            Ok(WorkOrder {
+                header,
+                status,
+                part_lines,
+                labor_lines,
+            })
+        })
+        .collect()
+}
+
+/// A value the schema's CHECK constraints should have kept out.
+fn corrupt(message: String) -> Error {
+    Error::Database(sqlx::Error::Decode(message.into()))
+}
+
+/// Moves a work order through its life cycle at someone's request; completing and cancelling
+/// tell the other services.
+pub async fn change_status(
+    pool: &PgPool,
+    context: &RequestContext,
+    id: Uuid,
+    to: Status,
+    reason: &str,
+    expected_version: i64,
+) -> Result<WorkOrder, Error> {
+    let mut tx = pool.begin().await?;
+    let order = lock(&mut tx, id, expected_version).await?;
+    domain::check_transition(order.status, to, Cause::Request, &order.part_lines)?;
+    set_status(&mut tx, id, to, reason).await?;
+    touch(&mut tx, id).await?;
+    let order = load(&mut tx, id).await?;
+    match to {
+        Status::Completed => events::work_order_completed(&mut tx, context, &order).await?,
+        Status::Cancelled => events::work_order_cancelled(&mut tx, context, &order).await?,
+        _ => {}
+    }
+    tx.commit().await?;
+    Ok(order)
+}
+
+/// Writes a status and the timestamp that goes with it. `started_at` keeps the first start.
+pub(crate) async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    to: Status,
+    cancellation_reason: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE work_orders SET
+            status = $2,
+            started_at = CASE WHEN $2 = 'IN_PROGRESS' THEN COALESCE(started_at, now()) ELSE started_at END,
+            completed_at = CASE WHEN $2 = 'COMPLETED' THEN now() ELSE completed_at END,
+            invoiced_at = CASE WHEN $2 = 'INVOICED' THEN now() ELSE invoiced_at END,
+            cancelled_at = CASE WHEN $2 = 'CANCELLED' THEN now() ELSE cancelled_at END,
+            cancellation_reason = CASE WHEN $2 = 'CANCELLED' THEN $3 ELSE cancellation_reason END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(to.as_str())
+    .bind(cancellation_reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn ensure_lines_editable(order: &WorkOrder) -> Result<(), Error> {
+    if order.status.allows_line_changes() {
+        Ok(())
+    } else {
+        Err(Error::LinesLocked {
+            id: order.id(),
+            status: order.status,
+        })
+    }
+}
+
+/// Adds a part line, PENDING until inventory reserves it, and asks inventory to reserve it.
+pub async fn add_part_line(
+    pool: &PgPool,
+    context: &RequestContext,
+    id: Uuid,
+    part_id: Uuid,
+    quantity: i32,
+    expected_version: i64,
+) -> Result<WorkOrder, Error> {
+    let mut tx = pool.begin().await?;
+    let order = lock(&mut tx, id, expected_version).await?;
+    ensure_lines_editable(&order)?;
+    let line_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO part_lines (id, work_order_id, part_id, quantity, reservation_state)
+         VALUES ($1, $2, $3, $4, 'PENDING')",
+    )
+    .bind(line_id)
+    .bind(id)
+    .bind(part_id)
+    .bind(quantity)
+    .execute(&mut *tx)
+    .await?;
+    touch(&mut tx, id).await?;
+    let order = load(&mut tx, id).await?;
+    let new_lines: Vec<&PartLine> = order
+        .part_lines
+        .iter()
+        .filter(|l| l.id == line_id)
+        .collect();
+    events::parts_added(&mut tx, context, id, &new_lines).await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+/// Removes a part line before the work is completed.
+pub async fn remove_part_line(
+    pool: &PgPool,
+    id: Uuid,
+    line_id: Uuid,
+    expected_version: i64,
+) -> Result<WorkOrder, Error> {
+    let mut tx = pool.begin().await?;
+    let order = lock(&mut tx, id, expected_version).await?;
+    ensure_lines_editable(&order)?;
+    let deleted = sqlx::query("DELETE FROM part_lines WHERE id = $1 AND work_order_id = $2")
+        .bind(line_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::PartLineNotFound {
+            work_order_id: id,
+            line_id,
+        });
+    }
+    touch(&mut tx, id).await?;
+    let order = load(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+/// Adds a labour line; `labor` was validated against `currency`, the tenant's currency.
+pub async fn add_labor_line(
+    pool: &PgPool,
+    id: Uuid,
+    labor: &NewLabor,
+    currency: &str,
+    expected_version: i64,
+) -> Result<WorkOrder, Error> {
+    let mut tx = pool.begin().await?;
+    let order = lock(&mut tx, id, expected_version).await?;
+    ensure_lines_editable(&order)?;
+    if order.header.currency != currency {
+        return Err(Error::Conflict(format!(
+            "work order {id} is kept in {}, but the tenant now uses {currency}: labour cannot be added at a {currency} rate",
+            order.header.currency
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO labor_lines (id, work_order_id, description, technician, minutes, hourly_rate_minor)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(id)
+    .bind(&labor.description)
+    .bind(&labor.technician)
+    .bind(labor.minutes)
+    .bind(labor.hourly_rate_minor)
+    .execute(&mut *tx)
+    .await?;
+    touch(&mut tx, id).await?;
+    let order = load(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+pub async fn remove_labor_line(
+    pool: &PgPool,
+    id: Uuid,
+    line_id: Uuid,
+    expected_version: i64,
+) -> Result<WorkOrder, Error> {
+    let mut tx = pool.begin().await?;
+    let order = lock(&mut tx, id, expected_version).await?;
+    ensure_lines_editable(&order)?;
+    let deleted = sqlx::query("DELETE FROM labor_lines WHERE id = $1 AND work_order_id = $2")
+        .bind(line_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::LaborLineNotFound {
+            work_order_id: id,
+            line_id,
+        });
+    }
+    touch(&mut tx, id).await?;
+    let order = load(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+/// Notes are the garage's own remarks and may change in any status.
+pub async fn update_notes(
+    pool: &PgPool,
+    id: Uuid,
+    notes: &str,
+    expected_version: i64,
+) -> Result<WorkOrder, Error> {
+    let mut tx = pool.begin().await?;
+    lock(&mut tx, id, expected_version).await?;
+    sqlx::query("UPDATE work_orders SET notes = $2 WHERE id = $1")
+        .bind(id)
+        .bind(notes)
+        .execute(&mut *tx)
+        .await?;
+    touch(&mut tx, id).await?;
+    let order = load(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+/// Puts the FAILED part lines back to PENDING and announces them again, so inventory retries
+/// them (after stock arrived, for instance).
+pub async fn retry_reservation(
+    pool: &PgPool,
+    context: &RequestContext,
+    id: Uuid,
+    expected_version: i64,
+) -> Result<WorkOrder, Error> {
+    let mut tx = pool.begin().await?;
+    let order = lock(&mut tx, id, expected_version).await?;
+    ensure_lines_editable(&order)?;
+    let failed: Vec<Uuid> = order
+        .part_lines
+        .iter()
+        .filter(|line| line.state == ReservationState::Failed)
+        .map(|line| line.id)
+        .collect();
+    if failed.is_empty() {
+        return Err(Error::NothingToRetry(id));
+    }
+    sqlx::query(
+        "UPDATE part_lines SET reservation_state = 'PENDING', failure_reason = ''
+         WHERE work_order_id = $1 AND id = ANY($2)",
+    )
+    .bind(id)
+    .bind(&failed)
+    .execute(&mut *tx)
+    .await?;
+    touch(&mut tx, id).await?;
+    let order = load(&mut tx, id).await?;
+    let retried: Vec<&PartLine> = order
+        .part_lines
+        .iter()
+        .filter(|line| failed.contains(&line.id))
+        .collect();
+    events::parts_added(&mut tx, context, id, &retried).await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+/// Records inventory's reservation of one line: snapshot of SKU, name and price.
+pub(crate) async fn mark_reserved(
+    conn: &mut PgConnection,
+    line_id: Uuid,
+    sku: &str,
+    name: &str,
+    unit_price_minor: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE part_lines SET reservation_state = 'RESERVED', failure_reason = '',
+                sku = $2, name = $3, unit_price_minor = $4
+         WHERE id = $1",
+    )
+    .bind(line_id)
+    .bind(sku)
+    .bind(name)
+    .bind(unit_price_minor)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn mark_failed(
+    conn: &mut PgConnection,
+    line_id: Uuid,
+    reason: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE part_lines SET reservation_state = 'FAILED', failure_reason = $2 WHERE id = $1",
+    )
+    .bind(line_id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_invoice(
+    conn: &mut PgConnection,
+    id: Uuid,
+    invoice_id: Uuid,
+) -> Result<(), Error> {
+    sqlx::query("UPDATE work_orders SET invoice_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(invoice_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
