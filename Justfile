@@ -25,3 +25,7 @@ proto:
 # What CI runs.
 ci:
     bash .ci/run
+
+# Regenerate the CarErpTenant CRD in crds/ from the operator's Rust types.
+crds:
+    cargo run -q -p carerp-operator -- crd > crds/carerp.io_carerptenants.yaml

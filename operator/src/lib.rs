@@ -1,1 +1,5 @@
-//! The Car ERP operator.
+//! The Car ERP operator: the `CarErpTenant` resource, what each tenant becomes, the
+//! provisioners of its databases and stream, the controller, and the same tenant run locally.
+
+pub mod crd;
+pub mod validate;
