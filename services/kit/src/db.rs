@@ -6,7 +6,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// The tables every service has: the outbox and the inbox.
-static KIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+pub static KIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The kit's migrations followed by the service's, as one migrator.
 ///

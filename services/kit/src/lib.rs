@@ -2,15 +2,19 @@
 
 pub mod admin;
 pub mod config;
+pub mod consumer;
 pub mod context;
 pub mod convert;
 pub mod db;
+pub mod envelope;
 pub mod events;
 pub mod grpc;
 pub mod metrics;
 pub mod outbox;
 pub mod page;
+pub mod relay;
 pub mod status;
+pub mod stream;
 pub mod telemetry;
 
 pub use config::{ConfigError, Database, ServiceConfig, TenantSettings};

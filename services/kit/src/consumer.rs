@@ -1,0 +1,204 @@
+//! The consumer runtime: one durable pull consumer per service, each event handled in one
+//! database transaction together with its inbox row.
+//!
+//! A redelivered event finds its inbox row and has no second effect. A failing event is
+//! redelivered with growing delays; after [`MAX_DELIVERIES`] it goes to the service's dead
+//! letter subject with the error and is acked, so it never blocks the events behind it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures::StreamExt;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::context::RequestContext;
+use crate::envelope::{CloudEvent, dlq_subject, stream_name, subject};
+use crate::outbox::record_in_inbox;
+use crate::telemetry::request_span;
+
+pub const MAX_DELIVERIES: i64 = 5;
+
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A service's event handlers: which topics it consumes and what each does to its store.
+pub trait EventHandler: Send + Sync + 'static {
+    fn topics(&self) -> &'static [&'static str];
+
+    /// Applies `event` inside the caller's transaction; an error rolls everything back.
+    fn handle(
+        &self,
+        tx: &mut PgConnection,
+        context: &RequestContext,
+        event: &CloudEvent,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("stream {stream} is not available: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("consumer {name}: {reason}")]
+    Consumer { name: String, reason: String },
+}
+
+pub struct Consumer<H> {
+    pub pool: PgPool,
+    pub jetstream: jetstream::Context,
+    pub service: String,
+    pub tenant: String,
+    pub handler: H,
+}
+
+impl<H: EventHandler> Consumer<H> {
+    /// Creates or updates the durable consumer with the handler's subject filters.
+    async fn subscribe(
+        &self,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, ConsumerError> {
+        let stream_name = stream_name(&self.tenant);
+        let stream = self
+            .jetstream
+            .get_stream(&stream_name)
+            .await
+            .map_err(|err| ConsumerError::Stream {
+                stream: stream_name.clone(),
+                reason: err.to_string(),
+            })?;
+        let config = pull::Config {
+            durable_name: Some(self.service.clone()),
+            filter_subjects: self
+                .handler
+                .topics()
+                .iter()
+                .map(|topic| subject(&self.tenant, topic))
+                .collect(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: -1,
+            ..Default::default()
+        };
+        let consumer_error = |err: &dyn std::fmt::Display| ConsumerError::Consumer {
+            name: self.service.clone(),
+            reason: err.to_string(),
+        };
+        match stream.create_consumer(config.clone()).await {
+            Ok(consumer) => Ok(consumer),
+            // An existing consumer with other filters is updated in place.
+            Err(_) => stream
+                .update_consumer(config)
+                .await
+                .map_err(|err| consumer_error(&err)),
+        }
+    }
+
+    /// Consumes until `shutdown`; the event in hand is finished first.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let consumer = self.subscribe().await?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|err| ConsumerError::Consumer {
+                name: self.service.clone(),
+                reason: err.to_string(),
+            })?;
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            match message {
+                Some(Ok(message)) => self.process(message).await,
+                Some(Err(err)) => {
+                    tracing::warn!(action = "consumer.receive", error = %err, "receiving failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn process(&self, message: jetstream::Message) {
+        let deliveries = message.info().map(|info| info.delivered).unwrap_or(1);
+        let event: CloudEvent = match serde_json::from_slice(&message.payload) {
+            Ok(event) => event,
+            Err(err) => {
+                // A malformed envelope will never parse: straight to the dead letters.
+                let reason = format!("malformed CloudEvent: {err}");
+                self.dead_letter(&message, &reason).await;
+                return;
+            }
+        };
+        let (span, context) = request_span(&event.event_type, event.context());
+        let outcome = self.apply(&context, &event).instrument(span.clone()).await;
+        let _entered = span.enter();
+        match outcome {
+            Ok(true) => {
+                tracing::info!(event_id = %event.id, "{} handled", event.event_type);
+                ack(&message, AckKind::Ack).await;
+            }
+            Ok(false) => {
+                tracing::info!(event_id = %event.id, "{} already handled; ignored", event.event_type);
+                ack(&message, AckKind::Ack).await;
+            }
+            Err(err) if deliveries >= MAX_DELIVERIES => {
+                tracing::error!(event_id = %event.id, deliveries, error = %err, "{} failed for the last time; dead-lettered", event.event_type);
+                self.dead_letter(&message, &err.to_string()).await;
+            }
+            Err(err) => {
+                let delay = Duration::from_millis(200 * 2u64.pow(deliveries.clamp(1, 6) as u32));
+                tracing::warn!(event_id = %event.id, deliveries, error = %err, retry_in_ms = delay.as_millis() as u64, "{} failed; will retry", event.event_type);
+                ack(&message, AckKind::Nak(Some(delay))).await;
+            }
+        }
+    }
+
+    /// True when applied now, false when the inbox says it was applied before.
+    async fn apply(
+        &self,
+        context: &RequestContext,
+        event: &CloudEvent,
+    ) -> Result<bool, HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        if !record_in_inbox(&mut tx, event.id, &event.event_type).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.handler.handle(&mut tx, context, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Publishes the event as it arrived to the dead letter subject, with the error, then acks.
+    /// If the dead letter cannot be stored the message is left for redelivery, so nothing is lost.
+    async fn dead_letter(&self, message: &jetstream::Message, reason: &str) {
+        let mut headers = HeaderMap::new();
+        headers.insert("CarErp-Error", reason.replace(['\r', '\n'], " ").as_str());
+        headers.insert("CarErp-Original-Subject", message.subject.as_str());
+        let subject = dlq_subject(&self.tenant, &self.service);
+        let stored = match self
+            .jetstream
+            .publish_with_headers(subject.clone(), headers, message.payload.clone())
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match stored {
+            Ok(()) => ack(message, AckKind::Ack).await,
+            Err(err) => {
+                tracing::error!(action = "consumer.dead_letter", error = %err, "cannot dead-letter to {subject}; leaving for redelivery");
+                ack(message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
+            }
+        }
+    }
+}
+
+async fn ack(message: &jetstream::Message, kind: AckKind) {
+    if let Err(err) = message.ack_with(kind).await {
+        // The server redelivers after ack_wait; the inbox makes that harmless.
+        tracing::warn!(action = "consumer.ack", error = %err, "ack failed");
+    }
+}

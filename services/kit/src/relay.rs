@@ -1,0 +1,227 @@
+//! The outbox relay: publishes committed outbox rows to JetStream and marks them published.
+//!
+//! It wakes on `LISTEN/NOTIFY` (the outbox notifies at commit) and polls only as a fallback
+//! for missed notifications. Each pass takes, per aggregate, only the oldest pending row
+//! (`FOR UPDATE SKIP LOCKED`), so several replicas can relay at once without reordering the
+//! events of one aggregate. A publish counts only once JetStream acknowledged it; `Nats-Msg-Id`
+//! makes a retry after a lost ack a no-op inside the stream's duplicate window.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use prometheus_client::metrics::gauge::Gauge;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::{CloudEvent, subject};
+use crate::metrics::Metrics;
+use crate::outbox::{NOTIFY_CHANNEL, OutboxRow};
+
+const BATCH: i64 = 200;
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("publishing event {id} to {subject}: {reason}")]
+    Publish {
+        id: uuid::Uuid,
+        subject: String,
+        reason: String,
+    },
+}
+
+pub struct Relay {
+    pool: PgPool,
+    jetstream: jetstream::Context,
+    service: String,
+    tenant: String,
+    backlog: Gauge,
+    oldest_age: Gauge<f64, AtomicU64>,
+}
+
+impl Relay {
+    pub fn new(
+        pool: PgPool,
+        jetstream: jetstream::Context,
+        service: &str,
+        tenant: &str,
+        metrics: &Metrics,
+    ) -> Self {
+        let backlog = Gauge::default();
+        let oldest_age = Gauge::<f64, AtomicU64>::default();
+        metrics.register(
+            "outbox_backlog",
+            "Outbox events not yet published",
+            backlog.clone(),
+        );
+        metrics.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest outbox event not yet published",
+            oldest_age.clone(),
+        );
+        Self {
+            pool,
+            jetstream,
+            service: service.into(),
+            tenant: tenant.into(),
+            backlog,
+            oldest_age,
+        }
+    }
+
+    /// Relays until `shutdown`; broker or database failures are retried with backoff.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = self.listen().await;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.drain().await {
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(err) => {
+                    tracing::warn!(action = "outbox.relay", error = %err, retry_in_ms = backoff.as_millis() as u64, "relay failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+            self.update_gauges().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                notified = wait_notification(&mut listener) => {
+                    if !notified {
+                        listener = self.listen().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen(NOTIFY_CHANNEL).await.ok()?;
+        Some(listener)
+    }
+
+    /// Publishes until nothing is pending; returns how many events went out.
+    pub async fn drain(&self) -> Result<usize, RelayError> {
+        let mut total = 0;
+        loop {
+            let published = self.publish_pending().await?;
+            total += published;
+            if published == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One pass: the oldest pending event of up to `BATCH` aggregates.
+    pub async fn publish_pending(&self) -> Result<usize, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT o.seq, o.id, o.topic, o.aggregate_id, o.data, o.correlation_id, o.traceparent,
+                    o.created_at, o.published_at
+             FROM outbox o
+             WHERE o.published_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM outbox e
+                               WHERE e.aggregate_id = o.aggregate_id AND e.published_at IS NULL AND e.seq < o.seq)
+             ORDER BY o.seq
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Send all, then wait for the acks: one round trip per batch, not per event.
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for row in &rows {
+            match self.send(row).await {
+                Ok(ack) => pending.push((row, ack)),
+                Err(reason) => {
+                    failure = Some((row, reason));
+                    break;
+                }
+            }
+        }
+        let mut published = Vec::with_capacity(pending.len());
+        for (row, ack) in pending {
+            match ack.await {
+                Ok(_) => published.push(row.seq),
+                Err(err) => {
+                    failure.get_or_insert((row, err.to_string()));
+                    break;
+                }
+            }
+        }
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE seq = ANY($1)")
+            .bind(&published)
+            .execute(&mut *tx)
+            .await?;
+        if let Some((row, reason)) = &failure {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1",
+            )
+            .bind(row.seq)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        match failure {
+            None => Ok(published.len()),
+            Some((row, reason)) => Err(RelayError::Publish {
+                id: row.id,
+                subject: subject(&self.tenant, &row.topic),
+                reason,
+            }),
+        }
+    }
+
+    async fn send(&self, row: &OutboxRow) -> Result<jetstream::context::PublishAckFuture, String> {
+        let event = CloudEvent::from_outbox(row, &self.service, &self.tenant);
+        let payload = serde_json::to_vec(&event).map_err(|err| err.to_string())?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", row.id.to_string().as_str());
+        headers.insert("Content-Type", "application/cloudevents+json");
+        self.jetstream
+            .publish_with_headers(subject(&self.tenant, &row.topic), headers, payload.into())
+            .await
+            .map_err(|err| err.to_string())
+    }
+
+    async fn update_gauges(&self) {
+        let stats: Result<(i64, Option<f64>), _> = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await;
+        if let Ok((count, age)) = stats {
+            self.backlog.set(count);
+            self.oldest_age.set(age.unwrap_or(0.0));
+        }
+    }
+}
+
+/// True when a notification arrived; false when the listener is gone (reconnect).
+async fn wait_notification(listener: &mut Option<PgListener>) -> bool {
+    match listener {
+        Some(l) => l.recv().await.is_ok(),
+        None => {
+            tokio::time::sleep(POLL_INTERVAL).await;
+            false
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! The outbox relay and the consumer runtime against the real PostgreSQL and NATS.
+//! Each test uses a tenant (so a stream and subjects) of its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use carerp_kit::consumer::{Consumer, EventHandler, HandlerError};
+use carerp_kit::envelope::{CloudEvent, dlq_subject, stream_name, subject};
+use carerp_kit::relay::Relay;
+use carerp_kit::stream::{StreamSettings, ensure_stream};
+use carerp_kit::{Metrics, RequestContext, outbox};
+use futures::StreamExt;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+fn unique_tenant() -> String {
+    format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
+}
+
+async fn jetstream_for(tenant: &str) -> jetstream::Context {
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let js = jetstream::new(client);
+    ensure_stream(&js, tenant, &StreamSettings::default())
+        .await
+        .unwrap();
+    js
+}
+
+async fn enqueue(
+    pool: &PgPool,
+    context: &RequestContext,
+    topic: &str,
+    aggregate: &str,
+    n: i64,
+) -> uuid::Uuid {
+    let mut tx = pool.begin().await.unwrap();
+    let id = outbox::enqueue(
+        &mut tx,
+        context,
+        topic,
+        aggregate,
+        &serde_json::json!({ "n": n }),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+/// Every message of the stream on `subject`, in stream order.
+async fn stored(
+    js: &jetstream::Context,
+    tenant: &str,
+    subject: &str,
+) -> Vec<async_nats::jetstream::Message> {
+    let stream = js.get_stream(stream_name(tenant)).await.unwrap();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: subject.to_string(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1000)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    while let Some(Ok(message)) = batch.next().await {
+        messages.push(message);
+    }
+    messages
+}
+
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn the_relay_publishes_committed_events_in_order_once(pool: PgPool) {
+    let tenant = unique_tenant();
+    let js = jetstream_for(&tenant).await;
+    let context = RequestContext::new_root();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(enqueue(&pool, &context, "customer.created", "agg-1", n).await);
+    }
+    // A rolled-back change leaves no event.
+    let mut tx = pool.begin().await.unwrap();
+    outbox::enqueue(
+        &mut tx,
+        &context,
+        "customer.created",
+        "agg-1",
+        &serde_json::json!({"n": 99}),
+    )
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+
+    let relay = Relay::new(
+        pool.clone(),
+        js.clone(),
+        "customer",
+        &tenant,
+        &Metrics::new(),
+    );
+    assert_eq!(relay.drain().await.unwrap(), 5);
+    assert_eq!(relay.drain().await.unwrap(), 0);
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0);
+
+    let messages = stored(&js, &tenant, &subject(&tenant, "customer.created")).await;
+    let events: Vec<CloudEvent> = messages
+        .iter()
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.data["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    let first = &events[0];
+    assert_eq!(first.specversion, "1.0");
+    assert_eq!(first.source, "customer");
+    assert_eq!(first.tenant, tenant);
+    assert_eq!(first.subject, "agg-1");
+    assert_eq!(first.correlationid, context.correlation_id);
+    assert_eq!(first.traceparent, context.traceparent());
+    let msg_id = messages[0]
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Msg-Id"))
+        .unwrap()
+        .as_str()
+        .to_string();
+    assert_eq!(msg_id, ids[0].to_string());
+
+    // Marking a row unpublished again (a crash after publish, before commit) republishes it,
+    // and the stream's duplicate window drops the copy.
+    sqlx::query("UPDATE outbox SET published_at = NULL WHERE id = $1")
+        .bind(ids[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(relay.drain().await.unwrap(), 1);
+    assert_eq!(
+        stored(&js, &tenant, &subject(&tenant, "customer.created"))
+            .await
+            .len(),
+        5
+    );
+    js.delete_stream(stream_name(&tenant)).await.unwrap();
+}
+
+/// Counts what it applies; fails on `{"poison": true}`.
+#[derive(Clone, Default)]
+struct Counting {
+    applied: Arc<AtomicUsize>,
+}
+
+impl EventHandler for Counting {
+    fn topics(&self) -> &'static [&'static str] {
+        &["test.happened"]
+    }
+
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        _: &RequestContext,
+        event: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        if event.data["poison"] == true {
+            return Err("this event can never be handled".into());
+        }
+        sqlx::query("SELECT 1").execute(&mut *tx).await?;
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+async fn publish_raw(js: &jetstream::Context, tenant: &str, event: &CloudEvent, msg_id: &str) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    js.publish_with_headers(
+        subject(tenant, &event.event_type),
+        headers,
+        serde_json::to_vec(event).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
+fn event(tenant: &str, data: serde_json::Value) -> CloudEvent {
+    let context = RequestContext::new_root();
+    CloudEvent {
+        specversion: "1.0".into(),
+        id: uuid::Uuid::now_v7(),
+        source: "test".into(),
+        event_type: "test.happened".into(),
+        subject: "agg".into(),
+        time: chrono::Utc::now(),
+        datacontenttype: "application/json".into(),
+        data,
+        tenant: tenant.into(),
+        correlationid: context.correlation_id.clone(),
+        traceparent: context.traceparent(),
+    }
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..150 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn a_duplicated_event_has_one_effect_and_a_poison_event_is_dead_lettered(pool: PgPool) {
+    let tenant = unique_tenant();
+    let js = jetstream_for(&tenant).await;
+    let handler = Counting::default();
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer {
+        pool: pool.clone(),
+        jetstream: js.clone(),
+        service: "tester".into(),
+        tenant: tenant.clone(),
+        handler: handler.clone(),
+    };
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+
+    let poison = event(&tenant, serde_json::json!({ "poison": true }));
+    publish_raw(&js, &tenant, &poison, "poison").await;
+    let good = event(&tenant, serde_json::json!({ "poison": false }));
+    // The same event twice, under different message ids so the stream keeps both copies.
+    publish_raw(&js, &tenant, &good, "copy-1").await;
+    publish_raw(&js, &tenant, &good, "copy-2").await;
+
+    // The good event is not held up behind the poison one.
+    eventually("the good event is applied", async || {
+        handler.applied.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let dlq = dlq_subject(&tenant, "tester");
+    eventually("the poison event is dead-lettered", async || {
+        !stored(&js, &tenant, &dlq).await.is_empty()
+    })
+    .await;
+    let dead = stored(&js, &tenant, &dlq).await;
+    assert_eq!(dead.len(), 1);
+    let headers = dead[0].headers.as_ref().unwrap();
+    assert_eq!(
+        headers.get("CarErp-Error").unwrap().as_str(),
+        "this event can never be handled"
+    );
+    let dead_event: CloudEvent = serde_json::from_slice(&dead[0].payload).unwrap();
+    assert_eq!(dead_event.id, poison.id);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(handler.applied.load(Ordering::SeqCst), 1);
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(inbox, 1);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    js.delete_stream(stream_name(&tenant)).await.unwrap();
+}
+
+/// A NATS server of the test's own, so it can be stopped without disturbing anyone else.
+struct PrivateNats {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateNats {
+    fn binary() -> Option<String> {
+        [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(str::to_string)
+    }
+
+    async fn start(port: u16, dir: tempfile::TempDir) -> Self {
+        let binary = Self::binary().expect("nats-server is installed (.ci/run installs it)");
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self { child, port, dir };
+        eventually("the private NATS answers", async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        server
+    }
+
+    fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir
+    }
+}
+
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn events_written_while_nats_is_down_arrive_once_it_is_back(pool: PgPool) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let tenant = unique_tenant();
+    let nats = PrivateNats::start(port, tempfile::tempdir().unwrap()).await;
+    let url = format!("nats://127.0.0.1:{}", nats.port);
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(&url)
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    ensure_stream(&js, &tenant, &StreamSettings::default())
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(
+        Relay::new(
+            pool.clone(),
+            js.clone(),
+            "workorder",
+            &tenant,
+            &Metrics::new(),
+        )
+        .run(shutdown.clone()),
+    );
+
+    let context = RequestContext::new_root();
+    enqueue(&pool, &context, "workorder.completed", "wo-0", 0).await;
+    let published = async || -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    eventually("the first event is published", async || {
+        published().await == 1
+    })
+    .await;
+
+    let dir = nats.stop();
+    for n in 1..=20 {
+        enqueue(
+            &pool,
+            &context,
+            "workorder.completed",
+            &format!("wo-{n}"),
+            n,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        published().await,
+        1,
+        "nothing can be published while NATS is down"
+    );
+
+    let nats = PrivateNats::start(port, dir).await;
+    eventually("every event is published after NATS returns", async || {
+        published().await == 21
+    })
+    .await;
+    let messages = stored(&js, &tenant, &subject(&tenant, "workorder.completed")).await;
+    let mut ns: Vec<i64> = messages
+        .iter()
+        .map(|m| {
+            serde_json::from_slice::<CloudEvent>(&m.payload)
+                .unwrap()
+                .data["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ns.sort();
+    assert_eq!(
+        ns,
+        (0..=20).collect::<Vec<_>>(),
+        "every event once, none lost or doubled"
+    );
+    shutdown.cancel();
+    relay.await.unwrap();
+    nats.stop();
+}
