@@ -1,0 +1,185 @@
+//! The operator's own configuration: what is the same for every tenant of one installation.
+
+use std::time::Duration;
+
+/// Installation-wide settings, from flags or environment (see `main.rs`), validated at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorConfig {
+    /// Registry and path the service images live under: `<registry>/carerp-<service>:<version>`.
+    pub image_registry: String,
+    /// Image tag for tenants that do not pin `spec.version`.
+    pub default_version: String,
+    /// Prefix of every tenant namespace: `<prefix><tenant>`.
+    pub namespace_prefix: String,
+    /// Host and port of PostgreSQL as the tenant's pods reach it (goes into each `DATABASE_URL`).
+    pub database_host: String,
+    pub database_port: u16,
+    /// JetStream as the tenant's pods reach it.
+    pub nats_url: String,
+    pub nats_port: u16,
+    /// Collector for tenants that name none; `None` = no export.
+    pub default_otlp_endpoint: Option<String>,
+    /// Image of the OpenTelemetry Collector sidecar.
+    pub collector_image: String,
+    /// Namespace of the ingress controller, the only one allowed to reach the BFF.
+    pub ingress_controller_namespace: String,
+}
+
+impl OperatorConfig {
+    /// A fixed configuration for tests and golden files.
+    pub fn example() -> Self {
+        Self {
+            image_registry: "ghcr.io/carerp".into(),
+            default_version: "0.1.0".into(),
+            namespace_prefix: "carerp-".into(),
+            database_host: "postgres.carerp-system.svc".into(),
+            database_port: 5432,
+            nats_url: "nats://nats.carerp-system.svc:4222".into(),
+            nats_port: 4222,
+            default_otlp_endpoint: None,
+            collector_image: "otel/opentelemetry-collector:0.120.0".into(),
+            ingress_controller_namespace: "ingress-nginx".into(),
+        }
+    }
+
+    /// Checks what would otherwise surface as broken manifests on every tenant.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.image_registry.is_empty() || self.image_registry.ends_with('/') {
+            return Err(format!(
+                "image registry {:?} must be non-empty without a trailing '/'",
+                self.image_registry
+            ));
+        }
+        if self.default_version.is_empty() {
+            return Err("default version must not be empty".into());
+        }
+        if self.namespace_prefix.len() > 22
+            || !self
+                .namespace_prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(format!(
+                "namespace prefix {:?} must be at most 22 lower-case letters, digits or '-' (a tenant name adds up to 40)",
+                self.namespace_prefix
+            ));
+        }
+        if self.database_host.is_empty() {
+            return Err("database host must not be empty".into());
+        }
+        if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
+            return Err(format!(
+                "NATS URL {:?} must start with nats:// or tls://",
+                self.nats_url
+            ));
+        }
+        if let Some(endpoint) = &self.default_otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "OTLP endpoint {endpoint:?} must be an http:// or https:// URL"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How long the controller waits before looking at a healthy tenant again.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Flags and environment variables of the installation-wide settings, shared by `run`,
+/// `render` and `local`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorArgs {
+    /// Registry path of the service images.
+    #[arg(long, env = "CARERP_IMAGE_REGISTRY", default_value = "ghcr.io/carerp")]
+    pub image_registry: String,
+    /// Image tag of tenants without `spec.version`.
+    #[arg(long, env = "CARERP_DEFAULT_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
+    pub default_version: String,
+    /// Prefix of tenant namespaces.
+    #[arg(long, env = "CARERP_NAMESPACE_PREFIX", default_value = "carerp-")]
+    pub namespace_prefix: String,
+    /// PostgreSQL host as the tenants' pods reach it.
+    #[arg(
+        long,
+        env = "CARERP_DATABASE_HOST",
+        default_value = "postgres.carerp-system.svc"
+    )]
+    pub database_host: String,
+    #[arg(long, env = "CARERP_DATABASE_PORT", default_value_t = 5432)]
+    pub database_port: u16,
+    /// JetStream URL as the tenants' pods reach it.
+    #[arg(
+        long,
+        env = "CARERP_TENANT_NATS_URL",
+        default_value = "nats://nats.carerp-system.svc:4222"
+    )]
+    pub tenant_nats_url: String,
+    /// OTLP/gRPC collector of tenants that name none.
+    #[arg(long, env = "CARERP_DEFAULT_OTLP_ENDPOINT")]
+    pub default_otlp_endpoint: Option<String>,
+    /// Image of the OpenTelemetry Collector sidecar.
+    #[arg(
+        long,
+        env = "CARERP_COLLECTOR_IMAGE",
+        default_value = "otel/opentelemetry-collector:0.120.0"
+    )]
+    pub collector_image: String,
+    /// Namespace of the ingress controller allowed to reach each BFF.
+    #[arg(
+        long,
+        env = "CARERP_INGRESS_NAMESPACE",
+        default_value = "ingress-nginx"
+    )]
+    pub ingress_namespace: String,
+}
+
+impl OperatorArgs {
+    /// The validated configuration, or the reason it is unusable.
+    pub fn config(&self) -> Result<OperatorConfig, String> {
+        let nats_port = self
+            .tenant_nats_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or(4222);
+        let config = OperatorConfig {
+            image_registry: self.image_registry.clone(),
+            default_version: self.default_version.clone(),
+            namespace_prefix: self.namespace_prefix.clone(),
+            database_host: self.database_host.clone(),
+            database_port: self.database_port,
+            nats_url: self.tenant_nats_url.clone(),
+            nats_port,
+            default_otlp_endpoint: self.default_otlp_endpoint.clone(),
+            collector_image: self.collector_image.clone(),
+            ingress_controller_namespace: self.ingress_namespace.clone(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_is_valid() {
+        OperatorConfig::example().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut c = OperatorConfig::example();
+        c.nats_url = "http://nats:4222".into();
+        assert!(c.validate().unwrap_err().contains("NATS URL"));
+        let mut c = OperatorConfig::example();
+        c.namespace_prefix = "Carerp_".into();
+        assert!(c.validate().unwrap_err().contains("namespace prefix"));
+        let mut c = OperatorConfig::example();
+        c.image_registry = "ghcr.io/carerp/".into();
+        assert!(c.validate().unwrap_err().contains("image registry"));
+    }
+}

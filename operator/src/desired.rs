@@ -1,0 +1,1083 @@
+//! What a tenant becomes in the cluster: a pure function of the tenant and the operator's
+//! configuration, so the controller, `render` and the golden tests see the same objects.
+//!
+//! The database Secrets are not here: their passwords come from the PostgreSQL provisioner, so
+//! the controller builds them with [`database_secret`] after provisioning. Deployments only
+//! refer to them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, Namespace,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
+    NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    ServiceBackendPort,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use serde::Serialize;
+
+use crate::config::OperatorConfig;
+use crate::crd::{CarErpTenant, CollectorMode, Plan, SERVICES, Service as Svc};
+
+/// Port of the domain services' gRPC listener.
+pub const GRPC_PORT: i32 = 50051;
+/// Port of the BFF's HTTP listener.
+pub const HTTP_PORT: i32 = 8080;
+/// Port of `/healthz`, `/readyz` and `/metrics` in every service.
+pub const ADMIN_PORT: i32 = 9090;
+/// Where the collector sidecar listens for the services of its pod.
+const SIDECAR_OTLP: &str = "http://127.0.0.1:4317";
+/// Name of the tenant's settings ConfigMap.
+pub const SETTINGS_CONFIGMAP: &str = "carerp-settings";
+const COLLECTOR_CONFIGMAP: &str = "otel-collector";
+/// UID and GID the services run as (the distroless `nonroot` user).
+const RUN_AS: i64 = 65532;
+
+/// One object the operator applies, typed.
+// A tenant has a few dozen of these, built once per reconcile: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    Namespace(Namespace),
+    ConfigMap(ConfigMap),
+    ServiceAccount(ServiceAccount),
+    Service(Service),
+    Deployment(Deployment),
+    PodDisruptionBudget(PodDisruptionBudget),
+    NetworkPolicy(NetworkPolicy),
+    ResourceQuota(ResourceQuota),
+    Ingress(Ingress),
+}
+
+impl Object {
+    /// `Kind/name`, for logs and events.
+    pub fn describe(&self) -> String {
+        let (kind, meta) = match self {
+            Object::Namespace(o) => ("Namespace", &o.metadata),
+            Object::ConfigMap(o) => ("ConfigMap", &o.metadata),
+            Object::ServiceAccount(o) => ("ServiceAccount", &o.metadata),
+            Object::Service(o) => ("Service", &o.metadata),
+            Object::Deployment(o) => ("Deployment", &o.metadata),
+            Object::PodDisruptionBudget(o) => ("PodDisruptionBudget", &o.metadata),
+            Object::NetworkPolicy(o) => ("NetworkPolicy", &o.metadata),
+            Object::ResourceQuota(o) => ("ResourceQuota", &o.metadata),
+            Object::Ingress(o) => ("Ingress", &o.metadata),
+        };
+        format!("{kind}/{}", meta.name.as_deref().unwrap_or_default())
+    }
+}
+
+/// Replicas and resources a plan gives each service, and the namespace quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanSize {
+    pub replicas: i32,
+    pub cpu_request: &'static str,
+    pub memory_request: &'static str,
+    pub memory_limit: &'static str,
+    pub quota_cpu: &'static str,
+    pub quota_memory: &'static str,
+    pub quota_pods: &'static str,
+}
+
+pub fn plan_size(plan: Plan) -> PlanSize {
+    match plan {
+        Plan::Starter => PlanSize {
+            replicas: 1,
+            cpu_request: "50m",
+            memory_request: "128Mi",
+            memory_limit: "256Mi",
+            quota_cpu: "2",
+            quota_memory: "4Gi",
+            quota_pods: "20",
+        },
+        Plan::Standard => PlanSize {
+            replicas: 2,
+            cpu_request: "100m",
+            memory_request: "256Mi",
+            memory_limit: "512Mi",
+            quota_cpu: "4",
+            quota_memory: "8Gi",
+            quota_pods: "40",
+        },
+        Plan::Enterprise => PlanSize {
+            replicas: 3,
+            cpu_request: "250m",
+            memory_request: "512Mi",
+            memory_limit: "1Gi",
+            quota_cpu: "16",
+            quota_memory: "32Gi",
+            quota_pods: "100",
+        },
+    }
+}
+
+/// The tenant's id (its object name).
+pub fn tenant_name(tenant: &CarErpTenant) -> &str {
+    tenant.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// `carerp-<tenant>` with the configured prefix.
+pub fn namespace_name(tenant: &CarErpTenant, config: &OperatorConfig) -> String {
+    format!("{}{}", config.namespace_prefix, tenant_name(tenant))
+}
+
+/// The image tag the tenant runs.
+pub fn version<'a>(tenant: &'a CarErpTenant, config: &'a OperatorConfig) -> &'a str {
+    tenant
+        .spec
+        .version
+        .as_deref()
+        .unwrap_or(&config.default_version)
+}
+
+pub fn image(tenant: &CarErpTenant, config: &OperatorConfig, service: Svc) -> String {
+    format!(
+        "{}/carerp-{}:{}",
+        config.image_registry,
+        service.name(),
+        version(tenant, config)
+    )
+}
+
+/// Pods the service should run: zero when suspended, else the override, else the plan.
+pub fn replicas(tenant: &CarErpTenant, service: Svc) -> i32 {
+    if tenant.spec.suspend {
+        return 0;
+    }
+    tenant
+        .spec
+        .services
+        .get(service)
+        .and_then(|o| o.replicas)
+        .unwrap_or_else(|| plan_size(tenant.spec.plan).replicas)
+}
+
+/// Where garage staff reach the tenant: the Ingress host, else the BFF's cluster address.
+pub fn endpoint(tenant: &CarErpTenant, config: &OperatorConfig) -> String {
+    match &tenant.spec.ingress {
+        Some(ingress) if ingress.tls_secret_name.is_some() => format!("https://{}", ingress.host),
+        Some(ingress) => format!("http://{}", ingress.host),
+        None => format!(
+            "http://bff.{}.svc:{HTTP_PORT}",
+            namespace_name(tenant, config)
+        ),
+    }
+}
+
+/// Name of the Secret holding a service's `DATABASE_URL`.
+pub fn secret_name(service: Svc) -> String {
+    format!("{}-database", service.name())
+}
+
+/// Settings the services read as `CARERP_*` variables.
+pub fn settings_env(tenant: &CarErpTenant) -> BTreeMap<String, String> {
+    let s = &tenant.spec.settings;
+    BTreeMap::from([
+        ("CARERP_CURRENCY".into(), s.currency.clone()),
+        (
+            "CARERP_TAX_RATE_BP".into(),
+            s.tax_rate_basis_points.to_string(),
+        ),
+        (
+            "CARERP_LABOR_RATE_MINOR".into(),
+            s.labor_rate_cents.to_string(),
+        ),
+        (
+            "CARERP_PAYMENT_TERMS_DAYS".into(),
+            s.payment_terms_days.to_string(),
+        ),
+        ("CARERP_TIMEZONE".into(), s.timezone.clone()),
+    ])
+}
+
+/// The OTLP endpoint the services' traces go to, if any (before the sidecar rewrites it).
+pub fn otlp_endpoint<'a>(tenant: &'a CarErpTenant, config: &'a OperatorConfig) -> Option<&'a str> {
+    tenant
+        .spec
+        .telemetry
+        .otlp_endpoint
+        .as_deref()
+        .or(config.default_otlp_endpoint.as_deref())
+}
+
+fn sidecar_enabled(tenant: &CarErpTenant, config: &OperatorConfig) -> bool {
+    tenant.spec.telemetry.collector == CollectorMode::Sidecar
+        && otlp_endpoint(tenant, config).is_some()
+}
+
+/// Every object the tenant's namespace should hold, in apply order.
+pub fn desired(tenant: &CarErpTenant, config: &OperatorConfig) -> Vec<Object> {
+    let ctx = Ctx::new(tenant, config);
+    let mut objects = vec![
+        Object::Namespace(ctx.namespace()),
+        Object::ConfigMap(ctx.settings_configmap()),
+    ];
+    if sidecar_enabled(tenant, config) {
+        objects.push(Object::ConfigMap(ctx.collector_configmap()));
+    }
+    for service in SERVICES {
+        objects.push(Object::ServiceAccount(ctx.service_account(service)));
+        objects.push(Object::Service(ctx.service(service)));
+        objects.push(Object::Deployment(ctx.deployment(service)));
+        if replicas(tenant, service) > 1 {
+            objects.push(Object::PodDisruptionBudget(ctx.pdb(service)));
+        }
+    }
+    objects.extend(
+        ctx.network_policies()
+            .into_iter()
+            .map(Object::NetworkPolicy),
+    );
+    objects.push(Object::ResourceQuota(ctx.quota()));
+    if let Some(ingress) = ctx.ingress() {
+        objects.push(Object::Ingress(ingress));
+    }
+    objects
+}
+
+/// Every object as YAML documents separated by `---`, for review and GitOps.
+pub fn render_yaml(objects: &[Object]) -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(object)?);
+    }
+    Ok(out)
+}
+
+/// The Secret a service's Deployment reads its `DATABASE_URL` from.
+pub fn database_secret(
+    tenant: &CarErpTenant,
+    config: &OperatorConfig,
+    service: Svc,
+    database_url: &str,
+) -> Secret {
+    let ctx = Ctx::new(tenant, config);
+    Secret {
+        metadata: ctx.meta(&secret_name(service), ctx.service_labels(service)),
+        string_data: Some(BTreeMap::from([(
+            "DATABASE_URL".to_string(),
+            database_url.to_string(),
+        )])),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    }
+}
+
+struct Ctx<'a> {
+    tenant: &'a CarErpTenant,
+    config: &'a OperatorConfig,
+    name: &'a str,
+    namespace: String,
+    owner: Option<OwnerReference>,
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels(pairs)),
+        ..LabelSelector::default()
+    }
+}
+
+fn port(number: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(number)),
+        protocol: Some("TCP".into()),
+        ..NetworkPolicyPort::default()
+    }
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
+}
+
+/// Hash of the settings, put on the pod template so a settings change rolls the pods.
+fn fnv1a(data: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in data.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+impl<'a> Ctx<'a> {
+    fn new(tenant: &'a CarErpTenant, config: &'a OperatorConfig) -> Self {
+        // Without a uid (a file given to `render`) there is no owner to point at; applying an
+        // owner reference with a made-up uid would get the objects garbage-collected.
+        let owner = tenant.controller_owner_ref(&());
+        Self {
+            tenant,
+            config,
+            name: tenant_name(tenant),
+            namespace: namespace_name(tenant, config),
+            owner,
+        }
+    }
+
+    fn common_labels(&self, component: &str) -> BTreeMap<String, String> {
+        labels(&[
+            ("app.kubernetes.io/part-of", "carerp"),
+            ("app.kubernetes.io/managed-by", "carerp-operator"),
+            ("app.kubernetes.io/instance", self.name),
+            ("app.kubernetes.io/component", component),
+            (
+                "app.kubernetes.io/version",
+                version(self.tenant, self.config),
+            ),
+            ("carerp.io/tenant", self.name),
+        ])
+    }
+
+    fn tenant_labels(&self) -> BTreeMap<String, String> {
+        let mut l = self.common_labels("tenant");
+        l.insert("app.kubernetes.io/name".into(), "carerp".into());
+        l
+    }
+
+    fn service_labels(&self, service: Svc) -> BTreeMap<String, String> {
+        let mut l = self.common_labels(service.name());
+        l.insert(
+            "app.kubernetes.io/name".into(),
+            format!("carerp-{}", service.name()),
+        );
+        l
+    }
+
+    fn pod_selector(&self, service: Svc) -> LabelSelector {
+        selector(&[
+            ("app.kubernetes.io/component", service.name()),
+            ("carerp.io/tenant", self.name),
+        ])
+    }
+
+    fn meta(&self, name: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(labels),
+            owner_references: self.owner.clone().map(|o| vec![o]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn namespace(&self) -> Namespace {
+        let mut l = self.tenant_labels();
+        for mode in ["enforce", "audit", "warn"] {
+            l.insert(
+                format!("pod-security.kubernetes.io/{mode}"),
+                "restricted".into(),
+            );
+        }
+        let mut metadata = self.meta(&self.namespace, l);
+        metadata.namespace = None;
+        Namespace {
+            metadata,
+            ..Namespace::default()
+        }
+    }
+
+    fn settings_configmap(&self) -> ConfigMap {
+        ConfigMap {
+            metadata: self.meta(SETTINGS_CONFIGMAP, self.tenant_labels()),
+            data: Some(settings_env(self.tenant)),
+            ..ConfigMap::default()
+        }
+    }
+
+    fn collector_configmap(&self) -> ConfigMap {
+        let endpoint = otlp_endpoint(self.tenant, self.config).unwrap_or_default();
+        let insecure = endpoint.starts_with("http://");
+        let config = format!(
+            "receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:4317
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 100
+  batch: {{}}
+exporters:
+  otlp:
+    endpoint: {endpoint}
+    tls:
+      insecure: {insecure}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [otlp]
+"
+        );
+        ConfigMap {
+            metadata: self.meta(COLLECTOR_CONFIGMAP, self.tenant_labels()),
+            data: Some(BTreeMap::from([("config.yaml".to_string(), config)])),
+            ..ConfigMap::default()
+        }
+    }
+
+    fn service_account(&self, service: Svc) -> ServiceAccount {
+        ServiceAccount {
+            metadata: self.meta(
+                &format!("carerp-{}", service.name()),
+                self.service_labels(service),
+            ),
+            // The services never call the Kubernetes API.
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        }
+    }
+
+    fn main_port(service: Svc) -> (&'static str, i32) {
+        if service.has_database() {
+            ("grpc", GRPC_PORT)
+        } else {
+            ("http", HTTP_PORT)
+        }
+    }
+
+    fn service(&self, service: Svc) -> Service {
+        let (port_name, port_number) = Self::main_port(service);
+        let ports = [(port_name, port_number), ("admin", ADMIN_PORT)]
+            .into_iter()
+            .map(|(name, number)| ServicePort {
+                name: Some(name.into()),
+                port: number,
+                target_port: Some(IntOrString::String(name.into())),
+                protocol: Some("TCP".into()),
+                app_protocol: (name == "grpc").then(|| "kubernetes.io/h2c".to_string()),
+                ..ServicePort::default()
+            })
+            .collect();
+        Service {
+            metadata: self.meta(service.name(), self.service_labels(service)),
+            spec: Some(ServiceSpec {
+                selector: self.pod_selector(service).match_labels,
+                ports: Some(ports),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        }
+    }
+
+    fn resources(&self, service: Svc) -> ResourceRequirements {
+        if let Some(resources) = self
+            .tenant
+            .spec
+            .services
+            .get(service)
+            .and_then(|o| o.resources.clone())
+        {
+            return resources;
+        }
+        let size = plan_size(self.tenant.spec.plan);
+        ResourceRequirements {
+            requests: Some(quantities(&[
+                ("cpu", size.cpu_request),
+                ("memory", size.memory_request),
+            ])),
+            limits: Some(quantities(&[("memory", size.memory_limit)])),
+            ..ResourceRequirements::default()
+        }
+    }
+
+    fn env(&self, service: Svc) -> Vec<EnvVar> {
+        let plain = |name: &str, value: String| EnvVar {
+            name: name.into(),
+            value: Some(value),
+            ..EnvVar::default()
+        };
+        let mut env = vec![plain("CARERP_TENANT", self.name.to_string())];
+        if service.has_database() {
+            env.push(EnvVar {
+                name: "DATABASE_URL".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret_name(service),
+                        key: "DATABASE_URL".into(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            });
+            env.push(plain("GRPC_ADDR", format!("0.0.0.0:{GRPC_PORT}")));
+        } else {
+            env.push(plain("HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}")));
+        }
+        env.push(plain("ADMIN_ADDR", format!("0.0.0.0:{ADMIN_PORT}")));
+        env.push(plain("NATS_URL", self.config.nats_url.clone()));
+        env.push(plain("LOG_FORMAT", "json".into()));
+        for callee in service.calls() {
+            if let Some(var) = callee.grpc_url_variable() {
+                env.push(plain(var, format!("http://{}:{GRPC_PORT}", callee.name())));
+            }
+        }
+        let otlp = if sidecar_enabled(self.tenant, self.config) {
+            Some(SIDECAR_OTLP)
+        } else {
+            otlp_endpoint(self.tenant, self.config)
+        };
+        if let Some(otlp) = otlp {
+            env.push(plain("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.into()));
+            env.push(plain(
+                "OTEL_TRACES_SAMPLER",
+                "parentbased_traceidratio".into(),
+            ));
+            env.push(plain(
+                "OTEL_TRACES_SAMPLER_ARG",
+                self.tenant.spec.telemetry.sampling_ratio.to_string(),
+            ));
+        }
+        env
+    }
+
+    fn container_security() -> SecurityContext {
+        SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }
+    }
+
+    fn probe(path: &str, period: i32, failures: i32) -> Probe {
+        Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.into()),
+                port: IntOrString::String("admin".into()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(period),
+            failure_threshold: Some(failures),
+            ..Probe::default()
+        }
+    }
+
+    fn collector_sidecar(&self) -> Container {
+        Container {
+            name: "otel-collector".into(),
+            image: Some(self.config.collector_image.clone()),
+            args: Some(vec!["--config=/etc/otelcol/config.yaml".into()]),
+            // A native sidecar: an init container that keeps running for the pod's life,
+            // started before and stopped after the service, so no span is lost at shutdown.
+            restart_policy: Some("Always".into()),
+            resources: Some(ResourceRequirements {
+                requests: Some(quantities(&[("cpu", "20m"), ("memory", "64Mi")])),
+                limits: Some(quantities(&[("memory", "128Mi")])),
+                ..ResourceRequirements::default()
+            }),
+            security_context: Some(Self::container_security()),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "otel-collector-config".into(),
+                mount_path: "/etc/otelcol".into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]),
+            ..Container::default()
+        }
+    }
+
+    fn deployment(&self, service: Svc) -> Deployment {
+        let labels = self.service_labels(service);
+        let (port_name, port_number) = Self::main_port(service);
+        let sidecar = sidecar_enabled(self.tenant, self.config);
+        let mut volumes = vec![Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("64Mi".into())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        }];
+        if sidecar {
+            volumes.push(Volume {
+                name: "otel-collector-config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: COLLECTOR_CONFIGMAP.into(),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+        }
+        let container = Container {
+            name: service.name().into(),
+            image: Some(image(self.tenant, self.config, service)),
+            env: Some(self.env(service)),
+            env_from: Some(vec![EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource {
+                    name: SETTINGS_CONFIGMAP.into(),
+                    optional: Some(false),
+                }),
+                ..EnvFromSource::default()
+            }]),
+            ports: Some(vec![
+                ContainerPort {
+                    name: Some(port_name.into()),
+                    container_port: port_number,
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                },
+                ContainerPort {
+                    name: Some("admin".into()),
+                    container_port: ADMIN_PORT,
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                },
+            ]),
+            readiness_probe: Some(Self::probe("/readyz", 5, 3)),
+            liveness_probe: Some(Self::probe("/healthz", 10, 3)),
+            startup_probe: Some(Self::probe("/healthz", 2, 30)),
+            resources: Some(self.resources(service)),
+            security_context: Some(Self::container_security()),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            }]),
+            ..Container::default()
+        };
+        let annotations = BTreeMap::from([(
+            "carerp.io/settings-hash".to_string(),
+            fnv1a(&format!("{:?}", settings_env(self.tenant))),
+        )]);
+        Deployment {
+            metadata: self.meta(service.name(), labels.clone()),
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas(self.tenant, service)),
+                selector: self.pod_selector(service),
+                strategy: Some(DeploymentStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    ..DeploymentStrategy::default()
+                }),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        annotations: Some(annotations),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(PodSpec {
+                        service_account_name: Some(format!("carerp-{}", service.name())),
+                        automount_service_account_token: Some(false),
+                        security_context: Some(PodSecurityContext {
+                            run_as_non_root: Some(true),
+                            run_as_user: Some(RUN_AS),
+                            run_as_group: Some(RUN_AS),
+                            fs_group: Some(RUN_AS),
+                            seccomp_profile: Some(SeccompProfile {
+                                type_: "RuntimeDefault".into(),
+                                ..SeccompProfile::default()
+                            }),
+                            ..PodSecurityContext::default()
+                        }),
+                        init_containers: sidecar.then(|| vec![self.collector_sidecar()]),
+                        containers: vec![container],
+                        volumes: Some(volumes),
+                        termination_grace_period_seconds: Some(30),
+                        ..PodSpec::default()
+                    }),
+                },
+                ..DeploymentSpec::default()
+            }),
+            ..Deployment::default()
+        }
+    }
+
+    fn pdb(&self, service: Svc) -> PodDisruptionBudget {
+        PodDisruptionBudget {
+            metadata: self.meta(service.name(), self.service_labels(service)),
+            spec: Some(PodDisruptionBudgetSpec {
+                min_available: Some(IntOrString::Int(1)),
+                selector: Some(self.pod_selector(service)),
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            ..PodDisruptionBudget::default()
+        }
+    }
+
+    fn policy(&self, name: &str, spec: NetworkPolicySpec) -> NetworkPolicy {
+        NetworkPolicy {
+            metadata: self.meta(name, self.tenant_labels()),
+            spec: Some(spec),
+        }
+    }
+
+    fn network_policies(&self) -> Vec<NetworkPolicy> {
+        let mut policies = vec![self.policy(
+            "default-deny",
+            NetworkPolicySpec {
+                pod_selector: Some(LabelSelector::default()),
+                policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+                ..NetworkPolicySpec::default()
+            },
+        )];
+        // Each domain service accepts gRPC only from the services that call it.
+        for service in SERVICES.into_iter().filter(|s| s.has_database()) {
+            let callers: Vec<String> = SERVICES
+                .into_iter()
+                .filter(|caller| caller.calls().contains(&service))
+                .map(|caller| caller.name().to_string())
+                .collect();
+            policies.push(self.policy(
+                &format!("allow-grpc-to-{}", service.name()),
+                NetworkPolicySpec {
+                    pod_selector: Some(self.pod_selector(service)),
+                    policy_types: Some(vec!["Ingress".into()]),
+                    ingress: Some(vec![NetworkPolicyIngressRule {
+                        from: Some(vec![NetworkPolicyPeer {
+                            pod_selector: Some(LabelSelector {
+                                match_expressions: Some(vec![LabelSelectorRequirement {
+                                    key: "app.kubernetes.io/component".into(),
+                                    operator: "In".into(),
+                                    values: Some(callers),
+                                }]),
+                                ..LabelSelector::default()
+                            }),
+                            ..NetworkPolicyPeer::default()
+                        }]),
+                        ports: Some(vec![port(GRPC_PORT)]),
+                    }]),
+                    ..NetworkPolicySpec::default()
+                },
+            ));
+        }
+        policies.push(self.policy(
+            "allow-ingress-controller-to-bff",
+            NetworkPolicySpec {
+                pod_selector: Some(self.pod_selector(Svc::Bff)),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(selector(&[(
+                            "kubernetes.io/metadata.name",
+                            &self.config.ingress_controller_namespace,
+                        )])),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                    ports: Some(vec![port(HTTP_PORT)]),
+                }]),
+                ..NetworkPolicySpec::default()
+            },
+        ));
+        let dns = |protocol: &str| NetworkPolicyPort {
+            port: Some(IntOrString::Int(53)),
+            protocol: Some(protocol.into()),
+            ..NetworkPolicyPort::default()
+        };
+        let mut outside_ports = vec![
+            port(i32::from(self.config.database_port)),
+            port(i32::from(self.config.nats_port)),
+        ];
+        if otlp_endpoint(self.tenant, self.config).is_some() {
+            outside_ports.push(port(4317));
+        }
+        policies.push(self.policy(
+            "allow-egress",
+            NetworkPolicySpec {
+                pod_selector: Some(LabelSelector::default()),
+                policy_types: Some(vec!["Egress".into()]),
+                egress: Some(vec![
+                    NetworkPolicyEgressRule {
+                        to: Some(vec![NetworkPolicyPeer {
+                            namespace_selector: Some(LabelSelector::default()),
+                            pod_selector: Some(selector(&[("k8s-app", "kube-dns")])),
+                            ..NetworkPolicyPeer::default()
+                        }]),
+                        ports: Some(vec![dns("UDP"), dns("TCP")]),
+                    },
+                    NetworkPolicyEgressRule {
+                        to: Some(vec![NetworkPolicyPeer {
+                            pod_selector: Some(LabelSelector::default()),
+                            ..NetworkPolicyPeer::default()
+                        }]),
+                        ports: Some(vec![port(GRPC_PORT)]),
+                    },
+                    // Database, NATS and collector live outside the namespace, possibly
+                    // outside the cluster: allowed by port.
+                    NetworkPolicyEgressRule {
+                        to: None,
+                        ports: Some(outside_ports),
+                    },
+                ]),
+                ..NetworkPolicySpec::default()
+            },
+        ));
+        policies
+    }
+
+    fn quota(&self) -> ResourceQuota {
+        let size = plan_size(self.tenant.spec.plan);
+        ResourceQuota {
+            metadata: self.meta("carerp-quota", self.tenant_labels()),
+            spec: Some(ResourceQuotaSpec {
+                hard: Some(quantities(&[
+                    ("requests.cpu", size.quota_cpu),
+                    ("requests.memory", size.quota_memory),
+                    ("pods", size.quota_pods),
+                ])),
+                ..ResourceQuotaSpec::default()
+            }),
+            ..ResourceQuota::default()
+        }
+    }
+
+    fn ingress(&self) -> Option<Ingress> {
+        let spec = self.tenant.spec.ingress.as_ref()?;
+        Some(Ingress {
+            metadata: self.meta("carerp", self.service_labels(Svc::Bff)),
+            spec: Some(IngressSpec {
+                ingress_class_name: spec.class_name.clone(),
+                tls: spec.tls_secret_name.as_ref().map(|secret| {
+                    vec![IngressTLS {
+                        hosts: Some(vec![spec.host.clone()]),
+                        secret_name: Some(secret.clone()),
+                    }]
+                }),
+                rules: Some(vec![IngressRule {
+                    host: Some(spec.host.clone()),
+                    http: Some(HTTPIngressRuleValue {
+                        paths: vec![HTTPIngressPath {
+                            path: Some("/".into()),
+                            path_type: "Prefix".into(),
+                            backend: IngressBackend {
+                                service: Some(IngressServiceBackend {
+                                    name: "bff".into(),
+                                    port: Some(ServiceBackendPort {
+                                        name: Some("http".into()),
+                                        ..ServiceBackendPort::default()
+                                    }),
+                                }),
+                                ..IngressBackend::default()
+                            },
+                        }],
+                    }),
+                }]),
+                ..IngressSpec::default()
+            }),
+            ..Ingress::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::CarErpTenantSpec;
+
+    fn tenant(spec_yaml: &str) -> CarErpTenant {
+        let yaml = format!(
+            "apiVersion: carerp.io/v1alpha1\nkind: CarErpTenant\nmetadata:\n  name: t1\n  uid: 0193-test\nspec:\n  displayName: T1\n{spec_yaml}"
+        );
+        crate::validate::parse_tenant(&yaml).unwrap()
+    }
+
+    fn deployments(objects: &[Object]) -> Vec<&Deployment> {
+        objects
+            .iter()
+            .filter_map(|o| match o {
+                Object::Deployment(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plan_sets_replicas_and_override_wins() {
+        let t = tenant("  plan: Enterprise\n  services:\n    workorder:\n      replicas: 5\n");
+        assert_eq!(replicas(&t, Svc::Customer), 3);
+        assert_eq!(replicas(&t, Svc::Workorder), 5);
+        let objects = desired(&t, &OperatorConfig::example());
+        let wo = deployments(&objects)
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some("workorder"))
+            .unwrap();
+        assert_eq!(wo.spec.as_ref().unwrap().replicas, Some(5));
+    }
+
+    #[test]
+    fn suspend_scales_everything_to_zero_and_drops_pdbs() {
+        let t = tenant("  suspend: true\n");
+        let objects = desired(&t, &OperatorConfig::example());
+        for d in deployments(&objects) {
+            assert_eq!(d.spec.as_ref().unwrap().replicas, Some(0));
+        }
+        assert!(
+            !objects
+                .iter()
+                .any(|o| matches!(o, Object::PodDisruptionBudget(_)))
+        );
+    }
+
+    #[test]
+    fn every_object_is_owned_and_labelled() {
+        let t = tenant("  ingress:\n    host: t1.example.com\n");
+        for object in desired(&t, &OperatorConfig::example()) {
+            let value = serde_json::to_value(&object).unwrap();
+            let meta = &value["metadata"];
+            assert_eq!(
+                meta["labels"]["carerp.io/tenant"],
+                "t1",
+                "{}",
+                object.describe()
+            );
+            assert_eq!(
+                meta["labels"]["app.kubernetes.io/managed-by"],
+                "carerp-operator",
+                "{}",
+                object.describe()
+            );
+            assert_eq!(meta["ownerReferences"][0]["uid"], "0193-test");
+            assert_eq!(meta["ownerReferences"][0]["kind"], "CarErpTenant");
+            assert_eq!(meta["ownerReferences"][0]["controller"], true);
+        }
+    }
+
+    #[test]
+    fn without_uid_no_owner_reference_is_invented() {
+        let t = CarErpTenant::new(
+            "t2",
+            CarErpTenantSpec {
+                display_name: "T2".into(),
+                plan: Plan::Starter,
+                version: None,
+                suspend: false,
+                settings: Default::default(),
+                services: Default::default(),
+                database: Default::default(),
+                messaging: Default::default(),
+                telemetry: Default::default(),
+                ingress: None,
+            },
+        );
+        for object in desired(&t, &OperatorConfig::example()) {
+            let value = serde_json::to_value(&object).unwrap();
+            assert!(value["metadata"].get("ownerReferences").is_none());
+        }
+    }
+
+    #[test]
+    fn pods_are_restricted_and_probed_on_the_admin_port() {
+        let t = tenant("");
+        let objects = desired(&t, &OperatorConfig::example());
+        for d in deployments(&objects) {
+            let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            assert_eq!(
+                pod.security_context.as_ref().unwrap().run_as_non_root,
+                Some(true)
+            );
+            let c = &pod.containers[0];
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.read_only_root_filesystem, Some(true));
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            let probe = c
+                .readiness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap();
+            assert_eq!(probe.port, IntOrString::String("admin".into()));
+            assert_eq!(probe.path.as_deref(), Some("/readyz"));
+        }
+    }
+
+    #[test]
+    fn sidecar_only_when_asked_and_an_endpoint_exists() {
+        let with =
+            tenant("  telemetry:\n    otlpEndpoint: http://otel:4317\n    collector: Sidecar\n");
+        let objects = desired(&with, &OperatorConfig::example());
+        let d = deployments(&objects)[0];
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let init = &pod.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.restart_policy.as_deref(), Some("Always"));
+        let env = pod.containers[0].env.as_ref().unwrap();
+        assert!(
+            env.iter().any(|e| e.name == "OTEL_EXPORTER_OTLP_ENDPOINT"
+                && e.value.as_deref() == Some(SIDECAR_OTLP))
+        );
+        assert!(
+            objects
+                .iter()
+                .any(|o| o.describe() == "ConfigMap/otel-collector")
+        );
+
+        let without = tenant("");
+        let objects = desired(&without, &OperatorConfig::example());
+        assert!(
+            !objects
+                .iter()
+                .any(|o| o.describe() == "ConfigMap/otel-collector")
+        );
+    }
+
+    #[test]
+    fn ingress_only_with_a_host() {
+        let none = desired(&tenant(""), &OperatorConfig::example());
+        assert!(!none.iter().any(|o| matches!(o, Object::Ingress(_))));
+        let t = tenant("  ingress:\n    host: t1.example.com\n    tlsSecretName: t1-tls\n");
+        assert_eq!(
+            endpoint(&t, &OperatorConfig::example()),
+            "https://t1.example.com"
+        );
+        let some = desired(&t, &OperatorConfig::example());
+        assert!(some.iter().any(|o| matches!(o, Object::Ingress(_))));
+    }
+
+    #[test]
+    fn resources_override_replaces_the_plans() {
+        let t = tenant(
+            "  services:\n    bff:\n      resources:\n        requests:\n          cpu: 1\n",
+        );
+        let objects = desired(&t, &OperatorConfig::example());
+        let bff = deployments(&objects)
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some("bff"))
+            .unwrap();
+        let res = bff
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .resources
+            .clone()
+            .unwrap();
+        assert_eq!(res.requests.unwrap()["cpu"], Quantity("1".into()));
+        assert!(res.limits.is_none());
+    }
+}
