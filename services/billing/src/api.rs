@@ -216,9 +216,8 @@ fn decode_payment(
                 );
             }
             let currency = amount.currency.trim().to_string();
-            if !currency.is_empty()
-                && !(currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()))
-            {
+            let is_code = currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase());
+            if !currency.is_empty() && !is_code {
                 v.add(
                     "amount.currency",
                     format!("{:?} is not an ISO 4217 code such as EUR", amount.currency),

@@ -680,9 +680,11 @@ mod tests {
         assert_eq!(lines[1].source_line_id, e.labor_lines[0].line_id);
     }
 
+    type Mutation = Box<dyn Fn(&mut WorkOrderCompleted)>;
+
     #[test]
     fn inconsistent_events_are_refused_with_the_reason() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut WorkOrderCompleted)>)> = vec![
+        let cases: Vec<(&str, Mutation)> = vec![
             ("currency", Box::new(|e| e.currency = "USD".into())),
             ("quantity 0", Box::new(|e| e.part_lines[0].quantity = 0)),
             (
@@ -768,18 +770,20 @@ mod tests {
 
     // ---- the status machine, as a table ----
 
+    /// (status, total, paid, amount, outcome)
+    type Row = (
+        InvoiceStatus,
+        i64,
+        i64,
+        i64,
+        Result<(InvoiceStatus, i64), PaymentRefused>,
+    );
+
     #[test]
     fn payment_transitions() {
         use InvoiceStatus::*;
         let eur = "EUR";
-        // (status, total, paid, amount, result)
-        let table: &[(
-            InvoiceStatus,
-            i64,
-            i64,
-            i64,
-            Result<(InvoiceStatus, i64), PaymentRefused>,
-        )] = &[
+        let table: &[Row] = &[
             (Issued, 1000, 0, 400, Ok((PartiallyPaid, 400))),
             (Issued, 1000, 0, 1000, Ok((Paid, 1000))),
             (Issued, 1000, 0, 1, Ok((PartiallyPaid, 1))),

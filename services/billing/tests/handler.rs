@@ -8,14 +8,17 @@ use std::collections::HashSet;
 use carerp_billing::Error;
 use carerp_billing::store;
 use carerp_kit::events::{InvoiceCreated, topic};
+use carerp_proto::billing::v1 as pb;
 use chrono::{Datelike, Duration, Utc};
 use common::*;
-use carerp_proto::billing::v1 as pb;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 async fn invoice_count(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM invoices").fetch_one(pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM invoices")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 async fn numbers(pool: &PgPool) -> Vec<String> {
@@ -64,8 +67,22 @@ async fn creates_the_invoice_with_lines_tax_dates_and_event(pool: PgPool) {
     assert_eq!(
         lines,
         vec![
-            (pb::LineKind::Part, "Oil filter (SKU-10)", 2, 1250, 2500, 500),
-            (pb::LineKind::Part, "Engine oil 1l (SKU-13)", 4, 999, 3996, 799),
+            (
+                pb::LineKind::Part,
+                "Oil filter (SKU-10)",
+                2,
+                1250,
+                2500,
+                500
+            ),
+            (
+                pb::LineKind::Part,
+                "Engine oil 1l (SKU-13)",
+                4,
+                999,
+                3996,
+                799
+            ),
             (pb::LineKind::Labor, "Oil change", 30, 9000, 4500, 900),
         ]
     );
@@ -83,7 +100,9 @@ async fn creates_the_invoice_with_lines_tax_dates_and_event(pool: PgPool) {
 
     let rows = {
         let mut conn = pool.acquire().await.unwrap();
-        carerp_kit::outbox::rows_for(&mut conn, &invoice.id).await.unwrap()
+        carerp_kit::outbox::rows_for(&mut conn, &invoice.id)
+            .await
+            .unwrap()
     };
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].topic, topic::INVOICE_CREATED);
@@ -102,12 +121,21 @@ async fn applied_twice_yields_one_invoice_with_one_number(pool: PgPool) {
     h.complete(&event).await.unwrap();
     h.complete(&event).await.unwrap();
     assert_eq!(invoice_count(&pool).await, 1);
-    let id: Uuid = sqlx::query_scalar("SELECT id FROM invoices").fetch_one(&pool).await.unwrap();
-    assert_eq!(h.outbox_topics(&id.to_string()).await, vec![topic::INVOICE_CREATED]);
+    let id: Uuid = sqlx::query_scalar("SELECT id FROM invoices")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.outbox_topics(&id.to_string()).await,
+        vec![topic::INVOICE_CREATED]
+    );
 
     // The next work order takes the next number: the repeat consumed none.
     h.complete(&oil_change()).await.unwrap();
-    assert_eq!(numbers(&pool).await, vec![number(this_year(), 1), number(this_year(), 2)]);
+    assert_eq!(
+        numbers(&pool).await,
+        vec![number(this_year(), 1), number(this_year(), 2)]
+    );
 }
 
 #[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
@@ -125,19 +153,24 @@ async fn applied_concurrently_yields_one_invoice_with_one_number(pool: PgPool) {
         for delivery in futures::future::join_all(deliveries).await {
             delivery.unwrap().unwrap();
         }
-        let per_work_order: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices WHERE work_order_id = $1")
-            .bind(event.work_order_id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let per_work_order: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM invoices WHERE work_order_id = $1")
+                .bind(event.work_order_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         assert_eq!(per_work_order, 1, "round {round}");
     }
     let year = this_year();
-    assert_eq!(numbers(&pool).await, (1..=3).map(|n| number(year, n)).collect::<Vec<_>>());
-    let created: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = 'invoice.created'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    assert_eq!(
+        numbers(&pool).await,
+        (1..=3).map(|n| number(year, n)).collect::<Vec<_>>()
+    );
+    let created: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = 'invoice.created'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(created, 3);
 }
 
@@ -155,7 +188,10 @@ async fn concurrent_work_orders_get_consecutive_numbers(pool: PgPool) {
     }
     let year = this_year();
     let expected: HashSet<String> = (1..=10).map(|n| number(year, n)).collect();
-    assert_eq!(numbers(&pool).await.into_iter().collect::<HashSet<_>>(), expected);
+    assert_eq!(
+        numbers(&pool).await.into_iter().collect::<HashSet<_>>(),
+        expected
+    );
 }
 
 #[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
@@ -178,8 +214,14 @@ async fn a_rolled_back_invoice_gives_its_number_back(pool: PgPool) {
     assert_eq!(invoice_count(&pool).await, 0);
     h.complete(&oil_change()).await.unwrap();
     h.complete(&first).await.unwrap();
-    assert_eq!(numbers(&pool).await, vec![number(this_year(), 1), number(this_year(), 2)]);
-    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(
+        numbers(&pool).await,
+        vec![number(this_year(), 1), number(this_year(), 2)]
+    );
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(outbox, 2);
 }
 
@@ -187,13 +229,28 @@ async fn a_rolled_back_invoice_gives_its_number_back(pool: PgPool) {
 async fn every_year_counts_from_one(pool: PgPool) {
     let _h = Harness::start(pool.clone(), settings(0)).await;
     let mut tx = pool.begin().await.unwrap();
-    assert_eq!(store::next_invoice_number(&mut tx, 2026).await.unwrap(), "INV-2026-000001");
-    assert_eq!(store::next_invoice_number(&mut tx, 2026).await.unwrap(), "INV-2026-000002");
-    assert_eq!(store::next_invoice_number(&mut tx, 2027).await.unwrap(), "INV-2027-000001");
-    assert_eq!(store::next_invoice_number(&mut tx, 2026).await.unwrap(), "INV-2026-000003");
+    assert_eq!(
+        store::next_invoice_number(&mut tx, 2026).await.unwrap(),
+        "INV-2026-000001"
+    );
+    assert_eq!(
+        store::next_invoice_number(&mut tx, 2026).await.unwrap(),
+        "INV-2026-000002"
+    );
+    assert_eq!(
+        store::next_invoice_number(&mut tx, 2027).await.unwrap(),
+        "INV-2027-000001"
+    );
+    assert_eq!(
+        store::next_invoice_number(&mut tx, 2026).await.unwrap(),
+        "INV-2026-000003"
+    );
     tx.rollback().await.unwrap();
     let mut tx = pool.begin().await.unwrap();
-    assert_eq!(store::next_invoice_number(&mut tx, 2026).await.unwrap(), "INV-2026-000001");
+    assert_eq!(
+        store::next_invoice_number(&mut tx, 2026).await.unwrap(),
+        "INV-2026-000001"
+    );
 }
 
 #[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
@@ -234,7 +291,9 @@ async fn a_work_order_with_nothing_to_bill_is_paid_at_once(pool: PgPool) {
 async fn tax_and_rounding_on_awkward_amounts(pool: PgPool) {
     // 25%: forty lines of 0.02 (0.005 -> 0.01 each) and one of 19.99 (4.9975 -> 5.00).
     let mut h = Harness::start(pool.clone(), settings(2500)).await;
-    let mut parts: Vec<_> = (0..40).map(|i| part(&format!("Washer {i}"), 1, 2)).collect();
+    let mut parts: Vec<_> = (0..40)
+        .map(|i| part(&format!("Washer {i}"), 1, 2))
+        .collect();
     parts.push(part("Wiper blade", 1, 1999));
     let invoice = h.invoice(&completed(parts, vec![])).await;
     assert_eq!(invoice.lines.len(), 41);
@@ -245,7 +304,10 @@ async fn tax_and_rounding_on_awkward_amounts(pool: PgPool) {
     assert_eq!(amount(&invoice.total), 80 + 1999 + 40 + 500);
     let line_taxes: i64 = invoice.lines.iter().map(|l| amount(&l.tax)).sum();
     let line_totals: i64 = invoice.lines.iter().map(|l| amount(&l.line_total)).sum();
-    assert_eq!((line_totals, line_taxes), (amount(&invoice.subtotal), amount(&invoice.tax)));
+    assert_eq!(
+        (line_totals, line_taxes),
+        (amount(&invoice.subtotal), amount(&invoice.tax))
+    );
 }
 
 #[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
@@ -281,7 +343,10 @@ async fn the_issue_date_is_today_in_the_tenants_time_zone(pool: PgPool) {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert!(issue == before || issue == after, "{timezone}: {issue} not {before}");
+        assert!(
+            issue == before || issue == after,
+            "{timezone}: {issue} not {before}"
+        );
         assert_eq!(due - issue, Duration::days(30));
     }
 }
@@ -290,8 +355,15 @@ async fn the_issue_date_is_today_in_the_tenants_time_zone(pool: PgPool) {
 async fn an_unknown_time_zone_stops_the_start(pool: PgPool) {
     let mut config = carerp_kit::ServiceConfig::for_tests("billing", "test-garage", None);
     config.settings.timezone = "Mars/Olympus_Mons".into();
-    let err = carerp_billing::start_with_pool(config, pool).await.err().unwrap();
-    assert!(err.to_string().contains("CARERP_TIMEZONE=\"Mars/Olympus_Mons\""), "{err}");
+    let err = carerp_billing::start_with_pool(config, pool)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("CARERP_TIMEZONE=\"Mars/Olympus_Mons\""),
+        "{err}"
+    );
 }
 
 #[sqlx::test(migrator = "carerp_billing::MIGRATOR")]

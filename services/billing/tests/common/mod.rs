@@ -33,11 +33,17 @@ impl Harness {
     pub async fn start(pool: PgPool, settings: TenantSettings) -> Self {
         let mut config = ServiceConfig::for_tests("billing", "test-garage", None);
         config.settings = settings;
-        let service = carerp_billing::start_with_pool(config, pool.clone()).await.unwrap();
+        let service = carerp_billing::start_with_pool(config, pool.clone())
+            .await
+            .unwrap();
         let client = BillingServiceClient::connect(format!("http://{}", service.grpc_addr))
             .await
             .unwrap();
-        Self { service, client, pool }
+        Self {
+            service,
+            client,
+            pool,
+        }
     }
 
     /// Delivers `workorder.completed` the way a consumer does: in a transaction of its own.
@@ -73,7 +79,11 @@ impl Harness {
         .unwrap();
     }
 
-    pub async fn pay(&mut self, invoice_id: &str, amount_minor: i64) -> Result<pb::Invoice, tonic::Status> {
+    pub async fn pay(
+        &mut self,
+        invoice_id: &str,
+        amount_minor: i64,
+    ) -> Result<pb::Invoice, tonic::Status> {
         self.client
             .record_payment(payment(invoice_id, amount_minor))
             .await
@@ -144,7 +154,10 @@ pub fn labor(description: &str, minutes: i32, hourly_rate_minor: i64) -> Complet
 }
 
 /// A consistent event: totals are the sums of the lines.
-pub fn completed(part_lines: Vec<CompletedPartLine>, labor_lines: Vec<CompletedLaborLine>) -> WorkOrderCompleted {
+pub fn completed(
+    part_lines: Vec<CompletedPartLine>,
+    labor_lines: Vec<CompletedLaborLine>,
+) -> WorkOrderCompleted {
     let parts_total_minor = part_lines.iter().map(|l| l.line_total_minor).sum();
     let labor_total_minor = labor_lines.iter().map(|l| l.line_total_minor).sum();
     WorkOrderCompleted {
