@@ -10,6 +10,7 @@ pub mod store;
 use std::sync::LazyLock;
 
 use carerp_kit::grpc::{self, GrpcService, RunningService};
+use carerp_kit::messaging::{self, Messaging};
 use carerp_kit::{Metrics, ServiceConfig};
 use carerp_proto::customer::v1::customer_service_server::CustomerServiceServer;
 use sqlx::PgPool;
@@ -29,26 +30,36 @@ pub async fn start(config: ServiceConfig) -> anyhow::Result<RunningService> {
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is not set"))?;
     let pool = carerp_kit::db::connect_and_migrate(url, &MIGRATOR).await?;
-    Ok(start_with_pool(config, pool).await?)
+    start_with_pool(config, pool).await
 }
 
-/// Serves on an existing, migrated pool (what tests use).
+/// Serves on an existing, migrated pool (what tests use), relaying its outbox to NATS.
 pub async fn start_with_pool(
     config: ServiceConfig,
     pool: PgPool,
-) -> Result<RunningService, grpc::ServeError> {
+) -> anyhow::Result<RunningService> {
     let routes = Routes::new(CustomerServiceServer::new(api::CustomerApi::new(
         pool.clone(),
     )));
-    grpc::start(
+    let metrics = Metrics::new();
+    let mut service = grpc::start(
         config.grpc_addr,
         config.admin_addr,
         GrpcService {
             name: SERVICE_NAME,
             routes,
-            metrics: Metrics::new(),
-            pool: Some(pool),
+            metrics: metrics.clone(),
+            pool: Some(pool.clone()),
         },
     )
-    .await
+    .await?;
+    let messaging = Messaging {
+        jetstream: messaging::connect(&config.nats_url).await?,
+        pool,
+        service: "customer",
+        tenant: config.tenant.clone(),
+        metrics,
+    };
+    messaging.relay(&mut service);
+    Ok(service)
 }

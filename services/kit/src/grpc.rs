@@ -187,6 +187,19 @@ impl RunningService {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+
+    /// Runs a background task (relay, consumer) that ends when the service stops; `stop`
+    /// waits for it.
+    pub fn run_alongside<F>(&mut self, task: impl FnOnce(CancellationToken) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let future = task(self.shutdown.clone());
+        self.tasks.push(tokio::spawn(async move {
+            future.await;
+            Ok(())
+        }));
+    }
 }
 
 /// What a service hands over to be served.

@@ -9,6 +9,7 @@ pub mod db;
 pub mod envelope;
 pub mod events;
 pub mod grpc;
+pub mod messaging;
 pub mod metrics;
 pub mod outbox;
 pub mod page;

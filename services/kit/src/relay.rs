@@ -80,7 +80,13 @@ impl Relay {
         let mut listener = self.listen().await;
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.drain().await {
+            // Dropping a pass midway rolls its transaction back; anything it had already
+            // published is deduplicated by the stream when the next relay sends it again.
+            let drained = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                drained = self.drain() => drained,
+            };
+            match drained {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(err) => {
                     tracing::warn!(action = "outbox.relay", error = %err, retry_in_ms = backoff.as_millis() as u64, "relay failed; retrying");
