@@ -389,6 +389,7 @@ fn invoice_to_proto(invoice: &Invoice, today: NaiveDate) -> pb::Invoice {
         id: row.id.to_string(),
         number: row.number.clone(),
         work_order_id: row.work_order_id.to_string(),
+        work_order_number: row.work_order_number.clone(),
         customer_id: row.customer_id.to_string(),
         vehicle_id: row.vehicle_id.to_string(),
         lines: invoice

@@ -5,7 +5,7 @@ use carerp_kit::{FieldViolation, Violations};
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::domain::{AmountOverflow, InvalidEvent, PaymentRefused, VoidRefused};
+use crate::domain::{InvalidEvent, PaymentRefused, VoidRefused};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,14 +78,5 @@ impl From<Error> for Status {
 impl From<FieldViolation> for Error {
     fn from(violation: FieldViolation) -> Self {
         Error::Invalid(violation.into())
-    }
-}
-
-impl Error {
-    pub(crate) fn overflow(work_order_id: Uuid, _: AmountOverflow) -> Self {
-        Error::InvalidEvent(InvalidEvent {
-            work_order_id,
-            reason: AmountOverflow.to_string(),
-        })
     }
 }

@@ -9,7 +9,7 @@ use chrono::Datelike;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{self, InvoiceStatus};
+use crate::domain::{self, InvalidEvent, InvoiceStatus};
 use crate::error::Error;
 use crate::store::{self, InvoiceRow, NewInvoice};
 
@@ -41,8 +41,11 @@ pub async fn on_workorder_completed(
     }
     let settings = store::load_settings(tx).await?;
     let lines = domain::lines_from_event(data, &settings.currency)?;
-    let (priced, totals) = domain::price_lines(&lines, settings.tax_rate_bp)
-        .map_err(|err| Error::overflow(data.work_order_id, err))?;
+    let (priced, totals) =
+        domain::price_lines(&lines, settings.tax_rate_bp).map_err(|overflow| InvalidEvent {
+            work_order_id: data.work_order_id,
+            reason: overflow.to_string(),
+        })?;
     let issue_date = store::today(&mut *tx, &settings.timezone).await?;
     let due_date = domain::due_date(issue_date, settings.payment_terms_days);
     let number = store::next_invoice_number(tx, issue_date.year()).await?;

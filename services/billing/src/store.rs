@@ -1,6 +1,8 @@
 //! Invoices and payments in PostgreSQL. Each function is one use case: its SQL, its
 //! transaction, and the events it writes to the outbox in that transaction.
 
+use std::collections::HashMap;
+
 use carerp_kit::{RequestContext, TenantSettings};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -164,7 +166,7 @@ macro_rules! payment_columns {
 /// Adds lines and payments to invoice rows, in two queries whatever the number of rows.
 async fn complete(conn: &mut PgConnection, rows: Vec<InvoiceRow>) -> Result<Vec<Invoice>, Error> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut lines: Vec<LineRow> = sqlx::query_as(concat!(
+    let lines: Vec<LineRow> = sqlx::query_as(concat!(
         "SELECT ",
         line_columns!(),
         " FROM invoice_lines WHERE invoice_id = ANY($1) ORDER BY invoice_id, position"
@@ -172,7 +174,7 @@ async fn complete(conn: &mut PgConnection, rows: Vec<InvoiceRow>) -> Result<Vec<
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
-    let mut payments: Vec<PaymentRow> = sqlx::query_as(concat!(
+    let payments: Vec<PaymentRow> = sqlx::query_as(concat!(
         "SELECT ",
         payment_columns!(),
         " FROM payments WHERE invoice_id = ANY($1) ORDER BY invoice_id, received_at, id"
@@ -180,20 +182,23 @@ async fn complete(conn: &mut PgConnection, rows: Vec<InvoiceRow>) -> Result<Vec<
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
+    let mut lines_of: HashMap<Uuid, Vec<LineRow>> = HashMap::new();
+    for line in lines {
+        lines_of.entry(line.invoice_id).or_default().push(line);
+    }
+    let mut payments_of: HashMap<Uuid, Vec<PaymentRow>> = HashMap::new();
+    for payment in payments {
+        payments_of
+            .entry(payment.invoice_id)
+            .or_default()
+            .push(payment);
+    }
     Ok(rows
         .into_iter()
-        .map(|row| {
-            let (mine, rest): (Vec<LineRow>, Vec<LineRow>) =
-                lines.drain(..).partition(|l| l.invoice_id == row.id);
-            lines = rest;
-            let (paid, rest): (Vec<PaymentRow>, Vec<PaymentRow>) =
-                payments.drain(..).partition(|p| p.invoice_id == row.id);
-            payments = rest;
-            Invoice {
-                row,
-                lines: mine,
-                payments: paid,
-            }
+        .map(|row| Invoice {
+            lines: lines_of.remove(&row.id).unwrap_or_default(),
+            payments: payments_of.remove(&row.id).unwrap_or_default(),
+            row,
         })
         .collect())
 }

@@ -45,6 +45,7 @@ async fn creates_the_invoice_with_lines_tax_dates_and_event(pool: PgPool) {
 
     assert_eq!(invoice.number, number(this_year(), 1));
     assert_eq!(invoice.work_order_id, event.work_order_id.to_string());
+    assert_eq!(invoice.work_order_number, "WO-2026-000042");
     assert_eq!(invoice.customer_id, event.customer_id.to_string());
     assert_eq!(invoice.vehicle_id, event.vehicle_id.to_string());
     assert_eq!(invoice.status(), pb::InvoiceStatus::Issued);
