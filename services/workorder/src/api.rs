@@ -2,7 +2,7 @@
 
 use carerp_kit::grpc::request_context;
 use carerp_kit::status::parse_id;
-use carerp_kit::{TenantSettings, Violations, page};
+use carerp_kit::{FieldViolation, TenantSettings, Violations, page};
 use carerp_proto::common::v1::{Audit, Money, PageResponse};
 use carerp_proto::workorder::v1 as pb;
 use carerp_proto::workorder::v1::work_order_service_server::WorkOrderService;
@@ -15,6 +15,9 @@ use crate::customers::CustomerDirectory;
 use crate::domain::{self, Intake, NewLabor, ReservationState, Status as WoStatus};
 use crate::error::Error;
 use crate::store::{self, ListFilter, NewWorkOrder, WorkOrder};
+
+/// Long enough for any client's request id; bounded so the unique index stays small.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 pub struct WorkOrderApi {
     pool: PgPool,
@@ -66,6 +69,13 @@ impl WorkOrderService for WorkOrderApi {
             return Err(Error::Invalid(v).into());
         };
         let key = non_empty(&req.idempotency_key);
+        if key.is_some_and(|key| key.chars().count() > MAX_IDEMPOTENCY_KEY) {
+            return Err(Error::from(FieldViolation::new(
+                "idempotency_key",
+                format!("must be at most {MAX_IDEMPOTENCY_KEY} characters"),
+            ))
+            .into());
+        }
         // A retried create returns what the first one made, even if the customer service is
         // down by now.
         if let Some(key) = key
@@ -81,6 +91,7 @@ impl WorkOrderService for WorkOrderApi {
             vehicle_id,
             intake,
             currency: self.settings.currency.clone(),
+            timezone: self.settings.timezone.clone(),
         };
         reply(store::create_work_order(&self.pool, &context, &new, key).await?)
     }

@@ -86,7 +86,7 @@ pub enum Cause {
 /// Why a status change was refused; the message says from what to what and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
-    #[error("work order is already {0}")]
+    #[error("cannot change status from {0} to {0}: the work order is already {0}")]
     Unchanged(Status),
     #[error("cannot change status from {from} to {to}: {why}")]
     Refused {

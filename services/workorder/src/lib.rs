@@ -48,7 +48,9 @@ pub async fn start_with_pool(
     pool: PgPool,
     customers: CustomerDirectory,
 ) -> Result<RunningService, grpc::ServeError> {
-    let api = api::WorkOrderApi::new(pool.clone(), config.settings.clone(), customers);
+    let mut settings = config.settings.clone();
+    settings.timezone = store::usable_timezone(&pool, &settings.timezone).await;
+    let api = api::WorkOrderApi::new(pool.clone(), settings, customers);
     let routes = Routes::new(WorkOrderServiceServer::new(api));
     grpc::start(
         config.grpc_addr,

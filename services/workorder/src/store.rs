@@ -6,7 +6,7 @@
 //! is refused, and without one the rules are checked against the current state.
 
 use carerp_kit::RequestContext;
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -98,6 +98,24 @@ pub struct NewWorkOrder {
     pub vehicle_id: Uuid,
     pub intake: Intake,
     pub currency: String,
+    /// The tenant's IANA time zone: the number's year is the garage's local year.
+    pub timezone: String,
+}
+
+/// The tenant's time zone if PostgreSQL knows it, else UTC (with a warning), checked once at
+/// start so that creating a work order cannot fail on a misspelt zone.
+pub async fn usable_timezone(pool: &PgPool, timezone: &str) -> String {
+    match sqlx::query("SELECT now() AT TIME ZONE $1")
+        .bind(timezone)
+        .execute(pool)
+        .await
+    {
+        Ok(_) => timezone.to_string(),
+        Err(err) => {
+            tracing::warn!(timezone, error = %err, "unknown time zone: work order numbers use the UTC year");
+            "UTC".to_string()
+        }
+    }
 }
 
 /// The work order created earlier with this idempotency key, if any.
@@ -126,7 +144,10 @@ pub async fn create_work_order(
     idempotency_key: Option<&str>,
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
-    let year = Utc::now().year();
+    let (year,): (i32,) = sqlx::query_as("SELECT EXTRACT(YEAR FROM now() AT TIME ZONE $1)::int")
+        .bind(&new.timezone)
+        .fetch_one(&mut *tx)
+        .await?;
     let sequence = allocate_number(&mut tx, year).await?;
     let number = domain::format_number(year, sequence);
     let id = Uuid::now_v7();

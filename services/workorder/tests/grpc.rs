@@ -84,6 +84,15 @@ async fn create_with_the_same_idempotency_key_returns_the_first_order(pool: PgPo
     assert_eq!(first, again);
     assert_eq!(g.count("work_orders").await, 1);
     assert_eq!(g.count("outbox").await, 1);
+    let err = g
+        .client
+        .create_work_order(pb::CreateWorkOrderRequest {
+            idempotency_key: "k".repeat(201),
+            ..new_order(&customer_id, &vehicle_id)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), vec!["idempotency_key"]);
     // No number was used up by the repeat.
     let next = g.create(&customer_id, &vehicle_id).await;
     assert!(next.number.ends_with("-000002"), "{}", next.number);
@@ -214,6 +223,41 @@ async fn create_while_the_customer_service_is_down_is_unavailable_and_writes_not
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    g.stop().await;
+}
+
+/// A customer service that accepts connections and never answers: the deadline ends the
+/// wait, the caller gets Unavailable, and nothing is written.
+#[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
+async fn create_gives_up_on_a_customer_service_that_does_not_answer(pool: PgPool) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let deadline = std::time::Duration::from_millis(300);
+    let directory =
+        carerp_workorder::CustomerDirectory::connect_lazy(&format!("http://{addr}"), deadline)
+            .unwrap();
+    let mut g = Garage::start_with_directory(pool, directory).await;
+    let started = std::time::Instant::now();
+    let err = g
+        .client
+        .create_work_order(new_order(UNKNOWN, PART))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(g.count("work_orders").await, 0);
+    assert_eq!(g.count("outbox").await, 0);
+    silent.abort();
     g.stop().await;
 }
 
@@ -465,7 +509,10 @@ async fn refused_transitions_say_from_what_to_what_and_why(pool: PgPool) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(err.message(), "work order is already OPEN");
+    assert_eq!(
+        err.message(),
+        "cannot change status from OPEN to OPEN: the work order is already OPEN"
+    );
 
     let err = g
         .client

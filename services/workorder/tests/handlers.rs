@@ -23,6 +23,7 @@ async fn order_with_parts(pool: &PgPool) -> WorkOrder {
         vehicle_id: Uuid::now_v7(),
         intake: Intake::validate("Engine light on", 100_000, "").unwrap(),
         currency: "EUR".into(),
+        timezone: "Europe/Berlin".into(),
     };
     let order = store::create_work_order(pool, &context(), &new, None)
         .await
@@ -286,4 +287,39 @@ async fn invoice_created_for_an_unfinished_or_unknown_order_is_refused(pool: PgP
     unknown.work_order_id = Uuid::now_v7();
     let err = apply!(pool, on_invoice_created, &unknown).unwrap_err();
     assert!(matches!(err, Error::WorkOrderNotFound(_)), "{err:?}");
+}
+
+#[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
+async fn numbers_take_the_year_in_the_tenant_time_zone(pool: PgPool) {
+    assert_eq!(
+        store::usable_timezone(&pool, "Pacific/Kiritimati").await,
+        "Pacific/Kiritimati"
+    );
+    assert_eq!(
+        store::usable_timezone(&pool, "Mars/Olympus_Mons").await,
+        "UTC"
+    );
+    for zone in ["Pacific/Kiritimati", "Pacific/Pago_Pago"] {
+        let (year,): (i32,) =
+            sqlx::query_as("SELECT EXTRACT(YEAR FROM now() AT TIME ZONE $1)::int")
+                .bind(zone)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let new = NewWorkOrder {
+            customer_id: Uuid::now_v7(),
+            vehicle_id: Uuid::now_v7(),
+            intake: Intake::validate("Noise", 1, "").unwrap(),
+            currency: "EUR".into(),
+            timezone: zone.into(),
+        };
+        let order = store::create_work_order(&pool, &context(), &new, None)
+            .await
+            .unwrap();
+        assert!(
+            order.header.number.starts_with(&format!("WO-{year}-")),
+            "{zone}: {}",
+            order.header.number
+        );
+    }
 }

@@ -70,6 +70,10 @@ impl Garage {
     /// The work order service alone, with its customer client pointing at `url`.
     pub async fn start_pointing_at(pool: PgPool, url: &str) -> Self {
         let directory = CustomerDirectory::connect_lazy(url, Duration::from_secs(2)).unwrap();
+        Self::start_with_directory(pool, directory).await
+    }
+
+    pub async fn start_with_directory(pool: PgPool, directory: CustomerDirectory) -> Self {
         let workorder =
             carerp_workorder::start_with_pool(workorder_config(), pool.clone(), directory)
                 .await
