@@ -203,7 +203,7 @@ async fn completing_consumes_once_and_releases_lines_no_longer_used(pool: PgPool
     .await;
 
     // The pads line was removed from the work order before completion.
-    let done = completed(wo, &[used.clone()]);
+    let done = completed(wo, std::slice::from_ref(&used));
     complete(&pool, &done).await;
     complete(&pool, &done).await;
 
