@@ -19,7 +19,9 @@ use crate::store::{self, InvoiceRow, NewInvoice};
 /// event finds the invoice already there and changes nothing, and two deliveries handled
 /// at the same moment are serialised on the work order, so there is exactly one invoice with
 /// one number. The number is taken in this transaction, so an invoice that is rolled back
-/// does not use one up.
+/// does not use one up. The transaction must be READ COMMITTED (PostgreSQL's default), so
+/// that a delivery that waited for the work order's lock sees the invoice the other one
+/// committed; the unique work order constraint backs this up.
 ///
 /// Tax rate, payment terms and time zone are the tenant's settings as the service stored them
 /// at start; the issue date is today in the tenant's time zone.
