@@ -2,7 +2,7 @@
 
 use carerp_kit::grpc::request_context;
 use carerp_kit::status::parse_id;
-use carerp_kit::{FieldViolation, TenantSettings, Violations, page};
+use carerp_kit::{TenantSettings, Violations, page};
 use carerp_proto::common::v1::{Audit, Money, PageResponse};
 use carerp_proto::workorder::v1 as pb;
 use carerp_proto::workorder::v1::work_order_service_server::WorkOrderService;
@@ -50,32 +50,27 @@ impl WorkOrderService for WorkOrderApi {
         let context = request_context(&request);
         let req = request.into_inner();
         let mut v = Violations::new();
-        let customer_id = parse_id("customer_id", &req.customer_id);
-        let vehicle_id = parse_id("vehicle_id", &req.vehicle_id);
-        if let Err(violation) = &customer_id {
-            v.check(Err(violation.clone()));
+        let customer_id = required_id(&mut v, "customer_id", &req.customer_id);
+        let vehicle_id = required_id(&mut v, "vehicle_id", &req.vehicle_id);
+        let intake = Intake::validate(&req.complaint, req.odometer_km, &req.notes)
+            .map_err(|violations| {
+                for violation in violations.as_slice() {
+                    v.check(Err(violation.clone()));
+                }
+            })
+            .ok();
+        let key = non_empty(&req.idempotency_key);
+        if key.is_some_and(|key| key.chars().count() > MAX_IDEMPOTENCY_KEY) {
+            v.add(
+                "idempotency_key",
+                format!("must be at most {MAX_IDEMPOTENCY_KEY} characters"),
+            );
         }
-        if let Err(violation) = &vehicle_id {
-            v.check(Err(violation.clone()));
-        }
-        let intake = Intake::validate(&req.complaint, req.odometer_km, &req.notes);
-        if let Err(violations) = &intake {
-            for violation in violations.as_slice() {
-                v.check(Err(violation.clone()));
-            }
-        }
-        let (Ok(customer_id), Ok(vehicle_id), Ok(intake)) = (customer_id, vehicle_id, intake)
+        let (Some(customer_id), Some(vehicle_id), Some(intake)) = (customer_id, vehicle_id, intake)
         else {
             return Err(Error::Invalid(v).into());
         };
-        let key = non_empty(&req.idempotency_key);
-        if key.is_some_and(|key| key.chars().count() > MAX_IDEMPOTENCY_KEY) {
-            return Err(Error::from(FieldViolation::new(
-                "idempotency_key",
-                format!("must be at most {MAX_IDEMPOTENCY_KEY} characters"),
-            ))
-            .into());
-        }
+        v.into_result(()).map_err(Error::from)?;
         // A retried create returns what the first one made, even if the customer service is
         // down by now.
         if let Some(key) = key

@@ -172,6 +172,12 @@ pub async fn on_parts_reserved(
         if line.state == ReservationState::Reserved {
             continue;
         }
+        if reserved.part_id != line.part_id || reserved.quantity != line.quantity {
+            return Err(Error::Conflict(format!(
+                "inventory reserved {} of part {} for part line {}, but the line is {} of part {}",
+                reserved.quantity, reserved.part_id, line.id, line.quantity, line.part_id
+            )));
+        }
         if reserved.unit_price.currency != order.header.currency {
             return Err(Error::Conflict(format!(
                 "inventory priced part line {} in {}, but work order {} is kept in {}",

@@ -132,13 +132,20 @@ async fn parts_reserved_twice_is_parts_reserved_once(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
-async fn parts_reserved_in_another_currency_is_refused_and_changes_nothing(pool: PgPool) {
+async fn parts_reserved_that_contradicts_the_lines_is_refused_and_changes_nothing(pool: PgPool) {
     let order = order_with_parts(&pool).await;
     let err = apply!(pool, on_parts_reserved, &reserved(&order, 1500, "USD")).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
     assert!(err.to_string().contains("USD"), "{err}");
     let err = apply!(pool, on_parts_reserved, &reserved(&order, -1, "EUR")).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    let mut other_quantity = reserved(&order, 100, "EUR");
+    other_quantity.lines[1].quantity = 7;
+    let err = apply!(pool, on_parts_reserved, &other_quantity).unwrap_err();
+    assert!(
+        err.to_string().contains("but the line is 1 of part"),
+        "{err}"
+    );
     let after = reload(&pool, &order).await;
     assert_eq!(after.part_lines, order.part_lines);
     assert_eq!(after.header.version, order.header.version);
