@@ -412,3 +412,29 @@ async fn fifty_concurrent_reservations_of_ten_in_stock_never_oversell(
     assert_ledger_consistent(&pool).await;
     pool.close().await;
 }
+
+/// Compile-time check, never called: the consumer runs handlers on a multi-threaded
+/// runtime, so their futures must be `Send`; this file stops compiling if one is not.
+#[allow(dead_code)]
+fn handler_futures_are_send(conn: &mut PgConnection, ctx: &RequestContext) {
+    fn assert_send<T: Send>(_: T) {}
+    let parts = parts_added(Uuid::now_v7(), vec![]);
+    assert_send(on_parts_added(conn, ctx, Uuid::now_v7(), &parts));
+    let cancelled = carerp_kit::events::WorkOrderCancelled {
+        work_order_id: Uuid::now_v7(),
+        reason: String::new(),
+    };
+    assert_send(carerp_inventory::events::on_work_order_cancelled(
+        conn,
+        ctx,
+        Uuid::now_v7(),
+        &cancelled,
+    ));
+    let done = completed(Uuid::now_v7(), &[]);
+    assert_send(carerp_inventory::events::on_work_order_completed(
+        conn,
+        ctx,
+        Uuid::now_v7(),
+        &done,
+    ));
+}
