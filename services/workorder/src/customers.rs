@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use carerp_kit::RequestContext;
 use carerp_kit::grpc::propagate;
 use carerp_kit::status::FieldViolation;
+use carerp_kit::{ConfigError, RequestContext, ServiceConfig};
 use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
 use carerp_proto::customer::v1::{GetCustomerRequest, GetVehicleRequest};
 use tonic::Code;
@@ -32,7 +32,22 @@ pub struct InvalidUrl {
     pub reason: String,
 }
 
+/// Why the customer service's address cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Url(#[from] InvalidUrl),
+}
+
 impl CustomerDirectory {
+    /// The customer service at `CUSTOMER_GRPC_URL`, with [`DEFAULT_DEADLINE`].
+    pub fn from_env() -> Result<Self, DirectoryError> {
+        let url = ServiceConfig::service_url("CUSTOMER_GRPC_URL")?;
+        Ok(Self::connect_lazy(&url, DEFAULT_DEADLINE)?)
+    }
+
     /// Connects on first use, so the work order service starts (and serves everything but
     /// creation) while the customer service is still coming up.
     pub fn connect_lazy(url: &str, deadline: Duration) -> Result<Self, InvalidUrl> {
@@ -92,7 +107,13 @@ impl CustomerDirectory {
             .map_err(|status| answer_error(status, || Error::VehicleNotFound(vehicle_id)))?;
         let customer = customer.into_inner();
         let vehicle = vehicle.into_inner();
-        if vehicle.customer_id != customer_id.to_string() {
+        let owner = Uuid::parse_str(&vehicle.customer_id).map_err(|_| {
+            Error::CustomerService(format!(
+                "vehicle {vehicle_id} has an owner id that is not a UUID: {:?}",
+                vehicle.customer_id
+            ))
+        })?;
+        if owner != customer_id {
             return Err(FieldViolation::new(
                 "vehicle_id",
                 format!(
