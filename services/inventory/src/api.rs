@@ -13,6 +13,8 @@ use tonic::{Request, Response, Status};
 use crate::domain::{Adjustment, MovementKind, NewPart, PartChanges, RawMoney};
 use crate::store::{self, Error, PartFilter};
 
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match err {
@@ -53,7 +55,9 @@ impl InventoryService for InventoryApi {
     ) -> Result<Response<pb::Part>, Status> {
         let ctx = request_context(&request);
         let req = request.into_inner();
-        let (fields, initial) = NewPart {
+        let mut violations = Violations::new();
+        let key = idempotency_key(&mut violations, &req.idempotency_key);
+        let validated = NewPart {
             sku: req.sku,
             name: req.name,
             description: req.description,
@@ -65,9 +69,8 @@ impl InventoryService for InventoryApi {
             reorder_quantity: req.reorder_quantity,
             initial_quantity: req.initial_quantity,
         }
-        .validate(&self.settings.currency)
-        .map_err(Error::from)?;
-        let key = non_empty(&req.idempotency_key);
+        .validate(&self.settings.currency);
+        let (fields, initial) = all_valid(violations, validated)?;
         let part = store::create_part(
             &self.pool,
             &ctx,
@@ -161,18 +164,13 @@ impl InventoryService for InventoryApi {
             _ => None,
         };
         let adjustment = Adjustment::validate(kind, req.delta, &req.reason, &req.actor);
-        let (id, adjustment) = match (id, adjustment) {
-            (Ok(id), Ok(adjustment)) if violations.is_empty() => (id, adjustment),
-            (_, adjustment) => {
-                if let Err(more) = adjustment {
-                    for v in more.as_slice() {
-                        violations.add(v.field.clone(), v.description.clone());
-                    }
-                }
-                return Err(invalid_argument(&violations));
-            }
-        };
-        let key = non_empty(&req.idempotency_key);
+        let key = idempotency_key(&mut violations, &req.idempotency_key);
+        // A bad id is already among the violations.
+        let both = adjustment.and_then(|adjustment| {
+            id.map(|id| (id, adjustment))
+                .map_err(|()| Violations::new())
+        });
+        let (id, adjustment) = all_valid(violations, both)?;
         let part = store::adjust_stock(&self.pool, &ctx, id, &adjustment, key).await?;
         tracing::info!(
             part_id = %part.id,
@@ -282,6 +280,37 @@ fn read_page<C: serde::de::DeserializeOwned>(
         (Ok(size), Ok(cursor)) if violations.is_empty() => Some((size, cursor)),
         _ => None,
     }
+}
+
+/// The value when no violation was recorded anywhere, else every violation at once.
+fn all_valid<T>(mut violations: Violations, result: Result<T, Violations>) -> Result<T, Status> {
+    match result {
+        Ok(value) if violations.is_empty() => Ok(value),
+        Ok(_) => Err(invalid_argument(&violations)),
+        Err(more) => {
+            for v in more.as_slice() {
+                violations.add(v.field.clone(), v.description.clone());
+            }
+            Err(invalid_argument(&violations))
+        }
+    }
+}
+
+/// Keys are stored and indexed: bounded like any other text.
+fn idempotency_key<'a>(violations: &mut Violations, raw: &'a str) -> Option<&'a str> {
+    let key = non_empty(raw);
+    if let Some(key) = key
+        && key.chars().count() > MAX_IDEMPOTENCY_KEY
+    {
+        violations.add(
+            "idempotency_key",
+            format!(
+                "must be at most {MAX_IDEMPOTENCY_KEY} characters, is {}",
+                key.chars().count()
+            ),
+        );
+    }
+    key
 }
 
 fn saturate(value: i64) -> i32 {

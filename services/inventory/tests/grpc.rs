@@ -1054,3 +1054,30 @@ async fn the_service_reports_health_and_readiness(pool: PgPool) {
     drop(health);
     svc.stop().await;
 }
+
+#[sqlx::test(migrator = "carerp_inventory::MIGRATOR")]
+async fn idempotency_keys_are_bounded(pool: PgPool) {
+    let mut svc = Service::start(pool).await;
+    let long = "k".repeat(201);
+    let err = svc
+        .client
+        .create_part(pb::CreatePartRequest {
+            idempotency_key: long.clone(),
+            name: String::new(),
+            ..new_part("OF-1")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(&err), ["idempotency_key", "name"]);
+    let part = create(&mut svc.client, new_part("OF-1")).await;
+    let err = svc
+        .client
+        .adjust_stock(pb::AdjustStockRequest {
+            idempotency_key: long,
+            ..adjust(&part.id, pb::AdjustmentKind::Receipt, 1, "delivery")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(&err), ["idempotency_key"]);
+    svc.stop().await;
+}
