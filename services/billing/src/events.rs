@@ -1,6 +1,8 @@
 //! What billing consumes (`workorder.completed`) and publishes (`invoice.created`,
 //! `invoice.paid`, `invoice.voided`, always through the outbox).
 
+use carerp_kit::consumer::{EventHandler, HandlerError};
+use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{
     InvoiceCreated, InvoicePaid, InvoiceVoided, Money, WorkOrderCompleted, topic,
 };
@@ -148,4 +150,29 @@ pub async fn invoice_voided(
     )
     .await?;
     Ok(())
+}
+
+/// Routes the events billing consumes to their handlers, for the kit's consumer runtime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BillingEvents;
+
+impl EventHandler for BillingEvents {
+    fn topics(&self) -> &'static [&'static str] {
+        &[topic::WORKORDER_COMPLETED]
+    }
+
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        context: &RequestContext,
+        event: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        match event.event_type.as_str() {
+            topic::WORKORDER_COMPLETED => {
+                on_workorder_completed(tx, context, event.id, &event.data_as()?).await?
+            }
+            other => return Err(format!("billing does not consume {other}").into()),
+        }
+        Ok(())
+    }
 }

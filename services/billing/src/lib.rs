@@ -14,6 +14,7 @@ use std::sync::LazyLock;
 
 use carerp_kit::db::{self, StartError};
 use carerp_kit::grpc::{self, ServeError};
+use carerp_kit::messaging::Messaging;
 use carerp_kit::{GrpcService, Metrics, RunningService, ServiceConfig};
 use carerp_proto::billing::v1::billing_service_server::BillingServiceServer;
 use sqlx::PgPool;
@@ -40,6 +41,8 @@ pub enum StartFailure {
     Settings(Error),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("cannot connect to NATS: {0}")]
+    Messaging(String),
 }
 
 /// Connects to the database, migrates it, and serves.
@@ -63,11 +66,18 @@ pub async fn start_with_pool(
         .map_err(StartFailure::Settings)?;
     let api = api::BillingApi::new(pool.clone(), config.settings.clone());
     let routes = tonic::service::Routes::new(BillingServiceServer::new(api));
+    let metrics = Metrics::new();
     let service = GrpcService {
         name: SERVICE_NAME,
         routes,
-        metrics: Metrics::new(),
-        pool: Some(pool),
+        metrics: metrics.clone(),
+        pool: Some(pool.clone()),
     };
-    Ok(grpc::start(config.grpc_addr, config.admin_addr, service).await?)
+    let mut running = grpc::start(config.grpc_addr, config.admin_addr, service).await?;
+    let messaging = Messaging::connect(&config, pool, metrics)
+        .await
+        .map_err(|err| StartFailure::Messaging(err.to_string()))?;
+    messaging.relay(&mut running);
+    messaging.consume(&mut running, events::BillingEvents);
+    Ok(running)
 }

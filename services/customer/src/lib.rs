@@ -10,7 +10,7 @@ pub mod store;
 use std::sync::LazyLock;
 
 use carerp_kit::grpc::{self, GrpcService, RunningService};
-use carerp_kit::messaging::{self, Messaging};
+use carerp_kit::messaging::Messaging;
 use carerp_kit::{Metrics, ServiceConfig};
 use carerp_proto::customer::v1::customer_service_server::CustomerServiceServer;
 use sqlx::PgPool;
@@ -53,13 +53,8 @@ pub async fn start_with_pool(
         },
     )
     .await?;
-    let messaging = Messaging {
-        jetstream: messaging::connect(&config.nats_url).await?,
-        pool,
-        service: "customer",
-        tenant: config.tenant.clone(),
-        metrics,
-    };
-    messaging.relay(&mut service);
+    Messaging::connect(&config, pool, metrics)
+        .await?
+        .relay(&mut service);
     Ok(service)
 }

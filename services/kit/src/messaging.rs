@@ -6,6 +6,7 @@ use async_nats::jetstream;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ServiceConfig;
 use crate::consumer::{Consumer, EventHandler};
 use crate::grpc::RunningService;
 use crate::metrics::Metrics;
@@ -31,6 +32,21 @@ pub struct Messaging {
 }
 
 impl Messaging {
+    /// Connects for `config`'s service and tenant.
+    pub async fn connect(
+        config: &ServiceConfig,
+        pool: PgPool,
+        metrics: Metrics,
+    ) -> Result<Self, async_nats::ConnectError> {
+        Ok(Self {
+            jetstream: connect(&config.nats_url).await?,
+            pool,
+            service: config.service,
+            tenant: config.tenant.clone(),
+            metrics,
+        })
+    }
+
     /// Runs the outbox relay alongside `service`, until it stops.
     pub fn relay(&self, service: &mut RunningService) {
         let relay = Relay::new(

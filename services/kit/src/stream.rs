@@ -42,9 +42,8 @@ pub async fn ensure_stream(
     jetstream: &jetstream::Context,
     tenant: &str,
     settings: &StreamSettings,
-) -> Result<stream::Info, async_nats::Error> {
-    let info = jetstream
+) -> Result<stream::Info, jetstream::context::CreateStreamError> {
+    jetstream
         .create_or_update_stream(stream_config(tenant, settings))
-        .await?;
-    Ok(info)
+        .await
 }
