@@ -96,6 +96,18 @@ async fn create_with_the_same_idempotency_key_returns_the_first_order(pool: PgPo
     // No number was used up by the repeat.
     let next = g.create(&customer_id, &vehicle_id).await;
     assert!(next.number.ends_with("-000002"), "{}", next.number);
+    // A retry answers from what was written, even when the customer service is gone by now.
+    g.customer_service.take().unwrap().stop().await.unwrap();
+    let retried = g
+        .client
+        .create_work_order(pb::CreateWorkOrderRequest {
+            idempotency_key: "intake-42".into(),
+            ..new_order(&customer_id, &vehicle_id)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, first);
     g.stop().await;
 }
 
