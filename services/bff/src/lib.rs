@@ -1,1 +1,190 @@
-//! The REST API of a tenant.
+//! The REST API of a tenant: one entry point over the domain services' gRPC APIs, with
+//! aggregated views, one error format, and an OpenAPI document.
+//!
+//! [`start`] is what `main`, the tests and the operator's local mode call.
+
+pub mod api;
+pub mod body;
+pub mod clients;
+pub mod config;
+pub mod edge;
+pub mod models;
+pub mod openapi;
+pub mod problem;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use carerp_kit::Metrics;
+use carerp_kit::admin::AdminState;
+use http::{HeaderValue, Method, StatusCode, header};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use api::AppState;
+pub use clients::Clients;
+pub use config::BffConfig;
+
+/// Where the OpenAPI document and the interactive page are served.
+pub const OPENAPI_PATH: &str = "/docs/openapi.json";
+pub const DOCS_PATH: &str = "/docs";
+
+/// The whole HTTP application: API routes, docs, and the edge layers.
+pub fn router(config: &BffConfig, state: AppState) -> Router {
+    let mut routes = Router::new();
+    for route in api::routes() {
+        routes = routes.route(route.path, route.handler);
+    }
+    let docs = swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
+        uri_prefix: DOCS_PATH,
+        api_definition: swagger_ui_dist::OpenApiSource::Uri(OPENAPI_PATH),
+        title: Some("Car ERP API"),
+    });
+    let limiter = edge::RateLimiter::new(
+        config.rate_limit_per_second,
+        config.rate_limit_burst,
+        config.trust_forwarded_for,
+    );
+    routes
+        .route(OPENAPI_PATH, get(openapi_json))
+        .with_state(state)
+        .merge(docs)
+        .fallback(edge::not_found)
+        // Innermost first: the last layer sees the request first.
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(body::MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(limiter, edge::rate_limit))
+        .layer(middleware::from_fn(edge::context))
+        .layer(cors(&config.cors_origins))
+        .layer(middleware::from_fn(edge::security_headers))
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    match openapi::document().to_json() {
+        Ok(json) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            json,
+        )
+            .into_response(),
+        Err(err) => problem::ApiError::Status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot render the OpenAPI document: {err}"),
+        )
+        .into_response(),
+    }
+}
+
+/// CORS from `BFF_CORS_ORIGINS`: none configured, no CORS headers (same origin only).
+fn cors(origins: &[String]) -> CorsLayer {
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("x-correlation-id"),
+            header::HeaderName::from_static("traceparent"),
+        ])
+        .expose_headers([
+            header::HeaderName::from_static("x-correlation-id"),
+            header::RETRY_AFTER,
+            header::LOCATION,
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// A BFF that is serving; [`RunningBff::stop`] drains it.
+pub struct RunningBff {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningBff {
+    /// Stops accepting requests, lets the ones in flight finish, and waits for the servers.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the servers end (after [`RunningBff::stop`] or a failure).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        for task in self.tasks {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+/// Binds the HTTP and admin listeners and serves until stopped. The services need not be up:
+/// their channels connect on first use.
+pub async fn start(config: BffConfig) -> anyhow::Result<RunningBff> {
+    let clients = Clients::new(&config)?;
+    let app = router(&config, AppState { clients });
+    let http_listener = bind(config.service.http_addr).await?;
+    let admin_listener = bind(config.service.admin_addr).await?;
+    let http_addr = http_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await
+    });
+    let admin_shutdown = shutdown.clone();
+    let admin_task = tokio::spawn(async move {
+        carerp_kit::admin::serve(
+            admin_listener,
+            AdminState {
+                metrics: Metrics::new(),
+                pool: None,
+            },
+            admin_shutdown,
+        )
+        .await
+        .map_err(std::io::Error::other)
+    });
+    tracing::info!(%http_addr, %admin_addr, "serving the REST API");
+    Ok(RunningBff {
+        http_addr,
+        admin_addr,
+        shutdown,
+        tasks: vec![http_task, admin_task],
+    })
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))
+}

@@ -1,0 +1,294 @@
+//! Invoices: lists, the aggregated view with the customer, payments and voiding.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use carerp_kit::RequestContext;
+use http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use carerp_proto::billing::v1 as pb;
+use carerp_proto::customer::v1 as customer;
+
+use super::workorders::keep;
+use super::{AppState, IdempotencyKey, page};
+use crate::body::{JsonBody, QueryParams};
+use crate::edge::Ctx;
+use crate::models::{
+    ChangeInvoiceStatus, Invoice, InvoiceAction, InvoicePage, InvoiceStatus,
+    InvoiceStatusChanged, InvoiceView, PaymentMethod, RecordPayment, RequestedInvoiceStatus,
+    VoidInvoice,
+};
+use crate::problem::ApiError;
+
+const SERVICE: &str = "billing";
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InvoiceQuery {
+    /// Page size: default 50, at most 500.
+    pub limit: Option<i32>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Comma-separated statuses, e.g. `ISSUED,PARTIALLY_PAID`; absent: any.
+    pub status: Option<String>,
+    pub customer_id: Option<String>,
+    /// Only invoices past their due date with a balance.
+    pub overdue_only: Option<bool>,
+    /// Issued on or after this ISO date.
+    pub issued_from: Option<String>,
+    /// Issued on or before this ISO date.
+    pub issued_to: Option<String>,
+}
+
+fn statuses(param: Option<String>) -> Result<Vec<i32>, ApiError> {
+    let Some(param) = param else {
+        return Ok(Vec::new());
+    };
+    param
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            serde_json::from_value::<InvoiceStatus>(serde_json::Value::String(name.into()))
+                .map(|s| s.to_proto() as i32)
+                .map_err(|_| {
+                    ApiError::field(
+                        "status",
+                        format!(
+                            "{name:?} is not a status; expected ISSUED, PARTIALLY_PAID, PAID or VOID"
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// List invoices, filtered by status, customer, overdue or issue date.
+#[utoipa::path(get, path = "/api/invoices", tag = "invoices", params(InvoiceQuery),
+    responses((status = 200, description = "A page of invoices", body = InvoicePage)))]
+pub async fn list_invoices(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    QueryParams(query): QueryParams<InvoiceQuery>,
+) -> Result<Json<InvoicePage>, ApiError> {
+    let clients = &state.clients;
+    let response = clients
+        .billing
+        .clone()
+        .list_invoices(clients.request(
+            &ctx,
+            pb::ListInvoicesRequest {
+                page: page(query.limit, query.cursor),
+                statuses: statuses(query.status)?,
+                customer_id: query.customer_id.unwrap_or_default(),
+                overdue_only: query.overdue_only.unwrap_or(false),
+                issued_from: query.issued_from.unwrap_or_default(),
+                issued_to: query.issued_to.unwrap_or_default(),
+            },
+        ))
+        .await
+        .map_err(ApiError::grpc(SERVICE))?
+        .into_inner();
+    Ok(Json(InvoicePage::new(
+        response.invoices.into_iter().map(Invoice::from).collect(),
+        response.page,
+    )))
+}
+
+/// An invoice with the customer it is addressed to; when the customer service does not
+/// answer, `customer` is null and `missing` says so.
+#[utoipa::path(get, path = "/api/invoices/{id}", tag = "invoices",
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The invoice, aggregated", body = InvoiceView)))]
+pub async fn get_invoice(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<InvoiceView>, ApiError> {
+    let clients = &state.clients;
+    let invoice = fetch(&state, &ctx, id).await?;
+    let customer = clients
+        .customer
+        .clone()
+        .get_customer(clients.request(
+            &ctx,
+            customer::GetCustomerRequest {
+                id: invoice.customer_id.clone(),
+            },
+        ))
+        .await;
+    let mut missing = Vec::new();
+    let customer = keep(customer, "customer", "customer", &mut missing);
+    Ok(Json(InvoiceView {
+        invoice: invoice.into(),
+        customer: customer.map(Into::into),
+        missing,
+    }))
+}
+
+async fn fetch(state: &AppState, ctx: &RequestContext, id: String) -> Result<pb::Invoice, ApiError> {
+    let clients = &state.clients;
+    Ok(clients
+        .billing
+        .clone()
+        .get_invoice(clients.request(ctx, pb::GetInvoiceRequest { id }))
+        .await
+        .map_err(ApiError::grpc(SERVICE))?
+        .into_inner())
+}
+
+/// The seed's status change: `PAID` records a payment (of `amount`, or of the balance) and
+/// `VOID` voids the invoice; `action` says which happened.
+#[utoipa::path(put, path = "/api/invoices/{id}/status", tag = "invoices",
+    request_body = ChangeInvoiceStatus,
+    params(("id" = String, Path, description = "Invoice id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "For PAID: makes retries safe")),
+    responses((status = 200, description = "What was done, and the invoice", body = InvoiceStatusChanged)))]
+pub async fn change_status(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(body): JsonBody<ChangeInvoiceStatus>,
+) -> Result<Json<InvoiceStatusChanged>, ApiError> {
+    match body.status {
+        RequestedInvoiceStatus::Paid => {
+            if !body.reason.is_empty() {
+                return Err(ApiError::field("reason", "only for VOID"));
+            }
+            let amount = match body.amount {
+                Some(amount) => amount.into(),
+                None => fetch(&state, &ctx, id.clone())
+                    .await?
+                    .balance
+                    .ok_or_else(|| ApiError::field("amount", "the invoice has no balance"))?,
+            };
+            let invoice = pay(
+                &state,
+                &ctx,
+                pb::RecordPaymentRequest {
+                    invoice_id: id,
+                    amount: Some(amount),
+                    method: body.method.unwrap_or(PaymentMethod::Other).to_proto() as i32,
+                    reference: body.reference,
+                    received_at: None,
+                    idempotency_key: key,
+                },
+            )
+            .await?;
+            Ok(Json(InvoiceStatusChanged {
+                action: InvoiceAction::PaymentRecorded,
+                invoice,
+            }))
+        }
+        RequestedInvoiceStatus::Void => {
+            if body.amount.is_some() || body.method.is_some() {
+                return Err(ApiError::field(
+                    if body.amount.is_some() { "amount" } else { "method" },
+                    "only for PAID",
+                ));
+            }
+            let invoice = void(
+                &state,
+                &ctx,
+                pb::VoidInvoiceRequest {
+                    id,
+                    reason: body.reason,
+                    expected_version: body.expected_version,
+                },
+            )
+            .await?;
+            Ok(Json(InvoiceStatusChanged {
+                action: InvoiceAction::Voided,
+                invoice,
+            }))
+        }
+    }
+}
+
+async fn pay(
+    state: &AppState,
+    ctx: &RequestContext,
+    request: pb::RecordPaymentRequest,
+) -> Result<Invoice, ApiError> {
+    let clients = &state.clients;
+    Ok(clients
+        .billing
+        .clone()
+        .record_payment(clients.request(ctx, request))
+        .await
+        .map_err(ApiError::grpc(SERVICE))?
+        .into_inner()
+        .into())
+}
+
+async fn void(
+    state: &AppState,
+    ctx: &RequestContext,
+    request: pb::VoidInvoiceRequest,
+) -> Result<Invoice, ApiError> {
+    let clients = &state.clients;
+    Ok(clients
+        .billing
+        .clone()
+        .void_invoice(clients.request(ctx, request))
+        .await
+        .map_err(ApiError::grpc(SERVICE))?
+        .into_inner()
+        .into())
+}
+
+/// Record a payment; more than the balance is refused, the balance pays the invoice.
+#[utoipa::path(post, path = "/api/invoices/{id}/payments", tag = "invoices",
+    request_body = RecordPayment,
+    params(("id" = String, Path, description = "Invoice id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, description = "The invoice with the payment", body = Invoice)))]
+pub async fn record_payment(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(body): JsonBody<RecordPayment>,
+) -> Result<(StatusCode, Json<Invoice>), ApiError> {
+    let invoice = pay(
+        &state,
+        &ctx,
+        pb::RecordPaymentRequest {
+            invoice_id: id,
+            amount: Some(body.amount.into()),
+            method: body.method.to_proto() as i32,
+            reference: body.reference,
+            received_at: body.received_at.map(carerp_kit::convert::timestamp),
+            idempotency_key: key,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(invoice)))
+}
+
+/// Void an invoice that has no payment; a reason is required.
+#[utoipa::path(post, path = "/api/invoices/{id}/void", tag = "invoices",
+    request_body = VoidInvoice,
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The voided invoice", body = Invoice)))]
+pub async fn void_invoice(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<VoidInvoice>,
+) -> Result<Json<Invoice>, ApiError> {
+    let invoice = void(
+        &state,
+        &ctx,
+        pb::VoidInvoiceRequest {
+            id,
+            reason: body.reason,
+            expected_version: body.expected_version,
+        },
+    )
+    .await?;
+    Ok(Json(invoice))
+}

@@ -1,0 +1,129 @@
+//! The REST handlers, one module per resource, and the route table the router and the
+//! OpenAPI document are both built from.
+
+pub mod customers;
+pub mod dashboard;
+pub mod invoices;
+pub mod parts;
+pub mod workorders;
+
+use axum::extract::FromRequestParts;
+use axum::routing::{MethodRouter, delete, get, post, put};
+use carerp_proto::common::v1::PageRequest;
+use http::request::Parts;
+
+use crate::clients::Clients;
+use crate::problem::ApiError;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub clients: Clients,
+}
+
+/// The page request of a list call; `limit` 0 or absent means the service's default.
+pub fn page(limit: Option<i32>, cursor: Option<String>) -> Option<PageRequest> {
+    Some(PageRequest {
+        page_size: limit.unwrap_or(0),
+        page_token: cursor.unwrap_or_default(),
+    })
+}
+
+/// The `Idempotency-Key` header, handed to the service as the create's idempotency key:
+/// repeating a POST with the same key returns the first result and creates nothing.
+pub struct IdempotencyKey(pub String);
+
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_HEADER) else {
+            return Ok(IdempotencyKey(String::new()));
+        };
+        let key = value
+            .to_str()
+            .map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?
+            .trim();
+        if key.is_empty() || key.len() > 200 {
+            return Err(ApiError::field(
+                "Idempotency-Key",
+                format!("must be 1 to 200 characters, is {}", key.len()),
+            ));
+        }
+        Ok(IdempotencyKey(key.to_string()))
+    }
+}
+
+/// One route: method, path (OpenAPI and axum 0.8 share the `{param}` syntax) and handler.
+pub struct Route {
+    pub method: http::Method,
+    pub path: &'static str,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn route(
+    method: http::Method,
+    path: &'static str,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        handler,
+    }
+}
+
+/// Every API route. The router is built from this table and a test compares it with the
+/// OpenAPI document, so neither can list a route the other lacks.
+pub fn routes() -> Vec<Route> {
+    use http::Method as M;
+    vec![
+        route(M::GET, "/api/customers", get(customers::list_customers)),
+        route(M::POST, "/api/customers", post(customers::create_customer)),
+        route(M::GET, "/api/customers/{id}", get(customers::get_customer)),
+        route(M::PUT, "/api/customers/{id}", put(customers::update_customer)),
+        route(M::DELETE, "/api/customers/{id}", delete(customers::archive_customer)),
+        route(M::GET, "/api/customers/{id}/vehicles", get(customers::list_customer_vehicles)),
+        route(M::POST, "/api/customers/{id}/vehicles", post(customers::add_vehicle)),
+        route(M::GET, "/api/vehicles", get(customers::list_vehicles)),
+        route(M::GET, "/api/vehicles/{id}", get(customers::get_vehicle)),
+        route(M::PUT, "/api/vehicles/{id}", put(customers::update_vehicle)),
+        route(M::GET, "/api/work-orders", get(workorders::list_work_orders)),
+        route(M::POST, "/api/work-orders", post(workorders::create_work_order)),
+        route(M::GET, "/api/work-orders/{id}", get(workorders::get_work_order)),
+        route(M::PUT, "/api/work-orders/{id}/status", put(workorders::change_status)),
+        route(M::PUT, "/api/work-orders/{id}/notes", put(workorders::update_notes)),
+        route(M::POST, "/api/work-orders/{id}/line-items", post(workorders::add_part_line)),
+        route(
+            M::DELETE,
+            "/api/work-orders/{id}/line-items/{lineId}",
+            delete(workorders::remove_part_line),
+        ),
+        route(M::POST, "/api/work-orders/{id}/labor", post(workorders::add_labor_line)),
+        route(
+            M::DELETE,
+            "/api/work-orders/{id}/labor/{lineId}",
+            delete(workorders::remove_labor_line),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/retry-reservation",
+            post(workorders::retry_reservation),
+        ),
+        route(M::GET, "/api/parts", get(parts::list_parts)),
+        route(M::POST, "/api/parts", post(parts::create_part)),
+        route(M::GET, "/api/parts/low-stock", get(parts::low_stock)),
+        route(M::GET, "/api/parts/{id}", get(parts::get_part)),
+        route(M::PUT, "/api/parts/{id}", put(parts::update_part)),
+        route(M::POST, "/api/parts/{id}/stock-adjustments", post(parts::adjust_stock)),
+        route(M::GET, "/api/parts/{id}/movements", get(parts::list_movements)),
+        route(M::GET, "/api/invoices", get(invoices::list_invoices)),
+        route(M::GET, "/api/invoices/{id}", get(invoices::get_invoice)),
+        route(M::PUT, "/api/invoices/{id}/status", put(invoices::change_status)),
+        route(M::POST, "/api/invoices/{id}/payments", post(invoices::record_payment)),
+        route(M::POST, "/api/invoices/{id}/void", post(invoices::void_invoice)),
+        route(M::GET, "/api/dashboard", get(dashboard::dashboard)),
+    ]
+}

@@ -1,0 +1,241 @@
+//! Reading request bodies and query strings, with errors that name what was wrong.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use http::header;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::problem::{ApiError, FieldError};
+
+/// Bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON body: `application/json` (or a `+json` type) or 415; valid JSON or 400; matching
+/// the request type (unknown fields refused by `deny_unknown_fields`) or 422 naming each
+/// field; larger than [`MAX_BODY_BYTES`] 413.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_content_type(req.headers().get(header::CONTENT_TYPE))?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::Status(rejection.status(), rejection.body_text()))?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn check_content_type(value: Option<&http::HeaderValue>) -> Result<(), ApiError> {
+    let Some(value) = value else {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body must be JSON: send Content-Type: application/json".into(),
+        ));
+    };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "the body must be JSON (application/json), not {text:?}"
+        )))
+    }
+}
+
+/// Parses a body, telling a broken document (400) from one of the wrong shape (422).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => value,
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data => {
+                    ApiError::InvalidBody(vec![data_error(&path, &inner)])
+                }
+                _ => ApiError::MalformedJson(inner.to_string()),
+            });
+        }
+    };
+    deserializer
+        .end()
+        .map_err(|err| ApiError::MalformedJson(err.to_string()))?;
+    Ok(value)
+}
+
+/// A data error as a field error: an unknown field is named by itself, other errors by the
+/// path where they happened.
+fn data_error(path: &str, err: &serde_json::Error) -> FieldError {
+    let message = strip_position(&err.to_string());
+    let parent = if path == "." { "" } else { path };
+    if let Some(name) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let field = if parent.is_empty() {
+            name.to_string()
+        } else {
+            format!("{parent}.{name}")
+        };
+        return FieldError {
+            field,
+            message: "unknown field".into(),
+        };
+    }
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let field = if parent.is_empty() {
+            name.to_string()
+        } else {
+            format!("{parent}.{name}")
+        };
+        return FieldError {
+            field,
+            message: "is required".into(),
+        };
+    }
+    FieldError {
+        field: if parent.is_empty() {
+            "$".into()
+        } else {
+            parent.into()
+        },
+        message,
+    }
+}
+
+/// serde_json ends messages with " at line 1 column 12", which means nothing to a client
+/// that is told the field.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Query parameters, refused with 422 naming the parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(query_error(&rejection.body_text())),
+        }
+    }
+}
+
+/// axum reports `Failed to deserialize query string: <path>: <message>`.
+fn query_error(text: &str) -> ApiError {
+    let text = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    if let Some(name) = text
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return ApiError::field(name, "unknown query parameter");
+    }
+    match text.split_once(": ") {
+        Some((field, message)) if !field.contains(' ') => ApiError::field(field, message),
+        _ => ApiError::field("query", text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        address: Option<Address>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Address {
+        postal_code: String,
+    }
+
+    fn field_errors(err: ApiError) -> Vec<FieldError> {
+        match err {
+            ApiError::InvalidBody(errors) => errors,
+            other => panic!("expected InvalidBody, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_path() {
+        let err = parse_json::<Body>(br#"{"name":"a","nmae":"b"}"#).unwrap_err();
+        assert_eq!(field_errors(err)[0].field, "nmae");
+        let err =
+            parse_json::<Body>(br#"{"name":"a","address":{"postalCode":"1","zip":"2"}}"#)
+                .unwrap_err();
+        assert_eq!(field_errors(err)[0].field, "address.zip");
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_are_named() {
+        let err = parse_json::<Body>(br#"{"name":5}"#).unwrap_err();
+        let errors = field_errors(err);
+        assert_eq!(errors[0].field, "name");
+        assert!(errors[0].message.contains("invalid type"), "{errors:?}");
+        let err = parse_json::<Body>(br#"{}"#).unwrap_err();
+        assert_eq!(
+            field_errors(err)[0],
+            FieldError {
+                field: "name".into(),
+                message: "is required".into()
+            }
+        );
+    }
+
+    #[test]
+    fn broken_documents_are_malformed() {
+        for body in [&b"{"[..], b"{\"name\":\"a\"} trailing", b"", b"nope"] {
+            assert!(
+                matches!(parse_json::<Body>(body), Err(ApiError::MalformedJson(_))),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let ok = |v: &str| check_content_type(Some(&http::HeaderValue::from_str(v).unwrap()));
+        assert!(ok("application/json").is_ok());
+        assert!(ok("Application/JSON; charset=utf-8").is_ok());
+        assert!(ok("application/merge-patch+json").is_ok());
+        assert!(ok("text/plain").is_err());
+        assert!(check_content_type(None).is_err());
+    }
+}

@@ -1,0 +1,314 @@
+//! What every request passes through: correlation and trace context, one error format,
+//! per-client rate limiting, security headers.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use carerp_kit::RequestContext;
+use carerp_kit::context::{CORRELATION_HEADER, TRACEPARENT_HEADER};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
+use tracing::Instrument;
+
+use crate::problem::{PROBLEM_CONTENT_TYPE, Problem, problem_response};
+
+/// The request's context, put there by [`context`].
+pub struct Ctx(pub RequestContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Ctx(parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_else(RequestContext::new_root)))
+    }
+}
+
+/// Problem bodies larger than this are passed through untouched rather than buffered.
+const MAX_PROBLEM_BYTES: usize = 64 * 1024;
+
+/// Accepts or makes the correlation id, continues the caller's trace, logs the request, and
+/// gives every error the problem+json shape with the correlation id and path in it.
+pub async fn context(mut request: Request, next: Next) -> Response {
+    let ctx = {
+        let headers = request.headers();
+        let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        RequestContext::from_headers(
+            header_str(CORRELATION_HEADER),
+            header_str(TRACEPARENT_HEADER),
+        )
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    request.extensions_mut().insert(ctx.clone());
+    let span = tracing::info_span!(
+        "http",
+        action = %format!("{method} {path}"),
+        trace_id = %ctx.trace_id,
+        correlation_id = %ctx.correlation_id,
+    );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = finish_problem(response, &ctx, &path).await;
+    if let Ok(value) = HeaderValue::from_str(&ctx.correlation_id) {
+        response.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    let status = response.status();
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::error!(elapsed_ms, status = status.as_u16(), "{method} {path} failed");
+        } else if status.is_client_error() {
+            tracing::warn!(elapsed_ms, status = status.as_u16(), "{method} {path} refused");
+        } else {
+            tracing::info!(elapsed_ms, status = status.as_u16(), "{method} {path}");
+        }
+    });
+    response
+}
+
+async fn finish_problem(response: Response, ctx: &RequestContext, path: &str) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()));
+    let (parts, body) = response.into_parts();
+    let mut problem = if is_problem {
+        match axum::body::to_bytes(body, MAX_PROBLEM_BYTES).await {
+            Ok(bytes) => serde_json::from_slice::<Problem>(&bytes)
+                .unwrap_or_else(|_| default_problem(status)),
+            Err(_) => default_problem(status),
+        }
+    } else {
+        // 404 and 405 from the router, 413 from the body limit, 504 from the timeout:
+        // plain-text bodies, replaced by the same problem shape as everything else.
+        default_problem(status)
+    };
+    problem.instance.get_or_insert_with(|| path.to_string());
+    problem.correlation_id = Some(ctx.correlation_id.clone());
+    let mut rebuilt = problem_response(problem);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rebuilt.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    rebuilt
+}
+
+fn default_problem(status: StatusCode) -> Problem {
+    let detail = match status {
+        StatusCode::NOT_FOUND => "no such resource or route".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "this method is not allowed on this route; the Allow header lists the ones that are"
+                .to_string()
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!(
+                "the body is larger than {} bytes",
+                crate::body::MAX_BODY_BYTES
+            )
+        }
+        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => {
+            "the request took too long".to_string()
+        }
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string(),
+    };
+    Problem::new(status, detail)
+}
+
+/// A token bucket per client: `burst` requests at once, refilled at `per_second`.
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Arc<Mutex<Buckets>>,
+    per_second: f64,
+    burst: f64,
+    trust_forwarded_for: bool,
+}
+
+struct Buckets {
+    buckets: HashMap<IpAddr, Bucket>,
+    last_sweep: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Buckets untouched this long are full again and forgotten, so memory stays bounded by the
+/// clients of the last minute.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+impl RateLimiter {
+    pub fn new(per_second: u32, burst: u32, trust_forwarded_for: bool) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Buckets {
+                buckets: HashMap::new(),
+                last_sweep: Instant::now(),
+            })),
+            per_second: f64::from(per_second),
+            burst: f64::from(burst.max(1)),
+            trust_forwarded_for,
+        }
+    }
+
+    /// `Ok` to go ahead, or how long to wait for the next token.
+    pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        if self.per_second <= 0.0 {
+            return Ok(());
+        }
+        let Ok(mut state) = self.inner.lock() else {
+            // A poisoned lock means a panic elsewhere; do not also refuse traffic.
+            return Ok(());
+        };
+        if now.duration_since(state.last_sweep) > SWEEP_EVERY {
+            let refill_time = Duration::from_secs_f64(self.burst / self.per_second);
+            state
+                .buckets
+                .retain(|_, b| now.duration_since(b.at) < refill_time.max(SWEEP_EVERY));
+            state.last_sweep = now;
+        }
+        let bucket = state.buckets.entry(client).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let elapsed = now.duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.per_second,
+            ))
+        }
+    }
+
+    fn client(&self, request: &Request) -> IpAddr {
+        if self.trust_forwarded_for
+            && let Some(ip) = request
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse().ok())
+        {
+            return ip;
+        }
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+}
+
+/// Refuses a client over its rate with 429 and `Retry-After` (whole seconds, at least 1).
+pub async fn rate_limit(
+    State(limiter): State<RateLimiter>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let client = limiter.client(&request);
+    match limiter.check(client, Instant::now()) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut response = problem_response(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many requests from {client}; retry in {seconds} s"),
+            ));
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+}
+
+/// Security headers on every response; the API page needs its inline start-up script.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let is_docs = request.uri().path().starts_with("/docs");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let set = |headers: &mut http::HeaderMap, name: &'static str, value: &'static str| {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    };
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "referrer-policy", "no-referrer");
+    set(headers, "cross-origin-opener-policy", "same-origin");
+    set(headers, "cross-origin-resource-policy", "same-origin");
+    if is_docs {
+        set(
+            headers,
+            "content-security-policy",
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+        );
+    } else {
+        set(
+            headers,
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        );
+        set(headers, "cache-control", "no-store");
+    }
+    response
+}
+
+/// 404 for everything the router does not know.
+pub async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, Body::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gets_its_burst_then_waits_for_tokens() {
+        let limiter = RateLimiter::new(2, 3, false);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check(a, t0).is_ok());
+        }
+        let wait = limiter.check(a, t0).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        // Another client is not affected.
+        assert!(limiter.check(b, t0).is_ok());
+        // Half a second later one token is back.
+        assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_ok());
+        assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn zero_rate_disables_the_limit() {
+        let limiter = RateLimiter::new(0, 1, false);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        for _ in 0..100 {
+            assert!(limiter.check(a, Instant::now()).is_ok());
+        }
+    }
+}

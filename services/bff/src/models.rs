@@ -1,0 +1,993 @@
+//! The REST representations: camelCase JSON, money as `{amountMinor, currency}`, RFC 3339
+//! timestamps, enums as their upper-case names. Conversions from the gRPC messages live next
+//! to each type.
+//!
+//! Request bodies refuse unknown fields, so a misspelt field is an error rather than silently
+//! ignored.
+
+use carerp_proto::billing::v1 as billing;
+use carerp_proto::common::v1 as common;
+use carerp_proto::customer::v1 as customer;
+use carerp_proto::inventory::v1 as inventory;
+use carerp_proto::workorder::v1 as workorder;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+// ---------------------------------------------------------------------------------------
+// shared
+
+/// An amount in the smallest unit of its currency (cents for EUR).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Money {
+    #[schema(example = 12345)]
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    #[schema(example = "EUR")]
+    pub currency: String,
+}
+
+impl From<common::Money> for Money {
+    fn from(m: common::Money) -> Self {
+        Self {
+            amount_minor: m.amount_minor,
+            currency: m.currency,
+        }
+    }
+}
+
+impl From<Money> for common::Money {
+    fn from(m: Money) -> Self {
+        Self {
+            amount_minor: m.amount_minor,
+            currency: m.currency,
+        }
+    }
+}
+
+fn money(m: Option<common::Money>) -> Option<Money> {
+    m.map(Money::from)
+}
+
+fn time(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.as_ref().and_then(carerp_kit::convert::from_timestamp)
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() { None } else { Some(s) }
+}
+
+/// When a record was created and last changed, and its version for optimistic concurrency
+/// (send it back as `expectedVersion`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Audit {
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+fn audit(a: Option<common::Audit>) -> Audit {
+    a.map(|a| Audit {
+        created_at: time(a.created_at),
+        updated_at: time(a.updated_at),
+        version: a.version,
+    })
+    .unwrap_or_default()
+}
+
+/// A service whose part of an aggregated answer is missing, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Missing {
+    /// `customer`, `workorder`, `inventory` or `billing`.
+    pub service: String,
+    pub reason: String,
+}
+
+macro_rules! page_type {
+    ($name:ident, $item:ty) => {
+        /// One page of a list; pass `nextCursor` as `cursor` for the next one.
+        #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            pub items: Vec<$item>,
+            /// Absent on the last page.
+            pub next_cursor: Option<String>,
+        }
+
+        impl $name {
+            pub fn new(items: Vec<$item>, page: Option<common::PageResponse>) -> Self {
+                Self {
+                    items,
+                    next_cursor: page.and_then(|p| non_empty(p.next_page_token)),
+                }
+            }
+        }
+    };
+}
+
+/// Upper-case enum names in JSON, the proto's numbers inside.
+macro_rules! api_enum {
+    ($(#[$meta:meta])* $name:ident : $proto:ty { $($variant:ident = $proto_variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub fn to_proto(self) -> $proto {
+                match self {
+                    $($name::$variant => <$proto>::$proto_variant),+
+                }
+            }
+
+            /// `None` for UNSPECIFIED or a number this BFF does not know yet.
+            pub fn from_proto(value: i32) -> Option<Self> {
+                match <$proto>::try_from(value).ok()? {
+                    $(<$proto>::$proto_variant => Some($name::$variant),)+
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// customers and vehicles
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Address {
+    pub line1: String,
+    pub line2: String,
+    pub postal_code: String,
+    pub city: String,
+    /// ISO 3166-1 alpha-2, e.g. `DE`.
+    pub country: String,
+}
+
+impl From<customer::Address> for Address {
+    fn from(a: customer::Address) -> Self {
+        Self {
+            line1: a.line1,
+            line2: a.line2,
+            postal_code: a.postal_code,
+            city: a.city,
+            country: a.country,
+        }
+    }
+}
+
+impl From<Address> for customer::Address {
+    fn from(a: Address) -> Self {
+        Self {
+            line1: a.line1,
+            line2: a.line2,
+            postal_code: a.postal_code,
+            city: a.city,
+            country: a.country,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    /// International form, e.g. `+4930123456`.
+    pub phone: String,
+    pub address: Option<Address>,
+    pub notes: String,
+    pub archived: bool,
+    pub vehicles: Vec<Vehicle>,
+    pub audit: Audit,
+}
+
+impl From<customer::Customer> for Customer {
+    fn from(c: customer::Customer) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            email: c.email,
+            phone: c.phone,
+            address: c.address.map(Address::from),
+            notes: c.notes,
+            archived: c.archived,
+            vehicles: c.vehicles.into_iter().map(Vehicle::from).collect(),
+            audit: audit(c.audit),
+        }
+    }
+}
+
+/// Who a work order or invoice is for, as shown next to it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerSummary {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+    pub address: Option<Address>,
+    pub archived: bool,
+}
+
+impl From<customer::Customer> for CustomerSummary {
+    fn from(c: customer::Customer) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            email: c.email,
+            phone: c.phone,
+            address: c.address.map(Address::from),
+            archived: c.archived,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Vehicle {
+    pub id: String,
+    pub customer_id: String,
+    pub vin: String,
+    pub make: String,
+    pub model: String,
+    pub year: i32,
+    pub license_plate: String,
+    /// Kilometres.
+    pub mileage: i64,
+    pub audit: Audit,
+}
+
+impl From<customer::Vehicle> for Vehicle {
+    fn from(v: customer::Vehicle) -> Self {
+        Self {
+            id: v.id,
+            customer_id: v.customer_id,
+            vin: v.vin,
+            make: v.make,
+            model: v.model,
+            year: v.year,
+            license_plate: v.license_plate,
+            mileage: v.mileage,
+            audit: audit(v.audit),
+        }
+    }
+}
+
+page_type!(CustomerPage, Customer);
+page_type!(VehiclePage, Vehicle);
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateCustomer {
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub phone: String,
+    #[serde(default)]
+    pub address: Option<Address>,
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// Replaces the customer's contact fields.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateCustomer {
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub phone: String,
+    #[serde(default)]
+    pub address: Option<Address>,
+    #[serde(default)]
+    pub notes: String,
+    /// The `audit.version` the change is based on; 0 or absent skips the check.
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateVehicle {
+    /// 17 characters, unique in the garage.
+    pub vin: String,
+    pub make: String,
+    pub model: String,
+    pub year: i32,
+    #[serde(default)]
+    pub license_plate: String,
+    #[serde(default)]
+    pub mileage: i64,
+}
+
+/// Replaces the vehicle's fields; the VIN and owner do not change.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateVehicle {
+    pub make: String,
+    pub model: String,
+    pub year: i32,
+    #[serde(default)]
+    pub license_plate: String,
+    #[serde(default)]
+    pub mileage: i64,
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+// ---------------------------------------------------------------------------------------
+// work orders
+
+api_enum! {
+    /// `OPEN -> IN_PROGRESS <-> AWAITING_PARTS -> COMPLETED -> INVOICED`; `CANCELLED` before
+    /// `COMPLETED`.
+    WorkOrderStatus: workorder::WorkOrderStatus {
+        Open = Open,
+        InProgress = InProgress,
+        AwaitingParts = AwaitingParts,
+        Completed = Completed,
+        Invoiced = Invoiced,
+        Cancelled = Cancelled,
+    }
+}
+
+impl WorkOrderStatus {
+    pub const ALL: [WorkOrderStatus; 6] = [
+        WorkOrderStatus::Open,
+        WorkOrderStatus::InProgress,
+        WorkOrderStatus::AwaitingParts,
+        WorkOrderStatus::Completed,
+        WorkOrderStatus::Invoiced,
+        WorkOrderStatus::Cancelled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkOrderStatus::Open => "OPEN",
+            WorkOrderStatus::InProgress => "IN_PROGRESS",
+            WorkOrderStatus::AwaitingParts => "AWAITING_PARTS",
+            WorkOrderStatus::Completed => "COMPLETED",
+            WorkOrderStatus::Invoiced => "INVOICED",
+            WorkOrderStatus::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+api_enum! {
+    ReservationState: workorder::ReservationState {
+        Pending = Pending,
+        Reserved = Reserved,
+        Failed = Failed,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartLine {
+    pub id: String,
+    pub part_id: String,
+    pub quantity: i32,
+    pub reservation_state: Option<ReservationState>,
+    /// Why the reservation failed, when `FAILED`.
+    pub failure_reason: Option<String>,
+    /// Recorded when inventory reserved the line.
+    pub sku: Option<String>,
+    pub name: Option<String>,
+    pub unit_price: Option<Money>,
+    pub line_total: Option<Money>,
+}
+
+impl From<workorder::PartLine> for PartLine {
+    fn from(l: workorder::PartLine) -> Self {
+        Self {
+            id: l.id,
+            part_id: l.part_id,
+            quantity: l.quantity,
+            reservation_state: ReservationState::from_proto(l.reservation_state),
+            failure_reason: non_empty(l.failure_reason),
+            sku: non_empty(l.sku),
+            name: non_empty(l.name),
+            unit_price: money(l.unit_price),
+            line_total: money(l.line_total),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LaborLine {
+    pub id: String,
+    pub description: String,
+    pub technician: String,
+    pub minutes: i32,
+    pub hourly_rate: Option<Money>,
+    pub line_total: Option<Money>,
+}
+
+impl From<workorder::LaborLine> for LaborLine {
+    fn from(l: workorder::LaborLine) -> Self {
+        Self {
+            id: l.id,
+            description: l.description,
+            technician: l.technician,
+            minutes: l.minutes,
+            hourly_rate: money(l.hourly_rate),
+            line_total: money(l.line_total),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    pub parts: Option<Money>,
+    pub labor: Option<Money>,
+    pub estimated_total: Option<Money>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrder {
+    pub id: String,
+    /// e.g. `WO-2026-000042`.
+    pub number: String,
+    pub customer_id: String,
+    pub vehicle_id: String,
+    pub complaint: String,
+    pub odometer_km: i64,
+    pub notes: String,
+    pub status: Option<WorkOrderStatus>,
+    pub part_lines: Vec<PartLine>,
+    pub labor_lines: Vec<LaborLine>,
+    pub totals: Option<Totals>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub invoiced_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancellation_reason: Option<String>,
+    pub invoice_id: Option<String>,
+    pub audit: Audit,
+}
+
+impl From<workorder::WorkOrder> for WorkOrder {
+    fn from(w: workorder::WorkOrder) -> Self {
+        Self {
+            id: w.id,
+            number: w.number,
+            customer_id: w.customer_id,
+            vehicle_id: w.vehicle_id,
+            complaint: w.complaint,
+            odometer_km: w.odometer_km,
+            notes: w.notes,
+            status: WorkOrderStatus::from_proto(w.status),
+            part_lines: w.part_lines.into_iter().map(PartLine::from).collect(),
+            labor_lines: w.labor_lines.into_iter().map(LaborLine::from).collect(),
+            totals: w.totals.map(|t| Totals {
+                parts: money(t.parts),
+                labor: money(t.labor),
+                estimated_total: money(t.estimated_total),
+            }),
+            started_at: time(w.started_at),
+            completed_at: time(w.completed_at),
+            invoiced_at: time(w.invoiced_at),
+            cancelled_at: time(w.cancelled_at),
+            cancellation_reason: non_empty(w.cancellation_reason),
+            invoice_id: non_empty(w.invoice_id),
+            audit: audit(w.audit),
+        }
+    }
+}
+
+page_type!(WorkOrderPage, WorkOrder);
+
+/// What an invoice shows next to its work order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceSummary {
+    pub id: String,
+    /// e.g. `INV-2026-000017`.
+    pub number: String,
+    pub status: Option<InvoiceStatus>,
+    pub total: Option<Money>,
+    pub balance: Option<Money>,
+    pub overdue: bool,
+}
+
+impl From<billing::Invoice> for InvoiceSummary {
+    fn from(i: billing::Invoice) -> Self {
+        Self {
+            id: i.id,
+            number: i.number,
+            status: InvoiceStatus::from_proto(i.status),
+            total: money(i.total),
+            balance: money(i.balance),
+            overdue: i.overdue,
+        }
+    }
+}
+
+/// A work order with its customer, vehicle and, once invoiced, its invoice. A part whose
+/// service did not answer is absent and named in `missing`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrderView {
+    #[serde(flatten)]
+    pub work_order: WorkOrder,
+    pub customer: Option<CustomerSummary>,
+    pub vehicle: Option<Vehicle>,
+    pub invoice: Option<InvoiceSummary>,
+    pub missing: Vec<Missing>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateWorkOrder {
+    pub customer_id: String,
+    pub vehicle_id: String,
+    pub complaint: String,
+    #[serde(default)]
+    pub odometer_km: i64,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeWorkOrderStatus {
+    pub status: WorkOrderStatus,
+    /// Required when cancelling.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddPartLine {
+    pub part_id: String,
+    pub quantity: i32,
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddLaborLine {
+    pub description: String,
+    #[serde(default)]
+    pub technician: String,
+    pub minutes: i32,
+    /// Absent: the garage's labour rate.
+    #[serde(default)]
+    pub hourly_rate: Option<Money>,
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateNotes {
+    pub notes: String,
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryReservation {
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+// ---------------------------------------------------------------------------------------
+// parts
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Part {
+    pub id: String,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub unit_cost: Option<Money>,
+    pub unit_price: Option<Money>,
+    /// Storage bin, e.g. `A-03-2`.
+    pub location: String,
+    /// Low stock when available <= reorder point.
+    pub reorder_point: i32,
+    pub reorder_quantity: i32,
+    pub active: bool,
+    pub quantity_on_hand: i32,
+    pub quantity_reserved: i32,
+    pub quantity_available: i32,
+    pub audit: Audit,
+}
+
+impl From<inventory::Part> for Part {
+    fn from(p: inventory::Part) -> Self {
+        Self {
+            id: p.id,
+            sku: p.sku,
+            name: p.name,
+            description: p.description,
+            category: p.category,
+            unit_cost: money(p.unit_cost),
+            unit_price: money(p.unit_price),
+            location: p.location,
+            reorder_point: p.reorder_point,
+            reorder_quantity: p.reorder_quantity,
+            active: p.active,
+            quantity_on_hand: p.quantity_on_hand,
+            quantity_reserved: p.quantity_reserved,
+            quantity_available: p.quantity_available,
+            audit: audit(p.audit),
+        }
+    }
+}
+
+page_type!(PartPage, Part);
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreatePart {
+    pub sku: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub category: String,
+    pub unit_cost: Money,
+    pub unit_price: Money,
+    #[serde(default)]
+    pub location: String,
+    #[serde(default)]
+    pub reorder_point: i32,
+    #[serde(default)]
+    pub reorder_quantity: i32,
+    /// Opening stock, recorded as a receipt.
+    #[serde(default)]
+    pub initial_quantity: i32,
+}
+
+/// Only the fields present change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct UpdatePart {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub unit_cost: Option<Money>,
+    pub unit_price: Option<Money>,
+    pub location: Option<String>,
+    pub reorder_point: Option<i32>,
+    pub reorder_quantity: Option<i32>,
+    pub active: Option<bool>,
+    pub expected_version: i64,
+}
+
+api_enum! {
+    /// `RECEIPT`: goods received (delta > 0). `ADJUSTMENT`: count correction, damage, loss.
+    AdjustmentKind: inventory::AdjustmentKind {
+        Receipt = Receipt,
+        Adjustment = Adjustment,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdjustStock {
+    pub kind: AdjustmentKind,
+    pub delta: i32,
+    pub reason: String,
+    /// Who made the change.
+    #[serde(default)]
+    pub actor: String,
+}
+
+api_enum! {
+    MovementKind: inventory::MovementKind {
+        Receipt = Receipt,
+        Adjustment = Adjustment,
+        Reservation = Reservation,
+        Release = Release,
+        Consumption = Consumption,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Movement {
+    pub id: String,
+    pub part_id: String,
+    pub kind: Option<MovementKind>,
+    pub on_hand_delta: i32,
+    pub reserved_delta: i32,
+    pub work_order_id: Option<String>,
+    pub line_id: Option<String>,
+    pub reason: String,
+    pub actor: String,
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl From<inventory::Movement> for Movement {
+    fn from(m: inventory::Movement) -> Self {
+        Self {
+            id: m.id,
+            part_id: m.part_id,
+            kind: MovementKind::from_proto(m.kind),
+            on_hand_delta: m.on_hand_delta,
+            reserved_delta: m.reserved_delta,
+            work_order_id: non_empty(m.work_order_id),
+            line_id: non_empty(m.line_id),
+            reason: m.reason,
+            actor: m.actor,
+            at: time(m.at),
+        }
+    }
+}
+
+page_type!(MovementPage, Movement);
+
+// ---------------------------------------------------------------------------------------
+// invoices
+
+api_enum! {
+    InvoiceStatus: billing::InvoiceStatus {
+        Issued = Issued,
+        PartiallyPaid = PartiallyPaid,
+        Paid = Paid,
+        Void = Void,
+    }
+}
+
+api_enum! {
+    LineKind: billing::LineKind {
+        Part = Part,
+        Labor = Labor,
+    }
+}
+
+api_enum! {
+    PaymentMethod: billing::PaymentMethod {
+        Cash = Cash,
+        Card = Card,
+        BankTransfer = BankTransfer,
+        Other = Other,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceLine {
+    pub kind: Option<LineKind>,
+    pub description: String,
+    /// Parts: pieces. Labour: minutes.
+    pub quantity: i32,
+    /// Parts: price per piece. Labour: hourly rate.
+    pub unit_price: Option<Money>,
+    pub line_total: Option<Money>,
+    pub tax: Option<Money>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    pub id: String,
+    pub amount: Option<Money>,
+    pub method: Option<PaymentMethod>,
+    pub reference: String,
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Invoice {
+    pub id: String,
+    pub number: String,
+    pub work_order_id: String,
+    pub work_order_number: String,
+    pub customer_id: String,
+    pub vehicle_id: String,
+    pub lines: Vec<InvoiceLine>,
+    pub subtotal: Option<Money>,
+    pub tax: Option<Money>,
+    pub total: Option<Money>,
+    pub tax_rate_basis_points: i32,
+    /// ISO date in the garage's time zone.
+    pub issue_date: String,
+    pub due_date: String,
+    pub status: Option<InvoiceStatus>,
+    /// Due date passed and a balance remains.
+    pub overdue: bool,
+    pub payments: Vec<Payment>,
+    pub paid: Option<Money>,
+    pub balance: Option<Money>,
+    pub void_reason: Option<String>,
+    pub audit: Audit,
+}
+
+impl From<billing::Invoice> for Invoice {
+    fn from(i: billing::Invoice) -> Self {
+        Self {
+            id: i.id,
+            number: i.number,
+            work_order_id: i.work_order_id,
+            work_order_number: i.work_order_number,
+            customer_id: i.customer_id,
+            vehicle_id: i.vehicle_id,
+            lines: i
+                .lines
+                .into_iter()
+                .map(|l| InvoiceLine {
+                    kind: LineKind::from_proto(l.kind),
+                    description: l.description,
+                    quantity: l.quantity,
+                    unit_price: money(l.unit_price),
+                    line_total: money(l.line_total),
+                    tax: money(l.tax),
+                })
+                .collect(),
+            subtotal: money(i.subtotal),
+            tax: money(i.tax),
+            total: money(i.total),
+            tax_rate_basis_points: i.tax_rate_basis_points,
+            issue_date: i.issue_date,
+            due_date: i.due_date,
+            status: InvoiceStatus::from_proto(i.status),
+            overdue: i.overdue,
+            payments: i
+                .payments
+                .into_iter()
+                .map(|p| Payment {
+                    id: p.id,
+                    amount: money(p.amount),
+                    method: PaymentMethod::from_proto(p.method),
+                    reference: p.reference,
+                    received_at: time(p.received_at),
+                })
+                .collect(),
+            paid: money(i.paid),
+            balance: money(i.balance),
+            void_reason: non_empty(i.void_reason),
+            audit: audit(i.audit),
+        }
+    }
+}
+
+page_type!(InvoicePage, Invoice);
+
+/// An invoice with the customer it is addressed to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceView {
+    #[serde(flatten)]
+    pub invoice: Invoice,
+    pub customer: Option<CustomerSummary>,
+    pub missing: Vec<Missing>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordPayment {
+    pub amount: Money,
+    pub method: PaymentMethod,
+    #[serde(default)]
+    pub reference: String,
+    /// Absent: now.
+    #[serde(default)]
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VoidInvoice {
+    pub reason: String,
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+/// The statuses a client may ask for through `PUT /api/invoices/{id}/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RequestedInvoiceStatus {
+    /// Records a payment: of `amount`, or of the whole balance when absent.
+    Paid,
+    /// Voids the invoice; `reason` is required.
+    Void,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeInvoiceStatus {
+    pub status: RequestedInvoiceStatus,
+    /// `PAID`: the amount paid; absent: the balance.
+    #[serde(default)]
+    pub amount: Option<Money>,
+    /// `PAID`: how it was paid; absent: `OTHER`.
+    #[serde(default)]
+    pub method: Option<PaymentMethod>,
+    #[serde(default)]
+    pub reference: String,
+    /// `VOID`: why.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+/// What `PUT /api/invoices/{id}/status` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InvoiceAction {
+    PaymentRecorded,
+    Voided,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceStatusChanged {
+    pub action: InvoiceAction,
+    pub invoice: Invoice,
+}
+
+// ---------------------------------------------------------------------------------------
+// dashboard
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrderCounts {
+    pub open: u64,
+    pub in_progress: u64,
+    pub awaiting_parts: u64,
+    pub completed: u64,
+    pub invoiced: u64,
+    pub cancelled: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LowStock {
+    /// Active parts at or below their reorder point.
+    pub count: u64,
+    /// The first of them (at most 20).
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceTotals {
+    pub unpaid_total: Option<Money>,
+    pub unpaid_count: i32,
+    pub overdue_total: Option<Money>,
+    pub overdue_count: i32,
+    /// Net totals of the invoices issued this month, void ones excluded.
+    pub revenue_this_month: Option<Money>,
+    pub period_from: String,
+    pub period_to: String,
+}
+
+/// The garage at a glance. Each section comes from one service; a section whose service did
+/// not answer is null and named in `missing`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Dashboard {
+    pub work_orders_by_status: Option<WorkOrderCounts>,
+    pub low_stock: Option<LowStock>,
+    pub invoices: Option<InvoiceTotals>,
+    pub missing: Vec<Missing>,
+    /// False when something is missing.
+    pub complete: bool,
+}

@@ -1,0 +1,137 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, with the error
+//! responses every operation can give added in one place.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::api;
+use crate::problem::PROBLEM_CONTENT_TYPE;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Car ERP",
+        description = "The REST API of a garage: customers and vehicles, work orders, parts and invoices. \
+JSON in camelCase; money as {amountMinor, currency}; timestamps RFC 3339; lists are cursor-paginated \
+(limit, cursor, nextCursor); errors are application/problem+json (RFC 9457). Send Idempotency-Key on POSTs \
+to make retries safe; x-correlation-id is accepted or generated and returned on every response."
+    ),
+    paths(
+        api::customers::list_customers,
+        api::customers::create_customer,
+        api::customers::get_customer,
+        api::customers::update_customer,
+        api::customers::archive_customer,
+        api::customers::list_customer_vehicles,
+        api::customers::add_vehicle,
+        api::customers::list_vehicles,
+        api::customers::get_vehicle,
+        api::customers::update_vehicle,
+        api::workorders::list_work_orders,
+        api::workorders::create_work_order,
+        api::workorders::get_work_order,
+        api::workorders::change_status,
+        api::workorders::update_notes,
+        api::workorders::add_part_line,
+        api::workorders::remove_part_line,
+        api::workorders::add_labor_line,
+        api::workorders::remove_labor_line,
+        api::workorders::retry_reservation,
+        api::parts::list_parts,
+        api::parts::create_part,
+        api::parts::low_stock,
+        api::parts::get_part,
+        api::parts::update_part,
+        api::parts::adjust_stock,
+        api::parts::list_movements,
+        api::invoices::list_invoices,
+        api::invoices::get_invoice,
+        api::invoices::change_status,
+        api::invoices::record_payment,
+        api::invoices::void_invoice,
+        api::dashboard::dashboard,
+    ),
+    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    modifiers(&ErrorResponses),
+    tags(
+        (name = "customers", description = "Customers and their vehicles"),
+        (name = "work orders", description = "Repair orders from intake to invoice"),
+        (name = "parts", description = "Parts, stock and its ledger"),
+        (name = "invoices", description = "Invoices and payments"),
+        (name = "dashboard", description = "The garage at a glance"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served at `/docs/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Adds to every operation the problem responses it can give.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let has_path_params = path.contains('{');
+            let is_dashboard = path == "/api/dashboard";
+            for (method, operation) in [
+                (HttpMethod::Get, item.get.as_mut()),
+                (HttpMethod::Post, item.post.as_mut()),
+                (HttpMethod::Put, item.put.as_mut()),
+                (HttpMethod::Delete, item.delete.as_mut()),
+            ] {
+                let Some(operation) = operation else { continue };
+                let has_body = operation.request_body.is_some();
+                let writes = method != HttpMethod::Get;
+                let mut add = |status: &str, description: &str| add(operation, status, description);
+                if has_body {
+                    add("400", "The body is not valid JSON");
+                    add("413", "The body is larger than 1 MiB");
+                    add("415", "The body is not application/json");
+                }
+                if !is_dashboard {
+                    add(
+                        "422",
+                        "A field, parameter or the body's shape is invalid (unknown fields are named); `errors` lists each",
+                    );
+                }
+                if has_path_params {
+                    add("404", "No such resource");
+                }
+                if writes {
+                    add(
+                        "409",
+                        "Refused in the record's current state, a duplicate, or a stale expectedVersion",
+                    );
+                }
+                add("429", "Too many requests; Retry-After says when to come back");
+                add("500", "Internal error; the correlation id finds it in the logs");
+                if !is_dashboard {
+                    add("503", "A service this request needs is unavailable");
+                    add("504", "A service did not answer in time");
+                }
+            }
+        }
+    }
+}
+
+fn add(operation: &mut Operation, status: &str, description: &str) {
+    operation
+        .responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    PROBLEM_CONTENT_TYPE,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .into()
+        });
+}
