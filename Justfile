@@ -29,3 +29,8 @@ ci:
 # Regenerate the CarErpTenant CRD in crds/ from the operator's Rust types.
 crds:
     cargo run -q -p carerp-operator -- crd > crds/carerp.io_carerptenants.yaml
+
+# Drive N work orders (BENCH_WORK_ORDERS, default 200) through the saga; prints throughput,
+# completion -> INVOICED p50/p99 and the relay's events per second.
+bench-events:
+    cargo run --release -p carerp-e2e --bin bench-events

@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use carerp_kit::RequestContext;
+use carerp_kit::consumer::{EventHandler, HandlerError};
+use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{
     self, FailedLine, PartsReserved, ReservationFailed, ReservedLine, WorkOrderCancelled,
     WorkOrderCompleted, WorkOrderPartsAdded, topic,
@@ -424,4 +426,40 @@ async fn open_reservations(
     .fetch_all(tx)
     .await?;
     Ok(rows)
+}
+
+/// Routes the work order events inventory consumes to their handlers, for the kit's
+/// consumer runtime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InventoryEvents;
+
+impl EventHandler for InventoryEvents {
+    fn topics(&self) -> &'static [&'static str] {
+        &[
+            topic::WORKORDER_PARTS_ADDED,
+            topic::WORKORDER_COMPLETED,
+            topic::WORKORDER_CANCELLED,
+        ]
+    }
+
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        context: &RequestContext,
+        event: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        match event.event_type.as_str() {
+            topic::WORKORDER_PARTS_ADDED => {
+                on_parts_added(tx, context, event.id, &event.data_as()?).await?
+            }
+            topic::WORKORDER_COMPLETED => {
+                on_work_order_completed(tx, context, event.id, &event.data_as()?).await?
+            }
+            topic::WORKORDER_CANCELLED => {
+                on_work_order_cancelled(tx, context, event.id, &event.data_as()?).await?
+            }
+            other => return Err(format!("inventory does not consume {other}").into()),
+        }
+        Ok(())
+    }
 }

@@ -13,6 +13,7 @@ use std::sync::LazyLock;
 
 use carerp_kit::db::{StartError, connect_and_migrate, migrator_with};
 use carerp_kit::grpc::{GrpcService, ServeError};
+use carerp_kit::messaging::Messaging;
 use carerp_kit::{Metrics, RunningService, ServiceConfig};
 use carerp_proto::inventory::v1::inventory_service_server::InventoryServiceServer;
 use sqlx::PgPool;
@@ -36,6 +37,8 @@ pub enum StartFailure {
     Database(#[from] StartError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("cannot connect to NATS: {0}")]
+    Messaging(String),
 }
 
 /// Connects to the service's database, migrates it, and serves.
@@ -55,16 +58,22 @@ pub async fn start_with_pool(
 ) -> Result<RunningService, StartFailure> {
     let api = api::InventoryApi::new(pool.clone(), config.settings.clone());
     let routes = tonic::service::Routes::new(InventoryServiceServer::new(api));
-    let running = carerp_kit::grpc::start(
+    let metrics = Metrics::new();
+    let mut running = carerp_kit::grpc::start(
         config.grpc_addr,
         config.admin_addr,
         GrpcService {
             name: SERVICE_NAME,
             routes,
-            metrics: Metrics::new(),
-            pool: Some(pool),
+            metrics: metrics.clone(),
+            pool: Some(pool.clone()),
         },
     )
     .await?;
+    let messaging = Messaging::connect(&config, pool, metrics)
+        .await
+        .map_err(|err| StartFailure::Messaging(err.to_string()))?;
+    messaging.relay(&mut running);
+    messaging.consume(&mut running, events::InventoryEvents);
     Ok(running)
 }

@@ -121,6 +121,18 @@ impl<H: EventHandler> Consumer<H> {
     }
 
     async fn process(&self, message: jetstream::Message) {
+        // Servers before NATS 2.10 ignore `filter_subjects` and deliver the whole stream;
+        // what is not ours is acknowledged and left alone.
+        let prefix = format!("carerp.{}.", self.tenant);
+        let topic = message
+            .subject
+            .as_str()
+            .strip_prefix(&prefix)
+            .unwrap_or_default();
+        if !self.handler.topics().contains(&topic) {
+            ack(&message, AckKind::Ack).await;
+            return;
+        }
         let deliveries = message.info().map(|info| info.delivered).unwrap_or(1);
         let event: CloudEvent = match serde_json::from_slice(&message.payload) {
             Ok(event) => event,

@@ -5,6 +5,8 @@
 //! the event in the inbox in it). Each handler is idempotent by domain keys as well, so an
 //! event applied twice, even under two ids, has the effect of once.
 
+use carerp_kit::consumer::{EventHandler, HandlerError};
+use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{
     CompletedLaborLine, CompletedPartLine, InvoiceCreated, PartsReserved, RequestedPart,
     ReservationFailed, WorkOrderCancelled, WorkOrderCompleted, WorkOrderCreated,
@@ -290,4 +292,40 @@ pub async fn on_invoice_created(
     store::set_status(tx, order.id(), Status::Invoiced, "").await?;
     store::touch(tx, order.id()).await?;
     Ok(())
+}
+
+/// Routes the events the work order service consumes to their handlers, for the kit's
+/// consumer runtime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkOrderEvents;
+
+impl EventHandler for WorkOrderEvents {
+    fn topics(&self) -> &'static [&'static str] {
+        &[
+            topic::INVENTORY_PARTS_RESERVED,
+            topic::INVENTORY_RESERVATION_FAILED,
+            topic::INVOICE_CREATED,
+        ]
+    }
+
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        context: &RequestContext,
+        event: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        match event.event_type.as_str() {
+            topic::INVENTORY_PARTS_RESERVED => {
+                on_parts_reserved(tx, context, event.id, &event.data_as()?).await?
+            }
+            topic::INVENTORY_RESERVATION_FAILED => {
+                on_reservation_failed(tx, context, event.id, &event.data_as()?).await?
+            }
+            topic::INVOICE_CREATED => {
+                on_invoice_created(tx, context, event.id, &event.data_as()?).await?
+            }
+            other => return Err(format!("the work order service does not consume {other}").into()),
+        }
+        Ok(())
+    }
 }

@@ -14,6 +14,7 @@ pub mod store;
 use std::sync::LazyLock;
 
 use carerp_kit::grpc::{self, GrpcService, RunningService};
+use carerp_kit::messaging::Messaging;
 use carerp_kit::{Metrics, ServiceConfig};
 use carerp_proto::workorder::v1::work_order_service_server::WorkOrderServiceServer;
 use sqlx::PgPool;
@@ -39,28 +40,34 @@ pub async fn start(
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is not set"))?;
     let pool = carerp_kit::db::connect_and_migrate(url, &MIGRATOR).await?;
-    Ok(start_with_pool(config, pool, customers).await?)
+    start_with_pool(config, pool, customers).await
 }
 
-/// Serves on an existing, migrated pool (what tests use).
+/// Serves on an existing, migrated pool (what tests use), relaying its outbox and
+/// consuming the events of inventory and billing.
 pub async fn start_with_pool(
     config: ServiceConfig,
     pool: PgPool,
     customers: CustomerDirectory,
-) -> Result<RunningService, grpc::ServeError> {
+) -> anyhow::Result<RunningService> {
     let mut settings = config.settings.clone();
     settings.timezone = store::usable_timezone(&pool, &settings.timezone).await;
     let api = api::WorkOrderApi::new(pool.clone(), settings, customers);
     let routes = Routes::new(WorkOrderServiceServer::new(api));
-    grpc::start(
+    let metrics = Metrics::new();
+    let mut service = grpc::start(
         config.grpc_addr,
         config.admin_addr,
         GrpcService {
             name: SERVICE_NAME,
             routes,
-            metrics: Metrics::new(),
-            pool: Some(pool),
+            metrics: metrics.clone(),
+            pool: Some(pool.clone()),
         },
     )
-    .await
+    .await?;
+    let messaging = Messaging::connect(&config, pool, metrics).await?;
+    messaging.relay(&mut service);
+    messaging.consume(&mut service, events::WorkOrderEvents);
+    Ok(service)
 }

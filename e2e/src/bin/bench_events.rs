@@ -1,0 +1,175 @@
+//! Drives N work orders through the whole saga and prints throughput, the latency from
+//! completion to INVOICED (p50/p99), and how fast the outbox relays publish.
+//!
+//! `just bench-events` (N defaults to 200; `BENCH_WORK_ORDERS=1000 just bench-events`).
+
+use std::time::{Duration, Instant};
+
+use carerp_e2e::{Platform, eventually};
+use carerp_kit::TenantSettings;
+use carerp_proto::common::v1::Money;
+use carerp_proto::customer::v1 as customer;
+use carerp_proto::inventory::v1 as inventory;
+use carerp_proto::workorder::v1 as wo;
+use carerp_proto::workorder::v1::{ReservationState, WorkOrderStatus};
+
+const PARALLEL: usize = 16;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::var("BENCH_WORK_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let settings = TenantSettings {
+        tax_rate_bp: 1900,
+        labor_rate_minor: 8000,
+        ..Default::default()
+    };
+    let mut p = Platform::start(settings).await?;
+    let c = p
+        .customers
+        .create_customer(customer::CreateCustomerRequest {
+            name: "Fleet Customer".into(),
+            email: "fleet@example.com".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let v = p
+        .customers
+        .add_vehicle(customer::AddVehicleRequest {
+            customer_id: c.id.clone(),
+            vin: "WVWZZZ1KZAW999999".into(),
+            make: "Ford".into(),
+            model: "Transit".into(),
+            year: 2022,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let eur = |amount_minor| {
+        Some(Money {
+            amount_minor,
+            currency: "EUR".into(),
+        })
+    };
+    let part = p
+        .inventory
+        .create_part(inventory::CreatePartRequest {
+            sku: "BENCH-1".into(),
+            name: "Oil filter".into(),
+            unit_cost: eur(400),
+            unit_price: eur(900),
+            initial_quantity: i32::try_from(n * 2)?,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+
+    println!("driving {n} work orders through the saga, {PARALLEL} at a time");
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(PARALLEL) {
+        let runs = chunk.iter().map(|_| {
+            let mut orders = p.work_orders.clone();
+            let (c, v, part) = (c.id.clone(), v.id.clone(), part.id.clone());
+            async move { one_work_order(&mut orders, &c, &v, &part).await }
+        });
+        for latency in futures::future::join_all(runs).await {
+            latencies.push(latency?);
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let percentile = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+
+    let mut published = 0i64;
+    let mut relay_seconds = 0f64;
+    for pool in &p.pools {
+        let (count, span): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM max(published_at) - min(created_at))::float8 FROM outbox",
+        )
+        .fetch_one(pool)
+        .await?;
+        published += count;
+        relay_seconds = relay_seconds.max(span.unwrap_or(0.0));
+    }
+    println!("work orders:                 {n}");
+    println!(
+        "total time:                  {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "throughput:                  {:.1} work orders/s",
+        n as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "completed -> INVOICED p50:   {:.1} ms",
+        percentile(0.50).as_secs_f64() * 1000.0
+    );
+    println!(
+        "completed -> INVOICED p99:   {:.1} ms",
+        percentile(0.99).as_secs_f64() * 1000.0
+    );
+    println!("events published:            {published}");
+    println!(
+        "relay throughput:            {:.1} events/s",
+        published as f64 / relay_seconds.max(0.001)
+    );
+    p.stop().await?;
+    Ok(())
+}
+
+/// Creates, reserves and completes one work order; returns completion -> INVOICED latency.
+async fn one_work_order(
+    orders: &mut wo::work_order_service_client::WorkOrderServiceClient<tonic::transport::Channel>,
+    customer_id: &str,
+    vehicle_id: &str,
+    part_id: &str,
+) -> anyhow::Result<Duration> {
+    let order = orders
+        .create_work_order(wo::CreateWorkOrderRequest {
+            customer_id: customer_id.into(),
+            vehicle_id: vehicle_id.into(),
+            complaint: "service".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let status = |status: WorkOrderStatus| wo::ChangeStatusRequest {
+        id: order.id.clone(),
+        status: status as i32,
+        reason: String::new(),
+        expected_version: 0,
+    };
+    orders
+        .change_status(status(WorkOrderStatus::InProgress))
+        .await?;
+    orders
+        .add_part_line(wo::AddPartLineRequest {
+            work_order_id: order.id.clone(),
+            part_id: part_id.into(),
+            quantity: 1,
+            expected_version: 0,
+        })
+        .await?;
+    let get = wo::GetWorkOrderRequest {
+        id: order.id.clone(),
+    };
+    eventually("reserved", Duration::from_secs(60), async || {
+        let o = orders.get_work_order(get.clone()).await.ok()?.into_inner();
+        (o.part_lines.first()?.reservation_state == ReservationState::Reserved as i32).then_some(())
+    })
+    .await?;
+    orders
+        .change_status(status(WorkOrderStatus::Completed))
+        .await?;
+    let completed = Instant::now();
+    eventually("invoiced", Duration::from_secs(60), async || {
+        let o = orders.get_work_order(get.clone()).await.ok()?.into_inner();
+        (o.status == WorkOrderStatus::Invoiced as i32).then_some(())
+    })
+    .await?;
+    Ok(completed.elapsed())
+}
