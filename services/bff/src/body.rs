@@ -87,7 +87,10 @@ fn data_error(path: &str, err: &serde_json::Error) -> FieldError {
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split('`').next())
     {
-        let field = if parent.is_empty() {
+        // The path already ends with the unknown key.
+        let field = if parent == name || parent.ends_with(&format!(".{name}")) {
+            parent.to_string()
+        } else if parent.is_empty() {
             name.to_string()
         } else {
             format!("{parent}.{name}")

@@ -333,7 +333,7 @@ mod tests {
         }
         .problem();
         assert_eq!(problem.status, 500);
-        assert!(!problem.detail.unwrap_or_default().contains("relation"));
+        assert!(!problem.detail.unwrap_or_default().contains("does not exist"));
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! Customers and vehicles through the REST API, against the real services.
+
+mod common;
+
+use common::{Garage, field_errors};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+#[sqlx::test]
+async fn customers_and_vehicles_round_trip(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+
+    let created = garage
+        .post(
+            "/api/customers",
+            json!({
+                "name": "Ada Lovelace", "email": "ada@example.com", "phone": "+4930123456",
+                "address": {"line1": "Main St 1", "postalCode": "10115", "city": "Berlin", "country": "DE"},
+                "notes": "prefers mornings"
+            }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["address"]["postalCode"], "10115");
+    assert_eq!(created["archived"], false);
+    assert_eq!(created["audit"]["version"], 1);
+    // RFC 3339 timestamps.
+    let created_at = created["audit"]["createdAt"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(created_at).is_ok(), "{created_at}");
+
+    let vehicle = garage
+        .post(
+            &format!("/api/customers/{id}/vehicles"),
+            json!({"vin": "WVWZZZ1JZXW000001", "make": "VW", "model": "Golf", "year": 2019,
+                   "licensePlate": "B-AL 1", "mileage": 42000}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let vehicle_id = vehicle["id"].as_str().unwrap().to_string();
+    assert_eq!(vehicle["customerId"], id.as_str());
+    assert_eq!(vehicle["licensePlate"], "B-AL 1");
+
+    let fetched = garage
+        .get(&format!("/api/customers/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(fetched["name"], "Ada Lovelace");
+    assert_eq!(fetched["vehicles"][0]["vin"], "WVWZZZ1JZXW000001");
+
+    let vehicles = garage
+        .get(&format!("/api/customers/{id}/vehicles"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(vehicles["items"].as_array().unwrap().len(), 1);
+    assert!(vehicles["nextCursor"].is_null());
+    let all = garage
+        .get(&format!("/api/vehicles?customerId={id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(all["items"][0]["id"], vehicle_id.as_str());
+    let one = garage
+        .get(&format!("/api/vehicles/{vehicle_id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(one["mileage"], 42000);
+
+    let updated = garage
+        .put(
+            &format!("/api/vehicles/{vehicle_id}"),
+            json!({"make": "VW", "model": "Golf GTI", "year": 2019, "licensePlate": "B-AL 2",
+                   "mileage": 43000, "expectedVersion": 1}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(updated["model"], "Golf GTI");
+    assert_eq!(updated["audit"]["version"], 2);
+
+    let renamed = garage
+        .put(
+            &format!("/api/customers/{id}"),
+            json!({"name": "Ada King", "email": "ada@example.com", "phone": "+4930123456",
+                   "expectedVersion": 1}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(renamed["name"], "Ada King");
+    // The version the change was based on is stale now.
+    let stale = garage
+        .put(
+            &format!("/api/customers/{id}"),
+            json!({"name": "Ada", "phone": "+4930123456", "expectedVersion": 1}),
+        )
+        .await
+        .problem(StatusCode::CONFLICT);
+    assert!(stale["type"].as_str().unwrap().ends_with("/version-conflict"), "{stale}");
+
+    let found = garage
+        .get("/api/customers?q=king")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+
+    let archived = garage
+        .delete(&format!("/api/customers/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(archived["archived"], true);
+    let listed = garage.get("/api/customers").await.expect(StatusCode::OK);
+    assert!(listed["items"].as_array().unwrap().is_empty(), "{listed}");
+    let listed = garage
+        .get("/api/customers?includeArchived=true")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn customer_lists_page_with_cursors(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    for name in ["Anna", "Bert", "Cleo"] {
+        garage
+            .post("/api/customers", json!({"name": name, "phone": "+4930123456"}))
+            .await
+            .expect(StatusCode::CREATED);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/customers?limit=2".to_string();
+    loop {
+        let page = garage.get(&path).await.expect(StatusCode::OK);
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["name"].as_str().unwrap().to_string());
+        }
+        match page["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/api/customers?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["Anna", "Bert", "Cleo"]);
+
+    let bad = garage
+        .get("/api/customers?cursor=garbage")
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field_errors(&bad)[0].0, "cursor", "{bad}");
+    let bad = garage
+        .get("/api/customers?limit=-1")
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field_errors(&bad)[0].0, "limit", "{bad}");
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn a_retried_post_with_the_same_idempotency_key_creates_one_record(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let send = |key: &'static str| {
+        garage
+            .http
+            .post(garage.url("/api/customers"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(json!({"name": "Retry Ruth", "phone": "+4930123456"}).to_string())
+            .send()
+    };
+    let first = common::Reply::from(send("create-ruth-1").await.unwrap())
+        .await
+        .expect(StatusCode::CREATED);
+    let again = common::Reply::from(send("create-ruth-1").await.unwrap())
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(first["id"], again["id"]);
+    let listed = garage.get("/api/customers?q=ruth").await.expect(StatusCode::OK);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Another key is another customer.
+    let other = common::Reply::from(send("create-ruth-2").await.unwrap())
+        .await
+        .expect(StatusCode::CREATED);
+    assert_ne!(first["id"], other["id"]);
+
+    // The same for vehicles, parts and stock adjustments.
+    let id = first["id"].as_str().unwrap();
+    let vehicle = || {
+        garage
+            .http
+            .post(garage.url(&format!("/api/customers/{id}/vehicles")))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "vehicle-1")
+            .body(json!({"vin": "WVWZZZ1JZXW000002", "make": "VW", "model": "Polo", "year": 2020}).to_string())
+            .send()
+    };
+    let v1 = common::Reply::from(vehicle().await.unwrap()).await.expect(StatusCode::CREATED);
+    let v2 = common::Reply::from(vehicle().await.unwrap()).await.expect(StatusCode::CREATED);
+    assert_eq!(v1["id"], v2["id"]);
+
+    let part = garage.part("OIL-1", 5, 1).await;
+    let part_id = part["id"].as_str().unwrap();
+    let adjust = || {
+        garage
+            .http
+            .post(garage.url(&format!("/api/parts/{part_id}/stock-adjustments")))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "receipt-7")
+            .body(json!({"kind": "RECEIPT", "delta": 3, "reason": "delivery 7"}).to_string())
+            .send()
+    };
+    common::Reply::from(adjust().await.unwrap()).await.expect(StatusCode::OK);
+    let twice = common::Reply::from(adjust().await.unwrap()).await.expect(StatusCode::OK);
+    assert_eq!(twice["quantityOnHand"], 8, "{twice}");
+
+    // A key that is too long is refused, naming the header.
+    let long = "k".repeat(201);
+    let refused = garage
+        .http
+        .post(garage.url("/api/customers"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", long)
+        .body(json!({"name": "Long Key", "phone": "+4930123456"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let refused = common::Reply::from(refused)
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field_errors(&refused)[0].0, "Idempotency-Key");
+    garage.stop().await;
+}
