@@ -1,0 +1,316 @@
+//! Work orders and invoices through the REST API, including the aggregated views.
+
+mod common;
+
+use common::Garage;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// Opens a work order, starts it, adds labour, completes it; returns the completed order.
+async fn completed_order(garage: &Garage, customer: &str, vehicle: &str, minutes: i32) -> Value {
+    let order = garage
+        .post(
+            "/api/work-orders",
+            json!({"customerId": customer, "vehicleId": vehicle, "complaint": "brakes squeal", "odometerKm": 42100}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = order["id"].as_str().unwrap().to_string();
+    garage
+        .put(&format!("/api/work-orders/{id}/status"), json!({"status": "IN_PROGRESS"}))
+        .await
+        .expect(StatusCode::OK);
+    garage
+        .post(
+            &format!("/api/work-orders/{id}/labor"),
+            json!({"description": "replace pads", "technician": "Tom", "minutes": minutes}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    garage
+        .put(&format!("/api/work-orders/{id}/status"), json!({"status": "COMPLETED"}))
+        .await
+        .expect(StatusCode::OK)
+}
+
+#[sqlx::test]
+async fn work_orders_from_intake_to_invoice(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let (customer, vehicle) = garage
+        .customer_with_vehicle("Grace Hopper", "WVWZZZ1JZXW000010")
+        .await;
+    let part = garage.part("PAD-1", 10, 2).await;
+    let part_id = part["id"].as_str().unwrap();
+
+    let order = garage
+        .post(
+            "/api/work-orders",
+            json!({"customerId": customer, "vehicleId": vehicle, "complaint": "brakes squeal",
+                   "odometerKm": 42100, "notes": "call before"}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = order["id"].as_str().unwrap().to_string();
+    assert_eq!(order["status"], "OPEN");
+    assert!(order["number"].as_str().unwrap().starts_with("WO-"), "{order}");
+
+    // The aggregated view: the order with its customer and vehicle, nothing missing.
+    let view = garage
+        .get(&format!("/api/work-orders/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(view["id"], id.as_str());
+    assert_eq!(view["customer"]["name"], "Grace Hopper");
+    assert_eq!(view["vehicle"]["vin"], "WVWZZZ1JZXW000010");
+    assert!(view["invoice"].is_null());
+    assert_eq!(view["missing"], json!([]));
+
+    let listed = garage
+        .get(&format!("/api/work-orders?status=OPEN&customerId={customer}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let none = garage
+        .get("/api/work-orders?status=CANCELLED,COMPLETED")
+        .await
+        .expect(StatusCode::OK);
+    assert!(none["items"].as_array().unwrap().is_empty());
+    let bad = garage
+        .get("/api/work-orders?status=DONE")
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(common::field_errors(&bad)[0].0, "status");
+
+    let started = garage
+        .put(
+            &format!("/api/work-orders/{id}/status"),
+            json!({"status": "IN_PROGRESS", "expectedVersion": 1}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(started["status"], "IN_PROGRESS");
+    assert!(started["startedAt"].is_string());
+
+    let noted = garage
+        .put(&format!("/api/work-orders/{id}/notes"), json!({"notes": "customer waits"}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(noted["notes"], "customer waits");
+
+    let with_part = garage
+        .post(
+            &format!("/api/work-orders/{id}/line-items"),
+            json!({"partId": part_id, "quantity": 2}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let line = &with_part["partLines"][0];
+    assert_eq!(line["partId"], part_id);
+    assert_eq!(line["quantity"], 2);
+    let line_id = line["id"].as_str().unwrap();
+    let without_part = garage
+        .delete(&format!("/api/work-orders/{id}/line-items/{line_id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert!(without_part["partLines"].as_array().unwrap().is_empty());
+
+    let with_labor = garage
+        .post(
+            &format!("/api/work-orders/{id}/labor"),
+            json!({"description": "diagnose", "technician": "Tom", "minutes": 30}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let labor = &with_labor["laborLines"][0];
+    // The garage's rate when none is given.
+    assert_eq!(labor["hourlyRate"], json!({"amountMinor": common::LABOR_RATE, "currency": "EUR"}));
+    assert_eq!(labor["lineTotal"]["amountMinor"], common::LABOR_RATE / 2);
+    let labor_id = labor["id"].as_str().unwrap();
+    garage
+        .delete(&format!("/api/work-orders/{id}/labor/{labor_id}"))
+        .await
+        .expect(StatusCode::OK);
+    garage
+        .post(
+            &format!("/api/work-orders/{id}/labor"),
+            json!({"description": "replace pads", "technician": "Tom", "minutes": 60,
+                   "hourlyRate": {"amountMinor": 12000, "currency": "EUR"}}),
+        )
+        .await
+        .expect(StatusCode::OK);
+
+    // No failed reservation to retry: refused by the service, as a conflict.
+    let retry = garage
+        .call(reqwest::Method::POST, &format!("/api/work-orders/{id}/retry-reservation"), None)
+        .await;
+    assert!(
+        retry.status == StatusCode::CONFLICT || retry.status == StatusCode::OK,
+        "{}",
+        retry.text
+    );
+
+    // INVOICED is billing's to set.
+    let refused = garage
+        .put(&format!("/api/work-orders/{id}/status"), json!({"status": "INVOICED"}))
+        .await
+        .problem(StatusCode::CONFLICT);
+    assert!(refused["detail"].as_str().unwrap().contains("INVOICED"), "{refused}");
+
+    let completed = garage
+        .put(&format!("/api/work-orders/{id}/status"), json!({"status": "COMPLETED"}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(completed["status"], "COMPLETED");
+
+    garage.invoice(&completed).await;
+    let view = garage
+        .get(&format!("/api/work-orders/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    let invoice = &view["invoice"];
+    assert!(invoice["number"].as_str().unwrap().starts_with("INV-"), "{view}");
+    assert_eq!(invoice["status"], "ISSUED");
+    // 60 minutes at 120.00 plus 20% tax.
+    assert_eq!(invoice["total"], json!({"amountMinor": 14400, "currency": "EUR"}));
+    assert_eq!(view["missing"], json!([]));
+
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let (customer, vehicle) = garage
+        .customer_with_vehicle("Katherine Johnson", "WVWZZZ1JZXW000011")
+        .await;
+    let first = completed_order(&garage, &customer, &vehicle, 60).await;
+    let second = completed_order(&garage, &customer, &vehicle, 30).await;
+    garage.invoice(&first).await;
+    garage.invoice(&second).await;
+
+    let listed = garage
+        .get(&format!("/api/invoices?customerId={customer}&status=ISSUED"))
+        .await
+        .expect(StatusCode::OK);
+    let invoices = listed["items"].as_array().unwrap();
+    assert_eq!(invoices.len(), 2, "{listed}");
+    let by_order = |order: &Value| {
+        invoices
+            .iter()
+            .find(|i| i["workOrderId"] == order["id"])
+            .unwrap()
+            .clone()
+    };
+    let first_invoice = by_order(&first);
+    let second_invoice = by_order(&second);
+    let first_id = first_invoice["id"].as_str().unwrap();
+    let second_id = second_invoice["id"].as_str().unwrap();
+    assert_eq!(first_invoice["total"]["amountMinor"], 10800);
+    assert!(chrono::NaiveDate::parse_from_str(first_invoice["issueDate"].as_str().unwrap(), "%Y-%m-%d").is_ok());
+    let paged = garage
+        .get("/api/invoices?limit=1")
+        .await
+        .expect(StatusCode::OK);
+    assert!(paged["nextCursor"].is_string(), "{paged}");
+    let overdue = garage
+        .get("/api/invoices?overdueOnly=true")
+        .await
+        .expect(StatusCode::OK);
+    assert!(overdue["items"].as_array().unwrap().is_empty());
+
+    // Aggregated with the customer.
+    let view = garage
+        .get(&format!("/api/invoices/{first_id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(view["number"], first_invoice["number"]);
+    assert_eq!(view["customer"]["name"], "Katherine Johnson");
+    assert_eq!(view["missing"], json!([]));
+
+    // The seed's status change: PAID with an amount records that payment.
+    let paid = garage
+        .put(
+            &format!("/api/invoices/{first_id}/status"),
+            json!({"status": "PAID", "amount": {"amountMinor": 800, "currency": "EUR"}, "method": "CARD"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(paid["action"], "PAYMENT_RECORDED");
+    assert_eq!(paid["invoice"]["status"], "PARTIALLY_PAID");
+    assert_eq!(paid["invoice"]["balance"]["amountMinor"], 10000);
+
+    // A payment larger than the balance is refused.
+    let too_much = garage
+        .post(
+            &format!("/api/invoices/{first_id}/payments"),
+            json!({"amount": {"amountMinor": 10001, "currency": "EUR"}, "method": "CASH"}),
+        )
+        .await;
+    assert!(too_much.status.is_client_error(), "{}", too_much.text);
+    let settled = garage
+        .post(
+            &format!("/api/invoices/{first_id}/payments"),
+            json!({"amount": {"amountMinor": 10000, "currency": "EUR"}, "method": "BANK_TRANSFER",
+                   "reference": "SEPA-1", "receivedAt": "2026-11-20T10:00:00Z"}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(settled["status"], "PAID");
+    let transfer = settled["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["reference"] == "SEPA-1")
+        .unwrap();
+    assert_eq!(transfer["receivedAt"], "2026-11-20T10:00:00Z");
+    assert_eq!(transfer["method"], "BANK_TRANSFER");
+
+    // A paid invoice cannot be voided.
+    garage
+        .post(&format!("/api/invoices/{first_id}/void"), json!({"reason": "mistake"}))
+        .await
+        .problem(StatusCode::CONFLICT);
+
+    // VOID through the status route says so; without a reason the service refuses.
+    let no_reason = garage
+        .put(&format!("/api/invoices/{second_id}/status"), json!({"status": "VOID"}))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(common::field_errors(&no_reason)[0].0, "reason", "{no_reason}");
+    let voided = garage
+        .put(
+            &format!("/api/invoices/{second_id}/status"),
+            json!({"status": "VOID", "reason": "duplicate job"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(voided["action"], "VOIDED");
+    assert_eq!(voided["invoice"]["status"], "VOID");
+    assert_eq!(voided["invoice"]["voidReason"], "duplicate job");
+
+    // PAID without an amount pays the balance.
+    let third = completed_order(&garage, &customer, &vehicle, 15).await;
+    garage.invoice(&third).await;
+    let third_id = garage
+        .get(&format!("/api/invoices?status=ISSUED&customerId={customer}"))
+        .await
+        .expect(StatusCode::OK)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let paid = garage
+        .put(&format!("/api/invoices/{third_id}/status"), json!({"status": "PAID"}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(paid["invoice"]["status"], "PAID", "{paid}");
+    assert_eq!(paid["invoice"]["payments"][0]["method"], "OTHER");
+
+    // Voiding the void one again through the dedicated route.
+    let again = garage
+        .post(&format!("/api/invoices/{second_id}/void"), json!({"reason": "again"}))
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+
+    garage.stop().await;
+}
