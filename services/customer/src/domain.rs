@@ -34,7 +34,7 @@ impl CustomerFields {
     /// violations at once. A customer needs a name and a way to reach them.
     pub fn validate(raw: CustomerFields) -> Result<Self, Violations> {
         let mut v = Violations::new();
-        let name = required(&mut v, "name", &raw.name, MAX_NAME);
+        let name = v.required_text("name", &raw.name, MAX_NAME);
         let email = raw.email.trim().to_string();
         if !email.is_empty() {
             v.check(check_email(&email));
@@ -50,10 +50,10 @@ impl CustomerFields {
             v.add("email", "an email address or a phone number is required");
         }
         let address = Address {
-            line1: optional(&mut v, "address.line1", &raw.address.line1, MAX_TEXT),
-            line2: optional(&mut v, "address.line2", &raw.address.line2, MAX_TEXT),
-            postal_code: optional(&mut v, "address.postal_code", &raw.address.postal_code, 20),
-            city: optional(&mut v, "address.city", &raw.address.city, MAX_TEXT),
+            line1: v.optional_text("address.line1", &raw.address.line1, MAX_TEXT),
+            line2: v.optional_text("address.line2", &raw.address.line2, MAX_TEXT),
+            postal_code: v.optional_text("address.postal_code", &raw.address.postal_code, 20),
+            city: v.optional_text("address.city", &raw.address.city, MAX_TEXT),
             country: raw.address.country.trim().to_ascii_uppercase(),
         };
         let is_alpha2 =
@@ -67,7 +67,7 @@ impl CustomerFields {
                 ),
             );
         }
-        let notes = optional(&mut v, "notes", &raw.notes, MAX_NOTES);
+        let notes = v.optional_text("notes", &raw.notes, MAX_NOTES);
         v.into_result(Self {
             name,
             email,
@@ -97,11 +97,12 @@ impl VehicleFields {
         let mut v = Violations::new();
         let vin = raw.vin.trim().to_ascii_uppercase();
         v.check(check_vin(&vin));
-        let make = required(&mut v, "make", &raw.make, MAX_TEXT);
-        let model = required(&mut v, "model", &raw.model, MAX_TEXT);
+        let make = v.required_text("make", &raw.make, MAX_TEXT);
+        let model = v.required_text("model", &raw.model, MAX_TEXT);
         v.check(check_year(raw.year, current_year));
-        let license_plate =
-            optional(&mut v, "license_plate", &raw.license_plate, 16).to_ascii_uppercase();
+        let license_plate = v
+            .optional_text("license_plate", &raw.license_plate, 16)
+            .to_ascii_uppercase();
         if raw.mileage < 0 {
             v.add(
                 "mileage",
@@ -202,28 +203,6 @@ pub fn normalise_phone(phone: &str) -> Result<String, FieldViolation> {
             "phone",
             format!("{phone:?} is not in international form, e.g. +49 30 1234567"),
         ))
-    }
-}
-
-fn required(v: &mut Violations, field: &str, value: &str, max: usize) -> String {
-    let value = value.trim();
-    if value.is_empty() {
-        v.add(field, "is required");
-    }
-    check_length(v, field, value, max);
-    value.to_string()
-}
-
-fn optional(v: &mut Violations, field: &str, value: &str, max: usize) -> String {
-    let value = value.trim();
-    check_length(v, field, value, max);
-    value.to_string()
-}
-
-fn check_length(v: &mut Violations, field: &str, value: &str, max: usize) {
-    let len = value.chars().count();
-    if len > max {
-        v.add(field, format!("must be at most {max} characters, is {len}"));
     }
 }
 

@@ -58,12 +58,12 @@ impl NewPart {
     pub fn validate(self, currency: &str) -> Result<(PartFields, i32), Violations> {
         let mut v = Violations::new();
         let sku = normalise_sku(&mut v, &self.sku);
-        let name = required(&mut v, "name", &self.name, MAX_NAME);
-        let description = optional(&mut v, "description", &self.description, MAX_DESCRIPTION);
-        let category = optional(&mut v, "category", &self.category, MAX_TEXT);
+        let name = v.required_text("name", &self.name, MAX_NAME);
+        let description = v.optional_text("description", &self.description, MAX_DESCRIPTION);
+        let category = v.optional_text("category", &self.category, MAX_TEXT);
         let unit_cost_minor = money(&mut v, "unit_cost", self.unit_cost.as_ref(), currency);
         let unit_price_minor = money(&mut v, "unit_price", self.unit_price.as_ref(), currency);
-        let location = optional(&mut v, "location", &self.location, MAX_TEXT);
+        let location = v.optional_text("location", &self.location, MAX_TEXT);
         v.check(check_quantity("reorder_point", self.reorder_point));
         v.check(check_quantity("reorder_quantity", self.reorder_quantity));
         v.check(check_quantity("initial_quantity", self.initial_quantity));
@@ -109,13 +109,13 @@ impl PartChanges {
         let mut v = Violations::new();
         let mut next = current.clone();
         if let Some(name) = &self.name {
-            next.name = required(&mut v, "name", name, MAX_NAME);
+            next.name = v.required_text("name", name, MAX_NAME);
         }
         if let Some(description) = &self.description {
-            next.description = optional(&mut v, "description", description, MAX_DESCRIPTION);
+            next.description = v.optional_text("description", description, MAX_DESCRIPTION);
         }
         if let Some(category) = &self.category {
-            next.category = optional(&mut v, "category", category, MAX_TEXT);
+            next.category = v.optional_text("category", category, MAX_TEXT);
         }
         if let Some(cost) = &self.unit_cost {
             next.unit_cost_minor = money(&mut v, "unit_cost", Some(cost), currency);
@@ -124,7 +124,7 @@ impl PartChanges {
             next.unit_price_minor = money(&mut v, "unit_price", Some(price), currency);
         }
         if let Some(location) = &self.location {
-            next.location = optional(&mut v, "location", location, MAX_TEXT);
+            next.location = v.optional_text("location", location, MAX_TEXT);
         }
         if let Some(point) = self.reorder_point {
             v.check(check_quantity("reorder_point", point));
@@ -212,8 +212,8 @@ impl Adjustment {
                 format!("must be at most {MAX_QUANTITY} in size, is {delta}"),
             );
         }
-        let reason = required(&mut v, "reason", reason, MAX_REASON);
-        let actor = optional(&mut v, "actor", actor, MAX_TEXT);
+        let reason = v.required_text("reason", reason, MAX_REASON);
+        let actor = v.optional_text("actor", actor, MAX_TEXT);
         v.into_result(Self {
             kind: kind.unwrap_or(MovementKind::Adjustment),
             delta,
@@ -547,28 +547,6 @@ fn check_quantity(field: &str, value: i32) -> Result<(), FieldViolation> {
         ));
     }
     Ok(())
-}
-
-fn required(v: &mut Violations, field: &str, value: &str, max: usize) -> String {
-    let value = value.trim();
-    if value.is_empty() {
-        v.add(field, "is required");
-    }
-    check_length(v, field, value, max);
-    value.to_string()
-}
-
-fn optional(v: &mut Violations, field: &str, value: &str, max: usize) -> String {
-    let value = value.trim();
-    check_length(v, field, value, max);
-    value.to_string()
-}
-
-fn check_length(v: &mut Violations, field: &str, value: &str, max: usize) {
-    let len = value.chars().count();
-    if len > max {
-        v.add(field, format!("must be at most {max} characters, is {len}"));
-    }
 }
 
 #[cfg(test)]

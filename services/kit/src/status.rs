@@ -48,6 +48,25 @@ impl Violations {
         }
     }
 
+    /// A trimmed text field that must be present and at most `max` characters long.
+    pub fn required_text(&mut self, field: &str, value: &str, max: usize) -> String {
+        let value = value.trim();
+        if value.is_empty() {
+            self.add(field, "is required");
+        }
+        self.optional_text(field, value, max)
+    }
+
+    /// A trimmed text field of at most `max` characters, possibly empty.
+    pub fn optional_text(&mut self, field: &str, value: &str, max: usize) -> String {
+        let value = value.trim();
+        let len = value.chars().count();
+        if len > max {
+            self.add(field, format!("must be at most {max} characters, is {len}"));
+        }
+        value.to_string()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -157,6 +176,20 @@ mod tests {
             "invalid request: name: is required; email: \"x\" is not an email address"
         );
         assert_eq!(field_violations(&status), v.as_slice());
+    }
+
+    #[test]
+    fn text_fields_are_trimmed_required_and_bounded() {
+        let mut v = Violations::new();
+        assert_eq!(v.required_text("name", "  Jane ", 10), "Jane");
+        assert_eq!(v.optional_text("notes", "   ", 10), "");
+        assert!(v.is_empty());
+        v.required_text("name", "  ", 10);
+        v.optional_text("notes", "abcdefghijk", 10);
+        assert_eq!(
+            v.to_string(),
+            "invalid request: name: is required; notes: must be at most 10 characters, is 11"
+        );
     }
 
     #[test]

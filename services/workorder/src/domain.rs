@@ -294,7 +294,7 @@ pub struct Intake {
 impl Intake {
     pub fn validate(complaint: &str, odometer_km: i64, notes: &str) -> Result<Self, Violations> {
         let mut v = Violations::new();
-        let complaint = required(&mut v, "complaint", complaint, MAX_COMPLAINT);
+        let complaint = v.required_text("complaint", complaint, MAX_COMPLAINT);
         if !(0..=MAX_ODOMETER_KM).contains(&odometer_km) {
             v.add(
                 "odometer_km",
@@ -353,7 +353,7 @@ impl NewLabor {
         currency: &str,
     ) -> Result<Self, Violations> {
         let mut v = Violations::new();
-        let description = required(&mut v, "description", description, MAX_DESCRIPTION);
+        let description = v.required_text("description", description, MAX_DESCRIPTION);
         let technician = technician.trim().to_string();
         if technician.chars().count() > MAX_TEXT {
             v.check(Err(too_long("technician", MAX_TEXT)));
@@ -417,16 +417,6 @@ pub fn check_unit_price(amount_minor: i64) -> Result<(), String> {
             "unit price must be 0 to {MAX_UNIT_PRICE_MINOR} minor units, is {amount_minor}"
         ))
     }
-}
-
-fn required(v: &mut Violations, field: &str, value: &str, max: usize) -> String {
-    let value = value.trim();
-    if value.is_empty() {
-        v.add(field, "is required");
-    } else if value.chars().count() > max {
-        v.check(Err(too_long(field, max)));
-    }
-    value.to_string()
 }
 
 fn too_long(field: &str, max: usize) -> FieldViolation {
