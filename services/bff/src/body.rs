@@ -163,7 +163,16 @@ fn query_error(text: &str) -> ApiError {
         return ApiError::field(name, "unknown query parameter");
     }
     match text.split_once(": ") {
-        Some((field, message)) if !field.contains(' ') => ApiError::field(field, message),
+        Some((field, message)) if !field.contains(' ') => {
+            match message.strip_prefix("unknown field `") {
+                Some(rest) => {
+                    let name = rest.split('`').next().unwrap_or(field);
+                    let expected = rest.split_once(", ").map(|(_, e)| e).unwrap_or_default();
+                    ApiError::field(name, format!("unknown query parameter; {expected}"))
+                }
+                None => ApiError::field(field, message),
+            }
+        }
         _ => ApiError::field("query", text),
     }
 }

@@ -4,6 +4,9 @@
 //! or down: a call to a service that is not there fails with `Unavailable`, which becomes 503
 //! or, on the dashboard, a note of what is missing.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use carerp_kit::RequestContext;
@@ -20,10 +23,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Clients {
-    pub customer: CustomerServiceClient<Channel>,
-    pub workorder: WorkOrderServiceClient<Channel>,
-    pub inventory: InventoryServiceClient<Channel>,
-    pub billing: BillingServiceClient<Channel>,
+    pub customer: CustomerServiceClient<DeadlineChannel>,
+    pub workorder: WorkOrderServiceClient<DeadlineChannel>,
+    pub inventory: InventoryServiceClient<DeadlineChannel>,
+    pub billing: BillingServiceClient<DeadlineChannel>,
     /// Deadline of every call.
     pub deadline: Duration,
 }
@@ -36,17 +39,60 @@ pub struct InvalidUrl {
     source: tonic::transport::Error,
 }
 
-fn channel(name: &'static str, url: &str, deadline: Duration) -> Result<Channel, InvalidUrl> {
+/// A channel whose calls end with `DEADLINE_EXCEEDED` after the deadline, including the time
+/// spent waiting for a connection: tonic's own timeout starts only once connected, so a
+/// service that accepts connections and never answers would otherwise hold a request for the
+/// whole connect timeout and come back as `UNAVAILABLE`.
+#[derive(Clone)]
+pub struct DeadlineChannel {
+    inner: Channel,
+    deadline: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<http::Request<tonic::body::Body>> for DeadlineChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.inner, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let deadline = self.deadline;
+        let call = tower::Service::call(&mut self.inner, request);
+        Box::pin(async move {
+            match tokio::time::timeout(deadline, call).await {
+                Ok(result) => result.map_err(Into::into),
+                // tonic finds a Status in the error and hands it to the caller as is.
+                Err(_) => Err(Box::new(tonic::Status::deadline_exceeded(format!(
+                    "no answer within {} ms",
+                    deadline.as_millis()
+                ))) as BoxError),
+            }
+        })
+    }
+}
+
+fn channel(
+    name: &'static str,
+    url: &str,
+    deadline: Duration,
+) -> Result<DeadlineChannel, InvalidUrl> {
     let endpoint = Endpoint::from_shared(url.to_string()).map_err(|source| InvalidUrl {
         name,
         url: url.to_string(),
         source,
     })?;
-    Ok(endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(deadline)
-        .tcp_nodelay(true)
-        .connect_lazy())
+    Ok(DeadlineChannel {
+        inner: endpoint
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy(),
+        deadline,
+    })
 }
 
 impl Clients {

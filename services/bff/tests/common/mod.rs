@@ -25,6 +25,7 @@ pub struct Garage {
     pub inventory: Option<RunningService>,
     pub billing: Option<RunningService>,
     pub billing_pool: PgPool,
+    pub customer_pool: PgPool,
     pub urls: [String; 4],
 }
 
@@ -81,7 +82,7 @@ impl Garage {
         let billing_pool = schema_pool(&pool, "billing_svc", &carerp_billing::MIGRATOR).await;
 
         let customer =
-            carerp_customer::start_with_pool(service_config("customer", &tenant), customer_pool)
+            carerp_customer::start_with_pool(service_config("customer", &tenant), customer_pool.clone())
                 .await
                 .expect("customer service starts");
         let directory =
@@ -124,6 +125,7 @@ impl Garage {
             inventory: Some(inventory),
             billing: Some(billing),
             billing_pool,
+            customer_pool,
             urls,
         }
     }
