@@ -52,7 +52,11 @@ to make retries safe; x-correlation-id is accepted or generated and returned on 
         api::invoices::void_invoice,
         api::dashboard::dashboard,
     ),
-    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    components(schemas(
+        crate::problem::Problem,
+        crate::problem::FieldError,
+        api::parts::ActiveFilter
+    )),
     modifiers(&ErrorResponses),
     tags(
         (name = "customers", description = "Customers and their vehicles"),

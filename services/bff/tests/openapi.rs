@@ -1,0 +1,132 @@
+//! The OpenAPI document: it parses, lists exactly the routes the router serves, and every
+//! route it lists is served. The interactive page is served from the crate's own assets.
+
+use std::collections::BTreeSet;
+
+use carerp_bff::BffConfig;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// A BFF whose services are all unreachable: enough to tell served routes from unknown ones.
+async fn lone_bff() -> carerp_bff::RunningBff {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    carerp_bff::start(BffConfig::for_tests(
+        "bff-docs",
+        url.clone(),
+        url.clone(),
+        url.clone(),
+        url,
+    ))
+    .await
+    .unwrap()
+}
+
+fn refs(value: &Value, found: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "$ref"
+                    && let Some(target) = value.as_str()
+                {
+                    found.insert(target.to_string());
+                }
+                refs(value, found);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_document_lists_exactly_the_routes_the_router_serves() {
+    let bff = lone_bff().await;
+    let base = format!("http://{}", bff.http_addr);
+    let http = reqwest::Client::new();
+    let response = http.get(format!("{base}/docs/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    // It parses as an OpenAPI 3.1 document.
+    let parsed: utoipa::openapi::OpenApi = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_value(&parsed.openapi).unwrap(), "3.1.0");
+    let doc: Value = serde_json::from_str(&text).unwrap();
+
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if !["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            documented.insert((method.to_uppercase(), path.clone()));
+            let responses = operation["responses"].as_object().unwrap();
+            for status in ["429", "500"] {
+                assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+                }
+            }
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path} has no success response"
+            );
+        }
+    }
+    let routed: BTreeSet<(String, String)> = carerp_bff::api::routes()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    assert_eq!(documented, routed);
+
+    // Every schema the document refers to is defined in it.
+    let mut targets = BTreeSet::new();
+    refs(&doc, &mut targets);
+    for target in targets {
+        let name = target.strip_prefix("#/components/schemas/").unwrap();
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{target} is not defined");
+    }
+
+    // Every documented route is served: neither an unknown route (404 about:blank) nor 405.
+    for (method, path) in &documented {
+        let concrete = path
+            .replace("{id}", "0192f0c1-6b2a-7c3d-8e4f-0123456789ab")
+            .replace("{lineId}", "0192f0c1-6b2a-7c3d-8e4f-0123456789ac");
+        let request = http
+            .request(method.parse().unwrap(), format!("{base}{concrete}"))
+            .header("content-type", "application/json")
+            .body("{}");
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(
+            !(status == StatusCode::NOT_FOUND && body["type"] == "about:blank"),
+            "{method} {path} is not routed"
+        );
+    }
+    bff.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_interactive_page_and_its_assets_are_served_locally() {
+    let bff = lone_bff().await;
+    let base = format!("http://{}", bff.http_addr);
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{base}/docs")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/docs/openapi.json"), "{html}");
+    assert!(html.contains("/docs/swagger-ui-bundle.js"), "{html}");
+    // No asset comes from elsewhere.
+    assert!(!html.contains("https://"), "{html}");
+    for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"] {
+        let response = http.get(format!("{base}{asset}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        assert!(response.bytes().await.unwrap().len() > 10_000, "{asset}");
+    }
+    bff.stop().await.unwrap();
+}
