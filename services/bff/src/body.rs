@@ -208,9 +208,8 @@ mod tests {
     fn unknown_fields_are_named_with_their_path() {
         let err = parse_json::<Body>(br#"{"name":"a","nmae":"b"}"#).unwrap_err();
         assert_eq!(field_errors(err)[0].field, "nmae");
-        let err =
-            parse_json::<Body>(br#"{"name":"a","address":{"postalCode":"1","zip":"2"}}"#)
-                .unwrap_err();
+        let err = parse_json::<Body>(br#"{"name":"a","address":{"postalCode":"1","zip":"2"}}"#)
+            .unwrap_err();
         assert_eq!(field_errors(err)[0].field, "address.zip");
     }
 

@@ -66,9 +66,17 @@ pub async fn context(mut request: Request, next: Next) -> Response {
     let elapsed_ms = started.elapsed().as_millis() as u64;
     span.in_scope(|| {
         if status.is_server_error() {
-            tracing::error!(elapsed_ms, status = status.as_u16(), "{method} {path} failed");
+            tracing::error!(
+                elapsed_ms,
+                status = status.as_u16(),
+                "{method} {path} failed"
+            );
         } else if status.is_client_error() {
-            tracing::warn!(elapsed_ms, status = status.as_u16(), "{method} {path} refused");
+            tracing::warn!(
+                elapsed_ms,
+                status = status.as_u16(),
+                "{method} {path} refused"
+            );
         } else {
             tracing::info!(elapsed_ms, status = status.as_u16(), "{method} {path}");
         }

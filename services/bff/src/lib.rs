@@ -73,7 +73,10 @@ pub fn router(config: &BffConfig, state: AppState) -> Router {
 async fn openapi_json() -> impl IntoResponse {
     match openapi::document().to_json() {
         Ok(json) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             json,
         )
             .into_response(),

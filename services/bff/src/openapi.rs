@@ -111,8 +111,14 @@ impl Modify for ErrorResponses {
                         "Refused in the record's current state, a duplicate, or a stale expectedVersion",
                     );
                 }
-                add("429", "Too many requests; Retry-After says when to come back");
-                add("500", "Internal error; the correlation id finds it in the logs");
+                add(
+                    "429",
+                    "Too many requests; Retry-After says when to come back",
+                );
+                add(
+                    "500",
+                    "Internal error; the correlation id finds it in the logs",
+                );
                 if !is_dashboard {
                     add("503", "A service this request needs is unavailable");
                     add("504", "A service did not answer in time");

@@ -119,9 +119,11 @@ impl ApiError {
                 problem
             }
             ApiError::Invalid(errors) => {
-                let mut problem =
-                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, describe("invalid", errors))
-                        .with_kind("validation", "Validation failed");
+                let mut problem = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    describe("invalid", errors),
+                )
+                .with_kind("validation", "Validation failed");
                 problem.errors = errors.clone();
                 problem
             }
@@ -187,7 +189,9 @@ fn grpc_problem(service: &str, status: &tonic::Status) -> Problem {
         // Internals stay in the logs.
         Code::Unknown | Code::Internal | Code::DataLoss => {
             tracing::error!(service, code = ?code, message = status.message(), "service failed");
-            format!("the {service} service failed; the correlation id identifies the request in the logs")
+            format!(
+                "the {service} service failed; the correlation id identifies the request in the logs"
+            )
         }
         Code::Unavailable | Code::Cancelled => {
             tracing::warn!(service, message = status.message(), "service unavailable");
@@ -239,8 +243,7 @@ fn camel_case(segment: &str) -> String {
 }
 
 pub fn problem_response(problem: Problem) -> Response {
-    let status =
-        StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, Json(problem)).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -333,7 +336,12 @@ mod tests {
         }
         .problem();
         assert_eq!(problem.status, 500);
-        assert!(!problem.detail.unwrap_or_default().contains("does not exist"));
+        assert!(
+            !problem
+                .detail
+                .unwrap_or_default()
+                .contains("does not exist")
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ async fn customers_and_vehicles_round_trip(pool: PgPool) {
     assert_eq!(created["audit"]["version"], 1);
     // RFC 3339 timestamps.
     let created_at = created["audit"]["createdAt"].as_str().unwrap();
-    assert!(chrono::DateTime::parse_from_rfc3339(created_at).is_ok(), "{created_at}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created_at).is_ok(),
+        "{created_at}"
+    );
 
     let vehicle = garage
         .post(
@@ -94,7 +97,13 @@ async fn customers_and_vehicles_round_trip(pool: PgPool) {
         )
         .await
         .problem(StatusCode::CONFLICT);
-    assert!(stale["type"].as_str().unwrap().ends_with("/version-conflict"), "{stale}");
+    assert!(
+        stale["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/version-conflict"),
+        "{stale}"
+    );
 
     let found = garage
         .get("/api/customers?q=king")
@@ -123,7 +132,10 @@ async fn customer_lists_page_with_cursors(pool: PgPool) {
     let garage = Garage::start(pool).await;
     for name in ["Anna", "Bert", "Cleo"] {
         garage
-            .post("/api/customers", json!({"name": name, "phone": "+4930123456"}))
+            .post(
+                "/api/customers",
+                json!({"name": name, "phone": "+4930123456"}),
+            )
             .await
             .expect(StatusCode::CREATED);
     }
@@ -174,7 +186,10 @@ async fn a_retried_post_with_the_same_idempotency_key_creates_one_record(pool: P
         .await
         .expect(StatusCode::CREATED);
     assert_eq!(first["id"], again["id"]);
-    let listed = garage.get("/api/customers?q=ruth").await.expect(StatusCode::OK);
+    let listed = garage
+        .get("/api/customers?q=ruth")
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
 
     // Another key is another customer.
@@ -191,11 +206,18 @@ async fn a_retried_post_with_the_same_idempotency_key_creates_one_record(pool: P
             .post(garage.url(&format!("/api/customers/{id}/vehicles")))
             .header("content-type", "application/json")
             .header("idempotency-key", "vehicle-1")
-            .body(json!({"vin": "WVWZZZ1JZXW000002", "make": "VW", "model": "Polo", "year": 2020}).to_string())
+            .body(
+                json!({"vin": "WVWZZZ1JZXW000002", "make": "VW", "model": "Polo", "year": 2020})
+                    .to_string(),
+            )
             .send()
     };
-    let v1 = common::Reply::from(vehicle().await.unwrap()).await.expect(StatusCode::CREATED);
-    let v2 = common::Reply::from(vehicle().await.unwrap()).await.expect(StatusCode::CREATED);
+    let v1 = common::Reply::from(vehicle().await.unwrap())
+        .await
+        .expect(StatusCode::CREATED);
+    let v2 = common::Reply::from(vehicle().await.unwrap())
+        .await
+        .expect(StatusCode::CREATED);
     assert_eq!(v1["id"], v2["id"]);
 
     let part = garage.part("OIL-1", 5, 1).await;
@@ -209,8 +231,12 @@ async fn a_retried_post_with_the_same_idempotency_key_creates_one_record(pool: P
             .body(json!({"kind": "RECEIPT", "delta": 3, "reason": "delivery 7"}).to_string())
             .send()
     };
-    common::Reply::from(adjust().await.unwrap()).await.expect(StatusCode::OK);
-    let twice = common::Reply::from(adjust().await.unwrap()).await.expect(StatusCode::OK);
+    common::Reply::from(adjust().await.unwrap())
+        .await
+        .expect(StatusCode::OK);
+    let twice = common::Reply::from(adjust().await.unwrap())
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(twice["quantityOnHand"], 8, "{twice}");
 
     // A key that is too long is refused, naming the header.

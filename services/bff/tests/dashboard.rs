@@ -25,13 +25,19 @@ async fn the_dashboard_sums_up_every_service_and_degrades_when_one_is_stopped(po
     let started = new_order().await.expect(StatusCode::CREATED);
     let started_id = started["id"].as_str().unwrap();
     garage
-        .put(&format!("/api/work-orders/{started_id}/status"), json!({"status": "IN_PROGRESS"}))
+        .put(
+            &format!("/api/work-orders/{started_id}/status"),
+            json!({"status": "IN_PROGRESS"}),
+        )
         .await
         .expect(StatusCode::OK);
     let done = new_order().await.expect(StatusCode::CREATED);
     let done_id = done["id"].as_str().unwrap().to_string();
     garage
-        .put(&format!("/api/work-orders/{done_id}/status"), json!({"status": "IN_PROGRESS"}))
+        .put(
+            &format!("/api/work-orders/{done_id}/status"),
+            json!({"status": "IN_PROGRESS"}),
+        )
         .await
         .expect(StatusCode::OK);
     garage
@@ -42,7 +48,10 @@ async fn the_dashboard_sums_up_every_service_and_degrades_when_one_is_stopped(po
         .await
         .expect(StatusCode::OK);
     let completed = garage
-        .put(&format!("/api/work-orders/{done_id}/status"), json!({"status": "COMPLETED"}))
+        .put(
+            &format!("/api/work-orders/{done_id}/status"),
+            json!({"status": "COMPLETED"}),
+        )
         .await
         .expect(StatusCode::OK);
     garage.invoice(&completed).await;
@@ -65,7 +74,10 @@ async fn the_dashboard_sums_up_every_service_and_degrades_when_one_is_stopped(po
     assert_eq!(invoices["unpaidCount"], 1);
     // One hour at the garage's rate, plus 20% tax.
     let gross = common::LABOR_RATE * 12 / 10;
-    assert_eq!(invoices["unpaidTotal"], json!({"amountMinor": gross, "currency": "EUR"}));
+    assert_eq!(
+        invoices["unpaidTotal"],
+        json!({"amountMinor": gross, "currency": "EUR"})
+    );
     assert_eq!(invoices["overdueCount"], 0);
     assert_eq!(
         invoices["revenueThisMonth"],
@@ -78,10 +90,17 @@ async fn the_dashboard_sums_up_every_service_and_degrades_when_one_is_stopped(po
     let dashboard = garage.get("/api/dashboard").await.expect(StatusCode::OK);
     assert_eq!(dashboard["complete"], false);
     assert!(dashboard["invoices"].is_null());
-    assert_eq!(dashboard["missing"].as_array().unwrap().len(), 1, "{dashboard}");
+    assert_eq!(
+        dashboard["missing"].as_array().unwrap().len(),
+        1,
+        "{dashboard}"
+    );
     assert_eq!(dashboard["missing"][0]["service"], "billing");
     assert!(
-        dashboard["missing"][0]["reason"].as_str().unwrap().contains("unavailable"),
+        dashboard["missing"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unavailable"),
         "{dashboard}"
     );
     assert_eq!(dashboard["workOrdersByStatus"]["open"], 1);
@@ -95,7 +114,10 @@ async fn the_dashboard_sums_up_every_service_and_degrades_when_one_is_stopped(po
     assert!(view["invoice"].is_null());
     assert_eq!(view["customer"]["name"], "Dash Dora");
     assert_eq!(view["missing"][0]["service"], "billing", "{view}");
-    garage.get("/api/invoices").await.problem(StatusCode::SERVICE_UNAVAILABLE);
+    garage
+        .get("/api/invoices")
+        .await
+        .problem(StatusCode::SERVICE_UNAVAILABLE);
 
     // The customer service stops too: the work order is still shown, without its people.
     garage.customer.take().unwrap().stop().await.unwrap();
@@ -117,7 +139,11 @@ async fn the_dashboard_sums_up_every_service_and_degrades_when_one_is_stopped(po
     garage.inventory.take().unwrap().stop().await.unwrap();
     let dashboard = garage.get("/api/dashboard").await.expect(StatusCode::OK);
     assert!(dashboard["lowStock"].is_null());
-    assert_eq!(dashboard["missing"].as_array().unwrap().len(), 2, "{dashboard}");
+    assert_eq!(
+        dashboard["missing"].as_array().unwrap().len(),
+        2,
+        "{dashboard}"
+    );
     assert_eq!(dashboard["workOrdersByStatus"]["inProgress"], 1);
 
     garage.stop().await;

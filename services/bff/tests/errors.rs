@@ -10,7 +10,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
 
-async fn raw(garage: &Garage, method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+async fn raw(
+    garage: &Garage,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Reply {
     let mut request = garage.http.request(method, garage.url(path)).body(body);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
@@ -23,17 +29,35 @@ async fn bodies_that_cannot_be_read_are_refused_with_the_reason(pool: PgPool) {
     let garage = Garage::start(pool).await;
     let json_type = Some("application/json");
 
-    let malformed = raw(&garage, Method::POST, "/api/customers", json_type, b"{\"name\": ".to_vec())
-        .await
-        .problem(StatusCode::BAD_REQUEST);
-    assert!(malformed["type"].as_str().unwrap().ends_with("/malformed-json"), "{malformed}");
+    let malformed = raw(
+        &garage,
+        Method::POST,
+        "/api/customers",
+        json_type,
+        b"{\"name\": ".to_vec(),
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST);
+    assert!(
+        malformed["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/malformed-json"),
+        "{malformed}"
+    );
     assert_eq!(malformed["instance"], "/api/customers");
 
     let unknown = garage
-        .post("/api/customers", json!({"name": "X", "phone": "+4930123456", "nmae": "typo"}))
+        .post(
+            "/api/customers",
+            json!({"name": "X", "phone": "+4930123456", "nmae": "typo"}),
+        )
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(field_errors(&unknown), [("nmae".to_string(), "unknown field".to_string())]);
+    assert_eq!(
+        field_errors(&unknown),
+        [("nmae".to_string(), "unknown field".to_string())]
+    );
     let nested = garage
         .post(
             "/api/customers",
@@ -46,7 +70,10 @@ async fn bodies_that_cannot_be_read_are_refused_with_the_reason(pool: PgPool) {
         .post("/api/customers", json!({"phone": "+4930123456"}))
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(field_errors(&missing), [("name".to_string(), "is required".to_string())]);
+    assert_eq!(
+        field_errors(&missing),
+        [("name".to_string(), "is required".to_string())]
+    );
     let wrong_type = garage
         .post("/api/customers", json!({"name": 42}))
         .await
@@ -54,9 +81,15 @@ async fn bodies_that_cannot_be_read_are_refused_with_the_reason(pool: PgPool) {
     assert_eq!(field_errors(&wrong_type)[0].0, "name");
 
     let too_large = vec![b' '; 1024 * 1024 + 1];
-    raw(&garage, Method::POST, "/api/customers", json_type, too_large)
-        .await
-        .problem(StatusCode::PAYLOAD_TOO_LARGE);
+    raw(
+        &garage,
+        Method::POST,
+        "/api/customers",
+        json_type,
+        too_large,
+    )
+    .await
+    .problem(StatusCode::PAYLOAD_TOO_LARGE);
     // Just under the limit is read (and then found not to be JSON).
     let mut almost = vec![b' '; 1024 * 1024 - 2];
     almost.extend_from_slice(b"{");
@@ -64,12 +97,24 @@ async fn bodies_that_cannot_be_read_are_refused_with_the_reason(pool: PgPool) {
         .await
         .problem(StatusCode::BAD_REQUEST);
 
-    raw(&garage, Method::POST, "/api/customers", Some("text/plain"), b"{}".to_vec())
-        .await
-        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    raw(&garage, Method::POST, "/api/customers", None, b"{}".to_vec())
-        .await
-        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    raw(
+        &garage,
+        Method::POST,
+        "/api/customers",
+        Some("text/plain"),
+        b"{}".to_vec(),
+    )
+    .await
+    .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    raw(
+        &garage,
+        Method::POST,
+        "/api/customers",
+        None,
+        b"{}".to_vec(),
+    )
+    .await
+    .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Nothing was created by any of these.
     let listed = garage.get("/api/customers").await.expect(StatusCode::OK);
@@ -101,7 +146,10 @@ async fn unknown_routes_methods_and_parameters(pool: PgPool) {
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
     let (field, message) = &field_errors(&unknown)[0];
     assert_eq!(field, "colour");
-    assert!(message.starts_with("unknown query parameter; expected one of `limit`"), "{message}");
+    assert!(
+        message.starts_with("unknown query parameter; expected one of `limit`"),
+        "{message}"
+    );
     let bad_number = garage
         .get("/api/customers?limit=ten")
         .await
@@ -120,9 +168,18 @@ async fn service_refusals_map_to_http_statuses_with_field_details(pool: PgPool) 
         .await
         .problem(StatusCode::NOT_FOUND);
     assert!(not_found["type"].as_str().unwrap().ends_with("/not-found"));
-    garage.get(&format!("/api/work-orders/{id}")).await.problem(StatusCode::NOT_FOUND);
-    garage.get(&format!("/api/parts/{id}")).await.problem(StatusCode::NOT_FOUND);
-    garage.get(&format!("/api/invoices/{id}")).await.problem(StatusCode::NOT_FOUND);
+    garage
+        .get(&format!("/api/work-orders/{id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    garage
+        .get(&format!("/api/parts/{id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    garage
+        .get(&format!("/api/invoices/{id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND);
 
     // InvalidArgument -> 422 with each field, in camelCase.
     let invalid_id = garage
@@ -143,7 +200,9 @@ async fn service_refusals_map_to_http_statuses_with_field_details(pool: PgPool) 
     assert!(fields.contains(&"address.country".to_string()), "{invalid}");
 
     // AlreadyExists -> 409.
-    let (customer, vehicle) = garage.customer_with_vehicle("Dup Dan", "WVWZZZ1JZXW000020").await;
+    let (customer, vehicle) = garage
+        .customer_with_vehicle("Dup Dan", "WVWZZZ1JZXW000020")
+        .await;
     let duplicate = garage
         .post(
             &format!("/api/customers/{customer}/vehicles"),
@@ -151,7 +210,13 @@ async fn service_refusals_map_to_http_statuses_with_field_details(pool: PgPool) 
         )
         .await
         .problem(StatusCode::CONFLICT);
-    assert!(duplicate["type"].as_str().unwrap().ends_with("/already-exists"), "{duplicate}");
+    assert!(
+        duplicate["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/already-exists"),
+        "{duplicate}"
+    );
 
     // FailedPrecondition -> 409.
     let order = garage
@@ -163,10 +228,19 @@ async fn service_refusals_map_to_http_statuses_with_field_details(pool: PgPool) 
         .expect(StatusCode::CREATED);
     let order_id = order["id"].as_str().unwrap();
     let refused = garage
-        .put(&format!("/api/work-orders/{order_id}/status"), json!({"status": "COMPLETED"}))
+        .put(
+            &format!("/api/work-orders/{order_id}/status"),
+            json!({"status": "COMPLETED"}),
+        )
         .await
         .problem(StatusCode::CONFLICT);
-    assert!(refused["type"].as_str().unwrap().ends_with("/precondition-failed"), "{refused}");
+    assert!(
+        refused["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/precondition-failed"),
+        "{refused}"
+    );
 
     // Aborted (stale version) -> 409.
     let stale = garage
@@ -176,7 +250,13 @@ async fn service_refusals_map_to_http_statuses_with_field_details(pool: PgPool) 
         )
         .await
         .problem(StatusCode::CONFLICT);
-    assert!(stale["type"].as_str().unwrap().ends_with("/version-conflict"), "{stale}");
+    assert!(
+        stale["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/version-conflict"),
+        "{stale}"
+    );
     garage.stop().await;
 }
 
@@ -198,19 +278,26 @@ async fn correlation_ids_are_kept_returned_and_forwarded_with_the_trace(pool: Pg
     assert_eq!(reply.header("x-correlation-id"), Some("order-form-42"));
     reply.expect(StatusCode::CREATED);
     // The customer service recorded its event with our correlation id and trace.
-    let (correlation, parent): (String, String) =
-        sqlx::query_as("SELECT correlation_id, traceparent FROM outbox WHERE topic = 'customer.created'")
-            .fetch_one(&garage.customer_pool)
-            .await
-            .unwrap();
+    let (correlation, parent): (String, String) = sqlx::query_as(
+        "SELECT correlation_id, traceparent FROM outbox WHERE topic = 'customer.created'",
+    )
+    .fetch_one(&garage.customer_pool)
+    .await
+    .unwrap();
     assert_eq!(correlation, "order-form-42");
-    assert!(parent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{parent}");
+    assert!(
+        parent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{parent}"
+    );
 
     // Absent: one is made and returned, on errors too.
     let generated = garage.get("/api/nothing").await;
     let id = generated.header("x-correlation-id").unwrap().to_string();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
-    assert_eq!(generated.problem(StatusCode::NOT_FOUND)["correlationId"], id.as_str());
+    assert_eq!(
+        generated.problem(StatusCode::NOT_FOUND)["correlationId"],
+        id.as_str()
+    );
     garage.stop().await;
 }
 
@@ -221,7 +308,12 @@ async fn security_headers_admin_endpoints_and_stop(pool: PgPool) {
     assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(reply.header("x-frame-options"), Some("DENY"));
     assert_eq!(reply.header("referrer-policy"), Some("no-referrer"));
-    assert!(reply.header("content-security-policy").unwrap().contains("default-src 'none'"));
+    assert!(
+        reply
+            .header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'none'")
+    );
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     // No CORS unless configured.
     assert!(reply.header("access-control-allow-origin").is_none());
@@ -229,11 +321,23 @@ async fn security_headers_admin_endpoints_and_stop(pool: PgPool) {
     let bff = garage.bff.take().unwrap();
     let admin = format!("http://{}", bff.admin_addr);
     for path in ["/healthz", "/readyz", "/metrics"] {
-        let response = garage.http.get(format!("{admin}{path}")).send().await.unwrap();
+        let response = garage
+            .http
+            .get(format!("{admin}{path}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
     bff.stop().await.unwrap();
-    assert!(garage.http.get(garage.url("/api/customers")).send().await.is_err());
+    assert!(
+        garage
+            .http
+            .get(garage.url("/api/customers"))
+            .send()
+            .await
+            .is_err()
+    );
     garage.stop().await;
 }
 
@@ -249,12 +353,18 @@ async fn cors_follows_the_configured_origins(pool: PgPool) {
             .request(Method::OPTIONS, garage.url("/api/customers"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,idempotency-key")
+            .header(
+                "access-control-request-headers",
+                "content-type,idempotency-key",
+            )
             .send()
     };
     let allowed = preflight("https://shop.example").await.unwrap();
     assert_eq!(
-        allowed.headers().get("access-control-allow-origin").unwrap(),
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
         "https://shop.example"
     );
     let other = preflight("https://evil.example").await.unwrap();
@@ -311,18 +421,31 @@ async fn unavailable_and_slow_services_are_503_and_504() {
     let down = Reply::from(get("/api/customers").await.unwrap())
         .await
         .problem(StatusCode::SERVICE_UNAVAILABLE);
-    assert!(down["detail"].as_str().unwrap().contains("customer service"), "{down}");
+    assert!(
+        down["detail"]
+            .as_str()
+            .unwrap()
+            .contains("customer service"),
+        "{down}"
+    );
     let slow = Reply::from(get("/api/work-orders").await.unwrap())
         .await
         .problem(StatusCode::GATEWAY_TIMEOUT);
-    assert!(slow["type"].as_str().unwrap().ends_with("/timeout"), "{slow}");
+    assert!(
+        slow["type"].as_str().unwrap().ends_with("/timeout"),
+        "{slow}"
+    );
 
     // The dashboard still answers, saying what is missing.
     let dashboard = Reply::from(get("/api/dashboard").await.unwrap())
         .await
         .expect(StatusCode::OK);
     assert_eq!(dashboard["complete"], false);
-    assert_eq!(dashboard["missing"].as_array().unwrap().len(), 3, "{dashboard}");
+    assert_eq!(
+        dashboard["missing"].as_array().unwrap().len(),
+        3,
+        "{dashboard}"
+    );
 
     bff.stop().await.unwrap();
     holder.abort();

@@ -45,7 +45,11 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
     let bff = lone_bff().await;
     let base = format!("http://{}", bff.http_addr);
     let http = reqwest::Client::new();
-    let response = http.get(format!("{base}/docs/openapi.json")).send().await.unwrap();
+    let response = http
+        .get(format!("{base}/docs/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
     // It parses as an OpenAPI 3.1 document.
@@ -62,11 +66,17 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
             documented.insert((method.to_uppercase(), path.clone()));
             let responses = operation["responses"].as_object().unwrap();
             for status in ["429", "500"] {
-                assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} lacks {status}"
+                );
             }
             if operation.get("requestBody").is_some() {
                 for status in ["400", "413", "415", "422"] {
-                    assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} lacks {status}"
+                    );
                 }
             }
             assert!(
@@ -86,7 +96,10 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
     refs(&doc, &mut targets);
     for target in targets {
         let name = target.strip_prefix("#/components/schemas/").unwrap();
-        assert!(doc["components"]["schemas"].get(name).is_some(), "{target} is not defined");
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{target} is not defined"
+        );
     }
 
     // Every documented route is served: neither an unknown route (404 about:blank) nor 405.
@@ -117,7 +130,12 @@ async fn the_interactive_page_and_its_assets_are_served_locally() {
     let http = reqwest::Client::new();
     let page = http.get(format!("{base}/docs")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = page.text().await.unwrap();
     assert!(html.contains("/docs/openapi.json"), "{html}");
     assert!(html.contains("/docs/swagger-ui-bundle.js"), "{html}");

@@ -12,14 +12,23 @@ async fn parts_stock_movements_and_low_stock(pool: PgPool) {
     let garage = Garage::start(pool).await;
     let part = garage.part("FLT-100", 10, 3).await;
     let id = part["id"].as_str().unwrap();
-    assert_eq!(part["unitPrice"], json!({"amountMinor": 1250, "currency": "EUR"}));
+    assert_eq!(
+        part["unitPrice"],
+        json!({"amountMinor": 1250, "currency": "EUR"})
+    );
     assert_eq!(part["quantityAvailable"], 10);
     let scarce = garage.part("FLT-200", 2, 5).await;
 
-    let fetched = garage.get(&format!("/api/parts/{id}")).await.expect(StatusCode::OK);
+    let fetched = garage
+        .get(&format!("/api/parts/{id}"))
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(fetched["sku"], "FLT-100");
 
-    let found = garage.get("/api/parts?q=flt-1").await.expect(StatusCode::OK);
+    let found = garage
+        .get("/api/parts?q=flt-1")
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(found["items"].as_array().unwrap().len(), 1);
     let in_category = garage
         .get("/api/parts?category=filters&limit=1")
@@ -32,7 +41,10 @@ async fn parts_stock_movements_and_low_stock(pool: PgPool) {
         .expect(StatusCode::OK);
     assert_eq!(low_only["items"][0]["id"], scarce["id"]);
 
-    let low = garage.get("/api/parts/low-stock").await.expect(StatusCode::OK);
+    let low = garage
+        .get("/api/parts/low-stock")
+        .await
+        .expect(StatusCode::OK);
     let low = low["items"].as_array().unwrap();
     assert_eq!(low.len(), 1);
     assert_eq!(low[0]["sku"], "FLT-200");
@@ -64,7 +76,8 @@ async fn parts_stock_movements_and_low_stock(pool: PgPool) {
         )
         .await;
     assert!(
-        refused.status == StatusCode::CONFLICT || refused.status == StatusCode::UNPROCESSABLE_ENTITY,
+        refused.status == StatusCode::CONFLICT
+            || refused.status == StatusCode::UNPROCESSABLE_ENTITY,
         "{}",
         refused.text
     );
@@ -98,7 +111,10 @@ async fn parts_stock_movements_and_low_stock(pool: PgPool) {
     assert_eq!(inactive["active"], false);
     let active = garage.get("/api/parts").await.expect(StatusCode::OK);
     assert_eq!(active["items"].as_array().unwrap().len(), 1);
-    let all = garage.get("/api/parts?active=all").await.expect(StatusCode::OK);
+    let all = garage
+        .get("/api/parts?active=all")
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
     let bad = garage
         .get("/api/parts?active=maybe")

@@ -18,7 +18,10 @@ async fn completed_order(garage: &Garage, customer: &str, vehicle: &str, minutes
         .expect(StatusCode::CREATED);
     let id = order["id"].as_str().unwrap().to_string();
     garage
-        .put(&format!("/api/work-orders/{id}/status"), json!({"status": "IN_PROGRESS"}))
+        .put(
+            &format!("/api/work-orders/{id}/status"),
+            json!({"status": "IN_PROGRESS"}),
+        )
         .await
         .expect(StatusCode::OK);
     garage
@@ -29,7 +32,10 @@ async fn completed_order(garage: &Garage, customer: &str, vehicle: &str, minutes
         .await
         .expect(StatusCode::OK);
     garage
-        .put(&format!("/api/work-orders/{id}/status"), json!({"status": "COMPLETED"}))
+        .put(
+            &format!("/api/work-orders/{id}/status"),
+            json!({"status": "COMPLETED"}),
+        )
         .await
         .expect(StatusCode::OK)
 }
@@ -53,7 +59,10 @@ async fn work_orders_from_intake_to_invoice(pool: PgPool) {
         .expect(StatusCode::CREATED);
     let id = order["id"].as_str().unwrap().to_string();
     assert_eq!(order["status"], "OPEN");
-    assert!(order["number"].as_str().unwrap().starts_with("WO-"), "{order}");
+    assert!(
+        order["number"].as_str().unwrap().starts_with("WO-"),
+        "{order}"
+    );
 
     // The aggregated view: the order with its customer and vehicle, nothing missing.
     let view = garage
@@ -67,7 +76,9 @@ async fn work_orders_from_intake_to_invoice(pool: PgPool) {
     assert_eq!(view["missing"], json!([]));
 
     let listed = garage
-        .get(&format!("/api/work-orders?status=OPEN&customerId={customer}"))
+        .get(&format!(
+            "/api/work-orders?status=OPEN&customerId={customer}"
+        ))
         .await
         .expect(StatusCode::OK);
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
@@ -93,7 +104,10 @@ async fn work_orders_from_intake_to_invoice(pool: PgPool) {
     assert!(started["startedAt"].is_string());
 
     let noted = garage
-        .put(&format!("/api/work-orders/{id}/notes"), json!({"notes": "customer waits"}))
+        .put(
+            &format!("/api/work-orders/{id}/notes"),
+            json!({"notes": "customer waits"}),
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(noted["notes"], "customer waits");
@@ -124,7 +138,10 @@ async fn work_orders_from_intake_to_invoice(pool: PgPool) {
         .expect(StatusCode::OK);
     let labor = &with_labor["laborLines"][0];
     // The garage's rate when none is given.
-    assert_eq!(labor["hourlyRate"], json!({"amountMinor": common::LABOR_RATE, "currency": "EUR"}));
+    assert_eq!(
+        labor["hourlyRate"],
+        json!({"amountMinor": common::LABOR_RATE, "currency": "EUR"})
+    );
     assert_eq!(labor["lineTotal"]["amountMinor"], common::LABOR_RATE / 2);
     let labor_id = labor["id"].as_str().unwrap();
     garage
@@ -142,7 +159,11 @@ async fn work_orders_from_intake_to_invoice(pool: PgPool) {
 
     // No failed reservation to retry: refused by the service, as a conflict.
     let retry = garage
-        .call(reqwest::Method::POST, &format!("/api/work-orders/{id}/retry-reservation"), None)
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/work-orders/{id}/retry-reservation"),
+            None,
+        )
         .await;
     assert!(
         retry.status == StatusCode::CONFLICT || retry.status == StatusCode::OK,
@@ -152,13 +173,22 @@ async fn work_orders_from_intake_to_invoice(pool: PgPool) {
 
     // INVOICED is billing's to set.
     let refused = garage
-        .put(&format!("/api/work-orders/{id}/status"), json!({"status": "INVOICED"}))
+        .put(
+            &format!("/api/work-orders/{id}/status"),
+            json!({"status": "INVOICED"}),
+        )
         .await
         .problem(StatusCode::CONFLICT);
-    assert!(refused["detail"].as_str().unwrap().contains("INVOICED"), "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("INVOICED"),
+        "{refused}"
+    );
 
     let completed = garage
-        .put(&format!("/api/work-orders/{id}/status"), json!({"status": "COMPLETED"}))
+        .put(
+            &format!("/api/work-orders/{id}/status"),
+            json!({"status": "COMPLETED"}),
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(completed["status"], "COMPLETED");
@@ -169,10 +199,16 @@ async fn work_orders_from_intake_to_invoice(pool: PgPool) {
         .await
         .expect(StatusCode::OK);
     let invoice = &view["invoice"];
-    assert!(invoice["number"].as_str().unwrap().starts_with("INV-"), "{view}");
+    assert!(
+        invoice["number"].as_str().unwrap().starts_with("INV-"),
+        "{view}"
+    );
     assert_eq!(invoice["status"], "ISSUED");
     // 60 minutes at 120.00 plus 20% tax.
-    assert_eq!(invoice["total"], json!({"amountMinor": 14400, "currency": "EUR"}));
+    assert_eq!(
+        invoice["total"],
+        json!({"amountMinor": 14400, "currency": "EUR"})
+    );
     assert_eq!(view["missing"], json!([]));
 
     garage.stop().await;
@@ -190,7 +226,9 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
     garage.invoice(&second).await;
 
     let listed = garage
-        .get(&format!("/api/invoices?customerId={customer}&status=ISSUED"))
+        .get(&format!(
+            "/api/invoices?customerId={customer}&status=ISSUED"
+        ))
         .await
         .expect(StatusCode::OK);
     let invoices = listed["items"].as_array().unwrap();
@@ -207,7 +245,10 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
     let first_id = first_invoice["id"].as_str().unwrap();
     let second_id = second_invoice["id"].as_str().unwrap();
     assert_eq!(first_invoice["total"]["amountMinor"], 10800);
-    assert!(chrono::NaiveDate::parse_from_str(first_invoice["issueDate"].as_str().unwrap(), "%Y-%m-%d").is_ok());
+    assert!(
+        chrono::NaiveDate::parse_from_str(first_invoice["issueDate"].as_str().unwrap(), "%Y-%m-%d")
+            .is_ok()
+    );
     let paged = garage
         .get("/api/invoices?limit=1")
         .await
@@ -268,16 +309,26 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
 
     // A paid invoice cannot be voided.
     garage
-        .post(&format!("/api/invoices/{first_id}/void"), json!({"reason": "mistake"}))
+        .post(
+            &format!("/api/invoices/{first_id}/void"),
+            json!({"reason": "mistake"}),
+        )
         .await
         .problem(StatusCode::CONFLICT);
 
     // VOID through the status route says so; without a reason the service refuses.
     let no_reason = garage
-        .put(&format!("/api/invoices/{second_id}/status"), json!({"status": "VOID"}))
+        .put(
+            &format!("/api/invoices/{second_id}/status"),
+            json!({"status": "VOID"}),
+        )
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(common::field_errors(&no_reason)[0].0, "reason", "{no_reason}");
+    assert_eq!(
+        common::field_errors(&no_reason)[0].0,
+        "reason",
+        "{no_reason}"
+    );
     let voided = garage
         .put(
             &format!("/api/invoices/{second_id}/status"),
@@ -293,14 +344,19 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
     let third = completed_order(&garage, &customer, &vehicle, 15).await;
     garage.invoice(&third).await;
     let third_id = garage
-        .get(&format!("/api/invoices?status=ISSUED&customerId={customer}"))
+        .get(&format!(
+            "/api/invoices?status=ISSUED&customerId={customer}"
+        ))
         .await
         .expect(StatusCode::OK)["items"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
     let paid = garage
-        .put(&format!("/api/invoices/{third_id}/status"), json!({"status": "PAID"}))
+        .put(
+            &format!("/api/invoices/{third_id}/status"),
+            json!({"status": "PAID"}),
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(paid["invoice"]["status"], "PAID", "{paid}");
@@ -308,7 +364,10 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
 
     // Voiding the void one again through the dedicated route.
     let again = garage
-        .post(&format!("/api/invoices/{second_id}/void"), json!({"reason": "again"}))
+        .post(
+            &format!("/api/invoices/{second_id}/void"),
+            json!({"reason": "again"}),
+        )
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
 

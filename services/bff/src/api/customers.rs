@@ -12,8 +12,8 @@ use super::{AppState, IdempotencyKey, page};
 use crate::body::{JsonBody, QueryParams};
 use crate::edge::Ctx;
 use crate::models::{
-    CreateCustomer, CreateVehicle, Customer, CustomerPage, UpdateCustomer, UpdateVehicle,
-    Vehicle, VehiclePage,
+    CreateCustomer, CreateVehicle, Customer, CustomerPage, UpdateCustomer, UpdateVehicle, Vehicle,
+    VehiclePage,
 };
 use crate::problem::ApiError;
 

@@ -68,7 +68,14 @@ async fn work_order_counts(
     state: &AppState,
     ctx: &RequestContext,
 ) -> Result<WorkOrderCounts, tonic::Status> {
-    let [open, in_progress, awaiting_parts, completed, invoiced, cancelled] = WorkOrderStatus::ALL;
+    let [
+        open,
+        in_progress,
+        awaiting_parts,
+        completed,
+        invoiced,
+        cancelled,
+    ] = WorkOrderStatus::ALL;
     let (open, in_progress, awaiting_parts, completed, invoiced, cancelled) = tokio::try_join!(
         count(state, ctx, open),
         count(state, ctx, in_progress),

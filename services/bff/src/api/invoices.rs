@@ -15,9 +15,8 @@ use super::{AppState, IdempotencyKey, page};
 use crate::body::{JsonBody, QueryParams};
 use crate::edge::Ctx;
 use crate::models::{
-    ChangeInvoiceStatus, Invoice, InvoiceAction, InvoicePage, InvoiceStatus,
-    InvoiceStatusChanged, InvoiceView, PaymentMethod, RecordPayment, RequestedInvoiceStatus,
-    VoidInvoice,
+    ChangeInvoiceStatus, Invoice, InvoiceAction, InvoicePage, InvoiceStatus, InvoiceStatusChanged,
+    InvoiceView, PaymentMethod, RecordPayment, RequestedInvoiceStatus, VoidInvoice,
 };
 use crate::problem::ApiError;
 
@@ -128,7 +127,11 @@ pub async fn get_invoice(
     }))
 }
 
-async fn fetch(state: &AppState, ctx: &RequestContext, id: String) -> Result<pb::Invoice, ApiError> {
+async fn fetch(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: String,
+) -> Result<pb::Invoice, ApiError> {
     let clients = &state.clients;
     Ok(clients
         .billing
@@ -186,7 +189,11 @@ pub async fn change_status(
         RequestedInvoiceStatus::Void => {
             if body.amount.is_some() || body.method.is_some() {
                 return Err(ApiError::field(
-                    if body.amount.is_some() { "amount" } else { "method" },
+                    if body.amount.is_some() {
+                        "amount"
+                    } else {
+                        "method"
+                    },
                     "only for PAID",
                 ));
             }

@@ -63,11 +63,7 @@ pub struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
-fn route(
-    method: http::Method,
-    path: &'static str,
-    handler: MethodRouter<AppState>,
-) -> Route {
+fn route(method: http::Method, path: &'static str, handler: MethodRouter<AppState>) -> Route {
     Route {
         method,
         path,
@@ -83,25 +79,69 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/api/customers", get(customers::list_customers)),
         route(M::POST, "/api/customers", post(customers::create_customer)),
         route(M::GET, "/api/customers/{id}", get(customers::get_customer)),
-        route(M::PUT, "/api/customers/{id}", put(customers::update_customer)),
-        route(M::DELETE, "/api/customers/{id}", delete(customers::archive_customer)),
-        route(M::GET, "/api/customers/{id}/vehicles", get(customers::list_customer_vehicles)),
-        route(M::POST, "/api/customers/{id}/vehicles", post(customers::add_vehicle)),
+        route(
+            M::PUT,
+            "/api/customers/{id}",
+            put(customers::update_customer),
+        ),
+        route(
+            M::DELETE,
+            "/api/customers/{id}",
+            delete(customers::archive_customer),
+        ),
+        route(
+            M::GET,
+            "/api/customers/{id}/vehicles",
+            get(customers::list_customer_vehicles),
+        ),
+        route(
+            M::POST,
+            "/api/customers/{id}/vehicles",
+            post(customers::add_vehicle),
+        ),
         route(M::GET, "/api/vehicles", get(customers::list_vehicles)),
         route(M::GET, "/api/vehicles/{id}", get(customers::get_vehicle)),
         route(M::PUT, "/api/vehicles/{id}", put(customers::update_vehicle)),
-        route(M::GET, "/api/work-orders", get(workorders::list_work_orders)),
-        route(M::POST, "/api/work-orders", post(workorders::create_work_order)),
-        route(M::GET, "/api/work-orders/{id}", get(workorders::get_work_order)),
-        route(M::PUT, "/api/work-orders/{id}/status", put(workorders::change_status)),
-        route(M::PUT, "/api/work-orders/{id}/notes", put(workorders::update_notes)),
-        route(M::POST, "/api/work-orders/{id}/line-items", post(workorders::add_part_line)),
+        route(
+            M::GET,
+            "/api/work-orders",
+            get(workorders::list_work_orders),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders",
+            post(workorders::create_work_order),
+        ),
+        route(
+            M::GET,
+            "/api/work-orders/{id}",
+            get(workorders::get_work_order),
+        ),
+        route(
+            M::PUT,
+            "/api/work-orders/{id}/status",
+            put(workorders::change_status),
+        ),
+        route(
+            M::PUT,
+            "/api/work-orders/{id}/notes",
+            put(workorders::update_notes),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/line-items",
+            post(workorders::add_part_line),
+        ),
         route(
             M::DELETE,
             "/api/work-orders/{id}/line-items/{lineId}",
             delete(workorders::remove_part_line),
         ),
-        route(M::POST, "/api/work-orders/{id}/labor", post(workorders::add_labor_line)),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/labor",
+            post(workorders::add_labor_line),
+        ),
         route(
             M::DELETE,
             "/api/work-orders/{id}/labor/{lineId}",
@@ -117,13 +157,33 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/api/parts/low-stock", get(parts::low_stock)),
         route(M::GET, "/api/parts/{id}", get(parts::get_part)),
         route(M::PUT, "/api/parts/{id}", put(parts::update_part)),
-        route(M::POST, "/api/parts/{id}/stock-adjustments", post(parts::adjust_stock)),
-        route(M::GET, "/api/parts/{id}/movements", get(parts::list_movements)),
+        route(
+            M::POST,
+            "/api/parts/{id}/stock-adjustments",
+            post(parts::adjust_stock),
+        ),
+        route(
+            M::GET,
+            "/api/parts/{id}/movements",
+            get(parts::list_movements),
+        ),
         route(M::GET, "/api/invoices", get(invoices::list_invoices)),
         route(M::GET, "/api/invoices/{id}", get(invoices::get_invoice)),
-        route(M::PUT, "/api/invoices/{id}/status", put(invoices::change_status)),
-        route(M::POST, "/api/invoices/{id}/payments", post(invoices::record_payment)),
-        route(M::POST, "/api/invoices/{id}/void", post(invoices::void_invoice)),
+        route(
+            M::PUT,
+            "/api/invoices/{id}/status",
+            put(invoices::change_status),
+        ),
+        route(
+            M::POST,
+            "/api/invoices/{id}/payments",
+            post(invoices::record_payment),
+        ),
+        route(
+            M::POST,
+            "/api/invoices/{id}/void",
+            post(invoices::void_invoice),
+        ),
         route(M::GET, "/api/dashboard", get(dashboard::dashboard)),
     ]
 }

@@ -94,7 +94,11 @@ pub async fn list_work_orders(
         .map_err(ApiError::grpc(SERVICE))?
         .into_inner();
     Ok(Json(WorkOrderPage::new(
-        response.work_orders.into_iter().map(WorkOrder::from).collect(),
+        response
+            .work_orders
+            .into_iter()
+            .map(WorkOrder::from)
+            .collect(),
         response.page,
     )))
 }
@@ -206,9 +210,7 @@ async fn aggregate(state: &AppState, ctx: &RequestContext, order: pb::WorkOrder)
     let invoice = match invoice {
         None => None,
         // Completed and not invoiced yet.
-        Some(Err(status)) if status.code() == Code::NotFound && order.invoice_id.is_empty() => {
-            None
-        }
+        Some(Err(status)) if status.code() == Code::NotFound && order.invoice_id.is_empty() => None,
         Some(result) => keep(result, "billing", "invoice", &mut missing),
     };
     WorkOrderView {
@@ -470,6 +472,9 @@ mod tests {
             ]
         );
         let err = statuses(Some("OPEN,DONE".into())).unwrap_err();
-        assert!(matches!(&err, ApiError::Invalid(errors) if errors[0].field == "status" && errors[0].message.contains("\"DONE\"")), "{err:?}");
+        assert!(
+            matches!(&err, ApiError::Invalid(errors) if errors[0].field == "status" && errors[0].message.contains("\"DONE\"")),
+            "{err:?}"
+        );
     }
 }

@@ -75,19 +75,21 @@ impl Garage {
             .unwrap();
 
         let customer_pool = schema_pool(&pool, "customer_svc", &carerp_customer::MIGRATOR).await;
-        let workorder_pool =
-            schema_pool(&pool, "workorder_svc", &carerp_workorder::MIGRATOR).await;
-        let inventory_pool =
-            schema_pool(&pool, "inventory_svc", &carerp_inventory::MIGRATOR).await;
+        let workorder_pool = schema_pool(&pool, "workorder_svc", &carerp_workorder::MIGRATOR).await;
+        let inventory_pool = schema_pool(&pool, "inventory_svc", &carerp_inventory::MIGRATOR).await;
         let billing_pool = schema_pool(&pool, "billing_svc", &carerp_billing::MIGRATOR).await;
 
-        let customer =
-            carerp_customer::start_with_pool(service_config("customer", &tenant), customer_pool.clone())
-                .await
-                .expect("customer service starts");
-        let directory =
-            carerp_workorder::CustomerDirectory::connect_lazy(&url(&customer), Duration::from_secs(2))
-                .unwrap();
+        let customer = carerp_customer::start_with_pool(
+            service_config("customer", &tenant),
+            customer_pool.clone(),
+        )
+        .await
+        .expect("customer service starts");
+        let directory = carerp_workorder::CustomerDirectory::connect_lazy(
+            &url(&customer),
+            Duration::from_secs(2),
+        )
+        .unwrap();
         let workorder = carerp_workorder::start_with_pool(
             service_config("workorder", &tenant),
             workorder_pool,
@@ -95,17 +97,22 @@ impl Garage {
         )
         .await
         .expect("work order service starts");
-        let inventory = carerp_inventory::start_with_pool(
-            service_config("inventory", &tenant),
-            inventory_pool,
+        let inventory =
+            carerp_inventory::start_with_pool(service_config("inventory", &tenant), inventory_pool)
+                .await
+                .expect("inventory service starts");
+        let billing = carerp_billing::start_with_pool(
+            service_config("billing", &tenant),
+            billing_pool.clone(),
         )
         .await
-        .expect("inventory service starts");
-        let billing =
-            carerp_billing::start_with_pool(service_config("billing", &tenant), billing_pool.clone())
-                .await
-                .expect("billing service starts");
-        let urls = [url(&customer), url(&workorder), url(&inventory), url(&billing)];
+        .expect("billing service starts");
+        let urls = [
+            url(&customer),
+            url(&workorder),
+            url(&inventory),
+            url(&billing),
+        ];
         let mut config = BffConfig::for_tests(
             &tenant,
             urls[0].clone(),
@@ -309,7 +316,12 @@ impl Reply {
         assert!(self.json["title"].is_string(), "{}", self.text);
         assert!(self.json["type"].is_string(), "{}", self.text);
         let correlation = self.header("x-correlation-id").unwrap().to_string();
-        assert_eq!(self.json["correlationId"], correlation.as_str(), "{}", self.text);
+        assert_eq!(
+            self.json["correlationId"],
+            correlation.as_str(),
+            "{}",
+            self.text
+        );
         self.json
     }
 }
