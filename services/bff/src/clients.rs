@@ -64,16 +64,34 @@ impl tower::Service<http::Request<tonic::body::Body>> for DeadlineChannel {
         let deadline = self.deadline;
         let call = tower::Service::call(&mut self.inner, request);
         Box::pin(async move {
-            match tokio::time::timeout(deadline, call).await {
-                Ok(result) => result.map_err(Into::into),
-                // tonic finds a Status in the error and hands it to the caller as is.
-                Err(_) => Err(Box::new(tonic::Status::deadline_exceeded(format!(
+            // tonic finds a Status in the error and hands it to the caller as is.
+            let exceeded = || {
+                Box::new(tonic::Status::deadline_exceeded(format!(
                     "no answer within {} ms",
                     deadline.as_millis()
-                ))) as BoxError),
+                ))) as BoxError
+            };
+            match tokio::time::timeout(deadline, call).await {
+                Ok(Ok(response)) => Ok(response),
+                // The channel enforces the `grpc-timeout` we send too, and reports it as
+                // CANCELLED; it is the same deadline.
+                Ok(Err(err)) if is_timeout(&err) => Err(exceeded()),
+                Ok(Err(err)) => Err(err.into()),
+                Err(_) => Err(exceeded()),
             }
         })
     }
+}
+
+fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = source {
+        if err.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn channel(

@@ -49,13 +49,10 @@ pub async fn context(mut request: Request, next: Next) -> Response {
     };
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    // The span continues the caller's trace (exported when OTLP is on); its ids are the ones
+    // forwarded to the services.
+    let (span, ctx) = carerp_kit::telemetry::request_span(&format!("{method} {path}"), ctx);
     request.extensions_mut().insert(ctx.clone());
-    let span = tracing::info_span!(
-        "http",
-        action = %format!("{method} {path}"),
-        trace_id = %ctx.trace_id,
-        correlation_id = %ctx.correlation_id,
-    );
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = finish_problem(response, &ctx, &path).await;

@@ -584,13 +584,6 @@ pub struct UpdateNotes {
     pub expected_version: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RetryReservation {
-    #[serde(default)]
-    pub expected_version: i64,
-}
-
 // ---------------------------------------------------------------------------------------
 // parts
 
