@@ -16,6 +16,7 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use tracing::Instrument;
 
+use crate::metrics::{HttpMetrics, MatchedRoute};
 use crate::problem::{PROBLEM_CONTENT_TYPE, Problem, problem_response};
 
 /// The request's context, put there by [`context`].
@@ -38,7 +39,11 @@ const MAX_PROBLEM_BYTES: usize = 64 * 1024;
 
 /// Accepts or makes the correlation id, continues the caller's trace, logs the request, and
 /// gives every error the problem+json shape with the correlation id and path in it.
-pub async fn context(mut request: Request, next: Next) -> Response {
+pub async fn context(
+    State(metrics): State<HttpMetrics>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let ctx = {
         let headers = request.headers();
         let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -55,12 +60,19 @@ pub async fn context(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(ctx.clone());
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
+    let route = match response.extensions().get::<MatchedRoute>() {
+        Some(MatchedRoute(route)) => route.clone(),
+        None if path.starts_with(crate::DOCS_PATH) => crate::DOCS_PATH.to_string(),
+        None => "unmatched".to_string(),
+    };
     let mut response = finish_problem(response, &ctx, &path).await;
     if let Ok(value) = HeaderValue::from_str(&ctx.correlation_id) {
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }
     let status = response.status();
-    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    metrics.observe(method.as_str(), &route, status.as_u16(), elapsed);
+    let elapsed_ms = elapsed.as_millis() as u64;
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::error!(
@@ -277,6 +289,21 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
             "default-src 'none'; frame-ancestors 'none'",
         );
         set(headers, "cache-control", "no-store");
+    }
+    response
+}
+
+/// Notes the route template the router matched, for the metrics.
+pub async fn record_route(
+    matched: Option<axum::extract::MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(matched) = matched {
+        response
+            .extensions_mut()
+            .insert(MatchedRoute(matched.as_str().to_string()));
     }
     response
 }

@@ -8,6 +8,7 @@ pub mod body;
 pub mod clients;
 pub mod config;
 pub mod edge;
+pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod problem;
@@ -37,7 +38,7 @@ pub const OPENAPI_PATH: &str = "/docs/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
 
 /// The whole HTTP application: API routes, docs, and the edge layers.
-pub fn router(config: &BffConfig, state: AppState) -> Router {
+pub fn router(config: &BffConfig, state: AppState, metrics: metrics::HttpMetrics) -> Router {
     let mut routes = Router::new();
     for route in api::routes() {
         routes = routes.route(route.path, route.handler);
@@ -54,6 +55,7 @@ pub fn router(config: &BffConfig, state: AppState) -> Router {
     );
     routes
         .route(OPENAPI_PATH, get(openapi_json))
+        .route_layer(middleware::from_fn(edge::record_route))
         .with_state(state)
         .merge(docs)
         .fallback(edge::not_found)
@@ -65,7 +67,7 @@ pub fn router(config: &BffConfig, state: AppState) -> Router {
             config.request_timeout,
         ))
         .layer(middleware::from_fn_with_state(limiter, edge::rate_limit))
-        .layer(middleware::from_fn(edge::context))
+        .layer(middleware::from_fn_with_state(metrics, edge::context))
         .layer(cors(&config.cors_origins))
         .layer(middleware::from_fn(edge::security_headers))
 }
@@ -148,7 +150,9 @@ impl RunningBff {
 /// their channels connect on first use.
 pub async fn start(config: BffConfig) -> anyhow::Result<RunningBff> {
     let clients = Clients::new(&config)?;
-    let app = router(&config, AppState { clients });
+    let registry = Metrics::new();
+    let http_metrics = metrics::HttpMetrics::register(&registry);
+    let app = router(&config, AppState { clients }, http_metrics);
     let http_listener = bind(config.service.http_addr).await?;
     let admin_listener = bind(config.service.admin_addr).await?;
     let http_addr = http_listener.local_addr()?;
@@ -169,7 +173,7 @@ pub async fn start(config: BffConfig) -> anyhow::Result<RunningBff> {
         carerp_kit::admin::serve(
             admin_listener,
             AdminState {
-                metrics: Metrics::new(),
+                metrics: registry,
                 pool: None,
             },
             admin_shutdown,

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 async fn customers_and_vehicles_round_trip(pool: PgPool) {
     let garage = Garage::start(pool).await;
 
-    let created = garage
+    let reply = garage
         .post(
             "/api/customers",
             json!({
@@ -20,9 +20,11 @@ async fn customers_and_vehicles_round_trip(pool: PgPool) {
                 "notes": "prefers mornings"
             }),
         )
-        .await
-        .expect(StatusCode::CREATED);
+        .await;
+    let location = reply.header("location").unwrap().to_string();
+    let created = reply.expect(StatusCode::CREATED);
     let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/api/customers/{id}"));
     assert_eq!(created["address"]["postalCode"], "10115");
     assert_eq!(created["archived"], false);
     assert_eq!(created["audit"]["version"], 1);

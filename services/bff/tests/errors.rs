@@ -329,6 +329,32 @@ async fn security_headers_admin_endpoints_and_stop(pool: PgPool) {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
+    garage
+        .get("/api/nothing")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let metrics = garage
+        .http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // By route template, not by concrete path.
+    assert!(
+        metrics.contains(
+            r#"carerp_http_server_requests_total{method="GET",route="/api/customers",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"carerp_http_server_requests_total{method="GET",route="unmatched",status="404"} 1"#
+        ),
+        "{metrics}"
+    );
     bff.stop().await.unwrap();
     assert!(
         garage
@@ -447,6 +473,27 @@ async fn unavailable_and_slow_services_are_503_and_504() {
         "{dashboard}"
     );
 
+    bff.stop().await.unwrap();
+
+    // The whole request has a limit of its own, shorter here than the call's deadline.
+    let mut config = BffConfig::for_tests(
+        "bff-slow",
+        silent_url.clone(),
+        silent_url.clone(),
+        silent_url.clone(),
+        silent_url,
+    );
+    config.request_timeout = Duration::from_millis(200);
+    let bff = carerp_bff::start(config).await.unwrap();
+    let response = http
+        .get(format!("http://{}/api/customers", bff.http_addr))
+        .send()
+        .await
+        .unwrap();
+    let slow = Reply::from(response)
+        .await
+        .problem(StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(slow["detail"], "the request took too long", "{slow}");
     bff.stop().await.unwrap();
     holder.abort();
 }

@@ -2,13 +2,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use carerp_proto::customer::v1 as pb;
 
-use super::{AppState, IdempotencyKey, page};
+use super::{AppState, Created, IdempotencyKey, created, page};
 use crate::body::{JsonBody, QueryParams};
 use crate::edge::Ctx;
 use crate::models::{
@@ -85,13 +84,13 @@ pub async fn list_customers(
 /// Create a customer. A retry with the same `Idempotency-Key` returns the first one.
 #[utoipa::path(post, path = "/api/customers", tag = "customers", request_body = CreateCustomer,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, description = "Created", body = Customer)))]
+    responses((status = 201, description = "Created", body = Customer, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn create_customer(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<CreateCustomer>,
-) -> Result<(StatusCode, Json<Customer>), ApiError> {
+) -> Result<Created<Customer>, ApiError> {
     let clients = &state.clients;
     let customer = clients
         .customer
@@ -110,7 +109,10 @@ pub async fn create_customer(
         .await
         .map_err(ApiError::grpc(SERVICE))?
         .into_inner();
-    Ok((StatusCode::CREATED, Json(customer.into())))
+    Ok(created(
+        format!("/api/customers/{}", customer.id),
+        customer.into(),
+    ))
 }
 
 /// A customer with their vehicles; archived customers stay readable.
@@ -252,14 +254,14 @@ async fn list(
     request_body = CreateVehicle,
     params(("id" = String, Path, description = "Customer id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, description = "Added", body = Vehicle)))]
+    responses((status = 201, description = "Added", body = Vehicle, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn add_vehicle(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<CreateVehicle>,
-) -> Result<(StatusCode, Json<Vehicle>), ApiError> {
+) -> Result<Created<Vehicle>, ApiError> {
     let clients = &state.clients;
     let vehicle = clients
         .customer
@@ -280,7 +282,10 @@ pub async fn add_vehicle(
         .await
         .map_err(ApiError::grpc(SERVICE))?
         .into_inner();
-    Ok((StatusCode::CREATED, Json(vehicle.into())))
+    Ok(created(
+        format!("/api/vehicles/{}", vehicle.id),
+        vehicle.into(),
+    ))
 }
 
 /// A vehicle.

@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use carerp_kit::RequestContext;
-use http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -11,7 +10,7 @@ use carerp_proto::billing::v1 as pb;
 use carerp_proto::customer::v1 as customer;
 
 use super::workorders::keep;
-use super::{AppState, IdempotencyKey, page};
+use super::{AppState, Created, IdempotencyKey, created, page};
 use crate::body::{JsonBody, QueryParams};
 use crate::edge::Ctx;
 use crate::models::{
@@ -252,14 +251,14 @@ async fn void(
     request_body = RecordPayment,
     params(("id" = String, Path, description = "Invoice id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, description = "The invoice with the payment", body = Invoice)))]
+    responses((status = 201, description = "The invoice with the payment", body = Invoice, headers(("Location" = String, description = "The invoice")))))]
 pub async fn record_payment(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<RecordPayment>,
-) -> Result<(StatusCode, Json<Invoice>), ApiError> {
+) -> Result<Created<Invoice>, ApiError> {
     let invoice = pay(
         &state,
         &ctx,
@@ -273,7 +272,7 @@ pub async fn record_payment(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(invoice)))
+    Ok(created(format!("/api/invoices/{}", invoice.id), invoice))
 }
 
 /// Void an invoice that has no payment; a reason is required.

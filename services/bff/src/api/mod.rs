@@ -56,6 +56,21 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// A 201 answer: where the new record lives, and the record.
+pub type Created<T> = (
+    http::StatusCode,
+    [(http::HeaderName, String); 1],
+    axum::Json<T>,
+);
+
+pub fn created<T>(location: String, body: T) -> Created<T> {
+    (
+        http::StatusCode::CREATED,
+        [(http::header::LOCATION, location)],
+        axum::Json(body),
+    )
+}
+
 /// One route: method, path (OpenAPI and axum 0.8 share the `{param}` syntax) and handler.
 pub struct Route {
     pub method: http::Method,

@@ -2,14 +2,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use carerp_proto::inventory::v1 as pb;
 
 use super::customers::PageQuery;
-use super::{AppState, IdempotencyKey, page};
+use super::{AppState, Created, IdempotencyKey, created, page};
 use crate::body::{JsonBody, QueryParams};
 use crate::edge::Ctx;
 use crate::models::{AdjustStock, CreatePart, Movement, MovementPage, Part, PartPage, UpdatePart};
@@ -83,13 +82,13 @@ pub async fn list_parts(
 /// the first one.
 #[utoipa::path(post, path = "/api/parts", tag = "parts", request_body = CreatePart,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, description = "Created", body = Part)))]
+    responses((status = 201, description = "Created", body = Part, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn create_part(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<CreatePart>,
-) -> Result<(StatusCode, Json<Part>), ApiError> {
+) -> Result<Created<Part>, ApiError> {
     let clients = &state.clients;
     let part = clients
         .inventory
@@ -113,7 +112,7 @@ pub async fn create_part(
         .await
         .map_err(ApiError::grpc(SERVICE))?
         .into_inner();
-    Ok((StatusCode::CREATED, Json(part.into())))
+    Ok(created(format!("/api/parts/{}", part.id), part.into()))
 }
 
 /// Active parts whose available quantity is at or below their reorder point.

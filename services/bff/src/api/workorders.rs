@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use carerp_kit::RequestContext;
-use http::StatusCode;
 use serde::Deserialize;
 use tonic::Code;
 use utoipa::IntoParams;
@@ -12,7 +11,7 @@ use carerp_proto::billing::v1 as billing;
 use carerp_proto::customer::v1 as customer;
 use carerp_proto::workorder::v1 as pb;
 
-use super::{AppState, IdempotencyKey, page};
+use super::{AppState, Created, IdempotencyKey, created, page};
 use crate::body::{JsonBody, QueryParams};
 use crate::edge::Ctx;
 use crate::models::{
@@ -107,13 +106,13 @@ pub async fn list_work_orders(
 /// returns the first one.
 #[utoipa::path(post, path = "/api/work-orders", tag = "work orders", request_body = CreateWorkOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, description = "Created", body = WorkOrder)))]
+    responses((status = 201, description = "Created", body = WorkOrder, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn create_work_order(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<CreateWorkOrder>,
-) -> Result<(StatusCode, Json<WorkOrder>), ApiError> {
+) -> Result<Created<WorkOrder>, ApiError> {
     let clients = &state.clients;
     let order = clients
         .workorder
@@ -132,7 +131,10 @@ pub async fn create_work_order(
         .await
         .map_err(ApiError::grpc(SERVICE))?
         .into_inner();
-    Ok((StatusCode::CREATED, Json(order.into())))
+    Ok(created(
+        format!("/api/work-orders/{}", order.id),
+        order.into(),
+    ))
 }
 
 /// A work order with its customer, vehicle and, once invoiced, its invoice. What the
