@@ -336,6 +336,31 @@ mod tests {
     }
 
     #[test]
+    fn clients_are_keyed_by_peer_address_or_trusted_forwarded_for() {
+        let request = |forwarded: Option<&str>| {
+            let mut builder = http::Request::builder().uri("/api/customers");
+            if let Some(value) = forwarded {
+                builder = builder.header("x-forwarded-for", value);
+            }
+            let mut request = builder.body(Body::empty()).unwrap();
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([10, 1, 1, 1], 4000))));
+            request
+        };
+        let peer: IpAddr = [10, 1, 1, 1].into();
+        let untrusting = RateLimiter::new(1, 1, false);
+        assert_eq!(untrusting.client(&request(Some("203.0.113.7"))), peer);
+        let trusting = RateLimiter::new(1, 1, true);
+        assert_eq!(
+            trusting.client(&request(Some("203.0.113.7, 10.0.0.2"))),
+            IpAddr::from([203, 0, 113, 7])
+        );
+        assert_eq!(trusting.client(&request(Some("garbage"))), peer);
+        assert_eq!(trusting.client(&request(None)), peer);
+    }
+
+    #[test]
     fn zero_rate_disables_the_limit() {
         let limiter = RateLimiter::new(0, 1, false);
         let a: IpAddr = [10, 0, 0, 1].into();

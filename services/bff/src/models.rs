@@ -93,7 +93,7 @@ macro_rules! page_type {
         #[serde(rename_all = "camelCase")]
         pub struct $name {
             pub items: Vec<$item>,
-            /// Absent on the last page.
+            /// Null on the last page.
             pub next_cursor: Option<String>,
         }
 
