@@ -164,11 +164,14 @@ async fn work_orders_from_intake_to_invoice(pool: PgPool) {
             &format!("/api/work-orders/{id}/retry-reservation"),
             None,
         )
-        .await;
+        .await
+        .problem(StatusCode::CONFLICT);
     assert!(
-        retry.status == StatusCode::CONFLICT || retry.status == StatusCode::OK,
-        "{}",
-        retry.text
+        retry["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/precondition-failed"),
+        "{retry}"
     );
 
     // INVOICED is billing's to set.
@@ -371,5 +374,131 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
 
+    garage.stop().await;
+}
+
+/// Polls the aggregated work order until `done` holds (events travel through NATS).
+async fn wait_for(garage: &Garage, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let view = garage
+            .get(&format!("/api/work-orders/{id}"))
+            .await
+            .expect(StatusCode::OK);
+        if done(&view) {
+            return view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting: {view}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The saga through the API: a reservation fails for lack of stock, the order waits for
+/// parts, stock arrives, the retry reserves the line with its price.
+#[sqlx::test]
+async fn a_failed_reservation_is_retried_once_stock_arrives(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let (customer, vehicle) = garage
+        .customer_with_vehicle("Saga Sam", "WVWZZZ1JZXW000012")
+        .await;
+    let part = garage.part("SCARCE-1", 1, 0).await;
+    let part_id = part["id"].as_str().unwrap();
+    let order = garage
+        .post(
+            "/api/work-orders",
+            json!({"customerId": customer, "vehicleId": vehicle, "complaint": "clutch"}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = order["id"].as_str().unwrap().to_string();
+    garage
+        .put(
+            &format!("/api/work-orders/{id}/status"),
+            json!({"status": "IN_PROGRESS"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    garage
+        .post(
+            &format!("/api/work-orders/{id}/line-items"),
+            json!({"partId": part_id, "quantity": 3}),
+        )
+        .await
+        .expect(StatusCode::OK);
+
+    let failed = wait_for(&garage, &id, |view| {
+        view["partLines"][0]["reservationState"] == "FAILED"
+    })
+    .await;
+    assert!(
+        failed["partLines"][0]["failureReason"].is_string(),
+        "{failed}"
+    );
+    let waiting = wait_for(&garage, &id, |view| view["status"] == "AWAITING_PARTS").await;
+    assert_eq!(waiting["customer"]["name"], "Saga Sam");
+
+    garage
+        .post(
+            &format!("/api/parts/{part_id}/stock-adjustments"),
+            json!({"kind": "RECEIPT", "delta": 5, "reason": "delivery"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let retried = garage
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/work-orders/{id}/retry-reservation"),
+            None,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(retried["partLines"][0]["reservationState"], "PENDING");
+
+    let reserved = wait_for(&garage, &id, |view| {
+        view["partLines"][0]["reservationState"] == "RESERVED"
+    })
+    .await;
+    let line = &reserved["partLines"][0];
+    assert_eq!(line["sku"], "SCARCE-1");
+    assert_eq!(
+        line["unitPrice"],
+        json!({"amountMinor": 1250, "currency": "EUR"})
+    );
+    assert_eq!(line["lineTotal"]["amountMinor"], 3750);
+    let part = garage
+        .get(&format!("/api/parts/{part_id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(part["quantityReserved"], 3);
+
+    // Completing it: billing invoices it from the event, and the order becomes INVOICED.
+    garage
+        .put(
+            &format!("/api/work-orders/{id}/status"),
+            json!({"status": "IN_PROGRESS"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    garage
+        .put(
+            &format!("/api/work-orders/{id}/status"),
+            json!({"status": "COMPLETED"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let invoiced = wait_for(&garage, &id, |view| {
+        view["status"] == "INVOICED" && view["invoice"].is_object()
+    })
+    .await;
+    assert_eq!(invoiced["invoice"]["status"], "ISSUED");
+    // 3 x 12.50 plus 20% tax.
+    assert_eq!(
+        invoiced["invoice"]["total"]["amountMinor"], 4500,
+        "{invoiced}"
+    );
+    assert_eq!(invoiced["invoiceId"], invoiced["invoice"]["id"]);
     garage.stop().await;
 }
