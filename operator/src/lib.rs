@@ -1,7 +1,13 @@
 //! The Car ERP operator: the `CarErpTenant` resource, what each tenant becomes, the
 //! provisioners of its databases and stream, the controller, and the same tenant run locally.
 
+pub mod admin;
 pub mod config;
+pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod leader;
+pub mod local;
+pub mod metrics;
+pub mod provision;
 pub mod validate;

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use carerp_operator::config::OperatorArgs;
 use carerp_operator::crd::CarErpTenant;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -23,13 +25,67 @@ enum Command {
     /// Print the CarErpTenant CustomResourceDefinition as YAML.
     Crd,
     /// Print every manifest the operator would apply for a tenant, as YAML documents.
-    Render {
-        /// The tenant file (a CarErpTenant in YAML).
-        #[arg(short = 'f', long = "file")]
-        file: PathBuf,
-        #[command(flatten)]
-        operator: OperatorArgs,
-    },
+    Render(Box<RenderArgs>),
+    /// Run a tenant on this machine: provision it, start its services, stop them on Ctrl-C.
+    Local(LocalArgs),
+    /// Run the controller in the cluster.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// The tenant file (a CarErpTenant in YAML).
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    #[command(flatten)]
+    operator: OperatorArgs,
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    /// The tenant file (a CarErpTenant in YAML).
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Admin connection that creates the tenant's roles and databases.
+    #[arg(
+        long,
+        env = "CARERP_ADMIN_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    admin_database_url: String,
+    /// JetStream server of the tenant's stream.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Seconds each service gets to answer /readyz.
+    #[arg(long, default_value_t = 60)]
+    ready_timeout: u64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    operator: OperatorArgs,
+    /// Admin connection of the tenants' PostgreSQL (mounted from a Secret by the chart).
+    #[arg(long, env = "CARERP_ADMIN_DATABASE_URL")]
+    admin_database_url: String,
+    /// JetStream server the operator creates tenant streams on.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` listen.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    admin_addr: std::net::SocketAddr,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "carerp-system")]
+    lease_namespace: String,
+    /// This replica's name in the Lease and in Events.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// OTLP/gRPC collector of the operator's own traces.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// json (in a cluster) or pretty.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    log_format: String,
 }
 
 /// Reads and validates a tenant file, printing why it is refused.
@@ -42,6 +98,11 @@ fn load_tenant(path: &Path) -> Result<CarErpTenant, ExitCode> {
         eprintln!("carerp-operator: {}: invalid tenant: {err}", path.display());
         ExitCode::from(2)
     })
+}
+
+fn config_error(err: impl std::fmt::Display) -> ExitCode {
+    eprintln!("carerp-operator: configuration error: {err}");
+    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
@@ -57,29 +118,162 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Render { file, operator } => {
-            let config = match operator.config() {
-                Ok(config) => config,
-                Err(err) => {
-                    eprintln!("carerp-operator: configuration error: {err}");
-                    return ExitCode::from(2);
-                }
-            };
-            let tenant = match load_tenant(&file) {
-                Ok(tenant) => tenant,
-                Err(code) => return code,
-            };
-            let objects = carerp_operator::desired::desired(&tenant, &config);
-            match carerp_operator::desired::render_yaml(&objects) {
-                Ok(yaml) => {
-                    print!("{yaml}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("carerp-operator: cannot write YAML: {err}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Render(args) => render(&args),
+        Command::Local(args) => runtime().block_on(local(args)),
+        Command::Run(args) => runtime().block_on(run(*args)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn render(args: &RenderArgs) -> ExitCode {
+    let config = match args.operator.config() {
+        Ok(config) => config,
+        Err(err) => return config_error(err),
+    };
+    let tenant = match load_tenant(&args.file) {
+        Ok(tenant) => tenant,
+        Err(code) => return code,
+    };
+    let objects = carerp_operator::desired::desired(&tenant, &config);
+    match carerp_operator::desired::render_yaml(&objects) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("carerp-operator: cannot write YAML: {err}");
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn local(args: LocalArgs) -> ExitCode {
+    let tenant = match load_tenant(&args.file) {
+        Ok(tenant) => tenant,
+        Err(code) => return code,
+    };
+    let bin_dir = match carerp_operator::local::bin_dir() {
+        Ok(dir) => dir,
+        Err(err) => return config_error(format!("{err:#}")),
+    };
+    let options = carerp_operator::local::LocalOptions {
+        admin_database_url: args.admin_database_url,
+        nats_url: args.nats_url,
+        bin_dir,
+        ready_timeout: Duration::from_secs(args.ready_timeout),
+    };
+    match carerp_operator::local::run(&tenant, &options, |_| async { Ok(()) }).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("carerp-operator: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    use carerp_operator::controller::{self, Context, Infrastructure};
+
+    let config = match args.operator.config() {
+        Ok(config) => config,
+        Err(err) => return config_error(err),
+    };
+    let mut telemetry =
+        carerp_kit::config::ServiceConfig::for_tests("operator", "carerp-system", None);
+    telemetry.otlp_endpoint = args.otlp_endpoint.clone();
+    telemetry.log_format = match args.log_format.as_str() {
+        "json" => carerp_kit::config::LogFormat::Json,
+        "pretty" => carerp_kit::config::LogFormat::Pretty,
+        other => {
+            return config_error(format!(
+                "LOG_FORMAT={other:?} is invalid: expected json or pretty"
+            ));
+        }
+    };
+    let _telemetry = match carerp_kit::telemetry::init(&telemetry) {
+        Ok(guard) => guard,
+        Err(err) => return config_error(err),
+    };
+    if !(args.admin_database_url.starts_with("postgres://")
+        || args.admin_database_url.starts_with("postgresql://"))
+    {
+        return config_error("CARERP_ADMIN_DATABASE_URL must be a postgres:// URL");
+    }
+    let infrastructure = match Infrastructure::new(&args.admin_database_url, &args.nats_url) {
+        Ok(infrastructure) => infrastructure,
+        Err(err) => return config_error(format!("CARERP_ADMIN_DATABASE_URL: {err}")),
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("carerp-operator: cannot reach the Kubernetes API: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let identity = args
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| format!("carerp-operator-{}", std::process::id()));
+    let metrics = carerp_operator::metrics::Metrics::default();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config,
+        Arc::new(infrastructure),
+        metrics.clone(),
+        Some(identity.clone()),
+    ));
+
+    let admin = match carerp_operator::admin::serve(args.admin_addr, metrics).await {
+        Ok(admin) => admin,
+        Err(err) => {
+            eprintln!(
+                "carerp-operator: cannot listen on {}: {err}",
+                args.admin_addr
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(admin = %admin.addr, "admin endpoints listening");
+
+    let lease = carerp_operator::leader::LeaseLock::new(
+        client,
+        &args.lease_namespace,
+        "carerp-operator",
+        &identity,
+        Duration::from_secs(15),
+    );
+    tokio::select! {
+        _ = lease.acquire() => {}
+        _ = carerp_kit::grpc::shutdown_signal() => return ExitCode::SUCCESS,
+    }
+    tracing::info!(identity = %identity, "leading; starting the controller");
+    admin.set_leading(true);
+
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let keeper = tokio::spawn(async move {
+        lease.keep().await;
+        let _ = lost_tx.send(());
+    });
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lost_flag = lost.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = carerp_kit::grpc::shutdown_signal() => {}
+            _ = lost_rx => lost_flag.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
+    };
+    controller::run(ctx, shutdown).await;
+    keeper.abort();
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("carerp-operator: lost leadership; exiting so a fresh replica takes over");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,721 @@
+//! The controller: keeps every `CarErpTenant` converged.
+//!
+//! Reconcile = check the spec, apply the desired objects with server-side apply, provision the
+//! databases (writing their Secrets) and the stream, then write status and conditions and emit
+//! Events on transitions. Deletion runs behind the `carerp.io/cleanup` finalizer. Errors
+//! requeue with a per-tenant exponential backoff and show their reason in a condition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::config::{OperatorConfig, RESYNC};
+use crate::crd::{
+    CarErpTenant, CarErpTenantStatus, DeletionPolicy, MessagingSpec, Phase, SERVICES, Service,
+    ServiceStatus,
+};
+use crate::desired::{self, Object};
+use crate::metrics::Metrics;
+use crate::provision::{self, ProvisionError};
+use crate::validate::validate;
+
+/// Finalizer that holds a tenant until its stream (and, with `Delete`, its databases) are gone.
+pub const FINALIZER: &str = "carerp.io/cleanup";
+/// Field manager of every server-side apply.
+pub const MANAGER: &str = "carerp-operator";
+/// How soon a tenant that is not ready yet is looked at again.
+const NOT_READY_REQUEUE: Duration = Duration::from_secs(15);
+
+/// Databases and stream, behind a trait so reconcile tests can fail them on purpose.
+pub trait Provisioner: Send + Sync + 'static {
+    fn ensure_databases<'a>(
+        &'a self,
+        tenant: &'a str,
+        passwords: &'a BTreeMap<Service, String>,
+    ) -> BoxFuture<'a, Result<BTreeMap<Service, String>, ProvisionError>>;
+    fn drop_databases<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>>;
+    fn ensure_stream<'a>(
+        &'a self,
+        tenant: &'a str,
+        spec: &'a MessagingSpec,
+    ) -> BoxFuture<'a, Result<(), ProvisionError>>;
+    fn delete_stream<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>>;
+}
+
+/// The real PostgreSQL and NATS. Both connect lazily, so the operator starts while either is
+/// down, reports it on each tenant, and recovers when it returns.
+pub struct Infrastructure {
+    admin: PgPool,
+    nats_url: String,
+    jetstream: AsyncMutex<Option<jetstream::Context>>,
+}
+
+impl Infrastructure {
+    pub fn new(admin_database_url: &str, nats_url: &str) -> Result<Self, sqlx::Error> {
+        let admin = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(admin_database_url)?;
+        Ok(Self {
+            admin,
+            nats_url: nats_url.into(),
+            jetstream: AsyncMutex::new(None),
+        })
+    }
+
+    async fn js(&self) -> Result<jetstream::Context, ProvisionError> {
+        let mut guard = self.jetstream.lock().await;
+        if let Some(js) = guard.as_ref() {
+            return Ok(js.clone());
+        }
+        let client =
+            async_nats::connect(&self.nats_url)
+                .await
+                .map_err(|err| ProvisionError::Nats {
+                    action: format!("connect to {}", self.nats_url),
+                    message: err.to_string(),
+                })?;
+        let js = jetstream::new(client);
+        *guard = Some(js.clone());
+        Ok(js)
+    }
+}
+
+impl Provisioner for Infrastructure {
+    fn ensure_databases<'a>(
+        &'a self,
+        tenant: &'a str,
+        passwords: &'a BTreeMap<Service, String>,
+    ) -> BoxFuture<'a, Result<BTreeMap<Service, String>, ProvisionError>> {
+        Box::pin(provision::ensure_databases(&self.admin, tenant, passwords))
+    }
+
+    fn drop_databases<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>> {
+        Box::pin(provision::drop_databases(&self.admin, tenant))
+    }
+
+    fn ensure_stream<'a>(
+        &'a self,
+        tenant: &'a str,
+        spec: &'a MessagingSpec,
+    ) -> BoxFuture<'a, Result<(), ProvisionError>> {
+        Box::pin(async move {
+            let js = self.js().await?;
+            provision::ensure_stream(&js, tenant, spec)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn delete_stream<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>> {
+        Box::pin(async move {
+            let js = self.js().await?;
+            provision::delete_stream(&js, tenant).await.map(|_| ())
+        })
+    }
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Provision(#[from] ProvisionError),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// Label of the errors metric and reason of the condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesError",
+            Error::Provision(err) => err.reason(),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(err)
+                | kube::runtime::finalizer::Error::CleanupFailed(err) => err.reason(),
+                _ => "FinalizerError",
+            },
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub config: OperatorConfig,
+    pub provisioner: Arc<dyn Provisioner>,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: OperatorConfig,
+        provisioner: Arc<dyn Provisioner>,
+        metrics: Metrics,
+        instance: Option<String>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance,
+            },
+        );
+        Self {
+            client,
+            config,
+            provisioner,
+            recorder,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// 5s, 10s, 20s ... up to 5 minutes for a tenant that keeps failing.
+    fn backoff(&self, tenant: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(tenant.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_secs(5u64.saturating_mul(1 << (*n - 1).min(6))).min(Duration::from_secs(300))
+    }
+
+    fn succeeded(&self, tenant: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(tenant);
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// A condition, keeping the previous transition time when its status did not change.
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(now);
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+fn object_ref(tenant: &CarErpTenant) -> ObjectReference {
+    tenant.object_ref(&())
+}
+
+async fn publish(
+    ctx: &Context,
+    tenant: &CarErpTenant,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &object_ref(tenant)).await {
+        tracing::warn!(tenant = %tenant.name_any(), error = %err, "cannot publish event");
+    }
+}
+
+async fn apply_namespaced<K>(client: &Client, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+}
+
+/// Applies one object; for a Deployment, returns what its status says about readiness.
+async fn apply_object(client: &Client, object: &Object) -> Result<Option<Deployment>, kube::Error> {
+    match object {
+        Object::Namespace(o) => {
+            let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+            let name = o.metadata.name.clone().unwrap_or_default();
+            api.patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(o),
+            )
+            .await?;
+        }
+        Object::ConfigMap(o) => drop(apply_namespaced(client, o).await?),
+        Object::ServiceAccount(o) => drop(apply_namespaced(client, o).await?),
+        Object::Service(o) => drop(apply_namespaced(client, o).await?),
+        Object::Deployment(o) => return Ok(Some(apply_namespaced(client, o).await?)),
+        Object::PodDisruptionBudget(o) => drop(apply_namespaced(client, o).await?),
+        Object::NetworkPolicy(o) => drop(apply_namespaced(client, o).await?),
+        Object::ResourceQuota(o) => drop(apply_namespaced(client, o).await?),
+        Object::Ingress(o) => drop(apply_namespaced(client, o).await?),
+    }
+    Ok(None)
+}
+
+/// The password inside a Secret's `DATABASE_URL` (`postgres://user:password@host/db`).
+fn password_from_url(url: &str) -> Option<String> {
+    let rest = url.split("://").nth(1)?;
+    let userinfo = &rest[..rest.rfind('@')?];
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_string())
+}
+
+/// Passwords of the Secrets that exist, so a reconcile keeps them.
+async fn read_passwords(
+    client: &Client,
+    namespace: &str,
+) -> Result<BTreeMap<Service, String>, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut passwords = BTreeMap::new();
+    for service in SERVICES.into_iter().filter(|s| s.has_database()) {
+        if let Some(secret) = api.get_opt(&desired::secret_name(service)).await?
+            && let Some(url) = secret.data.as_ref().and_then(|d| d.get("DATABASE_URL"))
+            && let Some(password) = std::str::from_utf8(&url.0).ok().and_then(password_from_url)
+        {
+            passwords.insert(service, password);
+        }
+    }
+    Ok(passwords)
+}
+
+async fn patch_status(
+    ctx: &Context,
+    tenant: &CarErpTenant,
+    status: &CarErpTenantStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<CarErpTenant> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": CarErpTenant::api_version(&()),
+        "kind": CarErpTenant::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &tenant.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the status, counts the phase, and tells `kubectl describe` about a change of phase.
+async fn report(
+    ctx: &Context,
+    tenant: &CarErpTenant,
+    status: &CarErpTenantStatus,
+) -> Result<(), kube::Error> {
+    let before = tenant.status.as_ref().and_then(|s| s.phase);
+    patch_status(ctx, tenant, status).await?;
+    ctx.metrics.set_phase(&tenant.name_any(), status.phase);
+    if let Some(phase) = status.phase
+        && before != Some(phase)
+    {
+        let type_ = match phase {
+            Phase::Failed | Phase::Degraded => EventType::Warning,
+            _ => EventType::Normal,
+        };
+        let note = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        publish(ctx, tenant, type_, phase.as_str(), note).await;
+    }
+    Ok(())
+}
+
+async fn apply_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action, Error> {
+    let name = tenant.name_any();
+    let generation = tenant.metadata.generation;
+    let previous = tenant.status.clone().unwrap_or_default();
+    let prev = &previous.conditions;
+    let namespace = desired::namespace_name(&tenant, &ctx.config);
+
+    if let Err(invalid) = validate(&tenant) {
+        let message = invalid.to_string();
+        let status = CarErpTenantStatus {
+            phase: Some(Phase::Failed),
+            observed_generation: generation,
+            conditions: vec![condition(
+                prev,
+                "Ready",
+                false,
+                "InvalidSpec",
+                &message,
+                generation,
+            )],
+            ..previous.clone()
+        };
+        report(ctx, &tenant, &status).await?;
+        if previous.conditions.iter().all(|c| c.message != message) {
+            publish(ctx, &tenant, EventType::Warning, "InvalidSpec", message).await;
+        }
+        // Nothing to retry until someone edits the spec.
+        return Ok(Action::await_change());
+    }
+
+    let objects = desired::desired(&tenant, &ctx.config);
+    let mut deployments = BTreeMap::new();
+    for object in &objects {
+        if let Some(deployment) = apply_object(&ctx.client, object).await? {
+            deployments.insert(deployment.name_any(), deployment);
+        }
+    }
+
+    let passwords = read_passwords(&ctx.client, &namespace).await?;
+    let databases = ctx.provisioner.ensure_databases(&name, &passwords).await;
+    if let Ok(passwords) = &databases {
+        for (service, password) in passwords {
+            let url = provision::database_url(
+                &ctx.config.database_host,
+                ctx.config.database_port,
+                &name,
+                *service,
+                password,
+            );
+            let secret = desired::database_secret(&tenant, &ctx.config, *service, &url);
+            apply_namespaced(&ctx.client, &secret).await?;
+        }
+    }
+    let messaging = ctx
+        .provisioner
+        .ensure_stream(&name, &tenant.spec.messaging)
+        .await;
+
+    let mut services = BTreeMap::new();
+    let mut ready_count = 0;
+    for service in SERVICES {
+        let want = desired::replicas(&tenant, service);
+        let ready = deployments
+            .get(service.name())
+            .and_then(|d| d.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        if ready >= want {
+            ready_count += 1;
+        }
+        services.insert(
+            service.name().to_string(),
+            ServiceStatus {
+                ready,
+                desired: want,
+                image: desired::image(&tenant, &ctx.config, service),
+            },
+        );
+    }
+    let workloads_ready = ready_count == SERVICES.len();
+    let db_condition = match &databases {
+        Ok(_) => condition(
+            prev,
+            "DatabasesReady",
+            true,
+            "Provisioned",
+            "4 databases ready",
+            generation,
+        ),
+        Err(err) => condition(
+            prev,
+            "DatabasesReady",
+            false,
+            err.reason(),
+            err.to_string(),
+            generation,
+        ),
+    };
+    let stream_condition = match &messaging {
+        Ok(()) => condition(
+            prev,
+            "MessagingReady",
+            true,
+            "Provisioned",
+            format!("stream {} ready", provision::stream_name(&name)),
+            generation,
+        ),
+        Err(err) => condition(
+            prev,
+            "MessagingReady",
+            false,
+            err.reason(),
+            err.to_string(),
+            generation,
+        ),
+    };
+    let not_ready: Vec<&str> = SERVICES
+        .into_iter()
+        .filter(|s| services[s.name()].ready < services[s.name()].desired)
+        .map(Service::name)
+        .collect();
+    let workloads_condition = if workloads_ready {
+        condition(
+            prev,
+            "WorkloadsReady",
+            true,
+            "AllReady",
+            "every service is ready",
+            generation,
+        )
+    } else {
+        condition(
+            prev,
+            "WorkloadsReady",
+            false,
+            "Progressing",
+            format!("waiting for {}", not_ready.join(", ")),
+            generation,
+        )
+    };
+    let failure = databases.as_ref().err().or(messaging.as_ref().err());
+    let phase = if let Some(_err) = failure {
+        if previous.phase == Some(Phase::Ready) {
+            Phase::Degraded
+        } else {
+            Phase::Provisioning
+        }
+    } else if tenant.spec.suspend {
+        Phase::Suspended
+    } else if workloads_ready {
+        Phase::Ready
+    } else if matches!(previous.phase, Some(Phase::Ready | Phase::Degraded)) {
+        Phase::Degraded
+    } else {
+        Phase::Provisioning
+    };
+    let ready_condition = match failure {
+        Some(err) => condition(
+            prev,
+            "Ready",
+            false,
+            err.reason(),
+            err.to_string(),
+            generation,
+        ),
+        None if phase == Phase::Ready || phase == Phase::Suspended => condition(
+            prev,
+            "Ready",
+            true,
+            phase.as_str(),
+            "tenant converged",
+            generation,
+        ),
+        None => condition(
+            prev,
+            "Ready",
+            false,
+            "Progressing",
+            workloads_condition.message.clone(),
+            generation,
+        ),
+    };
+    let status = CarErpTenantStatus {
+        phase: Some(phase),
+        observed_generation: generation,
+        conditions: vec![
+            db_condition,
+            stream_condition,
+            workloads_condition,
+            ready_condition,
+        ],
+        namespace: Some(namespace),
+        endpoint: Some(desired::endpoint(&tenant, &ctx.config)),
+        ready_services: Some(format!("{ready_count}/{}", SERVICES.len())),
+        services,
+    };
+    report(ctx, &tenant, &status).await?;
+
+    if let Some(err) = failure {
+        publish(
+            ctx,
+            &tenant,
+            EventType::Warning,
+            err.reason(),
+            err.to_string(),
+        )
+        .await;
+    }
+    databases?;
+    messaging?;
+    Ok(if phase == Phase::Ready || phase == Phase::Suspended {
+        Action::requeue(RESYNC)
+    } else {
+        Action::requeue(NOT_READY_REQUEUE)
+    })
+}
+
+async fn cleanup_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action, Error> {
+    let name = tenant.name_any();
+    let mut status = tenant.status.clone().unwrap_or_default();
+    if status.phase != Some(Phase::Deleting) {
+        status.phase = Some(Phase::Deleting);
+        report(ctx, &tenant, &status).await?;
+    }
+    ctx.provisioner.delete_stream(&name).await?;
+    if tenant.spec.database.deletion_policy == DeletionPolicy::Delete {
+        ctx.provisioner.drop_databases(&name).await?;
+        publish(
+            ctx,
+            &tenant,
+            EventType::Normal,
+            "Deleted",
+            "stream deleted, databases dropped".into(),
+        )
+        .await;
+    } else {
+        publish(
+            ctx,
+            &tenant,
+            EventType::Normal,
+            "Deleted",
+            "stream deleted, databases retained".into(),
+        )
+        .await;
+    }
+    ctx.metrics.forget(&name);
+    Ok(Action::await_change())
+}
+
+/// One reconcile of one tenant, behind the finalizer.
+pub async fn reconcile(tenant: Arc<CarErpTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let name = tenant.name_any();
+    let api: Api<CarErpTenant> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, tenant, |event| async {
+        match event {
+            Finalizer::Apply(tenant) => apply_tenant(tenant, &ctx).await,
+            Finalizer::Cleanup(tenant) => cleanup_tenant(tenant, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|err| Error::Finalizer(Box::new(err)));
+    ctx.metrics
+        .observe(started.elapsed(), result.as_ref().err().map(Error::reason));
+    if result.is_ok() {
+        ctx.succeeded(&name);
+    }
+    result
+}
+
+/// Requeue a failed tenant with backoff; the reason is already in its conditions.
+pub fn error_policy(tenant: Arc<CarErpTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&tenant.name_any());
+    tracing::warn!(tenant = %tenant.name_any(), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let tenants: Api<CarErpTenant> = Api::all(ctx.client.clone());
+    let deployments: Api<Deployment> = Api::all(ctx.client.clone());
+    Controller::new(tenants, watcher::Config::default().any_semantic())
+        .owns(
+            deployments,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=carerp-operator"),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(tenant = %object.name, "reconciled"),
+                Err(err) => tracing::debug!(error = %err, "reconcile did not complete"),
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_read_back_from_urls() {
+        assert_eq!(
+            password_from_url("postgres://t_a_customer:s3cret@db:5432/t_a_customer").as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(password_from_url("postgres://db/x"), None);
+        assert_eq!(password_from_url("postgres://user@db/x"), None);
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_status_holds() {
+        let first = condition(&[], "Ready", false, "Progressing", "a", Some(1));
+        let same = condition(
+            std::slice::from_ref(&first),
+            "Ready",
+            false,
+            "Progressing",
+            "b",
+            Some(2),
+        );
+        assert_eq!(same.last_transition_time, first.last_transition_time);
+        assert_eq!(same.message, "b");
+        let flipped = condition(
+            std::slice::from_ref(&first),
+            "Ready",
+            true,
+            "Ready",
+            "c",
+            Some(2),
+        );
+        assert_eq!(flipped.status, "True");
+    }
+}

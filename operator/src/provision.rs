@@ -1,0 +1,342 @@
+//! What a tenant needs outside Kubernetes: one PostgreSQL role and database per service, and
+//! the tenant's JetStream stream. The controller and `local` call the same functions.
+//!
+//! Every step is idempotent and checks what exists rather than remembering what it did, so a
+//! run that died half way (role created, database not; database left owned by someone else)
+//! is finished by the next one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sqlx::PgPool;
+
+use crate::crd::{MessagingSpec, SERVICES, Service};
+use crate::validate::parse_duration;
+
+/// Why provisioning failed; the text goes into the tenant's condition.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("PostgreSQL: {action}: {source}")]
+    Database {
+        action: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("NATS: {action}: {message}")]
+    Nats { action: String, message: String },
+    #[error("invalid messaging spec: {0}")]
+    Spec(String),
+}
+
+impl ProvisionError {
+    /// A short CamelCase reason for conditions and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProvisionError::Database { .. } => "DatabaseError",
+            ProvisionError::Nats { .. } => "MessagingError",
+            ProvisionError::Spec(_) => "InvalidSpec",
+        }
+    }
+}
+
+fn db_err(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> ProvisionError {
+    let action = action.into();
+    move |source| ProvisionError::Database { action, source }
+}
+
+/// `t_<tenant>_<service>` with `-` turned into `_`: a plain identifier that needs no quoting
+/// by people typing it, and cannot collide because tenant ids have no `_`.
+pub fn database_name(tenant: &str, service: Service) -> String {
+    format!("t_{}_{}", tenant.replace('-', "_"), service.name())
+}
+
+/// A new random password: alphanumeric, so it needs no escaping in URLs.
+pub fn new_password() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+/// The URL a service connects with.
+pub fn database_url(
+    host: &str,
+    port: u16,
+    tenant: &str,
+    service: Service,
+    password: &str,
+) -> String {
+    let name = database_name(tenant, service);
+    format!("postgres://{name}:{password}@{host}:{port}/{name}")
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Runs one statement with the simple protocol: `CREATE DATABASE` and friends refuse to run
+/// inside the implicit transaction of a prepared statement. Safe to build as text: names are
+/// `[a-z0-9_]` from a validated tenant id, and literals go through [`quote_literal`].
+async fn exec(pool: &PgPool, sql: &str, action: &str) -> Result<(), ProvisionError> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(db_err(action))
+}
+
+fn is_code(err: &ProvisionError, code: &str) -> bool {
+    matches!(err, ProvisionError::Database { source: sqlx::Error::Database(db), .. } if db.code().as_deref() == Some(code))
+}
+
+/// Makes sure the service's role and database exist and the role logs in with `password`
+/// (a new random one when `None`: the Secret holding it was lost or never written).
+/// Returns the password in force.
+pub async fn ensure_database(
+    admin: &PgPool,
+    tenant: &str,
+    service: Service,
+    password: Option<&str>,
+) -> Result<String, ProvisionError> {
+    let name = database_name(tenant, service);
+    let ident = quote_ident(&name);
+    let password = password.map_or_else(new_password, str::to_string);
+
+    let role_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(&name)
+            .fetch_one(admin)
+            .await
+            .map_err(db_err(format!("look up role {name}")))?;
+    let set_password = format!(
+        "ALTER ROLE {ident} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}",
+        quote_literal(&password)
+    );
+    if role_exists {
+        exec(
+            admin,
+            &set_password,
+            &format!("set password of role {name}"),
+        )
+        .await?;
+    } else {
+        let create = format!(
+            "CREATE ROLE {ident} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}",
+            quote_literal(&password)
+        );
+        match exec(admin, &create, &format!("create role {name}")).await {
+            Ok(()) => {}
+            // Created concurrently since we looked: make sure it has our password.
+            Err(err) if is_code(&err, "42710") => {
+                exec(
+                    admin,
+                    &set_password,
+                    &format!("set password of role {name}"),
+                )
+                .await?
+            }
+            Err(err) => return Err(err),
+        }
+    }
+
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+    )
+    .bind(&name)
+    .fetch_optional(admin)
+    .await
+    .map_err(db_err(format!("look up database {name}")))?;
+    match owner {
+        None => {
+            let create = format!("CREATE DATABASE {ident} OWNER {ident}");
+            match exec(admin, &create, &format!("create database {name}")).await {
+                Ok(()) => {}
+                Err(err) if is_code(&err, "42P04") => {
+                    exec(
+                        admin,
+                        &format!("ALTER DATABASE {ident} OWNER TO {ident}"),
+                        &format!("set owner of database {name}"),
+                    )
+                    .await?
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Some(owner) if owner != name => {
+            exec(
+                admin,
+                &format!("ALTER DATABASE {ident} OWNER TO {ident}"),
+                &format!("set owner of database {name}"),
+            )
+            .await?
+        }
+        Some(_) => {}
+    }
+    exec(
+        admin,
+        &format!("REVOKE CONNECT, TEMPORARY ON DATABASE {ident} FROM PUBLIC"),
+        &format!("revoke public access to {name}"),
+    )
+    .await?;
+    exec(
+        admin,
+        &format!("GRANT CONNECT, TEMPORARY ON DATABASE {ident} TO {ident}"),
+        &format!("grant access to {name}"),
+    )
+    .await?;
+    Ok(password)
+}
+
+/// Every domain service's database; `passwords` holds those read back from existing Secrets.
+pub async fn ensure_databases(
+    admin: &PgPool,
+    tenant: &str,
+    passwords: &BTreeMap<Service, String>,
+) -> Result<BTreeMap<Service, String>, ProvisionError> {
+    let mut out = BTreeMap::new();
+    for service in SERVICES.into_iter().filter(|s| s.has_database()) {
+        let password = ensure_database(
+            admin,
+            tenant,
+            service,
+            passwords.get(&service).map(String::as_str),
+        )
+        .await?;
+        out.insert(service, password);
+    }
+    Ok(out)
+}
+
+/// Drops the service's database (forcing its connections out) and role; nothing there is fine.
+pub async fn drop_database(
+    admin: &PgPool,
+    tenant: &str,
+    service: Service,
+) -> Result<(), ProvisionError> {
+    let name = database_name(tenant, service);
+    let ident = quote_ident(&name);
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&name)
+    .execute(admin)
+    .await
+    .map_err(db_err(format!("terminate connections to {name}")))?;
+    exec(
+        admin,
+        &format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"),
+        &format!("drop database {name}"),
+    )
+    .await?;
+    exec(
+        admin,
+        &format!("DROP ROLE IF EXISTS {ident}"),
+        &format!("drop role {name}"),
+    )
+    .await
+}
+
+/// Drops every database and role of the tenant.
+pub async fn drop_databases(admin: &PgPool, tenant: &str) -> Result<(), ProvisionError> {
+    for service in SERVICES.into_iter().filter(|s| s.has_database()) {
+        drop_database(admin, tenant, service).await?;
+    }
+    Ok(())
+}
+
+/// `CARERP_<TENANT>`: upper case, `-` to `_` (stream names allow neither `.` nor spaces).
+pub fn stream_name(tenant: &str) -> String {
+    format!("CARERP_{}", tenant.to_uppercase().replace('-', "_"))
+}
+
+/// The stream of a tenant: every subject under `carerp.<tenant>.`, on disk, with the 2-minute
+/// window in which a repeated `Nats-Msg-Id` is dropped (the outbox relay may publish twice).
+pub fn stream_config(tenant: &str, spec: &MessagingSpec) -> Result<StreamConfig, ProvisionError> {
+    let max_age = parse_duration(&spec.max_age).map_err(ProvisionError::Spec)?;
+    Ok(StreamConfig {
+        name: stream_name(tenant),
+        subjects: vec![format!("carerp.{tenant}.>")],
+        storage: StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        max_age,
+        num_replicas: usize::try_from(spec.replicas.max(1)).unwrap_or(1),
+        description: Some(format!("Car ERP events of tenant {tenant}")),
+        ..StreamConfig::default()
+    })
+}
+
+/// Creates the stream, or updates it to match the spec.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    tenant: &str,
+    spec: &MessagingSpec,
+) -> Result<jetstream::stream::Info, ProvisionError> {
+    let config = stream_config(tenant, spec)?;
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|err| ProvisionError::Nats {
+            action: format!("create or update stream {}", stream_name(tenant)),
+            message: err.to_string(),
+        })
+}
+
+/// Deletes the stream; returns whether there was one.
+pub async fn delete_stream(js: &jetstream::Context, tenant: &str) -> Result<bool, ProvisionError> {
+    let name = stream_name(tenant);
+    match js.delete_stream(&name).await {
+        Ok(_) => Ok(true),
+        Err(err) => match err.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(false)
+            }
+            _ => Err(ProvisionError::Nats {
+                action: format!("delete stream {name}"),
+                message: err.to_string(),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_architecture() {
+        assert_eq!(
+            database_name("acme-motors", Service::Workorder),
+            "t_acme_motors_workorder"
+        );
+        assert_eq!(stream_name("acme-motors"), "CARERP_ACME_MOTORS");
+        let c = stream_config("acme-motors", &MessagingSpec::default()).unwrap();
+        assert_eq!(c.subjects, ["carerp.acme-motors.>"]);
+        assert_eq!(c.duplicate_window, Duration::from_secs(120));
+        assert_eq!(c.max_age, Duration::from_secs(168 * 3600));
+        assert_eq!(c.storage, StorageType::File);
+    }
+
+    #[test]
+    fn passwords_are_random_and_url_safe() {
+        let a = new_password();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, new_password());
+    }
+
+    #[test]
+    fn literals_and_identifiers_are_escaped() {
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

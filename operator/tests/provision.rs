@@ -1,0 +1,269 @@
+//! The provisioners against the real PostgreSQL (`DATABASE_URL`, an admin connection) and NATS
+//! (`NATS_URL`). Each test uses its own tenant name and removes what it created.
+//!
+//! The local server trusts every connection, so passwords are checked through the SCRAM
+//! verifier PostgreSQL stores (`pg_authid.rolpassword`), and access through `CONNECT`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use carerp_operator::crd::{MessagingSpec, Service};
+use carerp_operator::provision::{self, database_name};
+use sqlx::{Connection, PgConnection, PgPool};
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn admin() -> PgPool {
+    PgPool::connect(&admin_url())
+        .await
+        .expect("PostgreSQL answers")
+}
+
+fn unique_tenant(prefix: &str) -> String {
+    let suffix: String = provision::new_password()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase())
+        .take(8)
+        .collect();
+    format!("{prefix}-{suffix}")
+}
+
+/// Drops the tenant's databases even when the test failed half way. It runs on its own
+/// thread and runtime with its own connection: the test's runtime is blocked meanwhile.
+struct Cleanup {
+    tenant: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let tenant = self.tenant.clone();
+        let result = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let pool = admin().await;
+                provision::drop_databases(&pool, &tenant).await
+            })
+        })
+        .join();
+        if let Ok(Err(err)) = result {
+            eprintln!("cleanup failed: {err}");
+        }
+    }
+}
+
+async fn verifier(pool: &PgPool, role: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+        .bind(role)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+        .flatten()
+}
+
+async fn owner(pool: &PgPool, db: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1")
+        .bind(db)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+async fn connect_as(role: &str, db: &str) -> Result<PgConnection, sqlx::Error> {
+    PgConnection::connect(&format!("postgres://{role}:x@127.0.0.1:5432/{db}")).await
+}
+
+#[tokio::test]
+async fn databases_are_created_once_and_reused() {
+    let pool = admin().await;
+    let tenant = unique_tenant("pg-twice");
+    let _cleanup = Cleanup {
+        tenant: tenant.clone(),
+    };
+
+    let first = provision::ensure_databases(&pool, &tenant, &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 4, "one database per domain service");
+    let name = database_name(&tenant, Service::Customer);
+    assert_eq!(owner(&pool, &name).await.as_deref(), Some(name.as_str()));
+    let stored = verifier(&pool, &name).await.expect("role has a password");
+    assert!(stored.starts_with("SCRAM-SHA-256$"));
+
+    // Second run with the passwords read back from the Secrets: nothing changes.
+    let second = provision::ensure_databases(&pool, &tenant, &first)
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(owner(&pool, &name).await.as_deref(), Some(name.as_str()));
+
+    // The owner can connect and create tables; another tenant role and PUBLIC cannot connect.
+    let mut conn = connect_as(&name, &name).await.unwrap();
+    sqlx::query("CREATE TABLE t (id int)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let other = database_name(&tenant, Service::Billing);
+    let err = connect_as(&other, &name).await.unwrap_err();
+    assert!(
+        err.to_string().contains("permission denied"),
+        "another service's role must not reach this database: {err}"
+    );
+    let public_connect: bool =
+        sqlx::query_scalar("SELECT has_database_privilege('public', $1, 'CONNECT')")
+            .bind(&name)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!public_connect);
+}
+
+#[tokio::test]
+async fn lost_secret_resets_the_password() {
+    let pool = admin().await;
+    let tenant = unique_tenant("pg-reset");
+    let _cleanup = Cleanup {
+        tenant: tenant.clone(),
+    };
+    let name = database_name(&tenant, Service::Inventory);
+    let first = provision::ensure_database(&pool, &tenant, Service::Inventory, None)
+        .await
+        .unwrap();
+    let v1 = verifier(&pool, &name).await.unwrap();
+    let second = provision::ensure_database(&pool, &tenant, Service::Inventory, None)
+        .await
+        .unwrap();
+    assert_ne!(first, second, "a new password is generated");
+    let v2 = verifier(&pool, &name).await.unwrap();
+    assert_ne!(v1, v2, "and set on the role");
+    let kept = provision::ensure_database(&pool, &tenant, Service::Inventory, Some(&second))
+        .await
+        .unwrap();
+    assert_eq!(kept, second, "an existing Secret's password is kept");
+}
+
+#[tokio::test]
+async fn half_finished_runs_are_completed() {
+    let pool = admin().await;
+    let tenant = unique_tenant("pg-half");
+    let _cleanup = Cleanup {
+        tenant: tenant.clone(),
+    };
+    // A run that died after creating the role.
+    let customer = database_name(&tenant, Service::Customer);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE \"{customer}\" LOGIN"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // A database created by hand, owned by the admin, with no role.
+    let billing = database_name(&tenant, Service::Billing);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE \"{billing}\""
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    provision::ensure_databases(&pool, &tenant, &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        owner(&pool, &customer).await.as_deref(),
+        Some(customer.as_str())
+    );
+    assert_eq!(
+        owner(&pool, &billing).await.as_deref(),
+        Some(billing.as_str())
+    );
+    assert!(verifier(&pool, &customer).await.is_some());
+}
+
+#[tokio::test]
+async fn delete_forces_connections_out_and_drops_everything() {
+    let pool = admin().await;
+    let tenant = unique_tenant("pg-drop");
+    let _cleanup = Cleanup {
+        tenant: tenant.clone(),
+    };
+    provision::ensure_databases(&pool, &tenant, &BTreeMap::new())
+        .await
+        .unwrap();
+    let name = database_name(&tenant, Service::Workorder);
+    let mut held = connect_as(&name, &name).await.unwrap();
+
+    provision::drop_databases(&pool, &tenant).await.unwrap();
+    assert_eq!(owner(&pool, &name).await, None, "database dropped");
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname = $1")
+            .bind(&name)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+    assert_eq!(role, None, "role dropped");
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut held).await.is_err(),
+        "the open connection was terminated"
+    );
+    // Dropping what is gone is fine.
+    provision::drop_databases(&pool, &tenant).await.unwrap();
+}
+
+async fn jetstream() -> async_nats::jetstream::Context {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let client = async_nats::connect(url).await.expect("NATS answers");
+    async_nats::jetstream::new(client)
+}
+
+#[tokio::test]
+async fn stream_is_created_updated_and_deleted() {
+    let js = jetstream().await;
+    let tenant = unique_tenant("js");
+    let name = provision::stream_name(&tenant);
+
+    let spec = MessagingSpec::default();
+    let info = provision::ensure_stream(&js, &tenant, &spec).await.unwrap();
+    assert_eq!(info.config.name, name);
+    assert_eq!(info.config.subjects, [format!("carerp.{tenant}.>")]);
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
+    assert_eq!(
+        info.config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+
+    // Running twice is fine; a changed spec updates the stream in place.
+    provision::ensure_stream(&js, &tenant, &spec).await.unwrap();
+    let shorter = MessagingSpec {
+        max_age: "1h".into(),
+        replicas: 1,
+    };
+    let info = provision::ensure_stream(&js, &tenant, &shorter)
+        .await
+        .unwrap();
+    assert_eq!(info.config.max_age, Duration::from_secs(3600));
+
+    // The duplicate window drops a message published twice with the same id.
+    let subject = format!("carerp.{tenant}.customer.created");
+    for _ in 0..2 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", "event-1");
+        js.publish_with_headers(subject.clone(), headers, "{}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut stream = js.get_stream(&name).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+
+    assert!(provision::delete_stream(&js, &tenant).await.unwrap());
+    assert!(js.get_stream(&name).await.is_err(), "stream is gone");
+    assert!(
+        !provision::delete_stream(&js, &tenant).await.unwrap(),
+        "deleting again reports there was nothing"
+    );
+}
