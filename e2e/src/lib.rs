@@ -103,11 +103,17 @@ impl Platform {
         })
     }
 
-    /// Stops the services and removes the tenant's databases and stream.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        for service in self.running {
+    /// Stops the services; their databases and the stream stay until [`Platform::stop`].
+    pub async fn stop_services(&mut self) -> anyhow::Result<()> {
+        for service in self.running.drain(..) {
             service.stop().await?;
         }
+        Ok(())
+    }
+
+    /// Stops the services and removes the tenant's databases and stream.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_services().await?;
         for pool in &self.pools {
             pool.close().await;
         }
