@@ -274,7 +274,8 @@ where
     println!("carerp-operator: press Ctrl-C to stop");
 
     let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        // Ctrl-C, or SIGTERM from a supervisor: either way the children must not be orphaned.
+        _ = carerp_kit::grpc::shutdown_signal() => Ok(()),
         exited = first_exit(&mut running) => Err(exited),
     };
     println!("carerp-operator: stopping");

@@ -59,6 +59,12 @@ struct LocalArgs {
     /// Seconds each service gets to answer /readyz.
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
+    /// Load a believable garage: customers, vehicles, parts with stock, work orders.
+    #[arg(long)]
+    seed_demo: bool,
+    /// Build every service binary of the workspace first (`cargo build --bins`); `cargo dev` uses it.
+    #[arg(long)]
+    build: bool,
 }
 
 #[derive(Args)]
@@ -158,6 +164,24 @@ async fn local(args: LocalArgs) -> ExitCode {
         Ok(tenant) => tenant,
         Err(code) => return code,
     };
+    if args.build {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        println!("carerp-operator: building the service binaries");
+        match std::process::Command::new(cargo)
+            .args(["build", "--workspace", "--bins"])
+            .status()
+        {
+            Ok(status) if status.success() => {}
+            Ok(status) => {
+                eprintln!("carerp-operator: building the services failed ({status})");
+                return ExitCode::FAILURE;
+            }
+            Err(err) => {
+                eprintln!("carerp-operator: cannot run cargo: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let bin_dir = match carerp_operator::local::bin_dir() {
         Ok(dir) => dir,
         Err(err) => return config_error(format!("{err:#}")),
@@ -168,7 +192,17 @@ async fn local(args: LocalArgs) -> ExitCode {
         bin_dir,
         ready_timeout: Duration::from_secs(args.ready_timeout),
     };
-    match carerp_operator::local::run(&tenant, &options, |_| async { Ok(()) }).await {
+    let seed = args.seed_demo;
+    let currency = tenant.spec.settings.currency.clone();
+    let after_ready = move |planned: Vec<carerp_operator::local::Planned>| async move {
+        if seed {
+            let urls = planned.iter().map(|p| (p.service, p.url())).collect();
+            let summary = carerp_operator::seed::seed_demo(&urls, &currency).await?;
+            println!("carerp-operator: {summary}");
+        }
+        Ok(())
+    };
+    match carerp_operator::local::run(&tenant, &options, after_ready).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("carerp-operator: {err:#}");
