@@ -29,6 +29,26 @@ ci:
 # Regenerate the CarErpTenant CRD in crds/ from the operator's Rust types.
 crds:
     cargo run -q -p carerp-operator -- crd > crds/carerp.io_carerptenants.yaml
+    cp crds/carerp.io_carerptenants.yaml charts/carerp-operator/crds/carerp.io_carerptenants.yaml
+
+# Render the desired state of 1,000 tenants: time per tenant and peak memory.
+bench-operator:
+    cargo run --release -p carerp-operator --example bench_render
+
+# A local kind cluster (kind-config.yaml) for the cluster e2e suite.
+kind-up:
+    kind get clusters | grep -qx carerp || kind create cluster --config kind-config.yaml
+    kubectl cluster-info --context kind-carerp
+
+# Install the CRD and the operator chart into the current cluster (images must be loadable:
+# `kind load docker-image ghcr.io/carerp/carerp-operator:<tag> --name carerp`).
+deploy:
+    kubectl apply --server-side -f crds/carerp.io_carerptenants.yaml
+    helm upgrade --install carerp charts/carerp-operator -n carerp-system --create-namespace --wait
+
+# The kind-cluster e2e suite: skips with a message when no cluster is reachable.
+e2e:
+    cargo test -p carerp-e2e -- --nocapture
 
 # Drive N work orders (BENCH_WORK_ORDERS, default 200) through the saga; prints throughput,
 # completion -> INVOICED p50/p99 and the relay's events per second.

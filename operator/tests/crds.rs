@@ -18,6 +18,14 @@ fn committed_crd_matches_the_types() {
         committed == expected,
         "crds/carerp.io_carerptenants.yaml is stale: run `just crds` and commit the result"
     );
+    let chart = std::fs::read_to_string(repo_file(
+        "charts/carerp-operator/crds/carerp.io_carerptenants.yaml",
+    ))
+    .expect("the chart carries the CRD");
+    assert!(
+        chart == expected,
+        "charts/carerp-operator/crds/ is stale: run `just crds` and commit the result"
+    );
 }
 
 #[test]
