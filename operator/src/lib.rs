@@ -9,6 +9,7 @@ pub mod desired;
 pub mod leader;
 pub mod local;
 pub mod metrics;
+pub mod private;
 pub mod provision;
 pub mod seed;
 pub mod validate;

@@ -17,6 +17,7 @@ use tokio::process::{Child, Command};
 
 use crate::crd::{CarErpTenant, SERVICES, Service};
 use crate::desired::{settings_env, tenant_name};
+use crate::private::{PrivateNats, PrivatePostgres, answers, find_binary};
 use crate::provision;
 
 /// Where the local instance finds PostgreSQL and NATS.
@@ -130,6 +131,64 @@ pub fn plan(
     Ok(planned)
 }
 
+/// Host and port of a `nats://` URL.
+fn nats_host_port(url: &str) -> (String, u16) {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host.to_string(), port.parse().unwrap_or(4222)),
+        None => (authority.to_string(), 4222),
+    }
+}
+
+fn loopback(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]")
+}
+
+/// Starts private PostgreSQL and NATS under `.carerp/` for whichever does not answer at its
+/// (local) URL, when its binaries are installed, and points `options` at them.
+fn ensure_servers(
+    options: &mut LocalOptions,
+) -> anyhow::Result<(Option<PrivatePostgres>, Option<PrivateNats>)> {
+    let root = PathBuf::from(".carerp");
+    let (host, port) = host_port(&options.admin_database_url);
+    let postgres = if !answers(&host, port) && loopback(&host) {
+        match (find_binary("initdb"), find_binary("pg_ctl")) {
+            (Some(initdb), Some(pg_ctl)) => {
+                let pg = PrivatePostgres::start(&initdb, &pg_ctl, &root.join("postgres"))?;
+                println!(
+                    "carerp-operator: PostgreSQL does not answer at {host}:{port}; started a private one under .carerp/postgres ({})",
+                    pg.url
+                );
+                options.admin_database_url = pg.url.clone();
+                Some(pg)
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let (host, port) = nats_host_port(&options.nats_url);
+    let nats = if !answers(&host, port) && loopback(&host) {
+        match find_binary("nats-server") {
+            Some(binary) => {
+                let nats = PrivateNats::start(&binary, &root.join("nats"))?;
+                println!(
+                    "carerp-operator: NATS does not answer at {host}:{port}; started a private one under .carerp/nats ({})",
+                    nats.url
+                );
+                options.nats_url = nats.url.clone();
+                Some(nats)
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+    Ok((postgres, nats))
+}
+
 /// GET `/readyz` on the admin port; true on a 200.
 async fn ready(admin: SocketAddr) -> bool {
     let Ok(Ok(mut stream)) =
@@ -202,6 +261,10 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let name = tenant_name(tenant);
+    let mut options = options.clone();
+    // Kept until the end: dropping them stops the private servers.
+    let (_private_postgres, _private_nats) = ensure_servers(&mut options)?;
+    let options = &options;
     let admin = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(5))
@@ -363,6 +426,15 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_host_and_port() {
+        assert_eq!(
+            nats_host_port("nats://127.0.0.1:4222"),
+            ("127.0.0.1".into(), 4222)
+        );
+        assert_eq!(nats_host_port("nats://nats.svc"), ("nats.svc".into(), 4222));
+    }
 
     #[test]
     fn host_and_port_come_from_the_admin_url() {
