@@ -630,7 +630,8 @@ async fn cleanup_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Acti
     Ok(Action::await_change())
 }
 
-/// One reconcile of one tenant, behind the finalizer.
+/// One reconcile of one tenant, behind the finalizer (one trace span each).
+#[tracing::instrument(skip_all, fields(tenant = %tenant.name_any(), generation = tenant.metadata.generation))]
 pub async fn reconcile(tenant: Arc<CarErpTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let name = tenant.name_any();
@@ -684,6 +685,35 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The operator starts without PostgreSQL or NATS; each reconcile reports why it cannot
+    /// provision, and a later one succeeds once they answer (nothing is cached as broken).
+    #[tokio::test]
+    async fn unreachable_servers_are_reported_not_fatal() {
+        let infra = Infrastructure::new(
+            "postgres://postgres@127.0.0.1:1/postgres",
+            "nats://127.0.0.1:1",
+        )
+        .expect("a lazy pool is built without connecting");
+        let err = infra
+            .ensure_databases("unreachable", &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "DatabaseError");
+        let err = infra
+            .ensure_stream("unreachable", &MessagingSpec::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "MessagingError");
+        assert!(
+            err.to_string().contains("connect to nats://127.0.0.1:1"),
+            "{err}"
+        );
+        assert!(
+            infra.jetstream.lock().await.is_none(),
+            "a failed connection is retried next time"
+        );
+    }
 
     #[test]
     fn passwords_are_read_back_from_urls() {
