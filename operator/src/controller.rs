@@ -62,25 +62,68 @@ pub trait Provisioner: Send + Sync + 'static {
     fn delete_stream<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>>;
 }
 
+/// Where the PostgreSQL admin URL comes from.
+#[derive(Debug, Clone)]
+pub enum AdminSource {
+    /// Given at start.
+    Url(String),
+    /// A file (a mounted Secret), read again on every use: a Secret created or rotated later
+    /// is picked up without a restart.
+    File(std::path::PathBuf),
+}
+
 /// The real PostgreSQL and NATS. Both connect lazily, so the operator starts while either is
-/// down, reports it on each tenant, and recovers when it returns.
+/// down or not configured, reports it on each tenant, and recovers when it returns.
 pub struct Infrastructure {
-    admin: PgPool,
+    admin_source: AdminSource,
+    admin: AsyncMutex<Option<(String, PgPool)>>,
     nats_url: String,
     jetstream: AsyncMutex<Option<jetstream::Context>>,
 }
 
 impl Infrastructure {
-    pub fn new(admin_database_url: &str, nats_url: &str) -> Result<Self, sqlx::Error> {
-        let admin = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy(admin_database_url)?;
-        Ok(Self {
-            admin,
+    pub fn new(admin_source: AdminSource, nats_url: &str) -> Self {
+        Self {
+            admin_source,
+            admin: AsyncMutex::new(None),
             nats_url: nats_url.into(),
             jetstream: AsyncMutex::new(None),
-        })
+        }
+    }
+
+    /// The admin pool for the URL in force now.
+    async fn admin(&self) -> Result<PgPool, ProvisionError> {
+        let url = match &self.admin_source {
+            AdminSource::Url(url) => url.trim().to_string(),
+            AdminSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .map_err(|err| {
+                    ProvisionError::NotConfigured(format!(
+                        "cannot read the PostgreSQL admin URL from {}: {err}",
+                        path.display()
+                    ))
+                })?,
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ProvisionError::NotConfigured(
+                "the PostgreSQL admin URL is empty or not a postgres:// URL".into(),
+            ));
+        }
+        let mut guard = self.admin.lock().await;
+        if let Some((current, pool)) = guard.as_ref()
+            && *current == url
+        {
+            return Ok(pool.clone());
+        }
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(&url)
+            .map_err(|err| {
+                ProvisionError::NotConfigured(format!("invalid PostgreSQL admin URL: {err}"))
+            })?;
+        *guard = Some((url, pool.clone()));
+        Ok(pool)
     }
 
     async fn js(&self) -> Result<jetstream::Context, ProvisionError> {
@@ -107,11 +150,17 @@ impl Provisioner for Infrastructure {
         tenant: &'a str,
         passwords: &'a BTreeMap<Service, String>,
     ) -> BoxFuture<'a, Result<BTreeMap<Service, String>, ProvisionError>> {
-        Box::pin(provision::ensure_databases(&self.admin, tenant, passwords))
+        Box::pin(async move {
+            let admin = self.admin().await?;
+            provision::ensure_databases(&admin, tenant, passwords).await
+        })
     }
 
     fn drop_databases<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>> {
-        Box::pin(provision::drop_databases(&self.admin, tenant))
+        Box::pin(async move {
+            let admin = self.admin().await?;
+            provision::drop_databases(&admin, tenant).await
+        })
     }
 
     fn ensure_stream<'a>(
@@ -691,10 +740,9 @@ mod tests {
     #[tokio::test]
     async fn unreachable_servers_are_reported_not_fatal() {
         let infra = Infrastructure::new(
-            "postgres://postgres@127.0.0.1:1/postgres",
+            AdminSource::Url("postgres://postgres@127.0.0.1:1/postgres".into()),
             "nats://127.0.0.1:1",
-        )
-        .expect("a lazy pool is built without connecting");
+        );
         let err = infra
             .ensure_databases("unreachable", &BTreeMap::new())
             .await
@@ -713,6 +761,33 @@ mod tests {
             infra.jetstream.lock().await.is_none(),
             "a failed connection is retried next time"
         );
+    }
+
+    /// No Secret yet: reported on each tenant; once the file appears, the next reconcile
+    /// provisions without a restart.
+    #[tokio::test]
+    async fn admin_url_file_is_read_on_every_use() {
+        let path = std::env::temp_dir().join(format!("carerp-admin-url-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let infra = Infrastructure::new(AdminSource::File(path.clone()), "nats://127.0.0.1:1");
+        let err = infra.admin().await.unwrap_err();
+        assert_eq!(err.reason(), "DatabaseNotConfigured");
+        assert!(
+            err.to_string()
+                .contains("cannot read the PostgreSQL admin URL"),
+            "{err}"
+        );
+
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        std::fs::write(&path, format!("{url}\n")).unwrap();
+        let pool = infra.admin().await.unwrap();
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -71,9 +71,17 @@ struct LocalArgs {
 struct RunArgs {
     #[command(flatten)]
     operator: OperatorArgs,
-    /// Admin connection of the tenants' PostgreSQL (mounted from a Secret by the chart).
-    #[arg(long, env = "CARERP_ADMIN_DATABASE_URL")]
-    admin_database_url: String,
+    /// Admin connection of the tenants' PostgreSQL.
+    #[arg(
+        long,
+        env = "CARERP_ADMIN_DATABASE_URL",
+        conflicts_with = "admin_database_url_file"
+    )]
+    admin_database_url: Option<String>,
+    /// File holding the admin URL (a mounted Secret), read again on every use. Missing:
+    /// tenants report DatabaseNotConfigured until it appears.
+    #[arg(long, env = "CARERP_ADMIN_DATABASE_URL_FILE")]
+    admin_database_url_file: Option<PathBuf>,
     /// JetStream server the operator creates tenant streams on.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
@@ -234,15 +242,21 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(guard) => guard,
         Err(err) => return config_error(err),
     };
-    if !(args.admin_database_url.starts_with("postgres://")
-        || args.admin_database_url.starts_with("postgresql://"))
-    {
-        return config_error("CARERP_ADMIN_DATABASE_URL must be a postgres:// URL");
-    }
-    let infrastructure = match Infrastructure::new(&args.admin_database_url, &args.nats_url) {
-        Ok(infrastructure) => infrastructure,
-        Err(err) => return config_error(format!("CARERP_ADMIN_DATABASE_URL: {err}")),
+    let admin_source = match (&args.admin_database_url, &args.admin_database_url_file) {
+        (Some(url), _) => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return config_error("CARERP_ADMIN_DATABASE_URL must be a postgres:// URL");
+            }
+            controller::AdminSource::Url(url.clone())
+        }
+        (None, Some(path)) => controller::AdminSource::File(path.clone()),
+        (None, None) => {
+            return config_error(
+                "set CARERP_ADMIN_DATABASE_URL or CARERP_ADMIN_DATABASE_URL_FILE (the PostgreSQL admin connection)",
+            );
+        }
     };
+    let infrastructure = Infrastructure::new(admin_source, &args.nats_url);
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(err) => {

@@ -30,6 +30,8 @@ pub enum ProvisionError {
     Nats { action: String, message: String },
     #[error("invalid messaging spec: {0}")]
     Spec(String),
+    #[error("{0}")]
+    NotConfigured(String),
 }
 
 impl ProvisionError {
@@ -39,6 +41,7 @@ impl ProvisionError {
             ProvisionError::Database { .. } => "DatabaseError",
             ProvisionError::Nats { .. } => "MessagingError",
             ProvisionError::Spec(_) => "InvalidSpec",
+            ProvisionError::NotConfigured(_) => "DatabaseNotConfigured",
         }
     }
 }
