@@ -6,10 +6,9 @@
 //! is finished by the next one.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use carerp_kit::stream::StreamSettings;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use sqlx::PgPool;
@@ -256,24 +255,14 @@ pub async fn drop_databases(admin: &PgPool, tenant: &str) -> Result<(), Provisio
     Ok(())
 }
 
-/// `CARERP_<TENANT>`: upper case, `-` to `_` (stream names allow neither `.` nor spaces).
-pub fn stream_name(tenant: &str) -> String {
-    format!("CARERP_{}", tenant.to_uppercase().replace('-', "_"))
-}
+pub use carerp_kit::envelope::stream_name;
 
-/// The stream of a tenant: every subject under `carerp.<tenant>.`, on disk, with the 2-minute
-/// window in which a repeated `Nats-Msg-Id` is dropped (the outbox relay may publish twice).
-pub fn stream_config(tenant: &str, spec: &MessagingSpec) -> Result<StreamConfig, ProvisionError> {
-    let max_age = parse_duration(&spec.max_age).map_err(ProvisionError::Spec)?;
-    Ok(StreamConfig {
-        name: stream_name(tenant),
-        subjects: vec![format!("carerp.{tenant}.>")],
-        storage: StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        max_age,
-        num_replicas: usize::try_from(spec.replicas.max(1)).unwrap_or(1),
-        description: Some(format!("Car ERP events of tenant {tenant}")),
-        ..StreamConfig::default()
+/// How the tenant's spec wants its stream kept; the rest of the stream's shape (subjects,
+/// file storage, the 2-minute duplicate window the outbox relay relies on) is the kit's.
+pub fn stream_settings(spec: &MessagingSpec) -> Result<StreamSettings, ProvisionError> {
+    Ok(StreamSettings {
+        max_age: parse_duration(&spec.max_age).map_err(ProvisionError::Spec)?,
+        replicas: usize::try_from(spec.replicas.max(1)).unwrap_or(1),
     })
 }
 
@@ -283,8 +272,7 @@ pub async fn ensure_stream(
     tenant: &str,
     spec: &MessagingSpec,
 ) -> Result<jetstream::stream::Info, ProvisionError> {
-    let config = stream_config(tenant, spec)?;
-    js.create_or_update_stream(config)
+    carerp_kit::stream::ensure_stream(js, tenant, &stream_settings(spec)?)
         .await
         .map_err(|err| ProvisionError::Nats {
             action: format!("create or update stream {}", stream_name(tenant)),
@@ -322,11 +310,12 @@ mod tests {
             "t_acme_motors_workorder"
         );
         assert_eq!(stream_name("acme-motors"), "CARERP_ACME_MOTORS");
-        let c = stream_config("acme-motors", &MessagingSpec::default()).unwrap();
+        let settings = stream_settings(&MessagingSpec::default()).unwrap();
+        let c = carerp_kit::stream::stream_config("acme-motors", &settings);
         assert_eq!(c.subjects, ["carerp.acme-motors.>"]);
-        assert_eq!(c.duplicate_window, Duration::from_secs(120));
-        assert_eq!(c.max_age, Duration::from_secs(168 * 3600));
-        assert_eq!(c.storage, StorageType::File);
+        assert_eq!(c.duplicate_window, std::time::Duration::from_secs(120));
+        assert_eq!(c.max_age, std::time::Duration::from_secs(168 * 3600));
+        assert_eq!(c.storage, async_nats::jetstream::stream::StorageType::File);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub fn stream_config(tenant: &str, settings: &StreamSettings) -> stream::Config 
         max_age: settings.max_age,
         num_replicas: settings.replicas,
         duplicate_window: Duration::from_secs(120),
+        description: Some(format!("Car ERP events of tenant {tenant}")),
         ..Default::default()
     }
 }
