@@ -51,6 +51,53 @@ pub struct Consumer<H> {
     pub service: String,
     pub tenant: String,
     pub handler: H,
+    pub timing: Timing,
+}
+
+/// How long the server waits for an ack before redelivering, and the first retry delay
+/// (doubled per delivery, capped at 64 times).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub ack_wait: Duration,
+    pub retry_base: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            ack_wait: Duration::from_secs(30),
+            retry_base: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Why applying an event failed, which decides whether it may end in the dead letters.
+enum Failure {
+    /// The database or connection failed, not the event: retried for as long as it takes.
+    Transient(HandlerError),
+    /// The handler refused the event: after [`MAX_DELIVERIES`] it is dead-lettered.
+    Handler(HandlerError),
+}
+
+impl Failure {
+    fn from_handler(err: HandlerError) -> Self {
+        match err.downcast_ref::<sqlx::Error>() {
+            Some(db) if is_transient(db) => Failure::Transient(err),
+            _ => Failure::Handler(err),
+        }
+    }
+}
+
+/// Connection loss, pool exhaustion, server shutdown, deadlocks and serialization failures
+/// say nothing about the event: the same event succeeds once the database is back.
+fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
+        }),
+        _ => false,
+    }
 }
 
 impl<H: EventHandler> Consumer<H> {
@@ -76,7 +123,7 @@ impl<H: EventHandler> Consumer<H> {
                 .map(|topic| subject(&self.tenant, topic))
                 .collect(),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: self.timing.ack_wait,
             max_deliver: -1,
             ..Default::default()
         };
@@ -86,36 +133,51 @@ impl<H: EventHandler> Consumer<H> {
         };
         match stream.create_consumer(config.clone()).await {
             Ok(consumer) => Ok(consumer),
-            // An existing consumer with other filters is updated in place.
-            Err(_) => stream
+            // An existing consumer with other filters is updated in place; if that fails too,
+            // both reasons are reported.
+            Err(create) => stream
                 .update_consumer(config)
                 .await
-                .map_err(|err| consumer_error(&err)),
+                .map_err(|update| consumer_error(&format!("create: {create}; update: {update}"))),
         }
     }
 
-    /// Consumes until `shutdown`; the event in hand is finished first.
+    /// Consumes until `shutdown`; the event in hand is finished first. Returns an error when
+    /// the subscription is lost (consumer deleted, stream recreated), so the caller subscribes
+    /// again instead of the service silently consuming nothing.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         let consumer = self.subscribe().await?;
+        let lost = |reason: String| ConsumerError::Consumer {
+            name: self.service.clone(),
+            reason,
+        };
         let mut messages = consumer
             .messages()
             .await
-            .map_err(|err| ConsumerError::Consumer {
-                name: self.service.clone(),
-                reason: err.to_string(),
-            })?;
+            .map_err(|err| lost(err.to_string()))?;
+        let mut failures_in_a_row = 0;
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 next = messages.next() => next,
             };
             match message {
-                Some(Ok(message)) => self.process(message).await,
-                Some(Err(err)) => {
-                    tracing::warn!(action = "consumer.receive", error = %err, "receiving failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                Some(Ok(message)) => {
+                    failures_in_a_row = 0;
+                    self.process(message).await;
                 }
-                None => return Ok(()),
+                Some(Err(err)) => {
+                    failures_in_a_row += 1;
+                    if failures_in_a_row >= 10 {
+                        return Err(lost(format!("receiving keeps failing: {err}")));
+                    }
+                    tracing::warn!(action = "consumer.receive", error = %err, "receiving failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                None => return Err(lost("the message stream ended".into())),
             }
         }
     }
@@ -133,7 +195,12 @@ impl<H: EventHandler> Consumer<H> {
             ack(&message, AckKind::Ack).await;
             return;
         }
-        let deliveries = message.info().map(|info| info.delivered).unwrap_or(1);
+        // Without delivery info the count is unknown; treating it as the last delivery keeps a
+        // failing event from being retried forever.
+        let deliveries = message
+            .info()
+            .map(|info| info.delivered)
+            .unwrap_or(MAX_DELIVERIES);
         let event: CloudEvent = match serde_json::from_slice(&message.payload) {
             Ok(event) => event,
             Err(err) => {
@@ -155,31 +222,39 @@ impl<H: EventHandler> Consumer<H> {
                 tracing::info!(event_id = %event.id, "{} already handled; ignored", event.event_type);
                 ack(&message, AckKind::Ack).await;
             }
-            Err(err) if deliveries >= MAX_DELIVERIES => {
+            Err(Failure::Handler(err)) if deliveries >= MAX_DELIVERIES => {
                 tracing::error!(event_id = %event.id, deliveries, error = %err, "{} failed for the last time; dead-lettered", event.event_type);
                 self.dead_letter(&message, &err.to_string()).await;
             }
-            Err(err) => {
-                let delay = Duration::from_millis(200 * 2u64.pow(deliveries.clamp(1, 6) as u32));
+            Err(Failure::Handler(err) | Failure::Transient(err)) => {
+                let delay = self.retry_delay(deliveries);
                 tracing::warn!(event_id = %event.id, deliveries, error = %err, retry_in_ms = delay.as_millis() as u64, "{} failed; will retry", event.event_type);
                 ack(&message, AckKind::Nak(Some(delay))).await;
             }
         }
     }
 
+    fn retry_delay(&self, deliveries: i64) -> Duration {
+        let doublings = u32::try_from(deliveries.clamp(1, 6)).unwrap_or(6);
+        self.timing.retry_base * 2u32.pow(doublings)
+    }
+
     /// True when applied now, false when the inbox says it was applied before.
-    async fn apply(
-        &self,
-        context: &RequestContext,
-        event: &CloudEvent,
-    ) -> Result<bool, HandlerError> {
-        let mut tx = self.pool.begin().await?;
-        if !record_in_inbox(&mut tx, event.id, &event.event_type).await? {
-            tx.rollback().await?;
+    async fn apply(&self, context: &RequestContext, event: &CloudEvent) -> Result<bool, Failure> {
+        let transient = |err: sqlx::Error| Failure::Transient(err.into());
+        let mut tx = self.pool.begin().await.map_err(transient)?;
+        if !record_in_inbox(&mut tx, event.id, &event.event_type)
+            .await
+            .map_err(transient)?
+        {
+            tx.rollback().await.map_err(transient)?;
             return Ok(false);
         }
-        self.handler.handle(&mut tx, context, event).await?;
-        tx.commit().await?;
+        self.handler
+            .handle(&mut tx, context, event)
+            .await
+            .map_err(Failure::from_handler)?;
+        tx.commit().await.map_err(transient)?;
         Ok(true)
     }
 

@@ -154,6 +154,8 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("admin server failed: {0}")]
     Admin(std::io::Error),
+    #[error("a task of the service failed: {0}")]
+    Task(String),
 }
 
 /// A service that is serving; [`RunningService::stop`] drains it.
@@ -176,7 +178,7 @@ impl RunningService {
         for task in self.tasks {
             match task.await {
                 Ok(result) => result?,
-                Err(join) => return Err(ServeError::Admin(std::io::Error::other(join))),
+                Err(join) => return Err(ServeError::Task(join.to_string())),
             }
         }
         Ok(())

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServiceConfig;
-use crate::consumer::{Consumer, EventHandler};
+use crate::consumer::{Consumer, EventHandler, Timing};
 use crate::grpc::RunningService;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
@@ -90,6 +90,7 @@ async fn consume_until<H: EventHandler + Clone>(
             service: service.clone(),
             tenant: tenant.clone(),
             handler: handler.clone(),
+            timing: Timing::default(),
         };
         match consumer.run(shutdown.clone()).await {
             Ok(()) => return,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use async_nats::jetstream::context::PublishErrorKind;
 use prometheus_client::metrics::gauge::Gauge;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -89,6 +90,7 @@ impl Relay {
             match drained {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(err) => {
+                    self.update_gauges().await;
                     tracing::warn!(action = "outbox.relay", error = %err, retry_in_ms = backoff.as_millis() as u64, "relay failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -149,13 +151,19 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        // Send all, then wait for the acks: one round trip per batch, not per event.
+        // Send all, then wait for the acks: one round trip per batch, not per event. An event
+        // that can never be published (too large) is recorded and skipped, so it holds up only
+        // the later events of its own aggregate; a broker failure stops the pass.
         let mut pending = Vec::with_capacity(rows.len());
         let mut failure = None;
         for row in &rows {
             match self.send(row).await {
                 Ok(ack) => pending.push((row, ack)),
-                Err(reason) => {
+                Err(SendFailure::Event(reason)) => {
+                    tracing::error!(action = "outbox.relay", event_id = %row.id, topic = %row.topic, error = %reason, "event cannot be published; skipped");
+                    record_failure(&mut tx, row, &reason).await?;
+                }
+                Err(SendFailure::Broker(reason)) => {
                     failure = Some((row, reason));
                     break;
                 }
@@ -176,13 +184,7 @@ impl Relay {
             .execute(&mut *tx)
             .await?;
         if let Some((row, reason)) = &failure {
-            sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1",
-            )
-            .bind(row.seq)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
+            record_failure(&mut tx, row, reason).await?;
         }
         tx.commit().await?;
         match failure {
@@ -195,16 +197,23 @@ impl Relay {
         }
     }
 
-    async fn send(&self, row: &OutboxRow) -> Result<jetstream::context::PublishAckFuture, String> {
+    async fn send(
+        &self,
+        row: &OutboxRow,
+    ) -> Result<jetstream::context::PublishAckFuture, SendFailure> {
         let event = CloudEvent::from_outbox(row, &self.service, &self.tenant);
-        let payload = serde_json::to_vec(&event).map_err(|err| err.to_string())?;
+        let payload =
+            serde_json::to_vec(&event).map_err(|err| SendFailure::Event(err.to_string()))?;
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", row.id.to_string().as_str());
         headers.insert("Content-Type", "application/cloudevents+json");
         self.jetstream
             .publish_with_headers(subject(&self.tenant, &row.topic), headers, payload.into())
             .await
-            .map_err(|err| err.to_string())
+            .map_err(|err| match err.kind() {
+                PublishErrorKind::MaxPayloadExceeded => SendFailure::Event(err.to_string()),
+                _ => SendFailure::Broker(err.to_string()),
+            })
     }
 
     async fn update_gauges(&self) {
@@ -219,6 +228,26 @@ impl Relay {
             self.oldest_age.set(age.unwrap_or(0.0));
         }
     }
+}
+
+enum SendFailure {
+    /// This event cannot be published, whatever the broker's state.
+    Event(String),
+    /// The broker did not take it; the next attempt may succeed.
+    Broker(String),
+}
+
+async fn record_failure(
+    tx: &mut sqlx::PgConnection,
+    row: &OutboxRow,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1")
+        .bind(row.seq)
+        .bind(reason)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// True when a notification arrived; false when the listener is gone (reconnect).

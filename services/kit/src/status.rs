@@ -136,12 +136,26 @@ pub fn parse_id(field: &str, value: &str) -> Result<uuid::Uuid, FieldViolation> 
         .map_err(|_| FieldViolation::new(field, format!("{value:?} is not a valid id (UUID)")))
 }
 
-/// A database failure the caller cannot fix: logged in full, reported without internals.
+/// A database failure the caller cannot fix by changing the request: logged in full,
+/// reported without internals. Lost connections are Unavailable (retry later); deadlocks and
+/// serialization failures are Aborted (retry the whole call), as ARCHITECTURE.md maps them.
 pub fn database_error(err: &sqlx::Error) -> Status {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+    let code = match err {
+        sqlx::Error::Database(db) => db.code().map(|c| c.to_string()),
+        _ => None,
+    };
+    match (err, code.as_deref()) {
+        (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed, _) => {
             tracing::error!(error = %err, "database unavailable");
             Status::unavailable("database unavailable, retry later")
+        }
+        (_, Some(code)) if code.starts_with("08") || code.starts_with("57P") => {
+            tracing::error!(error = %err, "database unavailable");
+            Status::unavailable("database unavailable, retry later")
+        }
+        (_, Some("40001" | "40P01")) => {
+            tracing::warn!(error = %err, "transaction conflict");
+            Status::aborted("the change collided with a concurrent one; retry")
         }
         _ => {
             tracing::error!(error = %err, "database error");

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use carerp_kit::consumer::{Consumer, EventHandler, HandlerError};
+use carerp_kit::consumer::{Consumer, EventHandler, HandlerError, MAX_DELIVERIES, Timing};
 use carerp_kit::envelope::{CloudEvent, dlq_subject, stream_name, subject};
 use carerp_kit::relay::Relay;
 use carerp_kit::stream::{StreamSettings, ensure_stream};
@@ -244,6 +244,7 @@ async fn a_duplicated_event_has_one_effect_and_a_poison_event_is_dead_lettered(p
         service: "tester".into(),
         tenant: tenant.clone(),
         handler: handler.clone(),
+        timing: Default::default(),
     };
     let running = tokio::spawn(consumer.run(shutdown.clone()));
 
@@ -417,4 +418,207 @@ async fn events_written_while_nats_is_down_arrive_once_it_is_back(pool: PgPool) 
     shutdown.cancel();
     relay.await.unwrap();
     nats.stop();
+}
+
+/// Fails with a lost connection `failures` times, then applies; slow on its first call if asked.
+#[derive(Clone)]
+struct Flaky {
+    calls: Arc<AtomicUsize>,
+    failures: usize,
+    first_call_takes: Duration,
+}
+
+impl EventHandler for Flaky {
+    fn topics(&self) -> &'static [&'static str] {
+        &["test.happened"]
+    }
+
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        _: &RequestContext,
+        event: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if call == 0 {
+            tokio::time::sleep(self.first_call_takes).await;
+        }
+        if call < self.failures {
+            return Err(Box::new(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset by the database",
+            ))));
+        }
+        sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+            .bind(event.id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn run_flaky(
+    pool: &PgPool,
+    handler: Flaky,
+    timing: Timing,
+) -> (
+    String,
+    jetstream::Context,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), carerp_kit::consumer::ConsumerError>>,
+) {
+    sqlx::query("CREATE TABLE effects (event_id UUID NOT NULL)")
+        .execute(pool)
+        .await
+        .unwrap();
+    let tenant = unique_tenant();
+    let js = jetstream_for(&tenant).await;
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer {
+        pool: pool.clone(),
+        jetstream: js.clone(),
+        service: "flaky".into(),
+        tenant: tenant.clone(),
+        handler,
+        timing,
+    };
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+    (tenant, js, shutdown, running)
+}
+
+async fn effects(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM effects")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn a_database_outage_is_retried_past_the_delivery_limit_and_never_dead_lettered(
+    pool: PgPool,
+) {
+    let failures = usize::try_from(MAX_DELIVERIES).unwrap() + 3;
+    let handler = Flaky {
+        calls: Arc::default(),
+        failures,
+        first_call_takes: Duration::ZERO,
+    };
+    let timing = Timing {
+        ack_wait: Duration::from_secs(30),
+        retry_base: Duration::from_millis(5),
+    };
+    let (tenant, js, shutdown, running) = run_flaky(&pool, handler.clone(), timing).await;
+    publish_raw(
+        &js,
+        &tenant,
+        &event(&tenant, serde_json::json!({})),
+        "outage",
+    )
+    .await;
+
+    eventually(
+        "the event is applied once the database is back",
+        async || effects(&pool).await == 1,
+    )
+    .await;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), failures + 1);
+    assert!(
+        stored(&js, &tenant, &dlq_subject(&tenant, "flaky"))
+            .await
+            .is_empty()
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    js.delete_stream(stream_name(&tenant)).await.unwrap();
+}
+
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn an_event_redelivered_before_its_ack_arrived_has_one_effect(pool: PgPool) {
+    // The first attempt outlives the ack wait, as a consumer that crashed before acking
+    // would: the server delivers the event again, and the inbox turns the copy away.
+    let handler = Flaky {
+        calls: Arc::default(),
+        failures: 0,
+        first_call_takes: Duration::from_millis(2500),
+    };
+    let timing = Timing {
+        ack_wait: Duration::from_secs(1),
+        retry_base: Duration::from_millis(5),
+    };
+    let (tenant, js, shutdown, running) = run_flaky(&pool, handler.clone(), timing).await;
+    let sent = event(&tenant, serde_json::json!({}));
+    publish_raw(&js, &tenant, &sent, "slow").await;
+
+    eventually("the event is applied", async || effects(&pool).await == 1).await;
+    let stream = js.get_stream(stream_name(&tenant)).await.unwrap();
+    eventually(
+        "the event was delivered again and acknowledged",
+        async || {
+            let mut consumer: jetstream::consumer::PullConsumer =
+                stream.get_consumer("flaky").await.unwrap();
+            let info = consumer.info().await.unwrap();
+            info.delivered.consumer_sequence >= 2
+                && info.num_ack_pending == 0
+                && info.num_pending == 0
+        },
+    )
+    .await;
+    assert_eq!(effects(&pool).await, 1);
+    assert_eq!(
+        handler.calls.load(Ordering::SeqCst),
+        1,
+        "the copy never reached the handler"
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    js.delete_stream(stream_name(&tenant)).await.unwrap();
+}
+
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn an_event_too_large_to_publish_holds_up_only_its_own_aggregate(pool: PgPool) {
+    let tenant = unique_tenant();
+    let js = jetstream_for(&tenant).await;
+    let context = RequestContext::new_root();
+    let mut tx = pool.begin().await.unwrap();
+    let huge = "x".repeat(2 * 1024 * 1024);
+    outbox::enqueue(
+        &mut tx,
+        &context,
+        "customer.created",
+        "big",
+        &serde_json::json!({ "blob": huge }),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    enqueue(&pool, &context, "customer.created", "big", 1).await;
+    enqueue(&pool, &context, "customer.created", "small", 2).await;
+
+    let relay = Relay::new(
+        pool.clone(),
+        js.clone(),
+        "customer",
+        &tenant,
+        &Metrics::new(),
+    );
+    relay.drain().await.unwrap();
+    let published = stored(&js, &tenant, &subject(&tenant, "customer.created")).await;
+    let subjects: Vec<String> = published
+        .iter()
+        .map(|m| {
+            serde_json::from_slice::<CloudEvent>(&m.payload)
+                .unwrap()
+                .subject
+        })
+        .collect();
+    assert_eq!(subjects, ["small"]);
+    let (attempts, error): (i32, Option<String>) = sqlx::query_as(
+        "SELECT attempts, last_error FROM outbox WHERE aggregate_id = 'big' ORDER BY seq LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(attempts >= 1);
+    assert!(error.unwrap().to_lowercase().contains("payload"));
+    js.delete_stream(stream_name(&tenant)).await.unwrap();
 }
