@@ -127,6 +127,7 @@ async fn add_part(p: &mut Platform, id: &str, part_id: &str, quantity: i32) -> w
             part_id: part_id.into(),
             quantity,
             expected_version: 0,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap()
@@ -200,6 +201,7 @@ async fn happy_path_from_parts_to_invoice() {
             minutes: 90,
             hourly_rate: None,
             expected_version: 0,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap();

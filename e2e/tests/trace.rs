@@ -107,6 +107,7 @@ async fn the_first_requests_trace_id_reaches_envelopes_and_consumer_logs() {
         part_id: part.id.clone(),
         quantity: 2,
         expected_version: 0,
+        idempotency_key: String::new(),
     });
     request.metadata_mut().insert(
         "traceparent",

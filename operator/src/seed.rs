@@ -351,6 +351,7 @@ pub async fn seed_demo(urls: &HashMap<Service, String>, currency: &str) -> anyho
                     part_id: part_id.clone(),
                     quantity: *quantity,
                     expected_version: 0,
+                    idempotency_key: String::new(),
                 })
                 .await
                 .with_context(|| format!("adding {sku} to work order {}", wo.number))?;
@@ -363,6 +364,7 @@ pub async fn seed_demo(urls: &HashMap<Service, String>, currency: &str) -> anyho
                 minutes: *minutes,
                 hourly_rate: None,
                 expected_version: 0,
+                idempotency_key: String::new(),
             })
             .await
             .with_context(|| format!("adding labour to work order {}", wo.number))?;

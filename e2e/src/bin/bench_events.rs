@@ -176,6 +176,7 @@ async fn one_work_order(
             part_id: part_id.into(),
             quantity: 1,
             expected_version: 0,
+            idempotency_key: String::new(),
         })
         .await?;
     let get = wo::GetWorkOrderRequest {

@@ -502,3 +502,92 @@ async fn a_failed_reservation_is_retried_once_stock_arrives(pool: PgPool) {
     assert_eq!(invoiced["invoiceId"], invoiced["invoice"]["id"]);
     garage.stop().await;
 }
+
+#[sqlx::test]
+async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let (customer, vehicle) = garage
+        .customer_with_vehicle("Ada Lovelace", "WVWZZZ1JZXW000077")
+        .await;
+    let part = garage.part("PAD-7", 10, 2).await;
+    let part_id = part["id"].as_str().unwrap();
+    let order = garage
+        .post(
+            "/api/work-orders",
+            json!({"customerId": customer, "vehicleId": vehicle, "complaint": "brakes squeal", "odometerKm": 42100}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = order["id"].as_str().unwrap().to_string();
+    let send = |path: &str, key: &str, body: Value| {
+        garage
+            .http
+            .post(garage.url(&format!("/api/work-orders/{id}/{path}")))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body.to_string())
+            .send()
+    };
+    let part_line = json!({"partId": part_id, "quantity": 1});
+    let first = common::Reply::from(
+        send("line-items", "pad-1", part_line.clone())
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let retried = common::Reply::from(
+        send("line-items", "pad-1", part_line.clone())
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(StatusCode::OK);
+    assert_eq!(first["partLines"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(
+        retried["partLines"].as_array().unwrap().len(),
+        1,
+        "{retried}"
+    );
+    assert_eq!(retried["partLines"][0]["id"], first["partLines"][0]["id"]);
+
+    let labor = json!({"description": "replace pads", "technician": "Tom", "minutes": 30});
+    let first = common::Reply::from(send("labor", "pads-labour", labor.clone()).await.unwrap())
+        .await
+        .expect(StatusCode::OK);
+    let retried = common::Reply::from(send("labor", "pads-labour", labor.clone()).await.unwrap())
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(first["laborLines"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(
+        retried["laborLines"].as_array().unwrap().len(),
+        1,
+        "{retried}"
+    );
+
+    // Another key is another line; without a key every call adds one.
+    let other = common::Reply::from(send("labor", "more-labour", labor.clone()).await.unwrap())
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(other["laborLines"].as_array().unwrap().len(), 2, "{other}");
+    let unkeyed = garage
+        .post(&format!("/api/work-orders/{id}/labor"), labor)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        unkeyed["laborLines"].as_array().unwrap().len(),
+        3,
+        "{unkeyed}"
+    );
+    let stored = garage
+        .get(&format!("/api/work-orders/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(stored["partLines"].as_array().unwrap().len(), 1, "{stored}");
+    assert_eq!(
+        stored["laborLines"].as_array().unwrap().len(),
+        3,
+        "{stored}"
+    );
+    garage.stop().await;
+}

@@ -59,13 +59,7 @@ impl WorkOrderService for WorkOrderApi {
                 }
             })
             .ok();
-        let key = non_empty(&req.idempotency_key);
-        if key.is_some_and(|key| key.chars().count() > MAX_IDEMPOTENCY_KEY) {
-            v.add(
-                "idempotency_key",
-                format!("must be at most {MAX_IDEMPOTENCY_KEY} characters"),
-            );
-        }
+        let key = idempotency_key(&mut v, &req.idempotency_key);
         let (Some(customer_id), Some(vehicle_id), Some(intake)) = (customer_id, vehicle_id, intake)
         else {
             return Err(Error::Invalid(v).into());
@@ -194,6 +188,7 @@ impl WorkOrderService for WorkOrderApi {
         let part_id = required_id(&mut v, "part_id", &req.part_id);
         v.check(domain::check_quantity(req.quantity));
         check_expected_version(&mut v, req.expected_version);
+        let key = idempotency_key(&mut v, &req.idempotency_key);
         let (Some(id), Some(part_id)) = (id, part_id) else {
             return Err(Error::Invalid(v).into());
         };
@@ -206,6 +201,7 @@ impl WorkOrderService for WorkOrderApi {
                 part_id,
                 req.quantity,
                 req.expected_version,
+                key,
             )
             .await?,
         )
@@ -245,6 +241,7 @@ impl WorkOrderService for WorkOrderApi {
             }
         }
         check_expected_version(&mut v, req.expected_version);
+        let key = idempotency_key(&mut v, &req.idempotency_key);
         let (Some(id), Ok(labor)) = (id, labor) else {
             return Err(Error::Invalid(v).into());
         };
@@ -256,6 +253,7 @@ impl WorkOrderService for WorkOrderApi {
                 &labor,
                 &self.settings.currency,
                 req.expected_version,
+                key,
             )
             .await?,
         )
@@ -340,6 +338,18 @@ fn check_expected_version(v: &mut Violations, expected_version: i64) {
             format!("must not be negative (0 skips the check), is {expected_version}"),
         );
     }
+}
+
+/// The request's idempotency key, if it has one; longer than allowed is a violation.
+fn idempotency_key<'a>(v: &mut Violations, value: &'a str) -> Option<&'a str> {
+    let key = non_empty(value);
+    if key.is_some_and(|key| key.chars().count() > MAX_IDEMPOTENCY_KEY) {
+        v.add(
+            "idempotency_key",
+            format!("must be at most {MAX_IDEMPOTENCY_KEY} characters"),
+        );
+    }
+    key
 }
 
 fn non_empty(value: &str) -> Option<&str> {

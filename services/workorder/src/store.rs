@@ -271,14 +271,69 @@ pub async fn lock(
     .fetch_optional(&mut *conn)
     .await?;
     let header = header.ok_or(Error::WorkOrderNotFound(id))?;
+    check_version(&header, expected_version)?;
+    Ok(with_lines(conn, vec![header]).await?.remove(0))
+}
+
+fn check_version(header: &Header, expected_version: i64) -> Result<(), Error> {
     if expected_version != 0 && header.version != expected_version {
         return Err(Error::VersionConflict {
-            id,
+            id: header.id,
             expected: expected_version,
             actual: header.version,
         });
     }
-    Ok(with_lines(conn, vec![header]).await?.remove(0))
+    Ok(())
+}
+
+/// The line tables whose "add" honours an idempotency key.
+#[derive(Debug, Clone, Copy)]
+enum LineTable {
+    Parts,
+    Labor,
+}
+
+/// What locking a work order for an "add line" found.
+enum AddLine {
+    /// The order, locked, its version checked: add the line.
+    Add(WorkOrder),
+    /// The key already added a line to this order: the order as it is now, nothing to write.
+    Repeated(WorkOrder),
+}
+
+/// Locks a work order for adding a line. A key that already added a line to this order is
+/// recognised before the version and status checks: the first call moved the version on (and
+/// the order may have moved on since), yet its retry must still get the order, not an error.
+/// The row lock serialises adds to one order, so the lookup cannot race a concurrent add.
+async fn lock_for_add(
+    conn: &mut PgConnection,
+    id: Uuid,
+    expected_version: i64,
+    table: LineTable,
+    idempotency_key: Option<&str>,
+) -> Result<AddLine, Error> {
+    let order = lock(conn, id, 0).await?;
+    if let Some(key) = idempotency_key {
+        let sql = match table {
+            LineTable::Parts => {
+                "SELECT EXISTS (SELECT 1 FROM part_lines WHERE work_order_id = $1 AND idempotency_key = $2)"
+            }
+            LineTable::Labor => {
+                "SELECT EXISTS (SELECT 1 FROM labor_lines WHERE work_order_id = $1 AND idempotency_key = $2)"
+            }
+        };
+        let repeated: bool = sqlx::query_scalar(sql)
+            .bind(id)
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        if repeated {
+            return Ok(AddLine::Repeated(order));
+        }
+    }
+    check_version(&order.header, expected_version)?;
+    ensure_lines_editable(&order)?;
+    Ok(AddLine::Add(order))
 }
 
 /// Records that the work order changed: every write ends here, so the version moves once
@@ -427,6 +482,7 @@ fn ensure_lines_editable(order: &WorkOrder) -> Result<(), Error> {
 }
 
 /// Adds a part line, PENDING until inventory reserves it, and asks inventory to reserve it.
+/// A retry with the same idempotency key writes nothing and returns the order as it is now.
 pub async fn add_part_line(
     pool: &PgPool,
     context: &RequestContext,
@@ -434,19 +490,32 @@ pub async fn add_part_line(
     part_id: Uuid,
     quantity: i32,
     expected_version: i64,
+    idempotency_key: Option<&str>,
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
-    let order = lock(&mut tx, id, expected_version).await?;
-    ensure_lines_editable(&order)?;
+    if let AddLine::Repeated(order) = lock_for_add(
+        &mut tx,
+        id,
+        expected_version,
+        LineTable::Parts,
+        idempotency_key,
+    )
+    .await?
+    {
+        tx.rollback().await?;
+        return Ok(order);
+    }
     let line_id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO part_lines (id, work_order_id, part_id, quantity, reservation_state)
-         VALUES ($1, $2, $3, $4, 'PENDING')",
+        "INSERT INTO part_lines (id, work_order_id, part_id, quantity, reservation_state,
+                                 idempotency_key)
+         VALUES ($1, $2, $3, $4, 'PENDING', $5)",
     )
     .bind(line_id)
     .bind(id)
     .bind(part_id)
     .bind(quantity)
+    .bind(idempotency_key)
     .execute(&mut *tx)
     .await?;
     touch(&mut tx, id).await?;
@@ -489,16 +558,31 @@ pub async fn remove_part_line(
 }
 
 /// Adds a labour line; `labor` was validated against `currency`, the tenant's currency.
+/// A retry with the same idempotency key writes nothing and returns the order as it is now.
 pub async fn add_labor_line(
     pool: &PgPool,
     id: Uuid,
     labor: &NewLabor,
     currency: &str,
     expected_version: i64,
+    idempotency_key: Option<&str>,
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
-    let order = lock(&mut tx, id, expected_version).await?;
-    ensure_lines_editable(&order)?;
+    let order = match lock_for_add(
+        &mut tx,
+        id,
+        expected_version,
+        LineTable::Labor,
+        idempotency_key,
+    )
+    .await?
+    {
+        AddLine::Add(order) => order,
+        AddLine::Repeated(order) => {
+            tx.rollback().await?;
+            return Ok(order);
+        }
+    };
     if order.header.currency != currency {
         return Err(Error::Conflict(format!(
             "work order {id} is kept in {}, but the tenant now uses {currency}: labour cannot be added at a {currency} rate",
@@ -506,8 +590,9 @@ pub async fn add_labor_line(
         )));
     }
     sqlx::query(
-        "INSERT INTO labor_lines (id, work_order_id, description, technician, minutes, hourly_rate_minor)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO labor_lines (id, work_order_id, description, technician, minutes, hourly_rate_minor,
+                                  idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(Uuid::now_v7())
     .bind(id)
@@ -515,6 +600,7 @@ pub async fn add_labor_line(
     .bind(&labor.technician)
     .bind(labor.minutes)
     .bind(labor.hourly_rate_minor)
+    .bind(idempotency_key)
     .execute(&mut *tx)
     .await?;
     touch(&mut tx, id).await?;

@@ -702,6 +702,7 @@ async fn part_line_bad_input_unknown_ids_and_stale_versions_are_refused(pool: Pg
         part_id: PART.into(),
         quantity,
         expected_version: 0,
+        idempotency_key: String::new(),
     };
     for quantity in [0, -3, 10_001] {
         let err = g.client.add_part_line(add(quantity)).await.unwrap_err();
@@ -773,6 +774,139 @@ async fn part_line_bad_input_unknown_ids_and_stale_versions_are_refused(pool: Pg
 }
 
 #[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
+async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool: PgPool) {
+    let mut g = Garage::start(pool).await;
+    let order = g.order().await;
+    let part = |key: &str| pb::AddPartLineRequest {
+        work_order_id: order.id.clone(),
+        part_id: PART.into(),
+        quantity: 2,
+        expected_version: version(&order),
+        idempotency_key: key.into(),
+    };
+    let first = g
+        .client
+        .add_part_line(part("add-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.part_lines.len(), 1);
+    // The retry carries the version the first call was based on: it still succeeds.
+    let again = g
+        .client
+        .add_part_line(part("add-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+    assert_eq!(g.count("part_lines").await, 1);
+    let parts_added = |events: &[(String, serde_json::Value)]| {
+        events
+            .iter()
+            .filter(|(topic, _)| topic == "workorder.parts-added")
+            .count()
+    };
+    assert_eq!(parts_added(&g.events(&order.id).await), 1);
+    // A different key is a different line.
+    let second = g
+        .client
+        .add_part_line(pb::AddPartLineRequest {
+            expected_version: version(&first),
+            ..part("add-2")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.part_lines.len(), 2);
+    assert_eq!(version(&second), version(&first) + 1);
+    assert_eq!(parts_added(&g.events(&order.id).await), 2);
+    // The same key on another work order is that order's own first use.
+    let other = g.order().await;
+    let elsewhere = g
+        .client
+        .add_part_line(pb::AddPartLineRequest {
+            work_order_id: other.id.clone(),
+            expected_version: 0,
+            ..part("add-1")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(elsewhere.part_lines.len(), 1);
+
+    let labor = |key: &str| pb::AddLaborLineRequest {
+        work_order_id: order.id.clone(),
+        description: "Replace brake pads".into(),
+        technician: "Ana".into(),
+        minutes: 30,
+        hourly_rate: None,
+        expected_version: 0,
+        idempotency_key: key.into(),
+    };
+    let with_labor = g
+        .client
+        .add_labor_line(labor("add-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(with_labor.labor_lines.len(), 1);
+    let repeated = g
+        .client
+        .add_labor_line(labor("add-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(repeated, with_labor);
+    assert_eq!(g.count("labor_lines").await, 1);
+    let more = g
+        .client
+        .add_labor_line(labor("add-3"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(more.labor_lines.len(), 2);
+    assert_eq!(g.count("labor_lines").await, 2);
+    // Once the order is cancelled, a retry of an earlier add still answers with the order.
+    let cancelled = g.status(&order.id, S::Cancelled).await;
+    let late = g
+        .client
+        .add_labor_line(labor("add-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(late, cancelled);
+    let outbox_before = g.count("outbox").await;
+    let late = g
+        .client
+        .add_part_line(part("add-2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(late, cancelled);
+    assert_eq!(g.count("outbox").await, outbox_before);
+    // A new key on the cancelled order is refused as before.
+    let err = g
+        .client
+        .add_part_line(pb::AddPartLineRequest {
+            expected_version: 0,
+            ..part("add-9")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = g
+        .client
+        .add_part_line(pb::AddPartLineRequest {
+            expected_version: 0,
+            ..part(&"k".repeat(201))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), vec!["idempotency_key"]);
+    g.stop().await;
+}
+
+#[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
 async fn labour_lines_default_to_the_tenant_rate_and_refuse_bad_input(pool: PgPool) {
     let mut g = Garage::start(pool).await;
     let order = g.order().await;
@@ -801,6 +935,7 @@ async fn labour_lines_default_to_the_tenant_rate_and_refuse_bad_input(pool: PgPo
         minutes,
         hourly_rate: None,
         expected_version: 0,
+        idempotency_key: String::new(),
     };
     for minutes in [0, -15, 31 * 24 * 60 + 1] {
         let err = g.client.add_labor_line(add(minutes)).await.unwrap_err();
@@ -987,6 +1122,7 @@ async fn lines_cannot_change_on_a_completed_or_cancelled_order(pool: PgPool) {
                     part_id: PART.into(),
                     quantity: 1,
                     expected_version: 0,
+                    idempotency_key: String::new(),
                 })
                 .await
                 .unwrap_err(),
@@ -1311,6 +1447,7 @@ async fn concurrent_line_additions_on_one_version_add_exactly_one_line(pool: PgP
         part_id: part.into(),
         quantity: 1,
         expected_version: 1,
+        idempotency_key: String::new(),
     };
     let mut a = g.client.clone();
     let mut b = g.client.clone();

@@ -28,10 +28,10 @@ async fn order_with_parts(pool: &PgPool) -> WorkOrder {
     let order = store::create_work_order(pool, &context(), &new, None)
         .await
         .unwrap();
-    store::add_part_line(pool, &context(), order.id(), Uuid::now_v7(), 2, 0)
+    store::add_part_line(pool, &context(), order.id(), Uuid::now_v7(), 2, 0, None)
         .await
         .unwrap();
-    store::add_part_line(pool, &context(), order.id(), Uuid::now_v7(), 1, 0)
+    store::add_part_line(pool, &context(), order.id(), Uuid::now_v7(), 1, 0, None)
         .await
         .unwrap()
 }

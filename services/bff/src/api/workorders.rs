@@ -315,12 +315,14 @@ pub async fn update_notes(
 /// Add a part line; inventory then reserves the parts (or the order waits for them).
 #[utoipa::path(post, path = "/api/work-orders/{id}/line-items", tag = "work orders",
     request_body = AddPartLine,
-    params(("id" = String, Path, description = "Work order id")),
+    params(("id" = String, Path, description = "Work order id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds no second line")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn add_part_line(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<AddPartLine>,
 ) -> Result<Json<WorkOrder>, ApiError> {
     let clients = &state.clients;
@@ -334,6 +336,7 @@ pub async fn add_part_line(
                 part_id: body.part_id,
                 quantity: body.quantity,
                 expected_version: body.expected_version,
+                idempotency_key: key,
             },
         ))
         .await
@@ -374,12 +377,14 @@ pub async fn remove_part_line(
 /// Add a labour line; without `hourlyRate` the garage's rate applies.
 #[utoipa::path(post, path = "/api/work-orders/{id}/labor", tag = "work orders",
     request_body = AddLaborLine,
-    params(("id" = String, Path, description = "Work order id")),
+    params(("id" = String, Path, description = "Work order id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds no second line")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn add_labor_line(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<AddLaborLine>,
 ) -> Result<Json<WorkOrder>, ApiError> {
     let clients = &state.clients;
@@ -395,6 +400,7 @@ pub async fn add_labor_line(
                 minutes: body.minutes,
                 hourly_rate: body.hourly_rate.map(Into::into),
                 expected_version: body.expected_version,
+                idempotency_key: key,
             },
         ))
         .await

@@ -164,6 +164,7 @@ impl Garage {
                 part_id: part_id.into(),
                 quantity,
                 expected_version: 0,
+                idempotency_key: String::new(),
             })
             .await
             .unwrap()
@@ -182,6 +183,7 @@ impl Garage {
                     currency: "EUR".into(),
                 }),
                 expected_version: 0,
+                idempotency_key: String::new(),
             })
             .await
             .unwrap()
