@@ -320,6 +320,51 @@ async fn cancelling_releases_the_reservations() {
 }
 
 #[tokio::test]
+async fn removing_a_reserved_line_releases_its_stock() {
+    let mut p = Platform::start(settings()).await.unwrap();
+    let (customer_id, vehicle_id) = customer_with_vehicle(&mut p).await;
+    let filter = part(&mut p, "OIL-005", 900, 6).await;
+    let order = work_order(&mut p, &customer_id, &vehicle_id).await;
+    add_part(&mut p, &order.id, &filter.id, 2).await;
+    let reserved = reservations_settled(&mut p, &order.id).await;
+    assert_eq!(
+        reserved.part_lines[0].reservation_state,
+        ReservationState::Reserved as i32
+    );
+    let held = part_state(&mut p, &filter.id).await;
+    assert_eq!((held.quantity_reserved, held.quantity_available), (2, 4));
+
+    let removed = p
+        .work_orders
+        .remove_part_line(wo::RemovePartLineRequest {
+            work_order_id: order.id.clone(),
+            line_id: reserved.part_lines[0].id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(removed.part_lines.is_empty());
+    // Released while the order is still open, not only when it completes or is cancelled.
+    eventually(
+        "the removed line's reservation is released",
+        WAIT,
+        async || {
+            let part = part_state(&mut p, &filter.id).await;
+            (part.quantity_reserved == 0 && part.quantity_available == 6).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        get(&mut p, &order.id).await.status,
+        WorkOrderStatus::Open as i32
+    );
+    assert_eq!(part_state(&mut p, &filter.id).await.quantity_on_hand, 6);
+    p.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_completion_published_twice_invoices_and_consumes_once() {
     let mut p = Platform::start(settings()).await.unwrap();
     let (customer_id, vehicle_id) = customer_with_vehicle(&mut p).await;

@@ -12,7 +12,7 @@ use carerp_kit::consumer::{EventHandler, HandlerError};
 use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{
     self, FailedLine, PartsReserved, ReservationFailed, ReservedLine, WorkOrderCancelled,
-    WorkOrderCompleted, WorkOrderPartsAdded, topic,
+    WorkOrderCompleted, WorkOrderPartsAdded, WorkOrderPartsRemoved, topic,
 };
 use carerp_kit::outbox;
 use sqlx::PgConnection;
@@ -58,10 +58,28 @@ pub async fn on_parts_added(
     let closed = closed_outcome(tx, data.work_order_id).await?;
     let line_ids: Vec<Uuid> = data.lines.iter().map(|line| line.line_id).collect();
     let existing = reservations_of(tx, data.work_order_id, Some(&line_ids)).await?;
-    let existing_lines: HashMap<Uuid, ExistingLine> = existing
+    let mut existing_lines: HashMap<Uuid, ExistingLine> = existing
         .iter()
         .map(|row| (row.line_id, row.existing_line()))
         .collect();
+    // A line removed before this request was handled (the request redelivered or late) is
+    // refused like a released one: nothing may stay reserved for a line that is gone.
+    let removed: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT line_id FROM removed_part_lines WHERE work_order_id = $1 AND line_id = ANY($2)",
+    )
+    .bind(data.work_order_id)
+    .bind(&line_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    for line in data.lines.iter().filter(|l| removed.contains(&l.line_id)) {
+        existing_lines
+            .entry(line.line_id)
+            .or_insert_with(|| ExistingLine {
+                part_id: line.part_id,
+                quantity: line.quantity,
+                status: LineStatus::Released,
+            });
+    }
     let reservable: HashMap<Uuid, ReservablePart> = parts
         .values()
         .map(|part| {
@@ -211,7 +229,44 @@ pub async fn on_work_order_cancelled(
 ) -> Result<(), Error> {
     lock_work_order(tx, data.work_order_id).await?;
     close(tx, data.work_order_id, ClosedOutcome::Cancelled).await?;
-    let open = open_reservations(tx, data.work_order_id).await?;
+    let open = open_reservations(tx, data.work_order_id, None).await?;
+    settle(tx, ctx, data.work_order_id, &open, &HashSet::new()).await
+}
+
+/// Releases the reservations of part lines removed from a work order, and remembers the
+/// lines so that a reservation request for one arriving later (redelivered or late) is
+/// refused. Only the named (work order, line) pairs are touched; a line already released,
+/// consumed or never reserved changes nothing, so the event applied twice, even under two
+/// ids, has the effect of once.
+pub async fn on_parts_removed(
+    tx: &mut PgConnection,
+    ctx: &RequestContext,
+    event_id: Uuid,
+    data: &WorkOrderPartsRemoved,
+) -> Result<(), Error> {
+    lock_work_order(tx, data.work_order_id).await?;
+    let line_ids: Vec<Uuid> = data.lines.iter().map(|line| line.line_id).collect();
+    sqlx::query(
+        "INSERT INTO removed_part_lines (work_order_id, line_id)
+         SELECT $1, line_id FROM unnest($2::uuid[]) AS line_id
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(data.work_order_id)
+    .bind(&line_ids)
+    .execute(&mut *tx)
+    .await?;
+    let open = open_reservations(tx, data.work_order_id, Some(&line_ids)).await?;
+    for row in &open {
+        let announced = data.lines.iter().find(|line| line.line_id == row.line_id);
+        if let Some(line) =
+            announced.filter(|line| line.part_id != row.part_id || line.quantity != row.quantity)
+        {
+            // The reservation is what is held: release it as reserved.
+            tracing::warn!(%event_id, work_order_id = %data.work_order_id, line_id = %row.line_id,
+                "removed line announced as {} of part {}, reserved as {} of part {}: releasing the reservation",
+                line.quantity, line.part_id, row.quantity, row.part_id);
+        }
+    }
     settle(tx, ctx, data.work_order_id, &open, &HashSet::new()).await
 }
 
@@ -227,7 +282,7 @@ pub async fn on_work_order_completed(
 ) -> Result<(), Error> {
     lock_work_order(tx, data.work_order_id).await?;
     close(tx, data.work_order_id, ClosedOutcome::Completed).await?;
-    let open = open_reservations(tx, data.work_order_id).await?;
+    let open = open_reservations(tx, data.work_order_id, None).await?;
     let used: HashSet<Uuid> = data.part_lines.iter().map(|line| line.line_id).collect();
     let reserved: HashSet<Uuid> = open.iter().map(|row| row.line_id).collect();
     for line in data
@@ -409,20 +464,23 @@ pub async fn reservations_of(
     Ok(rows)
 }
 
-/// Open reservations of a work order, locked: a concurrent release and consumption of the
-/// same work order cannot both settle a line.
+/// Open reservations of a work order (of the given lines only, when given), locked: a
+/// concurrent release and consumption of the same work order cannot both settle a line.
 async fn open_reservations(
     tx: &mut PgConnection,
     work_order_id: Uuid,
+    lines: Option<&[Uuid]>,
 ) -> Result<Vec<ReservationRow>, Error> {
     let rows = sqlx::query_as(
         "SELECT line_id, part_id, quantity, status, sku, name, unit_price_minor, currency
          FROM reservations
          WHERE work_order_id = $1 AND status = 'reserved'
+           AND ($2::uuid[] IS NULL OR line_id = ANY($2))
          ORDER BY line_id
          FOR UPDATE",
     )
     .bind(work_order_id)
+    .bind(lines)
     .fetch_all(tx)
     .await?;
     Ok(rows)
@@ -437,6 +495,7 @@ impl EventHandler for InventoryEvents {
     fn topics(&self) -> &'static [&'static str] {
         &[
             topic::WORKORDER_PARTS_ADDED,
+            topic::WORKORDER_PARTS_REMOVED,
             topic::WORKORDER_COMPLETED,
             topic::WORKORDER_CANCELLED,
         ]
@@ -451,6 +510,9 @@ impl EventHandler for InventoryEvents {
         match event.event_type.as_str() {
             topic::WORKORDER_PARTS_ADDED => {
                 on_parts_added(tx, context, event.id, &event.data_as()?).await?
+            }
+            topic::WORKORDER_PARTS_REMOVED => {
+                on_parts_removed(tx, context, event.id, &event.data_as()?).await?
             }
             topic::WORKORDER_COMPLETED => {
                 on_work_order_completed(tx, context, event.id, &event.data_as()?).await?

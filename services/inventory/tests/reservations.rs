@@ -189,6 +189,87 @@ async fn cancelling_releases_once_and_refuses_later_reservations(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "carerp_inventory::MIGRATOR")]
+async fn removing_a_reserved_line_releases_exactly_that_line_once(pool: PgPool) {
+    let filter = part(&pool, "OF-1", 10, 0).await;
+    let wo = Uuid::now_v7();
+    let other_wo = Uuid::now_v7();
+    let removed = line(filter.id, 4);
+    let kept = line(filter.id, 1);
+    reserve(
+        &pool,
+        Uuid::now_v7(),
+        &parts_added(wo, vec![removed.clone(), kept.clone()]),
+    )
+    .await;
+    let elsewhere = line(filter.id, 2);
+    reserve(
+        &pool,
+        Uuid::now_v7(),
+        &parts_added(other_wo, vec![elsewhere.clone()]),
+    )
+    .await;
+    let before = get(&pool, filter.id).await;
+    assert_eq!((before.quantity_on_hand, before.quantity_reserved), (10, 7));
+    assert_eq!(before.stock().available(), 3);
+
+    remove(&pool, wo, std::slice::from_ref(&removed)).await;
+    remove(&pool, wo, std::slice::from_ref(&removed)).await;
+    let after = get(&pool, filter.id).await;
+    assert_eq!((after.quantity_on_hand, after.quantity_reserved), (10, 3));
+    assert_eq!(after.stock().available(), 7);
+    assert_eq!(movement_count(&pool, filter.id, "release").await, 1);
+    let status = |line_id: Uuid| {
+        sqlx::query_scalar::<_, String>("SELECT status FROM reservations WHERE line_id = $1")
+            .bind(line_id)
+            .fetch_one(&pool)
+    };
+    assert_eq!(status(removed.line_id).await.unwrap(), "released");
+    assert_eq!(status(kept.line_id).await.unwrap(), "reserved");
+    assert_eq!(status(elsewhere.line_id).await.unwrap(), "reserved");
+    // The line id of one work order does not release another order's line.
+    remove(&pool, other_wo, std::slice::from_ref(&kept)).await;
+    assert_eq!(status(kept.line_id).await.unwrap(), "reserved");
+    assert_eq!(get(&pool, filter.id).await.quantity_reserved, 3);
+
+    // The rest of the order settles as before: only the kept line is consumed.
+    complete(&pool, &completed(wo, std::slice::from_ref(&kept))).await;
+    let done = get(&pool, filter.id).await;
+    assert_eq!((done.quantity_on_hand, done.quantity_reserved), (9, 2));
+    assert_eq!(movement_count(&pool, filter.id, "release").await, 1);
+    assert_ledger_consistent(&pool).await;
+}
+
+#[sqlx::test(migrator = "carerp_inventory::MIGRATOR")]
+async fn a_line_removed_before_its_reservation_request_is_never_reserved(pool: PgPool) {
+    let filter = part(&pool, "OF-1", 10, 0).await;
+    let wo = Uuid::now_v7();
+    let pending = line(filter.id, 3);
+    // The removal overtakes the (redelivered) request to reserve the line.
+    remove(&pool, wo, std::slice::from_ref(&pending)).await;
+    assert_eq!(movement_count(&pool, filter.id, "release").await, 0);
+    reserve(
+        &pool,
+        Uuid::now_v7(),
+        &parts_added(wo, vec![pending.clone()]),
+    )
+    .await;
+    assert_eq!(get(&pool, filter.id).await.quantity_reserved, 0);
+    let failed = events(&pool, wo, topic::INVENTORY_RESERVATION_FAILED).await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["lines"][0]["lineId"], pending.line_id.to_string());
+    assert!(
+        events(&pool, wo, topic::INVENTORY_PARTS_RESERVED)
+            .await
+            .is_empty()
+    );
+    // Other lines of the order are still reserved.
+    let later = line(filter.id, 2);
+    reserve(&pool, Uuid::now_v7(), &parts_added(wo, vec![later])).await;
+    assert_eq!(get(&pool, filter.id).await.quantity_reserved, 2);
+    assert_ledger_consistent(&pool).await;
+}
+
+#[sqlx::test(migrator = "carerp_inventory::MIGRATOR")]
 async fn completing_consumes_once_and_releases_lines_no_longer_used(pool: PgPool) {
     let filter = part(&pool, "OF-1", 10, 0).await;
     let pads = part(&pool, "BP-1", 8, 0).await;

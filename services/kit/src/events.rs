@@ -15,6 +15,7 @@ pub mod topic {
     pub const VEHICLE_ADDED: &str = "vehicle.added";
     pub const WORKORDER_CREATED: &str = "workorder.created";
     pub const WORKORDER_PARTS_ADDED: &str = "workorder.parts-added";
+    pub const WORKORDER_PARTS_REMOVED: &str = "workorder.parts-removed";
     pub const WORKORDER_COMPLETED: &str = "workorder.completed";
     pub const WORKORDER_CANCELLED: &str = "workorder.cancelled";
     pub const INVENTORY_PARTS_RESERVED: &str = "inventory.parts-reserved";
@@ -88,6 +89,23 @@ pub struct WorkOrderPartsAdded {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestedPart {
+    pub line_id: Uuid,
+    pub part_id: Uuid,
+    pub quantity: i32,
+}
+
+/// Part lines removed from a work order while reserved or waiting for their reservation:
+/// inventory releases what it reserved for them, and reserves nothing for them later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkOrderPartsRemoved {
+    pub work_order_id: Uuid,
+    pub lines: Vec<RemovedPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedPart {
     pub line_id: Uuid,
     pub part_id: Uuid,
     pub quantity: i32,

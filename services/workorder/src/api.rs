@@ -211,9 +211,13 @@ impl WorkOrderService for WorkOrderApi {
         &self,
         request: Request<pb::RemovePartLineRequest>,
     ) -> Reply<pb::WorkOrder> {
+        let context = request_context(&request);
         let req = request.into_inner();
         let (id, line_id) = ids_of_line(&req.work_order_id, &req.line_id, req.expected_version)?;
-        reply(store::remove_part_line(&self.pool, id, line_id, req.expected_version).await?)
+        reply(
+            store::remove_part_line(&self.pool, &context, id, line_id, req.expected_version)
+                .await?,
+        )
     }
 
     async fn add_labor_line(

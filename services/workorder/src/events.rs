@@ -8,9 +8,9 @@
 use carerp_kit::consumer::{EventHandler, HandlerError};
 use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{
-    CompletedLaborLine, CompletedPartLine, InvoiceCreated, PartsReserved, RequestedPart,
-    ReservationFailed, WorkOrderCancelled, WorkOrderCompleted, WorkOrderCreated,
-    WorkOrderPartsAdded, topic,
+    CompletedLaborLine, CompletedPartLine, InvoiceCreated, PartsReserved, RemovedPart,
+    RequestedPart, ReservationFailed, WorkOrderCancelled, WorkOrderCompleted, WorkOrderCreated,
+    WorkOrderPartsAdded, WorkOrderPartsRemoved, topic,
 };
 use carerp_kit::{RequestContext, outbox};
 use chrono::Utc;
@@ -65,6 +65,35 @@ pub(crate) async fn parts_added(
         tx,
         context,
         topic::WORKORDER_PARTS_ADDED,
+        &work_order_id.to_string(),
+        &data,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Part lines removed while reserved or pending: inventory releases their stock.
+pub(crate) async fn parts_removed(
+    tx: &mut PgConnection,
+    context: &RequestContext,
+    work_order_id: Uuid,
+    lines: &[&PartLine],
+) -> Result<(), Error> {
+    let data = WorkOrderPartsRemoved {
+        work_order_id,
+        lines: lines
+            .iter()
+            .map(|line| RemovedPart {
+                line_id: line.id,
+                part_id: line.part_id,
+                quantity: line.quantity,
+            })
+            .collect(),
+    };
+    outbox::enqueue(
+        tx,
+        context,
+        topic::WORKORDER_PARTS_REMOVED,
         &work_order_id.to_string(),
         &data,
     )

@@ -530,9 +530,12 @@ pub async fn add_part_line(
     Ok(order)
 }
 
-/// Removes a part line before the work is completed.
+/// Removes a part line before the work is completed. A line that inventory reserved, or may
+/// still reserve (PENDING), is announced as removed, so its stock is released at once rather
+/// than when the order is completed or cancelled.
 pub async fn remove_part_line(
     pool: &PgPool,
+    context: &RequestContext,
     id: Uuid,
     line_id: Uuid,
     expected_version: i64,
@@ -540,6 +543,16 @@ pub async fn remove_part_line(
     let mut tx = pool.begin().await?;
     let order = lock(&mut tx, id, expected_version).await?;
     ensure_lines_editable(&order)?;
+    let held = order.part_lines.iter().find(|line| {
+        line.id == line_id
+            && matches!(
+                line.state,
+                ReservationState::Reserved | ReservationState::Pending
+            )
+    });
+    if let Some(line) = held {
+        events::parts_removed(&mut tx, context, id, &[line]).await?;
+    }
     let deleted = sqlx::query("DELETE FROM part_lines WHERE id = $1 AND work_order_id = $2")
         .bind(line_id)
         .bind(id)

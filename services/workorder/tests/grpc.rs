@@ -690,6 +690,76 @@ async fn part_lines_are_added_announced_and_removed(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
+async fn removing_a_reserved_or_pending_part_line_announces_it_for_release(pool: PgPool) {
+    let mut g = Garage::start(pool).await;
+    let order = g.order().await;
+    let remove = |line_id: &str| pb::RemovePartLineRequest {
+        work_order_id: order.id.clone(),
+        line_id: line_id.into(),
+        expected_version: 0,
+    };
+    let removed_events = |events: Vec<(String, serde_json::Value)>| -> Vec<serde_json::Value> {
+        events
+            .into_iter()
+            .filter(|(topic, _)| topic == "workorder.parts-removed")
+            .map(|(_, data)| data)
+            .collect()
+    };
+
+    // RESERVED: announced with the line's part and quantity.
+    let reserved = g.add_part(&order.id, PART, 3).await;
+    reserve(&g.pool, &reserved, 1250).await;
+    let reserved_line = reserved.part_lines[0].id.clone();
+    g.client
+        .remove_part_line(remove(&reserved_line))
+        .await
+        .unwrap();
+    let announced = removed_events(g.events(&order.id).await);
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0]["workOrderId"], order.id);
+    assert_eq!(announced[0]["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(announced[0]["lines"][0]["lineId"], reserved_line);
+    assert_eq!(announced[0]["lines"][0]["partId"], PART);
+    assert_eq!(announced[0]["lines"][0]["quantity"], 3);
+
+    // PENDING: inventory may still reserve it, so it is announced too.
+    let pending = g.add_part(&order.id, PART_2, 1).await;
+    let pending_line = pending.part_lines[0].id.clone();
+    g.client
+        .remove_part_line(remove(&pending_line))
+        .await
+        .unwrap();
+    let announced = removed_events(g.events(&order.id).await);
+    assert_eq!(announced.len(), 2);
+    assert_eq!(announced[1]["lines"][0]["lineId"], pending_line);
+
+    // FAILED: nothing is held for it, nothing to announce.
+    let failing = g.add_part(&order.id, PART, 2).await;
+    fail_reservation(&g.pool, &failing, "out of stock").await;
+    let failed = g.get(&order.id).await;
+    assert_eq!(
+        failed.part_lines[0].reservation_state,
+        pb::ReservationState::Failed as i32
+    );
+    g.client
+        .remove_part_line(remove(&failed.part_lines[0].id))
+        .await
+        .unwrap();
+    assert_eq!(removed_events(g.events(&order.id).await).len(), 2);
+    assert_eq!(g.count("part_lines").await, 0);
+
+    // A refused removal announces nothing.
+    let err = g
+        .client
+        .remove_part_line(remove(&reserved_line))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(removed_events(g.events(&order.id).await).len(), 2);
+    g.stop().await;
+}
+
+#[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
 async fn part_line_bad_input_unknown_ids_and_stale_versions_are_refused(pool: PgPool) {
     let mut g = Garage::start(pool).await;
     let order = g.order().await;

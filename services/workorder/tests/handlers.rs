@@ -155,7 +155,7 @@ async fn parts_reserved_that_contradicts_the_lines_is_refused_and_changes_nothin
 async fn parts_reserved_for_a_removed_line_or_an_unknown_order(pool: PgPool) {
     let order = order_with_parts(&pool).await;
     let removed = order.part_lines[0].id;
-    store::remove_part_line(&pool, order.id(), removed, 0)
+    store::remove_part_line(&pool, &context(), order.id(), removed, 0)
         .await
         .unwrap();
     apply!(pool, on_parts_reserved, &reserved(&order, 100, "EUR")).unwrap();

@@ -3,11 +3,14 @@
 #![allow(dead_code)]
 
 use carerp_inventory::domain::NewPart;
-use carerp_inventory::events::{on_parts_added, on_work_order_cancelled, on_work_order_completed};
+use carerp_inventory::events::{
+    on_parts_added, on_parts_removed, on_work_order_cancelled, on_work_order_completed,
+};
 use carerp_inventory::store::{self, Part};
 use carerp_kit::RequestContext;
 use carerp_kit::events::{
-    CompletedPartLine, RequestedPart, WorkOrderCancelled, WorkOrderCompleted, WorkOrderPartsAdded,
+    CompletedPartLine, RemovedPart, RequestedPart, WorkOrderCancelled, WorkOrderCompleted,
+    WorkOrderPartsAdded, WorkOrderPartsRemoved,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -65,6 +68,26 @@ pub fn parts_added(work_order_id: Uuid, lines: Vec<RequestedPart>) -> WorkOrderP
 pub async fn reserve(pool: &PgPool, event_id: Uuid, data: &WorkOrderPartsAdded) {
     let mut tx = pool.begin().await.unwrap();
     on_parts_added(&mut tx, &RequestContext::new_root(), event_id, data)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Handles a `parts-removed` event for the given lines in a transaction of its own.
+pub async fn remove(pool: &PgPool, work_order_id: Uuid, lines: &[RequestedPart]) {
+    let data = WorkOrderPartsRemoved {
+        work_order_id,
+        lines: lines
+            .iter()
+            .map(|line| RemovedPart {
+                line_id: line.line_id,
+                part_id: line.part_id,
+                quantity: line.quantity,
+            })
+            .collect(),
+    };
+    let mut tx = pool.begin().await.unwrap();
+    on_parts_removed(&mut tx, &RequestContext::new_root(), Uuid::now_v7(), &data)
         .await
         .unwrap();
     tx.commit().await.unwrap();
