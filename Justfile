@@ -46,7 +46,8 @@ deploy:
     kubectl apply --server-side -f crds/carerp.io_carerptenants.yaml
     helm upgrade --install carerp charts/carerp-operator -n carerp-system --create-namespace --wait
 
-# The kind-cluster e2e suite: skips with a message when no cluster is reachable.
+# The e2e suites: the saga in-process, the platform as local processes through the BFF, and
+# the kind-cluster suite (which skips with a message when no cluster is reachable).
 e2e:
     cargo test -p carerp-e2e -- --nocapture
 
@@ -54,3 +55,6 @@ e2e:
 # completion -> INVOICED p50/p99 and the relay's events per second.
 bench-events:
     cargo run --release -p carerp-e2e --bin bench-events
+
+# Every benchmark: the saga and relay, and the operator's render.
+bench: bench-events bench-operator
