@@ -1,7 +1,7 @@
 //! What billing consumes (`workorder.completed`) and publishes (`invoice.created`,
 //! `invoice.paid`, `invoice.voided`, always through the outbox).
 
-use carerp_kit::consumer::{EventHandler, HandlerError};
+use carerp_kit::consumer::{EventHandler, HandlerError, Permanent};
 use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{
     InvoiceCreated, InvoicePaid, InvoiceVoided, Money, WorkOrderCompleted, topic,
@@ -169,7 +169,15 @@ impl EventHandler for BillingEvents {
     ) -> Result<(), HandlerError> {
         match event.event_type.as_str() {
             topic::WORKORDER_COMPLETED => {
-                on_workorder_completed(tx, context, event.id, &event.data_as()?).await?
+                on_workorder_completed(tx, context, event.id, &event.data_as()?)
+                    .await
+                    .map_err(|err| -> HandlerError {
+                        if err.is_permanent() {
+                            Box::new(Permanent(Box::new(err)))
+                        } else {
+                            Box::new(err)
+                        }
+                    })?
             }
             other => return Err(format!("billing does not consume {other}").into()),
         }

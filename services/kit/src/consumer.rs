@@ -71,8 +71,16 @@ impl Default for Timing {
     }
 }
 
+/// An error that retrying cannot fix (a malformed or contradictory event): the event goes to
+/// the dead letters at once instead of after [`MAX_DELIVERIES`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Permanent(pub HandlerError);
+
 /// Why applying an event failed, which decides whether it may end in the dead letters.
 enum Failure {
+    /// The event itself is wrong: dead-lettered now.
+    Permanent(HandlerError),
     /// The database or connection failed, not the event: retried for as long as it takes.
     Transient(HandlerError),
     /// The handler refused the event: after [`MAX_DELIVERIES`] it is dead-lettered.
@@ -81,6 +89,10 @@ enum Failure {
 
 impl Failure {
     fn from_handler(err: HandlerError) -> Self {
+        // `data` that does not parse as the topic's payload never will.
+        if err.is::<Permanent>() || err.is::<serde_json::Error>() {
+            return Failure::Permanent(err);
+        }
         match err.downcast_ref::<sqlx::Error>() {
             Some(db) if is_transient(db) => Failure::Transient(err),
             _ => Failure::Handler(err),
@@ -221,6 +233,10 @@ impl<H: EventHandler> Consumer<H> {
             Ok(false) => {
                 tracing::info!(event_id = %event.id, "{} already handled; ignored", event.event_type);
                 ack(&message, AckKind::Ack).await;
+            }
+            Err(Failure::Permanent(err)) => {
+                tracing::error!(event_id = %event.id, deliveries, error = %err, "{} can never be handled; dead-lettered", event.event_type);
+                self.dead_letter(&message, &err.to_string()).await;
             }
             Err(Failure::Handler(err)) if deliveries >= MAX_DELIVERIES => {
                 tracing::error!(event_id = %event.id, deliveries, error = %err, "{} failed for the last time; dead-lettered", event.event_type);

@@ -185,6 +185,11 @@ impl EventHandler for Counting {
         if event.data["poison"] == true {
             return Err("this event can never be handled".into());
         }
+        if event.data["poison"] == "permanent" {
+            return Err(Box::new(carerp_kit::consumer::Permanent(
+                "contradicts itself".into(),
+            )));
+        }
         sqlx::query("SELECT 1").execute(&mut *tx).await?;
         self.applied.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -620,5 +625,46 @@ async fn an_event_too_large_to_publish_holds_up_only_its_own_aggregate(pool: PgP
     .unwrap();
     assert!(attempts >= 1);
     assert!(error.unwrap().to_lowercase().contains("payload"));
+    js.delete_stream(stream_name(&tenant)).await.unwrap();
+}
+
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn a_permanently_wrong_event_is_dead_lettered_on_its_first_delivery(pool: PgPool) {
+    let tenant = unique_tenant();
+    let js = jetstream_for(&tenant).await;
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer {
+        pool: pool.clone(),
+        jetstream: js.clone(),
+        service: "tester".into(),
+        tenant: tenant.clone(),
+        handler: Counting::default(),
+        timing: Timing {
+            ack_wait: Duration::from_secs(30),
+            retry_base: Duration::from_secs(10),
+        },
+    };
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+    let wrong = event(&tenant, serde_json::json!({ "poison": "permanent" }));
+    publish_raw(&js, &tenant, &wrong, "wrong").await;
+    // With 10 s between retries, only a first-delivery dead letter arrives within the wait.
+    let dlq = dlq_subject(&tenant, "tester");
+    eventually("the event is dead-lettered", async || {
+        !stored(&js, &tenant, &dlq).await.is_empty()
+    })
+    .await;
+    let dead = stored(&js, &tenant, &dlq).await;
+    assert_eq!(
+        dead[0]
+            .headers
+            .as_ref()
+            .unwrap()
+            .get("CarErp-Error")
+            .unwrap()
+            .as_str(),
+        "contradicts itself"
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
     js.delete_stream(stream_name(&tenant)).await.unwrap();
 }
