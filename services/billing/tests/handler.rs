@@ -354,7 +354,8 @@ async fn the_issue_date_is_today_in_the_tenants_time_zone(pool: PgPool) {
 
 #[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
 async fn an_unknown_time_zone_stops_the_start(pool: PgPool) {
-    let mut config = carerp_kit::ServiceConfig::for_tests("billing", "test-garage", None);
+    let mut config =
+        carerp_kit::ServiceConfig::for_tests("billing", &carerp_kit::config::test_tenant(), None);
     config.settings.timezone = "Mars/Olympus_Mons".into();
     let err = carerp_billing::start_with_pool(config, pool)
         .await

@@ -20,14 +20,7 @@ struct Harness {
 
 impl Harness {
     async fn start(pool: PgPool) -> Self {
-        let config = ServiceConfig::for_tests("customer", "test-garage", None);
-        // The relay needs the tenant's stream, which the operator creates in a real tenant.
-        let jetstream = carerp_kit::messaging::connect(&config.nats_url)
-            .await
-            .unwrap();
-        carerp_kit::stream::ensure_stream(&jetstream, &config.tenant, &Default::default())
-            .await
-            .unwrap();
+        let config = ServiceConfig::for_tests("customer", &carerp_kit::config::test_tenant(), None);
         let service = carerp_customer::start_with_pool(config, pool.clone())
             .await
             .unwrap();

@@ -24,7 +24,8 @@ struct Service {
 
 impl Service {
     async fn start(pool: PgPool) -> Self {
-        let config = ServiceConfig::for_tests("inventory", "acme-motors", None);
+        let config =
+            ServiceConfig::for_tests("inventory", &carerp_kit::config::test_tenant(), None);
         let running = carerp_inventory::start_with_pool(config, pool.clone())
             .await
             .unwrap();

@@ -180,6 +180,12 @@ impl ServiceConfig {
     }
 }
 
+/// A tenant id of its own for one test, so that tests never share subjects, streams or
+/// durable consumers (events left in one test's stream must not reach another's services).
+pub fn test_tenant() -> String {
+    format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
+}
+
 /// A tenant id is a DNS label of at most 40 characters: it becomes part of namespace,
 /// database and stream names.
 pub fn validate_tenant(tenant: &str) -> Result<(), String> {

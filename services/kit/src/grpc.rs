@@ -174,8 +174,8 @@ impl RunningService {
     }
 
     /// Waits until the servers end (after [`RunningService::stop`] or a failure).
-    pub async fn wait(self) -> Result<(), ServeError> {
-        for task in self.tasks {
+    pub async fn wait(mut self) -> Result<(), ServeError> {
+        for task in std::mem::take(&mut self.tasks) {
             match task.await {
                 Ok(result) => result?,
                 Err(join) => return Err(ServeError::Task(join.to_string())),
@@ -201,6 +201,14 @@ impl RunningService {
             future.await;
             Ok(())
         }));
+    }
+}
+
+/// A service whose handle is dropped stops: its background tasks (relay, consumer) must not
+/// outlive the code that started it, holding connections to a database being dropped.
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 

@@ -31,7 +31,8 @@ pub fn settings(tax_rate_bp: i32) -> TenantSettings {
 
 impl Harness {
     pub async fn start(pool: PgPool, settings: TenantSettings) -> Self {
-        let mut config = ServiceConfig::for_tests("billing", "test-garage", None);
+        let mut config =
+            ServiceConfig::for_tests("billing", &carerp_kit::config::test_tenant(), None);
         config.settings = settings;
         let service = carerp_billing::start_with_pool(config, pool.clone())
             .await

@@ -27,7 +27,8 @@ pub struct Garage {
 }
 
 fn workorder_config() -> ServiceConfig {
-    let mut config = ServiceConfig::for_tests("workorder", "test-garage", None);
+    let mut config =
+        ServiceConfig::for_tests("workorder", &carerp_kit::config::test_tenant(), None);
     config.settings.labor_rate_minor = LABOR_RATE;
     config.settings.currency = "EUR".into();
     config
@@ -54,7 +55,8 @@ async fn customer_pool(pool: &PgPool) -> PgPool {
 impl Garage {
     /// Both services, the work order service pointing at the customer service.
     pub async fn start(pool: PgPool) -> Self {
-        let customer_config = ServiceConfig::for_tests("customer", "test-garage", None);
+        let customer_config =
+            ServiceConfig::for_tests("customer", &carerp_kit::config::test_tenant(), None);
         let customer_service =
             carerp_customer::start_with_pool(customer_config, customer_pool(&pool).await)
                 .await
