@@ -41,26 +41,11 @@ pub struct InvoiceQuery {
 }
 
 fn statuses(param: Option<String>) -> Result<Vec<i32>, ApiError> {
-    let Some(param) = param else {
-        return Ok(Vec::new());
-    };
-    param
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|name| {
-            serde_json::from_value::<InvoiceStatus>(serde_json::Value::String(name.into()))
-                .map(|s| s.to_proto() as i32)
-                .map_err(|_| {
-                    ApiError::field(
-                        "status",
-                        format!(
-                            "{name:?} is not a status; expected ISSUED, PARTIALLY_PAID, PAID or VOID"
-                        ),
-                    )
-                })
-        })
-        .collect()
+    super::status_filter(
+        param,
+        "ISSUED, PARTIALLY_PAID, PAID or VOID",
+        |s: InvoiceStatus| s.to_proto() as i32,
+    )
 }
 
 /// List invoices, filtered by status, customer, overdue or issue date.

@@ -21,6 +21,33 @@ pub struct AppState {
     pub clients: Clients,
 }
 
+/// A comma-separated `status` filter (`OPEN,IN_PROGRESS`) as proto enum values; absent or
+/// empty means any status. A name that is not a status is refused, listing `expected`.
+pub fn status_filter<S: serde::de::DeserializeOwned>(
+    param: Option<String>,
+    expected: &str,
+    to_proto: impl Fn(S) -> i32,
+) -> Result<Vec<i32>, ApiError> {
+    let Some(param) = param else {
+        return Ok(Vec::new());
+    };
+    param
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            serde_json::from_value::<S>(serde_json::Value::String(name.into()))
+                .map(&to_proto)
+                .map_err(|_| {
+                    ApiError::field(
+                        "status",
+                        format!("{name:?} is not a status; expected {expected}"),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// The page request of a list call; `limit` 0 or absent means the service's default.
 pub fn page(limit: Option<i32>, cursor: Option<String>) -> Option<PageRequest> {
     Some(PageRequest {

@@ -46,26 +46,11 @@ pub struct VersionQuery {
 
 /// Parses `OPEN,IN_PROGRESS` into statuses, naming the one that is not a status.
 fn statuses(param: Option<String>) -> Result<Vec<i32>, ApiError> {
-    let Some(param) = param else {
-        return Ok(Vec::new());
-    };
-    param
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|name| {
-            serde_json::from_value::<WorkOrderStatus>(serde_json::Value::String(name.into()))
-                .map(|s| s.to_proto() as i32)
-                .map_err(|_| {
-                    ApiError::field(
-                        "status",
-                        format!(
-                            "{name:?} is not a status; expected OPEN, IN_PROGRESS, AWAITING_PARTS, COMPLETED, INVOICED or CANCELLED"
-                        ),
-                    )
-                })
-        })
-        .collect()
+    super::status_filter(
+        param,
+        "OPEN, IN_PROGRESS, AWAITING_PARTS, COMPLETED, INVOICED or CANCELLED",
+        |s: WorkOrderStatus| s.to_proto() as i32,
+    )
 }
 
 /// List work orders, newest first, filtered by status, customer or vehicle.
