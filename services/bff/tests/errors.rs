@@ -435,10 +435,8 @@ async fn unavailable_and_slow_services_are_503_and_504() {
             held.push(socket);
         }
     });
-    // A port nobody listens on.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let closed_url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let closed = carerp_kit::config::ClosedPort::bind().unwrap();
+    let closed_url = closed.url();
 
     let mut config = BffConfig::for_tests(
         "bff-down",

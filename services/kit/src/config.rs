@@ -186,6 +186,37 @@ pub fn test_tenant() -> String {
     format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
 }
 
+/// A local address that refuses every connection for as long as this value lives.
+///
+/// The port is bound but never listened on: connecting gets an immediate refusal, and no
+/// other process can take the port meanwhile. (Dropping a listener and reusing its port lets
+/// a parallel test's server answer there instead.)
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl ClosedPort {
+    pub fn bind() -> std::io::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = socket.local_addr()?;
+        Ok(Self {
+            _socket: socket,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`, as a gRPC endpoint.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 /// A tenant id is a DNS label of at most 40 characters: it becomes part of namespace,
 /// database and stream names.
 pub fn validate_tenant(tenant: &str) -> Result<(), String> {
@@ -289,6 +320,16 @@ mod tests {
         ("CARERP_TENANT", "acme-motors"),
         ("DATABASE_URL", "postgres://postgres@127.0.0.1/x"),
     ];
+
+    #[tokio::test]
+    async fn a_closed_port_refuses_connections_and_cannot_be_taken() {
+        let closed = ClosedPort::bind().unwrap();
+        let err = tokio::net::TcpStream::connect(closed.addr())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(tokio::net::TcpListener::bind(closed.addr()).await.is_err());
+    }
 
     #[test]
     fn defaults_apply_when_only_required_variables_are_set() {

@@ -206,12 +206,8 @@ async fn create_checks_customer_and_vehicle_with_the_customer_service(pool: PgPo
 
 #[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
 async fn create_while_the_customer_service_is_down_is_unavailable_and_writes_nothing(pool: PgPool) {
-    // A port nobody listens on.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
-    let mut g = Garage::start_pointing_at(pool, &format!("http://{closed}")).await;
+    let closed = carerp_kit::config::ClosedPort::bind().unwrap();
+    let mut g = Garage::start_pointing_at(pool, &closed.url()).await;
     let started = std::time::Instant::now();
     let err = g
         .client
