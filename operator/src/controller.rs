@@ -70,6 +70,9 @@ pub enum AdminSource {
     /// A file (a mounted Secret), read again on every use: a Secret created or rotated later
     /// is picked up without a restart.
     File(std::path::PathBuf),
+    /// Not given at all: the operator still starts and every tenant reports
+    /// `DatabaseNotConfigured`, so a platform engineer sees what is missing where they look.
+    Missing,
 }
 
 /// The real PostgreSQL and NATS. Both connect lazily, so the operator starts while either is
@@ -103,6 +106,11 @@ impl Infrastructure {
                         path.display()
                     ))
                 })?,
+            AdminSource::Missing => {
+                return Err(ProvisionError::NotConfigured(
+                    "no PostgreSQL admin connection: set CARERP_ADMIN_DATABASE_URL or CARERP_ADMIN_DATABASE_URL_FILE on the operator".into(),
+                ));
+            }
         };
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ProvisionError::NotConfigured(
@@ -760,6 +768,21 @@ mod tests {
         assert!(
             infra.jetstream.lock().await.is_none(),
             "a failed connection is retried next time"
+        );
+    }
+
+    /// No admin connection configured at all: the operator runs and says what to set.
+    #[tokio::test]
+    async fn a_missing_admin_connection_is_reported_not_fatal() {
+        let infra = Infrastructure::new(AdminSource::Missing, "nats://127.0.0.1:1");
+        let err = infra
+            .ensure_databases("unconfigured", &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "DatabaseNotConfigured");
+        assert!(
+            err.to_string().contains("CARERP_ADMIN_DATABASE_URL"),
+            "{err}"
         );
     }
 

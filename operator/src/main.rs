@@ -251,9 +251,10 @@ async fn run(args: RunArgs) -> ExitCode {
         }
         (None, Some(path)) => controller::AdminSource::File(path.clone()),
         (None, None) => {
-            return config_error(
-                "set CARERP_ADMIN_DATABASE_URL or CARERP_ADMIN_DATABASE_URL_FILE (the PostgreSQL admin connection)",
+            tracing::warn!(
+                "no PostgreSQL admin connection (CARERP_ADMIN_DATABASE_URL or CARERP_ADMIN_DATABASE_URL_FILE): tenants will report DatabaseNotConfigured"
             );
+            controller::AdminSource::Missing
         }
     };
     let infrastructure = Infrastructure::new(admin_source, &args.nats_url);
