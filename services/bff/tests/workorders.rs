@@ -343,7 +343,7 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
     assert_eq!(voided["invoice"]["status"], "VOID");
     assert_eq!(voided["invoice"]["voidReason"], "duplicate job");
 
-    // PAID without an amount pays the balance.
+    // PAID without an amount pays the balance; a retry under its key repeats that payment.
     let third = completed_order(&garage, &customer, &vehicle, 15).await;
     garage.invoice(&third).await;
     let third_id = garage
@@ -355,15 +355,28 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_string();
-    let paid = garage
-        .put(
-            &format!("/api/invoices/{third_id}/status"),
-            json!({"status": "PAID"}),
-        )
-        .await
-        .expect(StatusCode::OK);
+    let pay_the_balance = || async {
+        let response = garage
+            .http
+            .put(garage.url(&format!("/api/invoices/{third_id}/status")))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "front-desk-77")
+            .body(json!({"status": "PAID"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        common::Reply::from(response).await
+    };
+    let paid = pay_the_balance().await.expect(StatusCode::OK);
     assert_eq!(paid["invoice"]["status"], "PAID", "{paid}");
     assert_eq!(paid["invoice"]["payments"][0]["method"], "OTHER");
+    let retried = pay_the_balance().await.expect(StatusCode::OK);
+    assert_eq!(retried["invoice"], paid["invoice"]);
+    assert_eq!(
+        retried["invoice"]["payments"].as_array().unwrap().len(),
+        1,
+        "{retried}"
+    );
 
     // Voiding the void one again through the dedicated route.
     let again = garage

@@ -204,9 +204,17 @@ fn decode_payment(
         .map_err(|violation| v.check(Err(violation)))
         .ok();
     let (amount_minor, currency) = match &request.amount {
+        None if request.pay_balance => (None, String::new()),
         None => {
-            v.add("amount", "is required");
-            (0, String::new())
+            v.add(
+                "amount",
+                "is required (or set pay_balance to pay the balance)",
+            );
+            (None, String::new())
+        }
+        Some(_) if request.pay_balance => {
+            v.add("amount", "must be unset when pay_balance is set");
+            (None, String::new())
         }
         Some(amount) => {
             if amount.amount_minor <= 0 {
@@ -223,7 +231,7 @@ fn decode_payment(
                     format!("{:?} is not an ISO 4217 code such as EUR", amount.currency),
                 );
             }
-            (amount.amount_minor, currency)
+            (Some(amount.amount_minor), currency)
         }
     };
     let method = match pb::PaymentMethod::try_from(request.method) {

@@ -401,7 +401,8 @@ pub async fn insert_invoice(
 #[derive(Debug, Clone)]
 pub struct NewPayment {
     pub invoice_id: Uuid,
-    pub amount_minor: i64,
+    /// `None`: the balance at the moment the payment is recorded.
+    pub amount_minor: Option<i64>,
     /// Empty: the invoice's currency.
     pub currency: String,
     pub method: PaymentMethod,
@@ -454,11 +455,15 @@ pub async fn record_payment(
         )
         .into());
     }
+    // Read under the row lock, so no concurrent payment can change it before ours lands.
+    let amount_minor = payment
+        .amount_minor
+        .unwrap_or(invoice.total_minor - invoice.paid_minor);
     let after = domain::apply_payment(
         invoice.status(),
         invoice.total_minor,
         invoice.paid_minor,
-        payment.amount_minor,
+        amount_minor,
         &invoice.currency,
     )
     .map_err(|reason| Error::PaymentRefused {
@@ -474,7 +479,7 @@ pub async fn record_payment(
     ))
     .bind(Uuid::now_v7())
     .bind(invoice.id)
-    .bind(payment.amount_minor)
+    .bind(amount_minor)
     .bind(&invoice.currency)
     .bind(payment.method.as_str())
     .bind(&payment.reference)
@@ -512,9 +517,13 @@ pub async fn record_payment(
 }
 
 /// A request repeated under its idempotency key succeeds without a second payment; the key
-/// used for something else is refused.
+/// used for something else is refused. A repeated "pay the balance" matches whatever the
+/// first one paid.
 fn replay(key: &str, payment: &NewPayment, earlier: &PaymentRow) -> Result<(), Error> {
-    if earlier.invoice_id == payment.invoice_id && earlier.amount_minor == payment.amount_minor {
+    let same_amount = payment
+        .amount_minor
+        .is_none_or(|amount| amount == earlier.amount_minor);
+    if earlier.invoice_id == payment.invoice_id && same_amount {
         Ok(())
     } else {
         Err(Error::IdempotencyKeyReused {

@@ -499,6 +499,61 @@ async fn a_payment_with_an_idempotency_key_is_recorded_once(pool: PgPool) {
     assert_eq!(payments_in_db(&pool, &other.id).await, 0);
 }
 
+/// "Pay the balance" is worked out under the invoice's lock; retried under its key it repeats
+/// the first payment rather than paying the (now zero) balance again.
+#[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
+async fn paying_the_balance_pays_what_is_left_once(pool: PgPool) {
+    let mut h = Harness::start(pool.clone(), settings(2000)).await;
+    let invoice = h.invoice(&oil_change()).await;
+    let total = amount(&invoice.total);
+    h.client
+        .record_payment(payment(&invoice.id, 5_000))
+        .await
+        .unwrap();
+    let pay_the_rest = pb::RecordPaymentRequest {
+        amount: None,
+        pay_balance: true,
+        idempotency_key: "counter-9".into(),
+        ..payment(&invoice.id, 0)
+    };
+    let paid = h
+        .client
+        .record_payment(pay_the_rest.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paid.status(), pb::InvoiceStatus::Paid);
+    assert_eq!(amount(&paid.balance), 0);
+    let rest: i64 =
+        sqlx::query_scalar("SELECT amount_minor FROM payments WHERE idempotency_key = 'counter-9'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rest, total - 5_000);
+
+    let again = h
+        .client
+        .record_payment(pay_the_rest)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, paid);
+    assert_eq!(payments_in_db(&pool, &invoice.id).await, 2);
+
+    // Without a key there is nothing to repeat: a paid invoice takes no more payments.
+    let refused = h
+        .client
+        .record_payment(pb::RecordPaymentRequest {
+            amount: None,
+            pay_balance: true,
+            ..payment(&invoice.id, 0)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(payments_in_db(&pool, &invoice.id).await, 2);
+}
+
 #[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
 async fn record_payment_refuses_bad_input(pool: PgPool) {
     let mut h = Harness::start(pool.clone(), settings(2000)).await;
@@ -519,6 +574,14 @@ async fn record_payment_refuses_bad_input(pool: PgPool) {
             },
             vec!["amount"],
             "is required",
+        ),
+        (
+            pb::RecordPaymentRequest {
+                pay_balance: true,
+                ..payment(id, 100)
+            },
+            vec!["amount"],
+            "must be unset when pay_balance is set",
         ),
         (
             payment(id, 0),

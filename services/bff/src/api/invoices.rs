@@ -145,19 +145,13 @@ pub async fn change_status(
             if !body.reason.is_empty() {
                 return Err(ApiError::field("reason", "only for VOID"));
             }
-            let amount = match body.amount {
-                Some(amount) => amount.into(),
-                None => fetch(&state, &ctx, id.clone())
-                    .await?
-                    .balance
-                    .ok_or_else(|| ApiError::field("amount", "the invoice has no balance"))?,
-            };
             let invoice = pay(
                 &state,
                 &ctx,
                 pb::RecordPaymentRequest {
                     invoice_id: id,
-                    amount: Some(amount),
+                    pay_balance: body.amount.is_none(),
+                    amount: body.amount.map(Into::into),
                     method: body.method.unwrap_or(PaymentMethod::Other).to_proto() as i32,
                     reference: body.reference,
                     received_at: None,
@@ -250,6 +244,7 @@ pub async fn record_payment(
         pb::RecordPaymentRequest {
             invoice_id: id,
             amount: Some(body.amount.into()),
+            pay_balance: false,
             method: body.method.to_proto() as i32,
             reference: body.reference,
             received_at: body.received_at.map(carerp_kit::convert::timestamp),

@@ -117,6 +117,7 @@ pub fn payment(invoice_id: &str, amount_minor: i64) -> pb::RecordPaymentRequest 
         reference: "terminal 1".into(),
         received_at: None,
         idempotency_key: String::new(),
+        pay_balance: false,
     }
 }
 
