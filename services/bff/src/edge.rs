@@ -1,8 +1,8 @@
 //! What every request passes through: correlation and trace context, one error format,
 //! per-client rate limiting, security headers.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use carerp_kit::RequestContext;
 use carerp_kit::context::{CORRELATION_HEADER, TRACEPARENT_HEADER};
+use governor::Quota;
+use governor::clock::{Clock, DefaultClock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use tracing::Instrument;
@@ -149,73 +153,79 @@ fn default_problem(status: StatusCode) -> Problem {
     Problem::new(status, detail)
 }
 
-/// A token bucket per client: `burst` requests at once, refilled at `per_second`.
+/// Per-client rate limiting (GCRA, as a token bucket: `burst` requests at once, refilled
+/// at `per_second`), keyed by the client's address.
 #[derive(Clone)]
-pub struct RateLimiter {
-    inner: Arc<Mutex<Buckets>>,
-    per_second: f64,
-    burst: f64,
+pub struct RateLimiter<C: Clock + Clone = DefaultClock> {
+    /// `None` when the rate is 0: limiting is off.
+    limiter: Option<Arc<KeyedLimiter<C>>>,
+    clock: C,
     trust_forwarded_for: bool,
+    last_sweep: Arc<Mutex<C::Instant>>,
 }
 
-struct Buckets {
-    buckets: HashMap<IpAddr, Bucket>,
-    last_sweep: Instant,
-}
+type KeyedLimiter<C> = governor::RateLimiter<
+    IpAddr,
+    DefaultKeyedStateStore<IpAddr>,
+    C,
+    NoOpMiddleware<<C as Clock>::Instant>,
+>;
 
-#[derive(Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-/// Buckets untouched this long are full again and forgotten, so memory stays bounded by the
-/// clients of the last minute.
+/// Clients unseen this long have full buckets again and are forgotten, so memory stays bounded
+/// by the clients of the last minute.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
     pub fn new(per_second: u32, burst: u32, trust_forwarded_for: bool) -> Self {
+        Self::with_clock(
+            per_second,
+            burst,
+            trust_forwarded_for,
+            DefaultClock::default(),
+        )
+    }
+}
+
+impl<C: Clock + Clone> RateLimiter<C> {
+    pub fn with_clock(per_second: u32, burst: u32, trust_forwarded_for: bool, clock: C) -> Self {
+        let limiter = NonZeroU32::new(per_second).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+            let quota = Quota::per_second(rate).allow_burst(burst);
+            Arc::new(governor::RateLimiter::new(
+                quota,
+                DefaultKeyedStateStore::default(),
+                clock.clone(),
+            ))
+        });
         Self {
-            inner: Arc::new(Mutex::new(Buckets {
-                buckets: HashMap::new(),
-                last_sweep: Instant::now(),
-            })),
-            per_second: f64::from(per_second),
-            burst: f64::from(burst.max(1)),
+            limiter,
+            last_sweep: Arc::new(Mutex::new(clock.now())),
+            clock,
             trust_forwarded_for,
         }
     }
 
-    /// `Ok` to go ahead, or how long to wait for the next token.
-    pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
-        if self.per_second <= 0.0 {
-            return Ok(());
-        }
-        let Ok(mut state) = self.inner.lock() else {
-            // A poisoned lock means a panic elsewhere; do not also refuse traffic.
+    /// `Ok` to go ahead, or how long to wait until the client may send again.
+    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        if now.duration_since(state.last_sweep) > SWEEP_EVERY {
-            let refill_time = Duration::from_secs_f64(self.burst / self.per_second);
-            state
-                .buckets
-                .retain(|_, b| now.duration_since(b.at) < refill_time.max(SWEEP_EVERY));
-            state.last_sweep = now;
-        }
-        let bucket = state.buckets.entry(client).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        let elapsed = now.duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.per_second,
-            ))
+        let now = self.clock.now();
+        self.sweep(limiter, now);
+        limiter
+            .check_key(&client)
+            .map_err(|not_until| not_until.wait_time_from(now))
+    }
+
+    fn sweep(&self, limiter: &KeyedLimiter<C>, now: C::Instant) {
+        // Only one request sweeps; the others do not wait for it.
+        let Ok(mut last_sweep) = self.last_sweep.try_lock() else {
+            return;
+        };
+        if now.duration_since(*last_sweep) >= SWEEP_EVERY.into() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            *last_sweep = now;
         }
     }
 
@@ -245,7 +255,7 @@ pub async fn rate_limit(
     next: Next,
 ) -> Response {
     let client = limiter.client(&request);
-    match limiter.check(client, Instant::now()) {
+    match limiter.check(client) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -316,23 +326,39 @@ pub async fn not_found() -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     #[test]
     fn a_client_gets_its_burst_then_waits_for_tokens() {
-        let limiter = RateLimiter::new(2, 3, false);
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(2, 3, false, clock.clone());
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check(a, t0).is_ok());
+            assert!(limiter.check(a).is_ok());
         }
-        let wait = limiter.check(a, t0).unwrap_err();
+        let wait = limiter.check(a).unwrap_err();
         assert_eq!(wait, Duration::from_millis(500));
         // Another client is not affected.
-        assert!(limiter.check(b, t0).is_ok());
+        assert!(limiter.check(b).is_ok());
         // Half a second later one token is back.
-        assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_ok());
-        assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_err());
+        clock.advance(Duration::from_millis(500));
+        assert!(limiter.check(a).is_ok());
+        assert!(limiter.check(a).is_err());
+    }
+
+    #[test]
+    fn idle_clients_are_forgotten() {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(1, 1, false, clock.clone());
+        for last in 0..50u8 {
+            assert!(limiter.check([10, 0, 0, last].into()).is_ok());
+        }
+        let remembered = || limiter.limiter.as_ref().map_or(0, |l| l.len());
+        assert_eq!(remembered(), 50);
+        clock.advance(SWEEP_EVERY);
+        assert!(limiter.check([10, 0, 1, 0].into()).is_ok());
+        assert_eq!(remembered(), 1);
     }
 
     #[test]
@@ -365,7 +391,7 @@ mod tests {
         let limiter = RateLimiter::new(0, 1, false);
         let a: IpAddr = [10, 0, 0, 1].into();
         for _ in 0..100 {
-            assert!(limiter.check(a, Instant::now()).is_ok());
+            assert!(limiter.check(a).is_ok());
         }
     }
 }
