@@ -40,8 +40,21 @@ kind-up:
     kind get clusters | grep -qx carerp || kind create cluster --config kind-config.yaml
     kubectl cluster-info --context kind-carerp
 
-# Install the CRD and the operator chart into the current cluster (images must be loadable:
-# `kind load docker-image ghcr.io/carerp/carerp-operator:<tag> --name carerp`).
+# Container images of the operator and every service (needs a Docker engine), tagged
+# REGISTRY/carerp-<name>:TAG as the operator's Deployments name them.
+images registry="ghcr.io/carerp" tag="0.1.0":
+    for bin in carerp-operator carerp-customer carerp-workorder carerp-inventory carerp-billing carerp-bff; do \
+        docker build --build-arg BIN=$bin -t {{registry}}/$bin:{{tag}} . || exit 1; \
+    done
+
+# Load the images into the kind cluster, so nothing is pulled from a registry.
+kind-load registry="ghcr.io/carerp" tag="0.1.0":
+    for bin in carerp-operator carerp-customer carerp-workorder carerp-inventory carerp-billing carerp-bff; do \
+        kind load docker-image {{registry}}/$bin:{{tag}} --name carerp || exit 1; \
+    done
+
+# Install the CRD and the operator chart into the current cluster (on kind: `just images
+# kind-load` first).
 deploy:
     kubectl apply --server-side -f crds/carerp.io_carerptenants.yaml
     helm upgrade --install carerp charts/carerp-operator -n carerp-system --create-namespace --wait
