@@ -1,17 +1,24 @@
 //! One trace from the first request through the events it causes: the trace id of the
-//! caller's `traceparent` is in the envelopes and in the consumers' log lines.
+//! caller's `traceparent` is in the envelopes, in the consumers' log lines, and in the spans
+//! exported over OTLP to a collector.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use carerp_e2e::{Platform, eventually};
-use carerp_kit::telemetry::JsonLogLayer;
+use carerp_kit::ServiceConfig;
+use carerp_kit::config::LogFormat;
 use carerp_proto::customer::v1 as customer;
 use carerp_proto::inventory::v1 as inventory;
 use carerp_proto::workorder::v1 as wo;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -36,16 +43,90 @@ impl Captured {
     }
 }
 
+/// An OpenTelemetry collector's trace endpoint that keeps what it is sent.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// A received span: its service, name, trace id and parent span id, in hex.
+#[derive(Debug)]
+struct ReceivedSpan {
+    service: String,
+    name: String,
+    trace_id: String,
+    parent_span_id: String,
+}
+
+impl Collector {
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let service = TraceServiceServer::new(self.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        url
+    }
+
+    fn spans(&self) -> Vec<ReceivedSpan> {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let mut spans = Vec::new();
+        for request in self.0.lock().unwrap().iter() {
+            for resource_spans in &request.resource_spans {
+                let service = resource_spans
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|a| a.key == "service.name")
+                    .and_then(|a| a.value.as_ref()?.value.as_ref())
+                    .map(|v| match v {
+                        AnyValue::StringValue(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    })
+                    .unwrap_or_default();
+                for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+                    spans.push(ReceivedSpan {
+                        service: service.clone(),
+                        name: span.name.clone(),
+                        trace_id: hex(&span.trace_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                    });
+                }
+            }
+        }
+        spans
+    }
+}
+
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 
-#[tokio::test]
-async fn the_first_requests_trace_id_reaches_envelopes_and_consumer_logs() {
+const CALLER_SPAN_ID: &str = "b7ad6b7169203331";
+
+/// Multi-threaded: stopping trace export waits for the last batch, which the runtime sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_requests_trace_id_reaches_envelopes_consumer_logs_and_the_collector() {
+    let collector = Collector::default();
+    let mut config = ServiceConfig::for_tests("e2e", "e2e", None);
+    config.otlp_endpoint = Some(collector.serve().await);
+    config.log_format = LogFormat::Json;
     let captured = Captured::default();
     let writer = captured.clone();
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new("info"))
-        .with(JsonLogLayer::new("e2e", "e2e", move || writer.clone()))
-        .init();
+    let telemetry = carerp_kit::telemetry::init_with_writer(&config, move || writer.clone())
+        .expect("telemetry starts");
 
     let mut p = Platform::start(Default::default()).await.unwrap();
     let c = p
@@ -111,7 +192,7 @@ async fn the_first_requests_trace_id_reaches_envelopes_and_consumer_logs() {
     });
     request.metadata_mut().insert(
         "traceparent",
-        format!("00-{TRACE_ID}-b7ad6b7169203331-01")
+        format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01")
             .parse()
             .unwrap(),
     );
@@ -180,4 +261,25 @@ async fn the_first_requests_trace_id_reaches_envelopes_and_consumer_logs() {
             .any(|l| l["action"] == "AddPartLine" && l["trace_id"] == TRACE_ID)
     );
     p.stop().await.unwrap();
+
+    // Stopping export sends what is left; every span of the saga is in the caller's trace.
+    tokio::task::spawn_blocking(move || drop(telemetry))
+        .await
+        .unwrap();
+    let spans = collector.spans();
+    let span = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name && s.trace_id == TRACE_ID)
+            .unwrap_or_else(|| panic!("no span {name} in trace {TRACE_ID}: {spans:#?}"))
+    };
+    let request = span("AddPartLine");
+    assert_eq!(request.parent_span_id, CALLER_SPAN_ID);
+    assert_eq!(request.service, "carerp-e2e");
+    // The consumers' spans continue it, each with a parent inside the trace.
+    for consumed in ["workorder.parts-added", "inventory.parts-reserved"] {
+        let span = span(consumed);
+        assert!(!span.parent_span_id.is_empty(), "{span:?}");
+        assert_ne!(span.parent_span_id, CALLER_SPAN_ID, "{span:?}");
+    }
 }

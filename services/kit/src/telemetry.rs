@@ -50,6 +50,20 @@ pub enum TelemetryError {
 /// Installs the global subscriber: logs in the configured format, and OTLP trace export when
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Call once, from `main`.
 pub fn init(config: &ServiceConfig) -> Result<TelemetryGuard, TelemetryError> {
+    init_with_writer(config, std::io::stdout)
+}
+
+/// [`init`], with log lines written where `make_writer` says (tests read them back).
+///
+/// Must be called inside a Tokio runtime when trace export is on: the exporter's gRPC channel
+/// runs on it.
+pub fn init_with_writer<W>(
+    config: &ServiceConfig,
+    make_writer: W,
+) -> Result<TelemetryGuard, TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
     let provider = match &config.otlp_endpoint {
@@ -65,11 +79,15 @@ pub fn init(config: &ServiceConfig) -> Result<TelemetryGuard, TelemetryError> {
             .with(JsonLogLayer::new(
                 config.service,
                 &config.tenant,
-                std::io::stdout,
+                make_writer,
             ))
             .try_init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_writer(make_writer),
+            )
             .try_init(),
     };
     installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
