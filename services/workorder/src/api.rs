@@ -136,6 +136,28 @@ impl WorkOrderService for WorkOrderApi {
         }))
     }
 
+    async fn count_work_orders(
+        &self,
+        _request: Request<pb::CountWorkOrdersRequest>,
+    ) -> Reply<pb::CountWorkOrdersResponse> {
+        let counted = store::count_by_status(&self.pool).await?;
+        let count_of = |status: WoStatus| {
+            counted
+                .iter()
+                .find(|(name, _)| name == status.as_str())
+                .map_or(0, |(_, count)| *count)
+        };
+        Ok(Response::new(pb::CountWorkOrdersResponse {
+            counts: WoStatus::ALL
+                .into_iter()
+                .map(|status| pb::StatusCount {
+                    status: status_to_pb(status) as i32,
+                    count: count_of(status),
+                })
+                .collect(),
+        }))
+    }
+
     async fn change_status(
         &self,
         request: Request<pb::ChangeStatusRequest>,

@@ -241,6 +241,15 @@ pub async fn list_work_orders(
     with_lines(&mut conn, headers).await
 }
 
+/// How many work orders are in each status that has any.
+pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, Error> {
+    Ok(
+        sqlx::query_as("SELECT status, count(*) FROM work_orders GROUP BY status")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
 /// Reads a work order and its lines.
 pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<WorkOrder, Error> {
     let header: Option<Header> = sqlx::query_as(concat!(

@@ -373,6 +373,29 @@ async fn list_filters_and_pages_without_gaps_or_repeats(pool: PgPool) {
         .into_inner();
     assert!(none.work_orders.is_empty());
 
+    // The counts per status agree with the lists: every status, zeros included.
+    let counts: Vec<(i32, i64)> = g
+        .client
+        .count_work_orders(pb::CountWorkOrdersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .counts
+        .into_iter()
+        .map(|c| (c.status, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            (S::Open as i32, 4),
+            (S::InProgress as i32, 1),
+            (S::AwaitingParts as i32, 0),
+            (S::Completed as i32, 0),
+            (S::Invoiced as i32, 0),
+            (S::Cancelled as i32, 1),
+        ]
+    );
+
     let err = g
         .client
         .list_work_orders(pb::ListWorkOrdersRequest {
