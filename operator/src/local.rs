@@ -50,10 +50,18 @@ impl Planned {
     }
 }
 
-/// A port nobody listens on right now (taken by the child a moment later).
-fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?)
+/// Ports nobody listens on right now, for the children to take a moment later. Every
+/// listener is held until the last port is picked, so no port is handed out twice.
+#[derive(Default)]
+struct FreePorts(Vec<TcpListener>);
+
+impl FreePorts {
+    fn pick(&mut self) -> anyhow::Result<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+        let addr = listener.local_addr()?;
+        self.0.push(listener);
+        Ok(addr)
+    }
 }
 
 /// Host and port of a `postgres://` URL, so service URLs point at the same server.
@@ -76,6 +84,7 @@ pub fn plan(
     let name = tenant_name(tenant);
     let (db_host, db_port) = host_port(&options.admin_database_url);
     let mut planned = Vec::new();
+    let mut ports = FreePorts::default();
     for service in SERVICES {
         let binary = options.bin_dir.join(format!("carerp-{}", service.name()));
         if !binary.is_file() {
@@ -84,8 +93,8 @@ pub fn plan(
         planned.push(Planned {
             service,
             binary,
-            main_addr: free_port()?,
-            admin_addr: free_port()?,
+            main_addr: ports.pick()?,
+            admin_addr: ports.pick()?,
             database: service
                 .has_database()
                 .then(|| provision::database_name(name, service)),
@@ -496,5 +505,10 @@ mod tests {
         assert_eq!(bff["WORKORDER_GRPC_URL"], planned[1].url());
         assert!(!bff.contains_key("INVENTORY_GRPC_URL"), "no binary, no URL");
         assert_eq!(bff["HTTP_ADDR"], planned[2].main_addr.to_string());
+        let ports: std::collections::HashSet<_> = planned
+            .iter()
+            .flat_map(|p| [p.main_addr.port(), p.admin_addr.port()])
+            .collect();
+        assert_eq!(ports.len(), 2 * planned.len(), "every port is different");
     }
 }
