@@ -1,11 +1,13 @@
 //! The platform of one tenant, in this process: each domain service on a database of its
 //! own, talking over gRPC and the tenant's JetStream stream, exactly as deployed.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use carerp_kit::{RunningService, ServiceConfig, TenantSettings};
+use carerp_operator::crd::Service;
 use carerp_proto::billing::v1::billing_service_client::BillingServiceClient;
 use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
 use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
@@ -101,6 +103,20 @@ impl Platform {
             admin,
             databases,
         })
+    }
+
+    /// The gRPC URL of each running service, as the operator's `local` mode knows them.
+    pub fn grpc_urls(&self) -> HashMap<Service, String> {
+        [
+            Service::Customer,
+            Service::Workorder,
+            Service::Inventory,
+            Service::Billing,
+        ]
+        .into_iter()
+        .zip(&self.running)
+        .map(|(name, service)| (name, format!("http://{}", service.grpc_addr)))
+        .collect()
     }
 
     /// Stops the services; their databases and the stream stay until [`Platform::stop`].

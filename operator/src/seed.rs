@@ -17,7 +17,7 @@ use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClien
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
 use carerp_proto::workorder::v1::{
     AddLaborLineRequest, AddPartLineRequest, ChangeStatusRequest, CreateWorkOrderRequest,
-    WorkOrderStatus,
+    GetWorkOrderRequest, PartLine, ReservationState, WorkOrderStatus,
 };
 
 use crate::crd::Service;
@@ -192,6 +192,50 @@ type DemoWorkOrder = (
     &'static [WorkOrderStatus],
 );
 
+/// Waits until inventory has answered for every part line of a work order.
+async fn wait_for_reservations(
+    workorders: &mut WorkOrderServiceClient<tonic::transport::Channel>,
+    id: &str,
+    number: &str,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + RESERVATION_WAIT;
+    loop {
+        let order = workorders
+            .get_work_order(GetWorkOrderRequest { id: id.into() })
+            .await
+            .with_context(|| format!("reading work order {number}"))?
+            .into_inner();
+        let state = |line: &PartLine| line.reservation_state();
+        if let Some(failed) = order
+            .part_lines
+            .iter()
+            .find(|l| state(l) == ReservationState::Failed)
+        {
+            anyhow::bail!(
+                "inventory could not reserve part line {} of work order {number}: {}",
+                failed.id,
+                failed.failure_reason
+            );
+        }
+        if order
+            .part_lines
+            .iter()
+            .all(|l| state(l) == ReservationState::Reserved)
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the parts of work order {number} were not reserved within {} s: is inventory consuming events?",
+                RESERVATION_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+const RESERVATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Loads the demo garage through whichever services run; `urls` maps a service to its gRPC URL.
 pub async fn seed_demo(urls: &HashMap<Service, String>, currency: &str) -> anyhow::Result<String> {
     let customer_url = urls
@@ -351,7 +395,7 @@ pub async fn seed_demo(urls: &HashMap<Service, String>, currency: &str) -> anyho
                     part_id: part_id.clone(),
                     quantity: *quantity,
                     expected_version: 0,
-                    idempotency_key: String::new(),
+                    idempotency_key: format!("demo-workorder-{i}-part-{sku}"),
                 })
                 .await
                 .with_context(|| format!("adding {sku} to work order {}", wo.number))?;
@@ -364,10 +408,14 @@ pub async fn seed_demo(urls: &HashMap<Service, String>, currency: &str) -> anyho
                 minutes: *minutes,
                 hourly_rate: None,
                 expected_version: 0,
-                idempotency_key: String::new(),
+                idempotency_key: format!("demo-workorder-{i}-labour"),
             })
             .await
             .with_context(|| format!("adding labour to work order {}", wo.number))?;
+        if statuses.contains(&WorkOrderStatus::Completed) {
+            // Completing needs every part line reserved, and inventory answers by event.
+            wait_for_reservations(&mut workorders, &wo.id, &wo.number).await?;
+        }
         for status in *statuses {
             workorders
                 .change_status(ChangeStatusRequest {

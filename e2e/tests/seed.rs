@@ -1,0 +1,70 @@
+//! `carerp-operator local --seed-demo` (and so `cargo dev`): the demo garage loads through the
+//! services' APIs with work orders in different states, and loading it again adds nothing.
+
+use std::time::Duration;
+
+use carerp_e2e::{Platform, eventually};
+use carerp_proto::customer::v1 as customer;
+use carerp_proto::workorder::v1 as wo;
+
+async fn statuses(p: &mut Platform) -> Vec<wo::WorkOrderStatus> {
+    let mut statuses: Vec<_> = p
+        .work_orders
+        .list_work_orders(wo::ListWorkOrdersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .work_orders
+        .iter()
+        .map(|o| o.status())
+        .collect();
+    statuses.sort();
+    statuses
+}
+
+#[tokio::test]
+async fn the_demo_garage_has_work_orders_in_every_state_and_loads_once() {
+    let mut p = Platform::start(Default::default()).await.unwrap();
+    let urls = p.grpc_urls();
+
+    let summary = carerp_operator::seed::seed_demo(&urls, "EUR")
+        .await
+        .unwrap();
+    assert!(summary.contains("4 work orders"), "{summary}");
+
+    // The completed order travels on to INVOICED by itself, through billing.
+    use wo::WorkOrderStatus as S;
+    let all_states = vec![S::Open, S::InProgress, S::Invoiced, S::Cancelled];
+    eventually(
+        "the completed demo order is invoiced",
+        Duration::from_secs(20),
+        async || (statuses(&mut p).await == all_states).then_some(()),
+    )
+    .await
+    .unwrap();
+    let customers = p
+        .customers
+        .list_customers(customer::ListCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .customers
+        .len();
+    assert!(customers > 0);
+
+    let again = carerp_operator::seed::seed_demo(&urls, "EUR")
+        .await
+        .unwrap();
+    assert!(again.contains("nothing added"), "{again}");
+    assert_eq!(statuses(&mut p).await, all_states);
+    let customers_after = p
+        .customers
+        .list_customers(customer::ListCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .customers
+        .len();
+    assert_eq!(customers_after, customers);
+    p.stop().await.unwrap();
+}
