@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use carerp_kit::events::MAX_UNIT_PRICE_MINOR;
 use carerp_kit::{FieldViolation, Violations};
 use uuid::Uuid;
 
@@ -530,10 +531,13 @@ fn money(v: &mut Violations, field: &str, value: Option<&RawMoney>, currency: &s
             format!("must be the garage's currency {currency}, is {given:?}"),
         );
     }
-    if value.amount_minor < 0 {
+    if !(0..=MAX_UNIT_PRICE_MINOR).contains(&value.amount_minor) {
         v.add(
             format!("{field}.amount_minor"),
-            format!("must not be negative, is {}", value.amount_minor),
+            format!(
+                "must be 0 to {MAX_UNIT_PRICE_MINOR}, is {}",
+                value.amount_minor
+            ),
         );
     }
     value.amount_minor

@@ -157,6 +157,7 @@ pub async fn on_parts_added(
                     &NewMovement {
                         work_order_id: Some(data.work_order_id),
                         line_id: Some(line.line_id),
+                        actor: &event_actor(topic::WORKORDER_PARTS_ADDED, event_id),
                         ..NewMovement::new(
                             line.part_id,
                             MovementKind::Reservation,
@@ -224,13 +225,14 @@ pub async fn on_parts_added(
 pub async fn on_work_order_cancelled(
     tx: &mut PgConnection,
     ctx: &RequestContext,
-    _event_id: Uuid,
+    event_id: Uuid,
     data: &WorkOrderCancelled,
 ) -> Result<(), Error> {
     lock_work_order(tx, data.work_order_id).await?;
     close(tx, data.work_order_id, ClosedOutcome::Cancelled).await?;
     let open = open_reservations(tx, data.work_order_id, None).await?;
-    settle(tx, ctx, data.work_order_id, &open, &HashSet::new()).await
+    let actor = event_actor(topic::WORKORDER_CANCELLED, event_id);
+    settle(tx, ctx, &actor, data.work_order_id, &open, &HashSet::new()).await
 }
 
 /// Releases the reservations of part lines removed from a work order, and remembers the
@@ -267,7 +269,8 @@ pub async fn on_parts_removed(
                 line.quantity, line.part_id, row.quantity, row.part_id);
         }
     }
-    settle(tx, ctx, data.work_order_id, &open, &HashSet::new()).await
+    let actor = event_actor(topic::WORKORDER_PARTS_REMOVED, event_id);
+    settle(tx, ctx, &actor, data.work_order_id, &open, &HashSet::new()).await
 }
 
 /// Consumes what is reserved for the completed work order's part lines: on hand and
@@ -277,7 +280,7 @@ pub async fn on_parts_removed(
 pub async fn on_work_order_completed(
     tx: &mut PgConnection,
     ctx: &RequestContext,
-    _event_id: Uuid,
+    event_id: Uuid,
     data: &WorkOrderCompleted,
 ) -> Result<(), Error> {
     lock_work_order(tx, data.work_order_id).await?;
@@ -297,13 +300,21 @@ pub async fn on_work_order_completed(
             "no open reservation for a completed part line"
         );
     }
-    settle(tx, ctx, data.work_order_id, &open, &used).await
+    let actor = event_actor(topic::WORKORDER_COMPLETED, event_id);
+    settle(tx, ctx, &actor, data.work_order_id, &open, &used).await
+}
+
+/// Who changed stock when no person did: the event that caused it, as the ledger shows it.
+fn event_actor(topic: &str, event_id: Uuid) -> String {
+    format!("{topic} event {event_id}")
 }
 
 /// Consumes the open reservations whose line is in `consume`, releases the others.
+/// `actor` is the event that caused it, recorded on each movement as who made the change.
 async fn settle(
     tx: &mut PgConnection,
     ctx: &RequestContext,
+    actor: &str,
     work_order_id: Uuid,
     open: &[ReservationRow],
     consume: &HashSet<Uuid>,
@@ -342,6 +353,7 @@ async fn settle(
             &NewMovement {
                 work_order_id: Some(work_order_id),
                 line_id: Some(row.line_id),
+                actor,
                 ..NewMovement::new(row.part_id, kind, on_hand_delta, -row.quantity)
             },
         )

@@ -411,7 +411,19 @@ pub async fn adjust_stock(
             ..NewMovement::new(id, adjustment.kind, adjustment.delta, 0)
         },
     )
-    .await?;
+    .await
+    .map_err(|err| match err {
+        // The same key on another part at the same moment: that part's lock did not hold us.
+        Error::Database(db)
+            if carerp_kit::status::is_unique_violation(&db, "movements_idempotency_key") =>
+        {
+            Error::AlreadyExists(format!(
+                "idempotency_key {:?} was used at the same moment for an adjustment of another part",
+                idempotency_key.unwrap_or_default()
+            ))
+        }
+        other => other,
+    })?;
     let part = set_stock(&mut tx, ctx, &part, stock, change).await?;
     stock_adjusted(
         &mut tx,

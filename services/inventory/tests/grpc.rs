@@ -224,10 +224,20 @@ async fn bad_new_parts_are_refused_field_by_field(pool: PgPool) {
     );
     assert!(
         err.message()
-            .contains("unit_price.amount_minor: must not be negative, is -990"),
+            .contains("unit_price.amount_minor: must be 0 to 1000000000000, is -990"),
         "{}",
         err.message()
     );
+    // A price the work order service could not take is refused here, not in the saga.
+    let err = svc
+        .client
+        .create_part(pb::CreatePartRequest {
+            unit_price: eur(carerp_kit::events::MAX_UNIT_PRICE_MINOR + 1),
+            ..new_part("x")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(&err), ["unit_price.amount_minor"]);
     let err = svc
         .client
         .create_part(pb::CreatePartRequest {
@@ -739,6 +749,44 @@ async fn adjust_stock_is_idempotent_by_key(pool: PgPool) {
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     assert!(err.message().contains("delivery-4711"), "{}", err.message());
+    svc.stop().await;
+}
+
+/// One key on two parts at the same moment: the parts' locks do not order the two requests,
+/// so the database's unique key decides, and the loser hears AlreadyExists, not Internal.
+#[sqlx::test(migrator = "carerp_inventory::MIGRATOR")]
+async fn one_key_on_two_parts_at_once_adjusts_one(pool: PgPool) {
+    let mut svc = Service::start(pool).await;
+    let mut ids = Vec::new();
+    for round in 0..10 {
+        let a = create(&mut svc.client, new_part(&format!("A-{round}"))).await;
+        let b = create(&mut svc.client, new_part(&format!("B-{round}"))).await;
+        let key = format!("delivery-{round}");
+        let calls = [a.id.clone(), b.id.clone()].map(|part_id| {
+            let mut client = svc.client.clone();
+            let request = pb::AdjustStockRequest {
+                idempotency_key: key.clone(),
+                ..adjust(&part_id, pb::AdjustmentKind::Receipt, 5, "delivery")
+            };
+            tokio::spawn(async move { client.adjust_stock(request).await })
+        });
+        let mut succeeded = 0;
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(_) => succeeded += 1,
+                Err(err) => assert_eq!(err.code(), Code::AlreadyExists, "{err:?}"),
+            }
+        }
+        assert_eq!(succeeded, 1, "round {round}");
+        ids.push(Uuid::parse_str(&a.id).unwrap());
+        ids.push(Uuid::parse_str(&b.id).unwrap());
+    }
+    let mut receipts = 0;
+    for id in ids {
+        receipts += common::movement_count(&svc.pool, id, "receipt").await;
+    }
+    // Each part has its initial receipt; one per round got the delivery.
+    assert_eq!(receipts, 20 + 10);
     svc.stop().await;
 }
 

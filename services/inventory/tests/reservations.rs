@@ -306,6 +306,28 @@ async fn completing_consumes_once_and_releases_lines_no_longer_used(pool: PgPool
         .await
         .unwrap();
     assert_eq!(status, "consumed");
+    // Who moved the stock: the events that caused each movement.
+    let actors: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, actor FROM movements WHERE work_order_id = $1 ORDER BY seq")
+            .bind(wo)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut kinds_and_topics: Vec<(&str, &str)> = actors
+        .iter()
+        .map(|(kind, actor)| (kind.as_str(), actor.split(" event ").next().unwrap_or("")))
+        .collect();
+    kinds_and_topics.sort();
+    assert_eq!(
+        kinds_and_topics,
+        [
+            ("consumption", "workorder.completed"),
+            ("release", "workorder.completed"),
+            ("reservation", "workorder.parts-added"),
+            ("reservation", "workorder.parts-added"),
+        ],
+        "{actors:?}"
+    );
     assert_ledger_consistent(&pool).await;
 }
 

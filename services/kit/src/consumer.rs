@@ -93,7 +93,13 @@ impl Failure {
         if err.is::<Permanent>() || err.is::<serde_json::Error>() {
             return Failure::Permanent(err);
         }
-        match err.downcast_ref::<sqlx::Error>() {
+        // Services wrap the database error in their own error type: look along the chain.
+        let database_error = std::iter::successors(
+            Some(err.as_ref() as &(dyn std::error::Error + 'static)),
+            |e| e.source(),
+        )
+        .find_map(|e| e.downcast_ref::<sqlx::Error>());
+        match database_error {
             Some(db) if is_transient(db) => Failure::Transient(err),
             _ => Failure::Handler(err),
         }
@@ -303,5 +309,38 @@ async fn ack(message: &jetstream::Message, kind: AckKind) {
     if let Err(err) = message.ack_with(kind).await {
         // The server redelivers after ack_wait; the inbox makes that harmless.
         tracing::warn!(action = "consumer.ack", error = %err, "ack failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How the services wrap database errors in their own error types.
+    #[derive(Debug, thiserror::Error)]
+    #[error("database error: {0}")]
+    struct ServiceError(#[from] sqlx::Error);
+
+    fn kind(err: HandlerError) -> &'static str {
+        match Failure::from_handler(err) {
+            Failure::Permanent(_) => "permanent",
+            Failure::Transient(_) => "transient",
+            Failure::Handler(_) => "handler",
+        }
+    }
+
+    #[test]
+    fn a_lost_database_is_transient_however_deeply_it_is_wrapped() {
+        assert_eq!(kind(Box::new(sqlx::Error::PoolTimedOut)), "transient");
+        assert_eq!(
+            kind(Box::new(ServiceError(sqlx::Error::PoolTimedOut))),
+            "transient"
+        );
+        assert_eq!(
+            kind(Box::new(ServiceError(sqlx::Error::RowNotFound))),
+            "handler"
+        );
+        assert_eq!(kind("the event makes no sense".into()), "handler");
+        assert_eq!(kind(Box::new(Permanent("never".into()))), "permanent");
     }
 }

@@ -168,6 +168,12 @@ pub struct PartsReserved {
     pub lines: Vec<ReservedLine>,
 }
 
+/// The highest unit price (or cost) a part may have, in minor units. Inventory refuses more
+/// and the work order service accepts up to this in `parts-reserved`, so a price one side
+/// takes can never strand an event the other refuses. It keeps `quantity * price` far below
+/// `i64::MAX`.
+pub const MAX_UNIT_PRICE_MINOR: i64 = 1_000_000_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservedLine {

@@ -64,6 +64,15 @@ impl Violations {
         if len > max {
             self.add(field, format!("must be at most {max} characters, is {len}"));
         }
+        if let Some(position) = value.chars().position(is_forbidden_control) {
+            self.add(
+                field,
+                format!(
+                    "must not contain control characters (other than tab and line breaks); found one at character {}",
+                    position + 1
+                ),
+            );
+        }
         value.to_string()
     }
 
@@ -139,6 +148,11 @@ pub fn parse_id(field: &str, value: &str) -> Result<uuid::Uuid, FieldViolation> 
 /// A database failure the caller cannot fix by changing the request: logged in full,
 /// reported without internals. Lost connections are Unavailable (retry later); deadlocks and
 /// serialization failures are Aborted (retry the whole call), as ARCHITECTURE.md maps them.
+/// PostgreSQL stores no NUL in text, and control characters have no place in names or notes.
+pub fn is_forbidden_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
 pub fn database_error(err: &sqlx::Error) -> Status {
     let code = match err {
         sqlx::Error::Database(db) => db.code().map(|c| c.to_string()),
@@ -156,6 +170,14 @@ pub fn database_error(err: &sqlx::Error) -> Status {
         (_, Some("40001" | "40P01")) => {
             tracing::warn!(error = %err, "transaction conflict");
             Status::aborted("the change collided with a concurrent one; retry")
+        }
+        // Text the database cannot store (a NUL byte, an invalid escape) that no field check
+        // caught: the request is at fault, not the server.
+        (_, Some("22021" | "22P05")) => {
+            tracing::warn!(error = %err, "text the database cannot store");
+            Status::invalid_argument(
+                "a text value contains a character that cannot be stored (such as NUL)",
+            )
         }
         _ => {
             tracing::error!(error = %err, "database error");
@@ -203,6 +225,20 @@ mod tests {
         assert_eq!(
             v.to_string(),
             "invalid request: name: is required; notes: must be at most 10 characters, is 11"
+        );
+    }
+
+    #[test]
+    fn text_with_nul_or_other_control_characters_is_refused() {
+        let mut v = Violations::new();
+        v.optional_text("notes", "line one\nline two\tindented", 100);
+        assert!(v.is_empty(), "{v}");
+        v.required_text("complaint", "brakes\u{0}", 100);
+        v.optional_text("reason", "a\u{1b}[31m", 100);
+        assert_eq!(
+            v.to_string(),
+            "invalid request: complaint: must not contain control characters (other than tab and line breaks); found one at character 7; \
+             reason: must not contain control characters (other than tab and line breaks); found one at character 2"
         );
     }
 

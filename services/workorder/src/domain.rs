@@ -17,8 +17,7 @@ pub const MAX_QUANTITY: i32 = 10_000;
 pub const MAX_MINUTES: i32 = 31 * 24 * 60;
 /// Keeps `minutes * rate` far below `i64::MAX`, so labour arithmetic cannot overflow.
 pub const MAX_HOURLY_RATE_MINOR: i64 = 100_000_000;
-/// Keeps `quantity * unit price` far below `i64::MAX`.
-pub const MAX_UNIT_PRICE_MINOR: i64 = 1_000_000_000_000;
+pub use carerp_kit::events::MAX_UNIT_PRICE_MINOR;
 
 /// Where a work order is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
