@@ -103,7 +103,7 @@ impl BillingService for BillingApi {
         let id = parse_id("id", &message.id)
             .map_err(|violation| v.check(Err(violation)))
             .ok();
-        let reason = domain::text("reason", &message.reason, MAX_REASON, true)
+        let reason = carerp_kit::status::text("reason", &message.reason, MAX_REASON, true)
             .map_err(|violation| v.check(Err(violation)))
             .ok();
         if message.expected_version < 0 {
@@ -254,7 +254,7 @@ fn decode_payment(
             None
         }
     };
-    let reference = domain::text("reference", &request.reference, MAX_REFERENCE, false)
+    let reference = carerp_kit::status::text("reference", &request.reference, MAX_REFERENCE, false)
         .map_err(|violation| v.check(Err(violation)))
         .unwrap_or_default();
     let received_at = match &request.received_at {
@@ -277,7 +277,7 @@ fn decode_payment(
             }
         }
     };
-    let idempotency_key = domain::text(
+    let idempotency_key = carerp_kit::status::text(
         "idempotency_key",
         &request.idempotency_key,
         MAX_IDEMPOTENCY_KEY,

@@ -437,27 +437,6 @@ impl PaymentMethod {
 
 // ---- free text ----
 
-/// Trims a free-text field and checks its length.
-pub fn text(
-    field: &str,
-    value: &str,
-    max: usize,
-    required: bool,
-) -> Result<String, FieldViolation> {
-    let value = value.trim();
-    if required && value.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    let chars = value.chars().count();
-    if chars > max {
-        return Err(FieldViolation::new(
-            field,
-            format!("must be at most {max} characters, is {chars}"),
-        ));
-    }
-    Ok(value.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -900,17 +879,5 @@ mod tests {
             assert_eq!(LineKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(InvoiceStatus::parse("paid"), None);
-    }
-
-    #[test]
-    fn text_is_trimmed_and_bounded() {
-        assert_eq!(text("reason", "  typo  ", 10, true).unwrap(), "typo");
-        assert_eq!(
-            text("reason", "   ", 10, true).unwrap_err().description,
-            "is required"
-        );
-        assert_eq!(text("reference", "", 10, false).unwrap(), "");
-        let err = text("reference", &"é".repeat(11), 10, false).unwrap_err();
-        assert_eq!(err.description, "must be at most 10 characters, is 11");
     }
 }

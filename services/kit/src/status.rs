@@ -48,32 +48,21 @@ impl Violations {
         }
     }
 
-    /// A trimmed text field that must be present and at most `max` characters long.
+    /// A trimmed text field that must be present; see [`text`].
     pub fn required_text(&mut self, field: &str, value: &str, max: usize) -> String {
-        let value = value.trim();
-        if value.is_empty() {
-            self.add(field, "is required");
-        }
-        self.optional_text(field, value, max)
+        self.text(field, value, max, true)
     }
 
-    /// A trimmed text field of at most `max` characters, possibly empty.
+    /// A trimmed text field, possibly empty; see [`text`].
     pub fn optional_text(&mut self, field: &str, value: &str, max: usize) -> String {
-        let value = value.trim();
-        let len = value.chars().count();
-        if len > max {
-            self.add(field, format!("must be at most {max} characters, is {len}"));
-        }
-        if let Some(position) = value.chars().position(is_forbidden_control) {
-            self.add(
-                field,
-                format!(
-                    "must not contain control characters (other than tab and line breaks); found one at character {}",
-                    position + 1
-                ),
-            );
-        }
-        value.to_string()
+        self.text(field, value, max, false)
+    }
+
+    fn text(&mut self, field: &str, value: &str, max: usize, required: bool) -> String {
+        text(field, value, max, required).unwrap_or_else(|violation| {
+            self.0.push(violation);
+            value.trim().to_string()
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -148,9 +137,37 @@ pub fn parse_id(field: &str, value: &str) -> Result<uuid::Uuid, FieldViolation> 
 /// A database failure the caller cannot fix by changing the request: logged in full,
 /// reported without internals. Lost connections are Unavailable (retry later); deadlocks and
 /// serialization failures are Aborted (retry the whole call), as ARCHITECTURE.md maps them.
-/// PostgreSQL stores no NUL in text, and control characters have no place in names or notes.
-pub fn is_forbidden_control(c: char) -> bool {
-    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+/// A free-text field, trimmed: present when `required`, at most `max` characters, and free of
+/// control characters other than tab and line breaks (PostgreSQL stores no NUL in text, and
+/// escape sequences have no place in names or notes).
+pub fn text(
+    field: &str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<String, FieldViolation> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    let len = value.chars().count();
+    if len > max {
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {max} characters, is {len}"),
+        ));
+    }
+    let forbidden = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+    if let Some(position) = value.chars().position(forbidden) {
+        return Err(FieldViolation::new(
+            field,
+            format!(
+                "must not contain control characters (other than tab and line breaks); found one at character {}",
+                position + 1
+            ),
+        ));
+    }
+    Ok(value.to_string())
 }
 
 pub fn database_error(err: &sqlx::Error) -> Status {
@@ -222,10 +239,28 @@ mod tests {
         assert!(v.is_empty());
         v.required_text("name", "  ", 10);
         v.optional_text("notes", "abcdefghijk", 10);
+        // Characters, not bytes.
+        assert_eq!(
+            text("city", &"é".repeat(10), 10, false).unwrap(),
+            "é".repeat(10)
+        );
         assert_eq!(
             v.to_string(),
             "invalid request: name: is required; notes: must be at most 10 characters, is 11"
         );
+    }
+
+    /// What no field check caught and the database cannot store is still the caller's fault.
+    #[sqlx::test(migrations = false)]
+    async fn text_the_database_cannot_store_is_invalid_argument(pool: sqlx::PgPool) {
+        let err = sqlx::query("SELECT $1::text")
+            .bind("a\u{0}b")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        let status = database_error(&err);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("NUL"), "{status:?}");
     }
 
     #[test]

@@ -314,11 +314,7 @@ impl Intake {
 
 /// Notes are free text, bounded.
 pub fn check_notes(notes: &str) -> Result<String, FieldViolation> {
-    let notes = notes.trim();
-    if notes.chars().count() > MAX_NOTES {
-        return Err(too_long("notes", MAX_NOTES));
-    }
-    Ok(notes.to_string())
+    carerp_kit::status::text("notes", notes, MAX_NOTES, false)
 }
 
 pub fn check_quantity(quantity: i32) -> Result<(), FieldViolation> {
@@ -353,10 +349,7 @@ impl NewLabor {
     ) -> Result<Self, Violations> {
         let mut v = Violations::new();
         let description = v.required_text("description", description, MAX_DESCRIPTION);
-        let technician = technician.trim().to_string();
-        if technician.chars().count() > MAX_TEXT {
-            v.check(Err(too_long("technician", MAX_TEXT)));
-        }
+        let technician = v.optional_text("technician", technician, MAX_TEXT);
         if !(1..=MAX_MINUTES).contains(&minutes) {
             v.add(
                 "minutes",
@@ -394,17 +387,13 @@ impl NewLabor {
 
 /// A cancellation says why, for the customer and the books.
 pub fn check_cancellation_reason(reason: &str) -> Result<String, FieldViolation> {
-    let reason = reason.trim();
-    if reason.is_empty() {
+    if reason.trim().is_empty() {
         return Err(FieldViolation::new(
             "reason",
             "is required when cancelling a work order",
         ));
     }
-    if reason.chars().count() > MAX_REASON {
-        return Err(too_long("reason", MAX_REASON));
-    }
-    Ok(reason.to_string())
+    carerp_kit::status::text("reason", reason, MAX_REASON, true)
 }
 
 /// A unit price inventory reports must be one this service can compute with.
@@ -416,10 +405,6 @@ pub fn check_unit_price(amount_minor: i64) -> Result<(), String> {
             "unit price must be 0 to {MAX_UNIT_PRICE_MINOR} minor units, is {amount_minor}"
         ))
     }
-}
-
-fn too_long(field: &str, max: usize) -> FieldViolation {
-    FieldViolation::new(field, format!("must be at most {max} characters"))
 }
 
 #[cfg(test)]

@@ -141,6 +141,24 @@ async fn create_refuses_bad_input_naming_every_field(pool: PgPool) {
         "{}",
         err.message()
     );
+    // A NUL byte the database could not store is refused by field, as is any other control
+    // character.
+    let err = g
+        .client
+        .create_work_order(pb::CreateWorkOrderRequest {
+            complaint: "brakes\u{0} squeal".into(),
+            notes: "\u{1b}[2J".into(),
+            ..new_order(UNKNOWN, PART)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), vec!["complaint", "notes"]);
+    assert!(
+        err.message()
+            .contains("must not contain control characters"),
+        "{}",
+        err.message()
+    );
     assert_eq!(g.count("work_orders").await, 0);
     assert_eq!(g.count("outbox").await, 0);
     g.stop().await;
