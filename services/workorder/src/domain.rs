@@ -174,6 +174,20 @@ pub fn check_transition(
     }
 }
 
+/// Completing needs the work to have started. An order that went from OPEN straight to
+/// AWAITING_PARTS (its reservation failed at intake) passes through IN_PROGRESS first, so
+/// `started_at` is never missing on a completed order.
+pub fn check_started(from: Status, to: Status, started: bool) -> Result<(), TransitionError> {
+    if to == Status::Completed && !started {
+        return Err(TransitionError::Refused {
+            from,
+            to,
+            why: "work has not started: move it to IN_PROGRESS first",
+        });
+    }
+    Ok(())
+}
+
 /// Whether inventory holds the parts of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReservationState {

@@ -120,7 +120,7 @@ pub async fn usable_timezone(pool: &PgPool, timezone: &str) -> String {
 
 /// The work order created earlier with this idempotency key, if any.
 pub async fn find_by_idempotency_key(pool: &PgPool, key: &str) -> Result<Option<WorkOrder>, Error> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = snapshot(pool).await?;
     let header: Option<Header> = sqlx::query_as(concat!(
         "SELECT ",
         header_columns!(),
@@ -129,10 +129,22 @@ pub async fn find_by_idempotency_key(pool: &PgPool, key: &str) -> Result<Option<
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
-    match header {
-        Some(header) => Ok(Some(with_lines(&mut conn, vec![header]).await?.remove(0))),
-        None => Ok(None),
-    }
+    let found = match header {
+        Some(header) => Some(with_lines(&mut conn, vec![header]).await?.remove(0)),
+        None => None,
+    };
+    conn.commit().await?;
+    Ok(found)
+}
+
+/// A read-only transaction that sees one snapshot: a work order's header (with its version)
+/// and its lines are read in several statements, and must agree with each other.
+async fn snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// Creates a work order with the next number of the current year, or returns the one
@@ -198,8 +210,10 @@ async fn allocate_number(conn: &mut PgConnection, year: i32) -> Result<i64, Erro
 }
 
 pub async fn get_work_order(pool: &PgPool, id: Uuid) -> Result<WorkOrder, Error> {
-    let mut conn = pool.acquire().await?;
-    load(&mut conn, id).await
+    let mut tx = snapshot(pool).await?;
+    let order = load(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(order)
 }
 
 /// Which work orders a list shows; empty fields do not filter.
@@ -218,7 +232,7 @@ pub async fn list_work_orders(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<WorkOrder>, Error> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = snapshot(pool).await?;
     let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
     let headers: Vec<Header> = sqlx::query_as(concat!(
         "SELECT ",
@@ -238,7 +252,9 @@ pub async fn list_work_orders(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    with_lines(&mut conn, headers).await
+    let orders = with_lines(&mut conn, headers).await?;
+    conn.commit().await?;
+    Ok(orders)
 }
 
 /// How many work orders are in each status that has any.
@@ -442,6 +458,7 @@ pub async fn change_status(
     let mut tx = pool.begin().await?;
     let order = lock(&mut tx, id, expected_version).await?;
     domain::check_transition(order.status, to, Cause::Request, &order.part_lines)?;
+    domain::check_started(order.status, to, order.header.started_at.is_some())?;
     set_status(&mut tx, id, to, reason).await?;
     touch(&mut tx, id).await?;
     let order = load(&mut tx, id).await?;

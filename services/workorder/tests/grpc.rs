@@ -441,6 +441,49 @@ async fn list_filters_and_pages_without_gaps_or_repeats(pool: PgPool) {
     g.stop().await;
 }
 
+/// Parts short at intake park an OPEN order in AWAITING_PARTS; once they are reserved the
+/// work still has to start before the order can be completed.
+#[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
+async fn an_order_waiting_for_parts_since_intake_must_start_before_completing(pool: PgPool) {
+    let mut g = Garage::start(pool).await;
+    let order = g.order().await;
+    let with_part = g.add_part(&order.id, PART, 1).await;
+    fail_reservation(&g.pool, &with_part, "not enough stock").await;
+    let waiting = g.get(&order.id).await;
+    assert_eq!(waiting.status, S::AwaitingParts as i32);
+    let retried = g
+        .client
+        .retry_reservation(pb::RetryReservationRequest {
+            id: order.id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    reserve(&g.pool, &retried, 1250).await;
+
+    let err = g
+        .client
+        .change_status(pb::ChangeStatusRequest {
+            id: order.id.clone(),
+            status: S::Completed as i32,
+            reason: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("work has not started"),
+        "{}",
+        err.message()
+    );
+    g.status(&order.id, S::InProgress).await;
+    let done = g.status(&order.id, S::Completed).await;
+    assert!(done.started_at.is_some() && done.completed_at.is_some());
+    g.stop().await;
+}
+
 #[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
 async fn the_life_cycle_from_intake_to_completion(pool: PgPool) {
     let mut g = Garage::start(pool).await;
