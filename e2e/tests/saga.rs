@@ -277,6 +277,7 @@ async fn missing_stock_waits_for_parts_then_completes() {
         .retry_reservation(wo::RetryReservationRequest {
             id: order.id.clone(),
             expected_version: 0,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap();

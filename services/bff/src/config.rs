@@ -21,8 +21,8 @@ pub struct BffConfig {
     pub rate_limit_per_second: u32,
     /// Requests a client may send at once before being limited (`BFF_RATE_LIMIT_BURST`).
     pub rate_limit_burst: u32,
-    /// Key clients by the first `X-Forwarded-For` address (`BFF_TRUST_FORWARDED_FOR`), for
-    /// when the BFF sits behind an ingress controller that sets it.
+    /// Key clients by the last `X-Forwarded-For` address (`BFF_TRUST_FORWARDED_FOR`), for
+    /// when the BFF sits behind an ingress controller that appends it.
     pub trust_forwarded_for: bool,
     /// Whole-request limit (`BFF_REQUEST_TIMEOUT_MS`).
     pub request_timeout: Duration,

@@ -229,13 +229,17 @@ impl<C: Clock + Clone> RateLimiter<C> {
         }
     }
 
+    /// The client's address. Behind a trusted proxy it is the last `X-Forwarded-For` entry,
+    /// the address the proxy itself saw: earlier entries are whatever the client sent.
     fn client(&self, request: &Request) -> IpAddr {
         if self.trust_forwarded_for
             && let Some(ip) = request
                 .headers()
-                .get("x-forwarded-for")
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.rsplit(',').next())
                 .and_then(|v| v.trim().parse().ok())
         {
             return ip;
@@ -379,7 +383,13 @@ mod tests {
         assert_eq!(untrusting.client(&request(Some("203.0.113.7"))), peer);
         let trusting = RateLimiter::new(1, 1, true);
         assert_eq!(
-            trusting.client(&request(Some("203.0.113.7, 10.0.0.2"))),
+            trusting.client(&request(Some("203.0.113.7"))),
+            IpAddr::from([203, 0, 113, 7])
+        );
+        // A client that sends its own header cannot choose its bucket: the proxy appends the
+        // address it saw, and that one counts.
+        assert_eq!(
+            trusting.client(&request(Some("198.51.100.1, 203.0.113.7"))),
             IpAddr::from([203, 0, 113, 7])
         );
         assert_eq!(trusting.client(&request(Some("garbage"))), peer);

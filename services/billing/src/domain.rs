@@ -353,13 +353,15 @@ pub fn apply_payment(
     amount_minor: i64,
     currency: &str,
 ) -> Result<AfterPayment, PaymentRefused> {
-    if amount_minor <= 0 {
-        return Err(PaymentRefused::NotPositive(amount_minor));
-    }
+    // The invoice's state first: "pay the balance" of a paid invoice is an amount of 0, and
+    // the caller should hear that the invoice is paid, not that 0 is not positive.
     match status {
         InvoiceStatus::Void => return Err(PaymentRefused::InvoiceVoid),
         InvoiceStatus::Paid => return Err(PaymentRefused::AlreadyPaid),
         InvoiceStatus::Issued | InvoiceStatus::PartiallyPaid => {}
+    }
+    if amount_minor <= 0 {
+        return Err(PaymentRefused::NotPositive(amount_minor));
     }
     let balance = total_minor - paid_minor;
     if amount_minor > balance {

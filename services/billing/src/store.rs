@@ -555,6 +555,12 @@ pub async fn void_invoice(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::InvoiceNotFound(id))?;
+    // The same void again (a retry after a lost answer) is done already, whatever version
+    // the caller saw before its first try.
+    if invoice.status() == InvoiceStatus::Void && invoice.void_reason == reason {
+        tx.rollback().await?;
+        return Ok(());
+    }
     if expected_version != 0 && expected_version != invoice.version {
         return Err(Error::VersionConflict {
             id,

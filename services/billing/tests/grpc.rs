@@ -551,6 +551,7 @@ async fn paying_the_balance_pays_what_is_left_once(pool: PgPool) {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("already paid"), "{refused:?}");
     assert_eq!(payments_in_db(&pool, &invoice.id).await, 2);
 }
 
@@ -752,7 +753,24 @@ async fn void_an_invoice_without_payments(pool: PgPool) {
     assert_eq!(data.reason, "Customer was quoted a fixed price");
     assert_eq!(data.number, invoice.number);
 
-    // A void invoice takes no payment and is not voided twice.
+    // The same void retried (its answer lost) is done already: same invoice, one event.
+    let retried = h
+        .client
+        .void_invoice(pb::VoidInvoiceRequest {
+            id: invoice.id.clone(),
+            reason: "Customer was quoted a fixed price".into(),
+            expected_version: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, voided);
+    assert_eq!(
+        h.outbox_topics(&invoice.id).await,
+        vec![topic::INVOICE_CREATED, topic::INVOICE_VOIDED]
+    );
+
+    // A void invoice takes no payment and is not voided twice for another reason.
     let status = h.pay(&invoice.id, 100).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("is void"), "{status:?}");

@@ -319,11 +319,12 @@ impl WorkOrderService for WorkOrderApi {
         let mut v = Violations::new();
         let id = required_id(&mut v, "id", &req.id);
         check_expected_version(&mut v, req.expected_version);
+        let key = idempotency_key(&mut v, &req.idempotency_key);
         let Some(id) = id else {
             return Err(Error::Invalid(v).into());
         };
         v.into_result(()).map_err(Error::from)?;
-        reply(store::retry_reservation(&self.pool, &context, id, req.expected_version).await?)
+        reply(store::retry_reservation(&self.pool, &context, id, req.expected_version, key).await?)
     }
 }
 

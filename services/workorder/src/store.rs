@@ -701,9 +701,33 @@ pub async fn retry_reservation(
     context: &RequestContext,
     id: Uuid,
     expected_version: i64,
+    idempotency_key: Option<&str>,
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
-    let order = lock(&mut tx, id, expected_version).await?;
+    // The order's lock orders two calls with one key: the second sees the first's row.
+    let order = lock(&mut tx, id, 0).await?;
+    if let Some(key) = idempotency_key {
+        let seen: Option<String> = sqlx::query_scalar(
+            "SELECT idempotency_key FROM reservation_retries
+             WHERE work_order_id = $1 AND idempotency_key = $2",
+        )
+        .bind(id)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if seen.is_some() {
+            tx.rollback().await?;
+            return Ok(order);
+        }
+        sqlx::query(
+            "INSERT INTO reservation_retries (work_order_id, idempotency_key) VALUES ($1, $2)",
+        )
+        .bind(id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    }
+    check_version(&order.header, expected_version)?;
     ensure_lines_editable(&order)?;
     let failed: Vec<Uuid> = order
         .part_lines

@@ -456,6 +456,7 @@ async fn an_order_waiting_for_parts_since_intake_must_start_before_completing(po
         .retry_reservation(pb::RetryReservationRequest {
             id: order.id.clone(),
             expected_version: 0,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap()
@@ -1313,6 +1314,7 @@ async fn lines_cannot_change_on_a_completed_or_cancelled_order(pool: PgPool) {
                 .retry_reservation(pb::RetryReservationRequest {
                     id: order.id.clone(),
                     expected_version: 0,
+                    idempotency_key: String::new(),
                 })
                 .await
                 .unwrap_err(),
@@ -1406,6 +1408,7 @@ async fn retry_reservation_announces_the_failed_lines_again(pool: PgPool) {
         .retry_reservation(pb::RetryReservationRequest {
             id: order.id.clone(),
             expected_version: 0,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap_err();
@@ -1444,15 +1447,27 @@ async fn retry_reservation_announces_the_failed_lines_again(pool: PgPool) {
     );
     assert_eq!(failed.failure_reason, "only 3 on hand");
 
+    let retry = pb::RetryReservationRequest {
+        id: order.id.clone(),
+        expected_version: version(&waiting),
+        idempotency_key: "retry-after-delivery-88".into(),
+    };
     let retried = g
         .client
-        .retry_reservation(pb::RetryReservationRequest {
-            id: order.id.clone(),
-            expected_version: version(&waiting),
-        })
+        .retry_reservation(retry.clone())
         .await
         .unwrap()
         .into_inner();
+    // The same call again (its answer lost): the order as it is, nothing announced again.
+    let announced = g.events(&order.id).await.len();
+    let again = g
+        .client
+        .retry_reservation(retry)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, retried);
+    assert_eq!(g.events(&order.id).await.len(), announced);
     let line = retried
         .part_lines
         .iter()
@@ -1481,6 +1496,7 @@ async fn retry_reservation_announces_the_failed_lines_again(pool: PgPool) {
         .retry_reservation(pb::RetryReservationRequest {
             id: UNKNOWN.into(),
             expected_version: 0,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap_err();
@@ -1490,6 +1506,7 @@ async fn retry_reservation_announces_the_failed_lines_again(pool: PgPool) {
         .retry_reservation(pb::RetryReservationRequest {
             id: order.id.clone(),
             expected_version: 1,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap_err();
@@ -1499,6 +1516,7 @@ async fn retry_reservation_announces_the_failed_lines_again(pool: PgPool) {
         .retry_reservation(pb::RetryReservationRequest {
             id: String::new(),
             expected_version: 0,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap_err();

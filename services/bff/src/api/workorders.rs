@@ -425,12 +425,14 @@ pub async fn remove_labor_line(
 
 /// Ask inventory again to reserve the part lines whose reservation failed.
 #[utoipa::path(post, path = "/api/work-orders/{id}/retry-reservation", tag = "work orders",
-    params(("id" = String, Path, description = "Work order id"), VersionQuery),
+    params(("id" = String, Path, description = "Work order id"), VersionQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry announces nothing again")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn retry_reservation(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
     QueryParams(query): QueryParams<VersionQuery>,
 ) -> Result<Json<WorkOrder>, ApiError> {
     let clients = &state.clients;
@@ -442,6 +444,7 @@ pub async fn retry_reservation(
             pb::RetryReservationRequest {
                 id,
                 expected_version: query.expected_version.unwrap_or(0),
+                idempotency_key: key,
             },
         ))
         .await
