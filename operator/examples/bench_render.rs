@@ -36,14 +36,16 @@ fn main() {
     let started = Instant::now();
     let mut objects = 0;
     for t in &tenants {
-        objects += desired(t, &config).len();
+        objects += desired(t, &config, &Default::default()).len();
     }
     let build = started.elapsed();
 
     let started = Instant::now();
     let mut bytes = 0;
     for t in &tenants {
-        bytes += render_yaml(&desired(t, &config)).expect("YAML").len();
+        bytes += render_yaml(&desired(t, &config, &Default::default()))
+            .expect("YAML")
+            .len();
     }
     let render = started.elapsed();
 

@@ -1,11 +1,13 @@
 //! The controller: keeps every `CarErpTenant` converged.
 //!
-//! Reconcile = check the spec, apply the desired objects with server-side apply, provision the
-//! databases (writing their Secrets) and the stream, then write status and conditions and emit
-//! Events on transitions. Deletion runs behind the `carerp.io/cleanup` finalizer. Errors
-//! requeue with a per-tenant exponential backoff and show their reason in a condition.
+//! Reconcile = check the spec, provision the databases, apply the namespace, the database
+//! Secrets and the desired objects with server-side apply, delete the optional objects that are
+//! not desired any more, provision the stream, then write status and conditions and emit Events
+//! on transitions. Deletion runs behind the `carerp.io/cleanup` finalizer. Errors requeue with
+//! a per-tenant exponential backoff and show their reason in the `Ready` condition and in a
+//! Warning Event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,10 +17,12 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -195,8 +199,13 @@ impl Provisioner for Infrastructure {
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    /// A Kubernetes API call failed; `doing` says which (`apply Deployment/customer`).
+    #[error("{doing}: {}", api_message(.source))]
+    Kube {
+        doing: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{0}")]
     Provision(#[from] ProvisionError),
     #[error("finalizer: {0}")]
@@ -207,7 +216,7 @@ impl Error {
     /// Label of the errors metric and reason of the condition.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "KubernetesError",
+            Error::Kube { .. } => "KubernetesError",
             Error::Provision(err) => err.reason(),
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(err)
@@ -216,6 +225,22 @@ impl Error {
             },
         }
     }
+}
+
+/// What the API server said, without the debug dump `kube::Error`'s own message appends.
+fn api_message(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => {
+            format!("{} ({}, {})", status.message, status.reason, status.code)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Wraps a failed API call with what it was doing.
+fn kube_err(doing: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let doing = doing.into();
+    move |source| Error::Kube { doing, source }
 }
 
 /// What every reconcile shares.
@@ -373,22 +398,78 @@ fn password_from_url(url: &str) -> Option<String> {
     (!password.is_empty()).then(|| password.to_string())
 }
 
-/// Passwords of the Secrets that exist, so a reconcile keeps them.
-async fn read_passwords(
+/// `DATABASE_URL` of the database Secrets that exist, so a reconcile keeps their passwords.
+async fn read_database_urls(
     client: &Client,
     namespace: &str,
-) -> Result<BTreeMap<Service, String>, kube::Error> {
+) -> Result<BTreeMap<Service, String>, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut passwords = BTreeMap::new();
+    let mut urls = BTreeMap::new();
     for service in SERVICES.into_iter().filter(|s| s.has_database()) {
-        if let Some(secret) = api.get_opt(&desired::secret_name(service)).await?
+        let name = desired::secret_name(service);
+        if let Some(secret) = api
+            .get_opt(&name)
+            .await
+            .map_err(kube_err(format!("read Secret/{name}")))?
             && let Some(url) = secret.data.as_ref().and_then(|d| d.get("DATABASE_URL"))
-            && let Some(password) = std::str::from_utf8(&url.0).ok().and_then(password_from_url)
+            && let Ok(url) = std::str::from_utf8(&url.0)
         {
-            passwords.insert(service, password);
+            urls.insert(service, url.to_string());
         }
     }
-    Ok(passwords)
+    Ok(urls)
+}
+
+/// Deletes the tenant's objects of kind `K` that are not in `keep` (`Kind/name`s). Only objects
+/// carrying the tenant's managed-by labels are looked at; one already gone is done.
+async fn prune_kind<K>(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+    keep: &BTreeSet<String>,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let kind = K::kind(&());
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let existing = api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(kube_err(format!("list {kind} objects")))?;
+    for object in existing {
+        let name = object.name_any();
+        let described = format!("{kind}/{name}");
+        if keep.contains(&described) {
+            continue;
+        }
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => tracing::info!(namespace, object = %described, "deleted, no longer desired"),
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(err) => return Err(kube_err(format!("delete {described}"))(err)),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes what the desired state no longer holds among the kinds it holds only under
+/// conditions: the collector ConfigMap (sidecar turned off), PodDisruptionBudgets (replicas
+/// down to 1 or suspended: a PDB left behind would block node drains) and the Ingress
+/// (`spec.ingress` removed).
+async fn prune(
+    client: &Client,
+    tenant: &CarErpTenant,
+    namespace: &str,
+    objects: &[Object],
+) -> Result<(), Error> {
+    let keep: BTreeSet<String> = objects.iter().map(Object::describe).collect();
+    let selector = desired::managed_selector(tenant);
+    prune_kind::<ConfigMap>(client, namespace, &selector, &keep).await?;
+    prune_kind::<PodDisruptionBudget>(client, namespace, &selector, &keep).await?;
+    prune_kind::<Ingress>(client, namespace, &selector, &keep).await
 }
 
 async fn patch_status(
@@ -438,14 +519,60 @@ async fn report(
     Ok(())
 }
 
+/// Puts a failure the status does not show yet into the `Ready` condition (the other conditions
+/// stay as they were) and into a Warning Event, so `kubectl describe` tells why the tenant is
+/// stuck. Best effort: the failure is returned (and retried) whatever happens here.
+async fn report_failure(ctx: &Context, tenant: &CarErpTenant, reason: &str, message: String) {
+    let generation = tenant.metadata.generation;
+    let mut status = tenant.status.clone().unwrap_or_default();
+    let ready = condition(
+        &status.conditions,
+        "Ready",
+        false,
+        reason,
+        &message,
+        generation,
+    );
+    match status.conditions.iter_mut().find(|c| c.type_ == "Ready") {
+        Some(existing) => *existing = ready,
+        None => status.conditions.push(ready),
+    }
+    status.phase = Some(if tenant.metadata.deletion_timestamp.is_some() {
+        Phase::Deleting
+    } else if matches!(status.phase, Some(Phase::Ready | Phase::Degraded)) {
+        Phase::Degraded
+    } else {
+        Phase::Provisioning
+    });
+    match patch_status(ctx, tenant, &status).await {
+        Ok(()) => ctx.metrics.set_phase(&tenant.name_any(), status.phase),
+        Err(err) => tracing::warn!(
+            tenant = %tenant.name_any(),
+            error = %api_message(&err),
+            "cannot report the failure in the status"
+        ),
+    }
+    publish(ctx, tenant, EventType::Warning, reason, message).await;
+}
+
+/// Converges the tenant. A failed Kubernetes API call goes into the status and an Event before
+/// it is returned; provisioner failures are already there, with every condition.
 async fn apply_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action, Error> {
+    let result = converge(&tenant, ctx).await;
+    if let Err(err @ Error::Kube { .. }) = &result {
+        report_failure(ctx, &tenant, err.reason(), err.to_string()).await;
+    }
+    result
+}
+
+async fn converge(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error> {
     let name = tenant.name_any();
     let generation = tenant.metadata.generation;
     let previous = tenant.status.clone().unwrap_or_default();
     let prev = &previous.conditions;
-    let namespace = desired::namespace_name(&tenant, &ctx.config);
+    let namespace = desired::namespace_name(tenant, &ctx.config);
 
-    if let Err(invalid) = validate(&tenant) {
+    if let Err(invalid) = validate(tenant) {
         let message = invalid.to_string();
         let status = CarErpTenantStatus {
             phase: Some(Phase::Failed),
@@ -460,37 +587,81 @@ async fn apply_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action
             )],
             ..previous.clone()
         };
-        report(ctx, &tenant, &status).await?;
+        report(ctx, tenant, &status)
+            .await
+            .map_err(kube_err("write the status"))?;
         if previous.conditions.iter().all(|c| c.message != message) {
-            publish(ctx, &tenant, EventType::Warning, "InvalidSpec", message).await;
+            publish(ctx, tenant, EventType::Warning, "InvalidSpec", message).await;
         }
         // Nothing to retry until someone edits the spec.
         return Ok(Action::await_change());
     }
 
-    let objects = desired::desired(&tenant, &ctx.config);
+    // The databases first: the pod templates carry a hash of the Secret each service reads its
+    // password from, so they must know the password in force (a new one when a lost Secret made
+    // the provisioner reset it).
+    let existing = read_database_urls(&ctx.client, &namespace).await?;
+    let passwords: BTreeMap<Service, String> = existing
+        .iter()
+        .filter_map(|(service, url)| Some((*service, password_from_url(url)?)))
+        .collect();
+    let databases = ctx.provisioner.ensure_databases(&name, &passwords).await;
+    // What the Secrets will hold: the provisioned passwords, or (provisioner down) what they
+    // hold now, so a failure rolls nothing.
+    let urls: BTreeMap<Service, String> = match &databases {
+        Ok(passwords) => passwords
+            .iter()
+            .map(|(service, password)| {
+                let url = provision::database_url(
+                    &ctx.config.database_host,
+                    ctx.config.database_port,
+                    &name,
+                    *service,
+                    password,
+                );
+                (*service, url)
+            })
+            .collect(),
+        Err(_) => existing,
+    };
+    let hashes = urls
+        .iter()
+        .map(|(service, url)| (*service, desired::secret_hash(url)))
+        .collect();
+    let objects = desired::desired(tenant, &ctx.config, &hashes);
+
+    // The namespace, then the Secrets, then the rest: pods a Deployment rolls for a new
+    // password find it in their Secret.
+    let (namespaces, rest): (Vec<&Object>, Vec<&Object>) = objects
+        .iter()
+        .partition(|o| matches!(o, Object::Namespace(_)));
     let mut deployments = BTreeMap::new();
-    for object in &objects {
-        if let Some(deployment) = apply_object(&ctx.client, object).await? {
+    for object in namespaces {
+        apply_object(&ctx.client, object)
+            .await
+            .map_err(kube_err(format!("apply {}", object.describe())))?;
+    }
+    if databases.is_ok() {
+        for (service, url) in &urls {
+            let secret = desired::database_secret(tenant, &ctx.config, *service, url);
+            apply_namespaced(&ctx.client, &secret)
+                .await
+                .map_err(kube_err(format!(
+                    "apply Secret/{}",
+                    desired::secret_name(*service)
+                )))?;
+        }
+    }
+    for object in rest {
+        if let Some(deployment) = apply_object(&ctx.client, object)
+            .await
+            .map_err(kube_err(format!("apply {}", object.describe())))?
+        {
             deployments.insert(deployment.name_any(), deployment);
         }
     }
+    prune(&ctx.client, tenant, &namespace, &objects).await?;
 
-    let passwords = read_passwords(&ctx.client, &namespace).await?;
-    let databases = ctx.provisioner.ensure_databases(&name, &passwords).await;
-    if let Ok(passwords) = &databases {
-        for (service, password) in passwords {
-            let url = provision::database_url(
-                &ctx.config.database_host,
-                ctx.config.database_port,
-                &name,
-                *service,
-                password,
-            );
-            let secret = desired::database_secret(&tenant, &ctx.config, *service, &url);
-            apply_namespaced(&ctx.client, &secret).await?;
-        }
-    }
     let messaging = ctx
         .provisioner
         .ensure_stream(&name, &tenant.spec.messaging)
@@ -499,7 +670,7 @@ async fn apply_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action
     let mut services = BTreeMap::new();
     let mut ready_count = 0;
     for service in SERVICES {
-        let want = desired::replicas(&tenant, service);
+        let want = desired::replicas(tenant, service);
         let ready = deployments
             .get(service.name())
             .and_then(|d| d.status.as_ref())
@@ -513,7 +684,7 @@ async fn apply_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action
             ServiceStatus {
                 ready,
                 desired: want,
-                image: desired::image(&tenant, &ctx.config, service),
+                image: desired::image(tenant, &ctx.config, service),
             },
         );
     }
@@ -630,16 +801,18 @@ async fn apply_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action
             ready_condition,
         ],
         namespace: Some(namespace),
-        endpoint: Some(desired::endpoint(&tenant, &ctx.config)),
+        endpoint: Some(desired::endpoint(tenant, &ctx.config)),
         ready_services: Some(format!("{ready_count}/{}", SERVICES.len())),
         services,
     };
-    report(ctx, &tenant, &status).await?;
+    report(ctx, tenant, &status)
+        .await
+        .map_err(kube_err("write the status"))?;
 
     if let Some(err) = failure {
         publish(
             ctx,
-            &tenant,
+            tenant,
             EventType::Warning,
             err.reason(),
             err.to_string(),
@@ -655,19 +828,37 @@ async fn apply_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action
     })
 }
 
+/// Runs the cleanup; a failure (stream or databases not removed, status not written) goes into
+/// the `Ready` condition and a Warning Event, the tenant staying `Deleting` until it succeeds.
 async fn cleanup_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action, Error> {
+    let result = clean_up(&tenant, ctx).await;
+    if let Err(err) = &result {
+        report_failure(
+            ctx,
+            &tenant,
+            err.reason(),
+            format!("cannot finish deleting the tenant: {err}"),
+        )
+        .await;
+    }
+    result
+}
+
+async fn clean_up(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error> {
     let name = tenant.name_any();
     let mut status = tenant.status.clone().unwrap_or_default();
     if status.phase != Some(Phase::Deleting) {
         status.phase = Some(Phase::Deleting);
-        report(ctx, &tenant, &status).await?;
+        report(ctx, tenant, &status)
+            .await
+            .map_err(kube_err("write the status"))?;
     }
     ctx.provisioner.delete_stream(&name).await?;
     if tenant.spec.database.deletion_policy == DeletionPolicy::Delete {
         ctx.provisioner.drop_databases(&name).await?;
         publish(
             ctx,
-            &tenant,
+            tenant,
             EventType::Normal,
             "Deleted",
             "stream deleted, databases dropped".into(),
@@ -676,7 +867,7 @@ async fn cleanup_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Acti
     } else {
         publish(
             ctx,
-            &tenant,
+            tenant,
             EventType::Normal,
             "Deleted",
             "stream deleted, databases retained".into(),

@@ -3,7 +3,8 @@
 //!
 //! The database Secrets are not here: their passwords come from the PostgreSQL provisioner, so
 //! the controller builds them with [`database_secret`] after provisioning. Deployments only
-//! refer to them.
+//! refer to them, and carry a hash of each Secret's content (given to [`desired`] as input) on
+//! their pod template, so a new password rolls the pods that read it.
 
 use std::collections::BTreeMap;
 
@@ -44,6 +45,10 @@ const SIDECAR_OTLP: &str = "http://127.0.0.1:4317";
 /// Name of the tenant's settings ConfigMap.
 pub const SETTINGS_CONFIGMAP: &str = "carerp-settings";
 const COLLECTOR_CONFIGMAP: &str = "otel-collector";
+/// Pod-template annotation holding [`secret_hash`] of the service's database Secret: a new
+/// password (a reset after the Secret was lost) changes the template, so Kubernetes rolls the
+/// pods, which read the Secret only when they start.
+pub const SECRET_HASH_ANNOTATION: &str = "carerp.io/database-secret-hash";
 /// UID and GID the services run as (the distroless `nonroot` user).
 const RUN_AS: i64 = 65532;
 
@@ -220,8 +225,34 @@ fn sidecar_enabled(tenant: &CarErpTenant, config: &OperatorConfig) -> bool {
         && otlp_endpoint(tenant, config).is_some()
 }
 
+/// Label selector of every object the operator made for the tenant (each carries these labels).
+pub fn managed_selector(tenant: &CarErpTenant) -> String {
+    format!(
+        "app.kubernetes.io/managed-by=carerp-operator,carerp.io/tenant={}",
+        tenant_name(tenant)
+    )
+}
+
+/// Hash of a database Secret's content (its `DATABASE_URL`), for [`SECRET_HASH_ANNOTATION`].
+/// Readable by whoever can read Deployments: 64 bits of a URL holding a 32-character random
+/// password say nothing usable about the password.
+pub fn secret_hash(database_url: &str) -> String {
+    fnv1a(database_url)
+}
+
 /// Every object the tenant's namespace should hold, in apply order.
-pub fn desired(tenant: &CarErpTenant, config: &OperatorConfig) -> Vec<Object> {
+///
+/// `secret_hashes` holds [`secret_hash`] of each service's database Secret as it is (or is
+/// about to be) in the cluster; a service without an entry gets no annotation (`render`, which
+/// knows no passwords, passes none).
+///
+/// The collector ConfigMap, the PodDisruptionBudgets and the Ingress are here only under
+/// conditions; the controller deletes those the tenant no longer wants.
+pub fn desired(
+    tenant: &CarErpTenant,
+    config: &OperatorConfig,
+    secret_hashes: &BTreeMap<Svc, String>,
+) -> Vec<Object> {
     let ctx = Ctx::new(tenant, config);
     let mut objects = vec![
         Object::Namespace(ctx.namespace()),
@@ -233,7 +264,9 @@ pub fn desired(tenant: &CarErpTenant, config: &OperatorConfig) -> Vec<Object> {
     for service in SERVICES {
         objects.push(Object::ServiceAccount(ctx.service_account(service)));
         objects.push(Object::Service(ctx.service(service)));
-        objects.push(Object::Deployment(ctx.deployment(service)));
+        objects.push(Object::Deployment(
+            ctx.deployment(service, secret_hashes.get(&service)),
+        ));
         if replicas(tenant, service) > 1 {
             objects.push(Object::PodDisruptionBudget(ctx.pdb(service)));
         }
@@ -533,6 +566,12 @@ service:
         } else {
             env.push(plain("HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}")));
         }
+        // Behind the Ingress every request comes from the ingress controller's pods (the only
+        // peers the NetworkPolicy lets in): the BFF keys its rate limit on the client address
+        // the controller forwards, or every user would share one bucket.
+        if service == Svc::Bff && self.tenant.spec.ingress.is_some() {
+            env.push(plain("BFF_TRUST_FORWARDED_FOR", "true".into()));
+        }
         env.push(plain("ADMIN_ADDR", format!("0.0.0.0:{ADMIN_PORT}")));
         env.push(plain("NATS_URL", self.config.nats_url.clone()));
         env.push(plain("LOG_FORMAT", "json".into()));
@@ -610,7 +649,7 @@ service:
         }
     }
 
-    fn deployment(&self, service: Svc) -> Deployment {
+    fn deployment(&self, service: Svc, secret_hash: Option<&String>) -> Deployment {
         let labels = self.service_labels(service);
         let (port_name, port_number) = Self::main_port(service);
         let sidecar = sidecar_enabled(self.tenant, self.config);
@@ -669,10 +708,13 @@ service:
             }]),
             ..Container::default()
         };
-        let annotations = BTreeMap::from([(
+        let mut annotations = BTreeMap::from([(
             "carerp.io/settings-hash".to_string(),
             fnv1a(&format!("{:?}", settings_env(self.tenant))),
         )]);
+        if let Some(hash) = secret_hash.filter(|_| service.has_database()) {
+            annotations.insert(SECRET_HASH_ANNOTATION.to_string(), hash.clone());
+        }
         Deployment {
             metadata: self.meta(service.name(), labels.clone()),
             spec: Some(DeploymentSpec {
@@ -918,7 +960,7 @@ mod tests {
         let t = tenant("  plan: Enterprise\n  services:\n    workorder:\n      replicas: 5\n");
         assert_eq!(replicas(&t, Svc::Customer), 3);
         assert_eq!(replicas(&t, Svc::Workorder), 5);
-        let objects = desired(&t, &OperatorConfig::example());
+        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
         let wo = deployments(&objects)
             .into_iter()
             .find(|d| d.metadata.name.as_deref() == Some("workorder"))
@@ -929,7 +971,7 @@ mod tests {
     #[test]
     fn suspend_scales_everything_to_zero_and_drops_pdbs() {
         let t = tenant("  suspend: true\n");
-        let objects = desired(&t, &OperatorConfig::example());
+        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
         for d in deployments(&objects) {
             assert_eq!(d.spec.as_ref().unwrap().replicas, Some(0));
         }
@@ -943,7 +985,7 @@ mod tests {
     #[test]
     fn every_object_is_owned_and_labelled() {
         let t = tenant("  ingress:\n    host: t1.example.com\n");
-        for object in desired(&t, &OperatorConfig::example()) {
+        for object in desired(&t, &OperatorConfig::example(), &BTreeMap::new()) {
             let value = serde_json::to_value(&object).unwrap();
             let meta = &value["metadata"];
             assert_eq!(
@@ -958,6 +1000,10 @@ mod tests {
                 "{}",
                 object.describe()
             );
+            for pair in managed_selector(&t).split(',') {
+                let (key, value) = pair.split_once('=').unwrap();
+                assert_eq!(meta["labels"][key], value, "{}", object.describe());
+            }
             assert_eq!(meta["ownerReferences"][0]["uid"], "0193-test");
             assert_eq!(meta["ownerReferences"][0]["kind"], "CarErpTenant");
             assert_eq!(meta["ownerReferences"][0]["controller"], true);
@@ -981,7 +1027,7 @@ mod tests {
                 ingress: None,
             },
         );
-        for object in desired(&t, &OperatorConfig::example()) {
+        for object in desired(&t, &OperatorConfig::example(), &BTreeMap::new()) {
             let value = serde_json::to_value(&object).unwrap();
             assert!(value["metadata"].get("ownerReferences").is_none());
         }
@@ -990,7 +1036,7 @@ mod tests {
     #[test]
     fn pods_are_restricted_and_probed_on_the_admin_port() {
         let t = tenant("");
-        let objects = desired(&t, &OperatorConfig::example());
+        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
         for d in deployments(&objects) {
             let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
             assert_eq!(
@@ -1017,7 +1063,7 @@ mod tests {
     fn sidecar_only_when_asked_and_an_endpoint_exists() {
         let with =
             tenant("  telemetry:\n    otlpEndpoint: http://otel:4317\n    collector: Sidecar\n");
-        let objects = desired(&with, &OperatorConfig::example());
+        let objects = desired(&with, &OperatorConfig::example(), &BTreeMap::new());
         let d = deployments(&objects)[0];
         let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         let init = &pod.init_containers.as_ref().unwrap()[0];
@@ -1034,7 +1080,7 @@ mod tests {
         );
 
         let without = tenant("");
-        let objects = desired(&without, &OperatorConfig::example());
+        let objects = desired(&without, &OperatorConfig::example(), &BTreeMap::new());
         assert!(
             !objects
                 .iter()
@@ -1044,14 +1090,14 @@ mod tests {
 
     #[test]
     fn ingress_only_with_a_host() {
-        let none = desired(&tenant(""), &OperatorConfig::example());
+        let none = desired(&tenant(""), &OperatorConfig::example(), &BTreeMap::new());
         assert!(!none.iter().any(|o| matches!(o, Object::Ingress(_))));
         let t = tenant("  ingress:\n    host: t1.example.com\n    tlsSecretName: t1-tls\n");
         assert_eq!(
             endpoint(&t, &OperatorConfig::example()),
             "https://t1.example.com"
         );
-        let some = desired(&t, &OperatorConfig::example());
+        let some = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
         assert!(some.iter().any(|o| matches!(o, Object::Ingress(_))));
     }
 
@@ -1060,7 +1106,7 @@ mod tests {
         let t = tenant(
             "  services:\n    bff:\n      resources:\n        requests:\n          cpu: 1\n",
         );
-        let objects = desired(&t, &OperatorConfig::example());
+        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
         let bff = deployments(&objects)
             .into_iter()
             .find(|d| d.metadata.name.as_deref() == Some("bff"))
@@ -1079,5 +1125,94 @@ mod tests {
             .unwrap();
         assert_eq!(res.requests.unwrap()["cpu"], Quantity("1".into()));
         assert!(res.limits.is_none());
+    }
+
+    fn pod_annotations(objects: &[Object], name: &str) -> BTreeMap<String, String> {
+        deployments(objects)
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some(name))
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_new_database_password_changes_the_pod_template() {
+        let t = tenant("");
+        let config = OperatorConfig::example();
+        let url =
+            |password: &str| format!("postgres://t_t1_customer:{password}@db:5432/t_t1_customer");
+        let before = BTreeMap::from([(Svc::Customer, secret_hash(&url("old")))]);
+        let after = BTreeMap::from([(Svc::Customer, secret_hash(&url("new")))]);
+
+        let old = pod_annotations(&desired(&t, &config, &before), "customer");
+        let new = pod_annotations(&desired(&t, &config, &after), "customer");
+        assert_eq!(old[SECRET_HASH_ANNOTATION], secret_hash(&url("old")));
+        assert_ne!(
+            old[SECRET_HASH_ANNOTATION], new[SECRET_HASH_ANNOTATION],
+            "a reset password rolls the pods"
+        );
+        assert_eq!(
+            pod_annotations(&desired(&t, &config, &before), "customer"),
+            old,
+            "the same Secret leaves the pods alone"
+        );
+
+        // Nothing known (render), or no database (the BFF): no annotation.
+        let none = desired(&t, &config, &BTreeMap::new());
+        assert!(!pod_annotations(&none, "customer").contains_key(SECRET_HASH_ANNOTATION));
+        let bff_hash = BTreeMap::from([(Svc::Bff, "0".to_string())]);
+        assert!(
+            !pod_annotations(&desired(&t, &config, &bff_hash), "bff")
+                .contains_key(SECRET_HASH_ANNOTATION)
+        );
+    }
+
+    fn env_of(objects: &[Object], name: &str) -> BTreeMap<String, String> {
+        deployments(objects)
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some(name))
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect()
+    }
+
+    #[test]
+    fn bff_trusts_forwarded_for_only_behind_the_ingress() {
+        let config = OperatorConfig::example();
+        let behind = desired(
+            &tenant("  ingress:\n    host: t1.example.com\n"),
+            &config,
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            env_of(&behind, "bff")
+                .get("BFF_TRUST_FORWARDED_FOR")
+                .map(String::as_str),
+            Some("true")
+        );
+        assert!(!env_of(&behind, "customer").contains_key("BFF_TRUST_FORWARDED_FOR"));
+
+        let direct = desired(&tenant(""), &config, &BTreeMap::new());
+        assert!(!env_of(&direct, "bff").contains_key("BFF_TRUST_FORWARDED_FOR"));
     }
 }

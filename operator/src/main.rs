@@ -154,7 +154,9 @@ fn render(args: &RenderArgs) -> ExitCode {
         Ok(tenant) => tenant,
         Err(code) => return code,
     };
-    let objects = carerp_operator::desired::desired(&tenant, &config);
+    // No passwords here: the pod templates go without the database Secret hashes the
+    // controller adds once it has provisioned.
+    let objects = carerp_operator::desired::desired(&tenant, &config, &Default::default());
     match carerp_operator::desired::render_yaml(&objects) {
         Ok(yaml) => {
             print!("{yaml}");

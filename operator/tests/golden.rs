@@ -1,12 +1,18 @@
-//! Golden files of what `render` prints: a change to the desired state shows up as a diff of
+//! Golden files of the desired state: a change to it shows up as a diff of
 //! `operator/tests/golden/*.yaml` in review. `UPDATE_GOLDEN=1 cargo test -p carerp-operator
 //! --test golden` rewrites them.
+//!
+//! `demo-garage` is what `render` prints (no passwords known, so no Secret hashes); the
+//! `acme-motors` files are what the controller applies once the databases are provisioned,
+//! with the hash of each database Secret on the pod templates.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use carerp_operator::config::OperatorConfig;
-use carerp_operator::crd::CarErpTenant;
-use carerp_operator::desired::{desired, render_yaml};
+use carerp_operator::crd::{CarErpTenant, SERVICES, Service};
+use carerp_operator::desired::{desired, render_yaml, secret_hash};
+use carerp_operator::provision::database_url;
 
 fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -22,8 +28,29 @@ fn example(name: &str) -> CarErpTenant {
     tenant
 }
 
-fn check(golden: &str, tenant: &CarErpTenant) {
-    let rendered = render_yaml(&desired(tenant, &OperatorConfig::example())).unwrap();
+/// Hashes of the database Secrets the controller would have written (fixed passwords).
+fn provisioned(tenant: &CarErpTenant) -> BTreeMap<Service, String> {
+    let name = tenant.metadata.name.as_deref().unwrap();
+    let config = OperatorConfig::example();
+    SERVICES
+        .into_iter()
+        .filter(|s| s.has_database())
+        .map(|s| {
+            let url = database_url(
+                &config.database_host,
+                config.database_port,
+                name,
+                s,
+                "golden",
+            );
+            (s, secret_hash(&url))
+        })
+        .collect()
+}
+
+fn check(golden: &str, tenant: &CarErpTenant, secret_hashes: &BTreeMap<Service, String>) {
+    let rendered =
+        render_yaml(&desired(tenant, &OperatorConfig::example(), secret_hashes)).unwrap();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(format!("{golden}.yaml"));
@@ -50,17 +77,18 @@ fn check(golden: &str, tenant: &CarErpTenant) {
 
 #[test]
 fn demo_garage() {
-    check("demo-garage", &example("demo-garage"));
+    check("demo-garage", &example("demo-garage"), &BTreeMap::new());
 }
 
 #[test]
 fn acme_motors() {
-    check("acme-motors", &example("acme-motors"));
+    let tenant = example("acme-motors");
+    check("acme-motors", &tenant, &provisioned(&tenant));
 }
 
 #[test]
 fn acme_motors_suspended() {
     let mut tenant = example("acme-motors");
     tenant.spec.suspend = true;
-    check("acme-motors-suspended", &tenant);
+    check("acme-motors-suspended", &tenant, &provisioned(&tenant));
 }
