@@ -22,6 +22,16 @@ async fn statuses(p: &mut Platform) -> Vec<wo::WorkOrderStatus> {
     statuses
 }
 
+async fn customer_count(p: &mut Platform) -> usize {
+    p.customers
+        .list_customers(customer::ListCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .customers
+        .len()
+}
+
 #[tokio::test]
 async fn the_demo_garage_has_work_orders_in_every_state_and_loads_once() {
     let mut p = Platform::start(Default::default()).await.unwrap();
@@ -42,14 +52,7 @@ async fn the_demo_garage_has_work_orders_in_every_state_and_loads_once() {
     )
     .await
     .unwrap();
-    let customers = p
-        .customers
-        .list_customers(customer::ListCustomersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .customers
-        .len();
+    let customers = customer_count(&mut p).await;
     assert!(customers > 0);
 
     let again = carerp_operator::seed::seed_demo(&urls, "EUR")
@@ -57,14 +60,6 @@ async fn the_demo_garage_has_work_orders_in_every_state_and_loads_once() {
         .unwrap();
     assert!(again.contains("nothing added"), "{again}");
     assert_eq!(statuses(&mut p).await, all_states);
-    let customers_after = p
-        .customers
-        .list_customers(customer::ListCustomersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .customers
-        .len();
-    assert_eq!(customers_after, customers);
+    assert_eq!(customer_count(&mut p).await, customers);
     p.stop().await.unwrap();
 }

@@ -463,16 +463,7 @@ async fn an_order_waiting_for_parts_since_intake_must_start_before_completing(po
         .into_inner();
     reserve(&g.pool, &retried, 1250).await;
 
-    let err = g
-        .client
-        .change_status(pb::ChangeStatusRequest {
-            id: order.id.clone(),
-            status: S::Completed as i32,
-            reason: String::new(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap_err();
+    let err = g.try_status(&order.id, S::Completed).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(
         err.message().contains("work has not started"),
@@ -700,16 +691,7 @@ async fn completing_with_unreserved_lines_names_them(pool: PgPool) {
         .unwrap()
         .id
         .clone();
-    let err = g
-        .client
-        .change_status(pb::ChangeStatusRequest {
-            id: order.id.clone(),
-            status: S::Completed as i32,
-            reason: String::new(),
-            expected_version: 0,
-        })
-        .await
-        .unwrap_err();
+    let err = g.try_status(&order.id, S::Completed).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(
         err.message()

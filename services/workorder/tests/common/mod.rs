@@ -147,6 +147,15 @@ impl Garage {
     }
 
     pub async fn status(&mut self, id: &str, status: pb::WorkOrderStatus) -> pb::WorkOrder {
+        self.try_status(id, status).await.unwrap()
+    }
+
+    /// A status change without a version check; cancelling gives a reason.
+    pub async fn try_status(
+        &mut self,
+        id: &str,
+        status: pb::WorkOrderStatus,
+    ) -> Result<pb::WorkOrder, tonic::Status> {
         self.client
             .change_status(pb::ChangeStatusRequest {
                 id: id.into(),
@@ -155,8 +164,7 @@ impl Garage {
                 expected_version: 0,
             })
             .await
-            .unwrap()
-            .into_inner()
+            .map(tonic::Response::into_inner)
     }
 
     pub async fn add_part(&mut self, id: &str, part_id: &str, quantity: i32) -> pb::WorkOrder {
