@@ -20,7 +20,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use carerp_kit::Metrics;
 use carerp_kit::admin::AdminState;
 use http::{HeaderValue, Method, StatusCode, header};
@@ -162,15 +161,8 @@ pub async fn start(config: BffConfig) -> anyhow::Result<RunningBff> {
 
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        // Without TCP_NODELAY a response of more than one segment waits ~40 ms for the
-        // client's delayed ACK.
-        let http_listener = http_listener.tap_io(|stream| {
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
-            }
-        });
         axum::serve(
-            http_listener,
+            carerp_kit::admin::without_delay(http_listener),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
