@@ -30,6 +30,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::config::OperatorConfig;
 use crate::crd::{CarErpTenant, CollectorMode, Plan, SERVICES, Service as Svc};
@@ -237,7 +238,7 @@ pub fn managed_selector(tenant: &CarErpTenant) -> String {
 /// Readable by whoever can read Deployments: 64 bits of a URL holding a 32-character random
 /// password say nothing usable about the password.
 pub fn secret_hash(database_url: &str) -> String {
-    fnv1a(database_url)
+    content_hash(database_url)
 }
 
 /// Every object the tenant's namespace should hold, in apply order.
@@ -349,14 +350,14 @@ fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
         .collect()
 }
 
-/// Hash of the settings, put on the pod template so a settings change rolls the pods.
-fn fnv1a(data: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in data.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+/// A pod-template annotation that changes when `data` does, so the change rolls the pods.
+/// SHA-256, because `data` can hold a password and annotations are readable by many.
+fn content_hash(data: &str) -> String {
+    Sha256::digest(data.as_bytes())
+        .iter()
+        .take(16)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 impl<'a> Ctx<'a> {
@@ -710,7 +711,7 @@ service:
         };
         let mut annotations = BTreeMap::from([(
             "carerp.io/settings-hash".to_string(),
-            fnv1a(&format!("{:?}", settings_env(self.tenant))),
+            content_hash(&format!("{:?}", settings_env(self.tenant))),
         )]);
         if let Some(hash) = secret_hash.filter(|_| service.has_database()) {
             annotations.insert(SECRET_HASH_ANNOTATION.to_string(), hash.clone());
