@@ -272,17 +272,32 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
     assert_eq!(view["customer"]["name"], "Katherine Johnson");
     assert_eq!(view["missing"], json!([]));
 
-    // The seed's status change: PAID with an amount records that payment.
-    let paid = garage
-        .put(
-            &format!("/api/invoices/{first_id}/status"),
-            json!({"status": "PAID", "amount": {"amountMinor": 800, "currency": "EUR"}, "method": "CARD"}),
-        )
+    // The seed's status change: PAID with an amount records that payment, once however often
+    // the PUT is sent, so it needs an Idempotency-Key.
+    let pay_800 = json!({"status": "PAID", "amount": {"amountMinor": 800, "currency": "EUR"}, "method": "CARD"});
+    let keyless = garage
+        .put(&format!("/api/invoices/{first_id}/status"), pay_800.clone())
         .await
-        .expect(StatusCode::OK);
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(keyless.to_string().contains("Idempotency-Key"), "{keyless}");
+    let put_with_key = || async {
+        let response = garage
+            .http
+            .put(garage.url(&format!("/api/invoices/{first_id}/status")))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "till-3-0815")
+            .body(pay_800.to_string())
+            .send()
+            .await
+            .unwrap();
+        common::Reply::from(response).await
+    };
+    let paid = put_with_key().await.expect(StatusCode::OK);
     assert_eq!(paid["action"], "PAYMENT_RECORDED");
     assert_eq!(paid["invoice"]["status"], "PARTIALLY_PAID");
     assert_eq!(paid["invoice"]["balance"]["amountMinor"], 10000);
+    let repeated = put_with_key().await.expect(StatusCode::OK);
+    assert_eq!(repeated["invoice"]["balance"]["amountMinor"], 10000);
 
     // A payment larger than the balance is refused.
     let too_much = garage
@@ -377,6 +392,38 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
         1,
         "{retried}"
     );
+    // Without a key, "make it PAID" is the same request every time: paid once.
+    let fourth = completed_order(&garage, &customer, &vehicle, 20).await;
+    garage.invoice(&fourth).await;
+    let fourth_id = garage
+        .get(&format!(
+            "/api/invoices?status=ISSUED&customerId={customer}"
+        ))
+        .await
+        .expect(StatusCode::OK)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..2 {
+        let paid = garage
+            .put(
+                &format!("/api/invoices/{fourth_id}/status"),
+                json!({"status": "PAID"}),
+            )
+            .await
+            .expect(StatusCode::OK);
+        assert_eq!(paid["invoice"]["status"], "PAID", "{paid}");
+        assert_eq!(paid["invoice"]["payments"].as_array().unwrap().len(), 1);
+    }
+    // Fields of the other action are refused by name.
+    let mixed = garage
+        .put(
+            &format!("/api/invoices/{fourth_id}/status"),
+            json!({"status": "VOID", "reason": "typo", "reference": "R-1"}),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(mixed.to_string().contains("reference"), "{mixed}");
 
     // Voiding the void one again through the dedicated route.
     let again = garage

@@ -131,7 +131,7 @@ async fn fetch(
 #[utoipa::path(put, path = "/api/invoices/{id}/status", tag = "invoices",
     request_body = ChangeInvoiceStatus,
     params(("id" = String, Path, description = "Invoice id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "For PAID: makes retries safe")),
+        ("Idempotency-Key" = Option<String>, Header, description = "For PAID: required with an amount, so a repeated PUT pays once; without an amount the balance is paid once anyway")),
     responses((status = 200, description = "What was done, and the invoice", body = InvoiceStatusChanged)))]
 pub async fn change_status(
     State(state): State<AppState>,
@@ -145,6 +145,21 @@ pub async fn change_status(
             if !body.reason.is_empty() {
                 return Err(ApiError::field("reason", "only for VOID"));
             }
+            if body.expected_version != 0 {
+                return Err(ApiError::field("expectedVersion", "only for VOID"));
+            }
+            // A PUT may be sent again (by the client or a proxy), and must not pay twice.
+            let key = match (key.is_empty(), &body.amount) {
+                (false, _) => key,
+                // Paying the balance is "make it PAID": the same every time.
+                (true, None) => format!("put-status-paid:{id}"),
+                (true, Some(_)) => {
+                    return Err(ApiError::field(
+                        "amount",
+                        "a PUT may be repeated, so paying an amount needs an Idempotency-Key header (or use POST /api/invoices/{id}/payments)",
+                    ));
+                }
+            };
             let invoice = pay(
                 &state,
                 &ctx,
@@ -165,15 +180,13 @@ pub async fn change_status(
             }))
         }
         RequestedInvoiceStatus::Void => {
-            if body.amount.is_some() || body.method.is_some() {
-                return Err(ApiError::field(
-                    if body.amount.is_some() {
-                        "amount"
-                    } else {
-                        "method"
-                    },
-                    "only for PAID",
-                ));
+            let paid_only = [
+                ("amount", body.amount.is_some()),
+                ("method", body.method.is_some()),
+                ("reference", !body.reference.is_empty()),
+            ];
+            if let Some((field, _)) = paid_only.into_iter().find(|(_, given)| *given) {
+                return Err(ApiError::field(field, "only for PAID"));
             }
             let invoice = void(
                 &state,
