@@ -884,7 +884,7 @@ pub async fn reconcile(tenant: Arc<CarErpTenant>, ctx: Arc<Context>) -> Result<A
     let started = Instant::now();
     let name = tenant.name_any();
     let api: Api<CarErpTenant> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, FINALIZER, tenant, |event| async {
+    let result = finalizer(&api, FINALIZER, tenant.clone(), |event| async {
         match event {
             Finalizer::Apply(tenant) => apply_tenant(tenant, &ctx).await,
             Finalizer::Cleanup(tenant) => cleanup_tenant(tenant, &ctx).await,
@@ -892,6 +892,17 @@ pub async fn reconcile(tenant: Arc<CarErpTenant>, ctx: Arc<Context>) -> Result<A
     })
     .await
     .map_err(|err| Error::Finalizer(Box::new(err)));
+    // Applying and cleaning up report their own failures; adding or removing the finalizer
+    // itself is reported here.
+    if let Err(err @ Error::Finalizer(inner)) = &result
+        && matches!(
+            inner.as_ref(),
+            kube::runtime::finalizer::Error::AddFinalizer(_)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(_)
+        )
+    {
+        report_failure(&ctx, &tenant, err.reason(), err.to_string()).await;
+    }
     ctx.metrics
         .observe(started.elapsed(), result.as_ref().err().map(Error::reason));
     if result.is_ok() {

@@ -512,6 +512,33 @@ async fn first_reconcile_adds_the_finalizer_and_nothing_else() {
     );
 }
 
+/// The operator may not even add its finalizer (a role without `patch` on tenants): that,
+/// too, is in the tenant's status and an Event, and nothing is provisioned.
+#[tokio::test]
+async fn a_refused_finalizer_shows_in_the_ready_condition() {
+    let cluster = Cluster {
+        forbidden: vec!["/apis/carerp.io/v1alpha1/carerptenants/demo".into()],
+        ..Cluster::default()
+    }
+    .shared();
+    let run = reconcile_in(&cluster, tenant(&[], json!({})), FakeProvisioner::default()).await;
+    assert_eq!(run.result.as_ref().unwrap_err().reason(), "FinalizerError");
+    assert_eq!(
+        script(&run.calls),
+        [
+            "patch carerptenants/demo",
+            "apply carerptenants/demo/status",
+            "create events"
+        ]
+    );
+    let ready = run.condition(0, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "FinalizerError");
+    let message = ready["message"].as_str().unwrap();
+    assert!(message.contains("forbidden"), "{message}");
+    assert!(run.provisioner.calls().is_empty());
+}
+
 #[tokio::test]
 async fn reconcile_applies_every_object_provisions_and_patches_status() {
     let spec = json!({"ingress": {"host": "demo.example.com"}});
