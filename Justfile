@@ -59,9 +59,11 @@ deploy:
     kubectl apply --server-side -f crds/carerp.io_carerptenants.yaml
     helm upgrade --install carerp charts/carerp-operator -n carerp-system --create-namespace --wait
 
-# The e2e suites: the saga in-process, the platform as local processes through the BFF, and
-# the kind-cluster suite (which skips with a message when no cluster is reachable).
+# The e2e suites: the saga in-process, the platform as local processes through the BFF (it
+# runs the built binaries, hence the build first), and the kind-cluster suite (which skips
+# with a message when no cluster is reachable).
 e2e:
+    cargo build --workspace --bins
     cargo test -p carerp-e2e -- --nocapture
 
 # Drive N work orders (BENCH_WORK_ORDERS, default 200) through the saga; prints throughput,

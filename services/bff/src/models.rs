@@ -318,9 +318,10 @@ pub struct UpdateVehicle {
     pub make: String,
     pub model: String,
     pub year: i32,
-    #[serde(default)]
+    /// Replaced like the rest: left out, it would erase the plate, so it is required
+    /// (`""` for none).
     pub license_plate: String,
-    #[serde(default)]
+    /// Left out, it would read as 0 km and be refused as a decrease: required.
     pub mileage: i64,
     #[serde(default)]
     pub expected_version: i64,

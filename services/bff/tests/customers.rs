@@ -71,6 +71,16 @@ async fn customers_and_vehicles_round_trip(pool: PgPool) {
         .expect(StatusCode::OK);
     assert_eq!(one["mileage"], 42000);
 
+    // A replacement names every field: a left-out mileage would read as 0 km.
+    let partial = garage
+        .put(
+            &format!("/api/vehicles/{vehicle_id}"),
+            json!({"make": "VW", "model": "Golf GTI", "year": 2019, "licensePlate": "B-AL 2"}),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(partial.to_string().contains("mileage"), "{partial}");
+
     let updated = garage
         .put(
             &format!("/api/vehicles/{vehicle_id}"),
