@@ -134,19 +134,24 @@ pub async fn list_customers(
     limit: i64,
 ) -> Result<Vec<CustomerRow>, Error> {
     let pattern = like_pattern(query);
+    let compact = compact_pattern(query);
     let rows = sqlx::query_as(concat!("SELECT ", customer_columns!(), " FROM customers c
          WHERE ($1::uuid IS NULL OR c.id > $1)
            AND ($2 OR NOT c.archived)
            AND ($3::text IS NULL
                 OR c.name ILIKE $3 OR c.email ILIKE $3 OR c.phone ILIKE $3
+                OR c.phone LIKE $5
                 OR EXISTS (SELECT 1 FROM vehicles v
-                           WHERE v.customer_id = c.id AND (v.license_plate ILIKE $3 OR v.vin ILIKE $3)))
+                           WHERE v.customer_id = c.id
+                             AND (v.license_plate ILIKE $3 OR v.vin ILIKE $3
+                                  OR regexp_replace(upper(v.license_plate), '[^A-Z0-9]', '', 'g') LIKE $5)))
          ORDER BY c.id
          LIMIT $4"))
     .bind(after)
     .bind(include_archived)
     .bind(pattern)
     .bind(limit)
+    .bind(compact)
     .fetch_all(pool)
     .await?;
     Ok(rows)
@@ -243,6 +248,10 @@ pub async fn add_vehicle(
     fields: &VehicleFields,
     idempotency_key: Option<&str>,
 ) -> Result<VehicleRow, Error> {
+    // A retry finds what the first call added, whatever happened to the customer since.
+    if let Some(existing) = vehicle_by_key(pool, idempotency_key).await? {
+        return Ok(existing);
+    }
     let mut tx = pool.begin().await?;
     // The share lock keeps the customer from being archived while the vehicle is added.
     let archived: Option<bool> =
@@ -255,7 +264,7 @@ pub async fn add_vehicle(
         Some(true) => return Err(Error::CustomerArchived(customer_id)),
         Some(false) => {}
     }
-    let inserted: Option<VehicleRow> = sqlx::query_as(concat!("INSERT INTO vehicles (id, customer_id, vin, make, model, year, license_plate, mileage, idempotency_key)
+    let inserted: Result<Option<VehicleRow>, sqlx::Error> = sqlx::query_as(concat!("INSERT INTO vehicles (id, customer_id, vin, make, model, year, license_plate, mileage, idempotency_key)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING ", vehicle_columns!()))
@@ -269,29 +278,46 @@ pub async fn add_vehicle(
     .bind(fields.mileage)
     .bind(idempotency_key)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(|err| {
-        if carerp_kit::status::is_unique_violation(&err, "vehicles_vin_unique") {
-            Error::DuplicateVin(fields.vin.clone())
-        } else {
-            Error::Database(err)
+    .await;
+    let inserted = match inserted {
+        Err(err) if carerp_kit::status::is_unique_violation(&err, "vehicles_vin_unique") => {
+            tx.rollback().await?;
+            // A concurrent call with the same key may have added this very vehicle.
+            return match vehicle_by_key(pool, idempotency_key).await? {
+                Some(existing) => Ok(existing),
+                None => Err(Error::DuplicateVin(fields.vin.clone())),
+            };
         }
-    })?;
+        other => other?,
+    };
     let Some(vehicle) = inserted else {
+        // The key was taken by a concurrent call that committed first.
         tx.rollback().await?;
-        let existing: VehicleRow = sqlx::query_as(concat!(
-            "SELECT ",
-            vehicle_columns!(),
-            " FROM vehicles WHERE idempotency_key = $1"
-        ))
-        .bind(idempotency_key)
-        .fetch_one(pool)
-        .await?;
-        return Ok(existing);
+        return vehicle_by_key(pool, idempotency_key)
+            .await?
+            .ok_or_else(|| Error::Database(sqlx::Error::RowNotFound));
     };
     events::vehicle_added(&mut tx, context, &vehicle).await?;
     tx.commit().await?;
     Ok(vehicle)
+}
+
+/// The vehicle added earlier under `idempotency_key`, if any.
+async fn vehicle_by_key(
+    pool: &PgPool,
+    idempotency_key: Option<&str>,
+) -> Result<Option<VehicleRow>, Error> {
+    let Some(key) = idempotency_key else {
+        return Ok(None);
+    };
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        vehicle_columns!(),
+        " FROM vehicles WHERE idempotency_key = $1"
+    ))
+    .bind(key)
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// Replaces a vehicle's description and odometer reading; the VIN and owner stay. The
@@ -385,6 +411,20 @@ pub async fn vehicles_of(pool: &PgPool, customer_ids: &[Uuid]) -> Result<Vec<Veh
     .fetch_all(pool)
     .await?;
     Ok(rows)
+}
+
+/// The query as phone numbers are stored and plates compare without separators: letters
+/// upper-cased, digits and a leading `+` kept, everything else dropped (`"+44 20 7946"` ->
+/// `%+44207946%`, `"m-xy 99"` -> `%MXY99%`). `None` when nothing is left.
+fn compact_pattern(query: &str) -> Option<String> {
+    let compact: String = query
+        .trim()
+        .chars()
+        .enumerate()
+        .filter(|(i, c)| c.is_ascii_alphanumeric() || (*i == 0 && *c == '+'))
+        .map(|(_, c)| c.to_ascii_uppercase())
+        .collect();
+    (!compact.is_empty() && compact != "+").then(|| format!("%{compact}%"))
 }
 
 /// `%query%` for ILIKE with the wildcards of the query itself escaped; `None` for no filter.

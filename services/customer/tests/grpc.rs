@@ -505,9 +505,40 @@ async fn an_idempotent_retry_creates_nothing_new(pool: PgPool) {
         .await
         .unwrap()
         .into_inner();
-    let b = h.client.add_vehicle(vehicle).await.unwrap().into_inner();
+    let b = h
+        .client
+        .add_vehicle(vehicle.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(a.id, b.id);
     assert_eq!(h.count("vehicles").await, 1);
+    // Concurrent retries of one add: one vehicle, and each hears of it, not "VIN exists".
+    let retries: Vec<_> = (0..6)
+        .map(|_| {
+            let mut client = h.client.clone();
+            let request = pb::AddVehicleRequest {
+                idempotency_key: "veh-2".into(),
+                ..new_vehicle(&first.id, "WVWZZZ1KZAW000777")
+            };
+            tokio::spawn(async move { client.add_vehicle(request).await })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for retry in retries {
+        ids.insert(retry.await.unwrap().unwrap().into_inner().id);
+    }
+    assert_eq!(ids.len(), 1);
+    assert_eq!(h.count("vehicles").await, 2);
+    // A retry after the customer was archived still answers with what the first call added.
+    h.client
+        .archive_customer(pb::ArchiveCustomerRequest {
+            id: first.id.clone(),
+        })
+        .await
+        .unwrap();
+    let after_archive = h.client.add_vehicle(vehicle).await.unwrap().into_inner();
+    assert_eq!(after_archive.id, a.id);
 
     // Concurrent retries with one key also create one customer.
     let request = pb::CreateCustomerRequest {
@@ -606,7 +637,12 @@ async fn search_covers_name_email_phone_plate_and_vin(pool: PgPool) {
         "schmidt",
         "ANNA@",
         "2079460958",
+        // As people type them: spaced phone numbers, plates without their dashes.
+        "+44 20 7946 0958",
+        "20 7946",
         "m-xy",
+        "MXY99",
+        "mxy 99",
         "kzaw000001",
         "%",
         "_",
