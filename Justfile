@@ -53,8 +53,8 @@ kind-load registry="ghcr.io/carerp" tag="0.1.0":
         kind load docker-image {{registry}}/$bin:{{tag}} --name carerp || exit 1; \
     done
 
-# Install the CRD and the operator chart into the current cluster (on kind: `just images
-# kind-load` first).
+# Install the CRD and the operator chart into the current cluster (on kind: `just images`
+# and `just kind-load` first).
 deploy:
     kubectl apply --server-side -f crds/carerp.io_carerptenants.yaml
     helm upgrade --install carerp charts/carerp-operator -n carerp-system --create-namespace --wait
