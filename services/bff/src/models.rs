@@ -686,8 +686,7 @@ pub struct AdjustStock {
     pub kind: AdjustmentKind,
     pub delta: i32,
     pub reason: String,
-    /// Who made the change.
-    #[serde(default)]
+    /// Who made the change (the stock ledger records it).
     pub actor: String,
 }
 

@@ -240,7 +240,10 @@ async fn a_retried_post_with_the_same_idempotency_key_creates_one_record(pool: P
             .post(garage.url(&format!("/api/parts/{part_id}/stock-adjustments")))
             .header("content-type", "application/json")
             .header("idempotency-key", "receipt-7")
-            .body(json!({"kind": "RECEIPT", "delta": 3, "reason": "delivery 7"}).to_string())
+            .body(
+                json!({"kind": "RECEIPT", "delta": 3, "reason": "delivery 7", "actor": "Tom"})
+                    .to_string(),
+            )
             .send()
     };
     common::Reply::from(adjust().await.unwrap())

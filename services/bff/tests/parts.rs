@@ -72,7 +72,7 @@ async fn parts_stock_movements_and_low_stock(pool: PgPool) {
     let refused = garage
         .post(
             &format!("/api/parts/{id}/stock-adjustments"),
-            json!({"kind": "ADJUSTMENT", "delta": -100, "reason": "count"}),
+            json!({"kind": "ADJUSTMENT", "delta": -100, "reason": "count", "actor": "Tom"}),
         )
         .await;
     assert!(
@@ -84,7 +84,7 @@ async fn parts_stock_movements_and_low_stock(pool: PgPool) {
     let bad_kind = garage
         .post(
             &format!("/api/parts/{id}/stock-adjustments"),
-            json!({"kind": "GIFT", "delta": 1, "reason": "x"}),
+            json!({"kind": "GIFT", "delta": 1, "reason": "x", "actor": "Tom"}),
         )
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);

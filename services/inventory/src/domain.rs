@@ -214,7 +214,8 @@ impl Adjustment {
             );
         }
         let reason = v.required_text("reason", reason, MAX_REASON);
-        let actor = v.optional_text("actor", actor, MAX_TEXT);
+        // The ledger says who changed stock: a person for receipts and adjustments.
+        let actor = v.required_text("actor", actor, MAX_TEXT);
         v.into_result(Self {
             kind: kind.unwrap_or(MovementKind::Adjustment),
             delta,
@@ -654,17 +655,21 @@ mod tests {
     }
 
     #[test]
-    fn adjustments_need_a_kind_a_sensible_delta_and_a_reason() {
-        assert!(Adjustment::validate(Some(MovementKind::Receipt), 5, "delivery", "").is_ok());
-        assert!(Adjustment::validate(Some(MovementKind::Adjustment), -2, "damaged", "").is_ok());
-        let err = Adjustment::validate(Some(MovementKind::Receipt), -1, " ", "").unwrap_err();
+    fn adjustments_need_a_kind_a_sensible_delta_a_reason_and_who() {
+        assert!(Adjustment::validate(Some(MovementKind::Receipt), 5, "delivery", "Tom").is_ok());
+        assert!(Adjustment::validate(Some(MovementKind::Adjustment), -2, "damaged", "Tom").is_ok());
+        let err = Adjustment::validate(Some(MovementKind::Receipt), -1, " ", "Tom").unwrap_err();
         assert_eq!(fields(err), ["delta", "reason"]);
-        let err = Adjustment::validate(Some(MovementKind::Adjustment), 0, "count", "").unwrap_err();
+        let err =
+            Adjustment::validate(Some(MovementKind::Adjustment), 0, "count", "Tom").unwrap_err();
         assert_eq!(fields(err), ["delta"]);
-        let err = Adjustment::validate(None, 1, "x", "").unwrap_err();
+        let err = Adjustment::validate(None, 1, "x", "Tom").unwrap_err();
         assert_eq!(fields(err), ["kind"]);
-        let err = Adjustment::validate(Some(MovementKind::Reservation), 1, "x", "").unwrap_err();
+        let err = Adjustment::validate(Some(MovementKind::Reservation), 1, "x", "Tom").unwrap_err();
         assert_eq!(fields(err), ["kind"]);
+        let err =
+            Adjustment::validate(Some(MovementKind::Receipt), 1, "delivery", " ").unwrap_err();
+        assert_eq!(fields(err), ["actor"]);
     }
 
     #[test]

@@ -411,7 +411,7 @@ async fn receipt(pool: &PgPool, part_id: Uuid, quantity: i32) {
         Some(carerp_inventory::domain::MovementKind::Receipt),
         quantity,
         "delivery",
-        "",
+        "goods-in",
     )
     .unwrap();
     carerp_inventory::store::adjust_stock(
