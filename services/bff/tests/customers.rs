@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Garage, field_errors};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -183,20 +183,15 @@ async fn customer_lists_page_with_cursors(pool: PgPool) {
 async fn a_retried_post_with_the_same_idempotency_key_creates_one_record(pool: PgPool) {
     let garage = Garage::start(pool).await;
     let send = |key: &'static str| {
-        garage
-            .http
-            .post(garage.url("/api/customers"))
-            .header("content-type", "application/json")
-            .header("idempotency-key", key)
-            .body(json!({"name": "Retry Ruth", "phone": "+4930123456"}).to_string())
-            .send()
+        garage.call_with_key(
+            Method::POST,
+            "/api/customers",
+            json!({"name": "Retry Ruth", "phone": "+4930123456"}),
+            key,
+        )
     };
-    let first = common::Reply::from(send("create-ruth-1").await.unwrap())
-        .await
-        .expect(StatusCode::CREATED);
-    let again = common::Reply::from(send("create-ruth-1").await.unwrap())
-        .await
-        .expect(StatusCode::CREATED);
+    let first = send("create-ruth-1").await.expect(StatusCode::CREATED);
+    let again = send("create-ruth-1").await.expect(StatusCode::CREATED);
     assert_eq!(first["id"], again["id"]);
     let listed = garage
         .get("/api/customers?q=ruth")
@@ -205,67 +200,46 @@ async fn a_retried_post_with_the_same_idempotency_key_creates_one_record(pool: P
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
 
     // Another key is another customer.
-    let other = common::Reply::from(send("create-ruth-2").await.unwrap())
-        .await
-        .expect(StatusCode::CREATED);
+    let other = send("create-ruth-2").await.expect(StatusCode::CREATED);
     assert_ne!(first["id"], other["id"]);
 
     // The same for vehicles, parts and stock adjustments.
     let id = first["id"].as_str().unwrap();
     let vehicle = || {
-        garage
-            .http
-            .post(garage.url(&format!("/api/customers/{id}/vehicles")))
-            .header("content-type", "application/json")
-            .header("idempotency-key", "vehicle-1")
-            .body(
-                json!({"vin": "WVWZZZ1JZXW000002", "make": "VW", "model": "Polo", "year": 2020})
-                    .to_string(),
-            )
-            .send()
+        garage.call_with_key(
+            Method::POST,
+            format!("/api/customers/{id}/vehicles"),
+            json!({"vin": "WVWZZZ1JZXW000002", "make": "VW", "model": "Polo", "year": 2020}),
+            "vehicle-1",
+        )
     };
-    let v1 = common::Reply::from(vehicle().await.unwrap())
-        .await
-        .expect(StatusCode::CREATED);
-    let v2 = common::Reply::from(vehicle().await.unwrap())
-        .await
-        .expect(StatusCode::CREATED);
+    let v1 = vehicle().await.expect(StatusCode::CREATED);
+    let v2 = vehicle().await.expect(StatusCode::CREATED);
     assert_eq!(v1["id"], v2["id"]);
 
     let part = garage.part("OIL-1", 5, 1).await;
     let part_id = part["id"].as_str().unwrap();
     let adjust = || {
-        garage
-            .http
-            .post(garage.url(&format!("/api/parts/{part_id}/stock-adjustments")))
-            .header("content-type", "application/json")
-            .header("idempotency-key", "receipt-7")
-            .body(
-                json!({"kind": "RECEIPT", "delta": 3, "reason": "delivery 7", "actor": "Tom"})
-                    .to_string(),
-            )
-            .send()
+        garage.call_with_key(
+            Method::POST,
+            format!("/api/parts/{part_id}/stock-adjustments"),
+            json!({"kind": "RECEIPT", "delta": 3, "reason": "delivery 7", "actor": "Tom"}),
+            "receipt-7",
+        )
     };
-    common::Reply::from(adjust().await.unwrap())
-        .await
-        .expect(StatusCode::OK);
-    let twice = common::Reply::from(adjust().await.unwrap())
-        .await
-        .expect(StatusCode::OK);
+    adjust().await.expect(StatusCode::OK);
+    let twice = adjust().await.expect(StatusCode::OK);
     assert_eq!(twice["quantityOnHand"], 8, "{twice}");
 
     // A key that is too long is refused, naming the header.
     let long = "k".repeat(201);
     let refused = garage
-        .http
-        .post(garage.url("/api/customers"))
-        .header("content-type", "application/json")
-        .header("idempotency-key", long)
-        .body(json!({"name": "Long Key", "phone": "+4930123456"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    let refused = common::Reply::from(refused)
+        .call_with_key(
+            Method::POST,
+            "/api/customers",
+            json!({"name": "Long Key", "phone": "+4930123456"}),
+            &long,
+        )
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field_errors(&refused)[0].0, "Idempotency-Key");

@@ -3,7 +3,7 @@
 mod common;
 
 use common::Garage;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -280,17 +280,13 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
     assert!(keyless.to_string().contains("Idempotency-Key"), "{keyless}");
-    let put_with_key = || async {
-        let response = garage
-            .http
-            .put(garage.url(&format!("/api/invoices/{first_id}/status")))
-            .header("content-type", "application/json")
-            .header("idempotency-key", "till-3-0815")
-            .body(pay_800.to_string())
-            .send()
-            .await
-            .unwrap();
-        common::Reply::from(response).await
+    let put_with_key = || {
+        garage.call_with_key(
+            Method::PUT,
+            format!("/api/invoices/{first_id}/status"),
+            pay_800.clone(),
+            "till-3-0815",
+        )
     };
     let paid = put_with_key().await.expect(StatusCode::OK);
     assert_eq!(paid["action"], "PAYMENT_RECORDED");
@@ -370,17 +366,13 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_string();
-    let pay_the_balance = || async {
-        let response = garage
-            .http
-            .put(garage.url(&format!("/api/invoices/{third_id}/status")))
-            .header("content-type", "application/json")
-            .header("idempotency-key", "front-desk-77")
-            .body(json!({"status": "PAID"}).to_string())
-            .send()
-            .await
-            .unwrap();
-        common::Reply::from(response).await
+    let pay_the_balance = || {
+        garage.call_with_key(
+            Method::PUT,
+            format!("/api/invoices/{third_id}/status"),
+            json!({"status": "PAID"}),
+            "front-desk-77",
+        )
     };
     let paid = pay_the_balance().await.expect(StatusCode::OK);
     assert_eq!(paid["invoice"]["status"], "PAID", "{paid}");
@@ -579,30 +571,21 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
         .await
         .expect(StatusCode::CREATED);
     let id = order["id"].as_str().unwrap().to_string();
-    let send = |path: &str, key: &str, body: Value| {
-        garage
-            .http
-            .post(garage.url(&format!("/api/work-orders/{id}/{path}")))
-            .header("content-type", "application/json")
-            .header("idempotency-key", key)
-            .body(body.to_string())
-            .send()
+    let send = |path: &str, key: &'static str, body: Value| {
+        garage.call_with_key(
+            Method::POST,
+            format!("/api/work-orders/{id}/{path}"),
+            body,
+            key,
+        )
     };
     let part_line = json!({"partId": part_id, "quantity": 1});
-    let first = common::Reply::from(
-        send("line-items", "pad-1", part_line.clone())
-            .await
-            .unwrap(),
-    )
-    .await
-    .expect(StatusCode::OK);
-    let retried = common::Reply::from(
-        send("line-items", "pad-1", part_line.clone())
-            .await
-            .unwrap(),
-    )
-    .await
-    .expect(StatusCode::OK);
+    let first = send("line-items", "pad-1", part_line.clone())
+        .await
+        .expect(StatusCode::OK);
+    let retried = send("line-items", "pad-1", part_line.clone())
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(first["partLines"].as_array().unwrap().len(), 1, "{first}");
     assert_eq!(
         retried["partLines"].as_array().unwrap().len(),
@@ -612,10 +595,10 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
     assert_eq!(retried["partLines"][0]["id"], first["partLines"][0]["id"]);
 
     let labor = json!({"description": "replace pads", "technician": "Tom", "minutes": 30});
-    let first = common::Reply::from(send("labor", "pads-labour", labor.clone()).await.unwrap())
+    let first = send("labor", "pads-labour", labor.clone())
         .await
         .expect(StatusCode::OK);
-    let retried = common::Reply::from(send("labor", "pads-labour", labor.clone()).await.unwrap())
+    let retried = send("labor", "pads-labour", labor.clone())
         .await
         .expect(StatusCode::OK);
     assert_eq!(first["laborLines"].as_array().unwrap().len(), 1, "{first}");
@@ -626,7 +609,7 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
     );
 
     // Another key is another line; without a key every call adds one.
-    let other = common::Reply::from(send("labor", "more-labour", labor.clone()).await.unwrap())
+    let other = send("labor", "more-labour", labor.clone())
         .await
         .expect(StatusCode::OK);
     assert_eq!(other["laborLines"].as_array().unwrap().len(), 2, "{other}");

@@ -166,11 +166,35 @@ impl Garage {
     /// A request with a JSON body (or none), answering status, headers and JSON body
     /// (`Value::Null` when the body is not JSON).
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.send(method, path, body, None).await
+    }
+
+    /// [`Garage::call`] with an `Idempotency-Key` header.
+    pub async fn call_with_key(
+        &self,
+        method: Method,
+        path: impl Into<String>,
+        body: Value,
+        key: &str,
+    ) -> Reply {
+        self.send(method, &path.into(), Some(body), Some(key)).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> Reply {
         let mut request = self.http.request(method, self.url(path));
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
                 .body(body.to_string());
+        }
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
         }
         Reply::from(request.send().await.unwrap()).await
     }
