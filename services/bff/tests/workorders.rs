@@ -217,6 +217,20 @@ async fn work_orders_from_intake_to_invoice(pool: PgPool) {
     garage.stop().await;
 }
 
+/// Completes a work order, invoices it, and answers the id of its invoice.
+async fn issued_invoice(garage: &Garage, customer: &str, vehicle: &str, minutes: i32) -> String {
+    let order = completed_order(garage, customer, vehicle, minutes).await;
+    garage.invoice(&order).await;
+    let view = garage
+        .get(&format!(
+            "/api/work-orders/{}",
+            order["id"].as_str().unwrap()
+        ))
+        .await
+        .expect(StatusCode::OK);
+    view["invoice"]["id"].as_str().unwrap().to_string()
+}
+
 #[sqlx::test]
 async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
     let garage = Garage::start(pool).await;
@@ -355,17 +369,7 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
     assert_eq!(voided["invoice"]["voidReason"], "duplicate job");
 
     // PAID without an amount pays the balance; a retry under its key repeats that payment.
-    let third = completed_order(&garage, &customer, &vehicle, 15).await;
-    garage.invoice(&third).await;
-    let third_id = garage
-        .get(&format!(
-            "/api/invoices?status=ISSUED&customerId={customer}"
-        ))
-        .await
-        .expect(StatusCode::OK)["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let third_id = issued_invoice(&garage, &customer, &vehicle, 15).await;
     let pay_the_balance = || {
         garage.call_with_key(
             Method::PUT,
@@ -385,17 +389,7 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
         "{retried}"
     );
     // Without a key, "make it PAID" is the same request every time: paid once.
-    let fourth = completed_order(&garage, &customer, &vehicle, 20).await;
-    garage.invoice(&fourth).await;
-    let fourth_id = garage
-        .get(&format!(
-            "/api/invoices?status=ISSUED&customerId={customer}"
-        ))
-        .await
-        .expect(StatusCode::OK)["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let fourth_id = issued_invoice(&garage, &customer, &vehicle, 20).await;
     for _ in 0..2 {
         let paid = garage
             .put(
