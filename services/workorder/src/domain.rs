@@ -117,11 +117,13 @@ fn describe_unreserved(lines: &[(Uuid, ReservationState)]) -> String {
 /// Completing is allowed from `IN_PROGRESS` and from `AWAITING_PARTS` (the parts may have
 /// arrived and been reserved while the order waited), and needs every part line `RESERVED`.
 /// A failed reservation moves an `OPEN` or `IN_PROGRESS` order to `AWAITING_PARTS`: parts are
-/// usually ordered at intake, before work starts. `INVOICED` belongs to billing alone.
+/// usually ordered at intake, before work starts. Such an order has never `started` and goes
+/// through `IN_PROGRESS` before it can be completed. `INVOICED` belongs to billing alone.
 pub fn check_transition(
     from: Status,
     to: Status,
     cause: Cause,
+    started: bool,
     part_lines: &[PartLine],
 ) -> Result<(), TransitionError> {
     use Status::*;
@@ -156,6 +158,9 @@ pub fn check_transition(
         }
         (Cause::Request, InProgress, AwaitingParts)
         | (Cause::Request, AwaitingParts, InProgress) => Ok(()),
+        (Cause::Request, AwaitingParts, Completed) if !started => {
+            refused("work has not started: move it to IN_PROGRESS first")
+        }
         (Cause::Request, InProgress | AwaitingParts, Completed) => {
             let lines: Vec<_> = part_lines
                 .iter()
@@ -172,20 +177,6 @@ pub fn check_transition(
         // Every remaining pair has `from == to`, handled above; kept total for the compiler.
         (Cause::Request, _, _) => refused("this transition is not part of the life cycle"),
     }
-}
-
-/// Completing needs the work to have started. An order that went from OPEN straight to
-/// AWAITING_PARTS (its reservation failed at intake) passes through IN_PROGRESS first, so
-/// `started_at` is never missing on a completed order.
-pub fn check_started(from: Status, to: Status, started: bool) -> Result<(), TransitionError> {
-    if to == Status::Completed && !started {
-        return Err(TransitionError::Refused {
-            from,
-            to,
-            why: "work has not started: move it to IN_PROGRESS first",
-        });
-    }
-    Ok(())
 }
 
 /// Whether inventory holds the parts of a line.
@@ -488,7 +479,7 @@ mod tests {
         for from in Status::ALL {
             for to in Status::ALL {
                 checked += 1;
-                let result = check_transition(from, to, Cause::Request, &[]);
+                let result = check_transition(from, to, Cause::Request, true, &[]);
                 if from == to {
                     assert_eq!(result, Err(TransitionError::Unchanged(from)));
                 } else if allowed.contains_key(&(from, to)) {
@@ -519,8 +510,8 @@ mod tests {
     fn event_transitions_table() {
         for from in Status::ALL {
             for to in Status::ALL {
-                let invoice = check_transition(from, to, Cause::InvoiceCreated, &[]);
-                let failed = check_transition(from, to, Cause::ReservationFailed, &[]);
+                let invoice = check_transition(from, to, Cause::InvoiceCreated, true, &[]);
+                let failed = check_transition(from, to, Cause::ReservationFailed, true, &[]);
                 if from == to {
                     assert_eq!(invoice, Err(TransitionError::Unchanged(from)));
                     assert_eq!(failed, Err(TransitionError::Unchanged(from)));
@@ -538,7 +529,8 @@ mod tests {
                 );
             }
         }
-        let err = check_transition(InProgress, Invoiced, Cause::InvoiceCreated, &[]).unwrap_err();
+        let err =
+            check_transition(InProgress, Invoiced, Cause::InvoiceCreated, true, &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot change status from IN_PROGRESS to INVOICED: only a COMPLETED work order can be invoiced"
@@ -552,7 +544,7 @@ mod tests {
         let failed = part(ReservationState::Failed, 2, None);
         let lines = vec![reserved.clone(), pending.clone(), failed.clone()];
         for from in [InProgress, AwaitingParts] {
-            let err = check_transition(from, Completed, Cause::Request, &lines).unwrap_err();
+            let err = check_transition(from, Completed, Cause::Request, true, &lines).unwrap_err();
             assert_eq!(
                 err,
                 TransitionError::UnreservedLines {
@@ -578,11 +570,27 @@ mod tests {
                     from,
                     Completed,
                     Cause::Request,
+                    true,
                     std::slice::from_ref(&reserved)
                 ),
                 Ok(())
             );
         }
+        // Waiting for parts since intake, never started: the work comes first.
+        assert_eq!(
+            check_transition(
+                AwaitingParts,
+                Completed,
+                Cause::Request,
+                false,
+                std::slice::from_ref(&reserved)
+            ),
+            Err(TransitionError::Refused {
+                from: AwaitingParts,
+                to: Completed,
+                why: "work has not started: move it to IN_PROGRESS first"
+            })
+        );
     }
 
     #[test]

@@ -272,6 +272,7 @@ pub async fn on_reservation_failed(
         order.status,
         Status::AwaitingParts,
         Cause::ReservationFailed,
+        order.header.started_at.is_some(),
         &order.part_lines,
     )
     .is_ok()
@@ -315,6 +316,7 @@ pub async fn on_invoice_created(
         order.status,
         Status::Invoiced,
         Cause::InvoiceCreated,
+        order.header.started_at.is_some(),
         &order.part_lines,
     )?;
     store::set_invoice(tx, order.id(), data.invoice_id).await?;

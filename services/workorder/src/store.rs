@@ -457,8 +457,13 @@ pub async fn change_status(
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
     let order = lock(&mut tx, id, expected_version).await?;
-    domain::check_transition(order.status, to, Cause::Request, &order.part_lines)?;
-    domain::check_started(order.status, to, order.header.started_at.is_some())?;
+    domain::check_transition(
+        order.status,
+        to,
+        Cause::Request,
+        order.header.started_at.is_some(),
+        &order.part_lines,
+    )?;
     set_status(&mut tx, id, to, reason).await?;
     touch(&mut tx, id).await?;
     let order = load(&mut tx, id).await?;
