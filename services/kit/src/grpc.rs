@@ -257,18 +257,13 @@ pub async fn start(
         tonic::transport::Server::builder()
             .layer(layer)
             .add_routes(routes)
-            // Without TCP_NODELAY a response of more than one segment waits ~40 ms for the
-            // client's delayed ACK (the builder's nodelay does not apply to our own listener).
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-                async move {
-                    grpc_shutdown.cancelled().await;
-                    // Tell load balancers first, then drain what is in flight.
-                    health
-                        .set_service_status("", tonic_health::ServingStatus::NotServing)
-                        .await;
-                },
-            )
+            .serve_with_incoming_shutdown(without_delay(grpc_listener), async move {
+                grpc_shutdown.cancelled().await;
+                // Tell load balancers first, then drain what is in flight.
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            })
             .await?;
         Ok::<_, ServeError>(())
     });
@@ -287,6 +282,13 @@ pub async fn start(
         shutdown,
         tasks: vec![grpc_task, admin_task],
     })
+}
+
+/// Connections accepted with TCP_NODELAY: without it a response of more than one segment
+/// waits ~40 ms for the client's delayed ACK (the server builder's own nodelay setting does
+/// not apply to a listener we bind ourselves).
+fn without_delay(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -325,5 +327,21 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn grpc_connections_are_accepted_without_delay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = without_delay(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = incoming.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 }
