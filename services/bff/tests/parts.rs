@@ -81,6 +81,19 @@ async fn parts_stock_movements_and_low_stock(pool: PgPool) {
         "{}",
         refused.text
     );
+    // The ledger records who: an adjustment without one is refused, naming the field.
+    let anonymous = garage
+        .post(
+            &format!("/api/parts/{id}/stock-adjustments"),
+            json!({"kind": "RECEIPT", "delta": 1, "reason": "delivery"}),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        common::field_errors(&anonymous)[0].0,
+        "actor",
+        "{anonymous}"
+    );
     let bad_kind = garage
         .post(
             &format!("/api/parts/{id}/stock-adjustments"),

@@ -402,6 +402,18 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
         assert_eq!(paid["invoice"]["payments"].as_array().unwrap().len(), 1);
     }
     // Fields of the other action are refused by name.
+    let versioned = garage
+        .put(
+            &format!("/api/invoices/{fourth_id}/status"),
+            json!({"status": "PAID", "expectedVersion": 3}),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        common::field_errors(&versioned)[0].0,
+        "expectedVersion",
+        "{versioned}"
+    );
     let mixed = garage
         .put(
             &format!("/api/invoices/{fourth_id}/status"),

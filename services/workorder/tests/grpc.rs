@@ -1503,6 +1503,16 @@ async fn retry_reservation_announces_the_failed_lines_again(pool: PgPool) {
         .await
         .unwrap_err();
     assert_eq!(fields(&err), vec!["id"]);
+    let err = g
+        .client
+        .retry_reservation(pb::RetryReservationRequest {
+            id: order.id.clone(),
+            expected_version: 0,
+            idempotency_key: "k".repeat(201),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), vec!["idempotency_key"]);
     g.stop().await;
 }
 
