@@ -144,7 +144,7 @@ pub async fn list_customers(
                 OR EXISTS (SELECT 1 FROM vehicles v
                            WHERE v.customer_id = c.id
                              AND (v.license_plate ILIKE $3 OR v.vin ILIKE $3
-                                  OR regexp_replace(upper(v.license_plate), '[^A-Z0-9]', '', 'g') LIKE $5)))
+                                  OR regexp_replace(v.license_plate, '[^A-Z0-9]', '', 'g') LIKE $5)))
          ORDER BY c.id
          LIMIT $4"))
     .bind(after)
@@ -413,8 +413,8 @@ pub async fn vehicles_of(pool: &PgPool, customer_ids: &[Uuid]) -> Result<Vec<Veh
     Ok(rows)
 }
 
-/// The query as phone numbers are stored and plates compare without separators: letters
-/// upper-cased, digits and a leading `+` kept, everything else dropped (`"+44 20 7946"` ->
+/// The query as phone numbers are stored and plates (stored upper-case) compare without
+/// separators: letters upper-cased, digits and a leading `+` kept, everything else dropped (`"+44 20 7946"` ->
 /// `%+44207946%`, `"m-xy 99"` -> `%MXY99%`). `None` when nothing is left.
 fn compact_pattern(query: &str) -> Option<String> {
     let compact: String = query
