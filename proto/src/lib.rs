@@ -33,3 +33,9 @@ pub mod billing {
         tonic::include_proto!("carerp.billing.v1");
     }
 }
+
+pub mod identity {
+    pub mod v1 {
+        tonic::include_proto!("carerp.identity.v1");
+    }
+}

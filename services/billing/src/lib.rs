@@ -72,6 +72,7 @@ pub async fn start_with_pool(
         routes,
         metrics: metrics.clone(),
         pool: Some(pool.clone()),
+        verifying_keys: config.verifying_keys.clone(),
     };
     let mut running = grpc::start(config.grpc_addr, config.admin_addr, service).await?;
     let messaging = Messaging::connect(&config, pool, metrics)

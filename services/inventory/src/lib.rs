@@ -67,6 +67,7 @@ pub async fn start_with_pool(
             routes,
             metrics: metrics.clone(),
             pool: Some(pool.clone()),
+            verifying_keys: config.verifying_keys.clone(),
         },
     )
     .await?;

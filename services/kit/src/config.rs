@@ -6,6 +6,11 @@
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use crate::auth::VerifyingKeys;
+
+/// The variable holding the tenant's public token keys.
+pub const TOKEN_PUBLIC_KEYS: &str = "CARERP_TOKEN_PUBLIC_KEYS";
+
 /// A variable that is missing or malformed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -71,6 +76,9 @@ pub struct ServiceConfig {
     pub otlp_endpoint: Option<String>,
     pub log_format: LogFormat,
     pub settings: TenantSettings,
+    /// The tenant's public token keys (`CARERP_TOKEN_PUBLIC_KEYS`): every call is checked
+    /// against them.
+    pub verifying_keys: VerifyingKeys,
 }
 
 /// Whether the service owns a database, so `DATABASE_URL` is required.
@@ -133,6 +141,16 @@ impl ServiceConfig {
             timezone: env.parse_or("CARERP_TIMEZONE", "UTC".to_string())?,
         };
         validate_settings(&settings)?;
+        let keys = env.required(
+            TOKEN_PUBLIC_KEYS,
+            "the tenant's public token keys, <kid>:<base64url key>[,...]",
+        )?;
+        let verifying_keys =
+            VerifyingKeys::parse(&tenant, &keys).map_err(|err| ConfigError::Invalid {
+                name: TOKEN_PUBLIC_KEYS,
+                value: keys.clone(),
+                reason: err.to_string(),
+            })?;
         Ok(Self {
             service,
             tenant,
@@ -144,6 +162,7 @@ impl ServiceConfig {
             otlp_endpoint: env.optional("OTEL_EXPORTER_OTLP_ENDPOINT"),
             log_format,
             settings,
+            verifying_keys,
         })
     }
 
@@ -160,6 +179,7 @@ impl ServiceConfig {
             otlp_endpoint: None,
             log_format: LogFormat::Pretty,
             settings: TenantSettings::default(),
+            verifying_keys: crate::auth::testing::verifying_keys(tenant),
         }
     }
 
@@ -308,12 +328,39 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Loads `vars`, with a valid `CARERP_TOKEN_PUBLIC_KEYS` unless `vars` sets it.
     fn load(vars: &[(&str, &str)], database: Database) -> Result<ServiceConfig, ConfigError> {
-        let vars: HashMap<String, String> = vars
+        let mut vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        vars.entry(TOKEN_PUBLIC_KEYS.into())
+            .or_insert_with(|| crate::auth::testing::signing_key().public_entry());
         ServiceConfig::from_lookup("customer", database, |name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn token_keys_are_required_and_checked() {
+        let mut vars: HashMap<&str, &str> = BASE.iter().copied().collect();
+        vars.insert(TOKEN_PUBLIC_KEYS, "k1:not-a-key");
+        let err = ServiceConfig::from_lookup("customer", Database::Required, |name| {
+            vars.get(name).map(|v| v.to_string())
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("CARERP_TOKEN_PUBLIC_KEYS="),
+            "{err}"
+        );
+        vars.remove(TOKEN_PUBLIC_KEYS);
+        let err = ServiceConfig::from_lookup("customer", Database::Required, |name| {
+            vars.get(name).map(|v| v.to_string())
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("CARERP_TOKEN_PUBLIC_KEYS is not set"),
+            "{err}"
+        );
     }
 
     const BASE: &[(&str, &str)] = &[

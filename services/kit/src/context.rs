@@ -1,4 +1,5 @@
-//! Who asked: the correlation id and trace context of the request being served.
+//! Who asked: the caller's verified identity, and the correlation id and trace context of the
+//! request being served.
 //!
 //! The gRPC layer puts a [`RequestContext`] into every request's extensions; handlers hand it
 //! to the outbox so that events carry the ids of the request that caused them, and to
@@ -6,8 +7,12 @@
 
 use rand::Rng;
 
+use crate::auth::Principal;
+
 /// Metadata key of the correlation id, shared with the BFF.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+/// The actor of work no person asked for: the saga's consumers, start-up.
+pub const SYSTEM_ACTOR: &str = "system";
 /// W3C trace context header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
@@ -20,6 +25,9 @@ pub struct RequestContext {
     pub span_id: String,
     /// The caller's span, when the request continued a trace.
     pub parent_span_id: Option<String>,
+    /// The caller, from a verified access token; `None` for public methods and for work no
+    /// person asked for (the saga's consumers act as the system).
+    pub principal: Option<Principal>,
 }
 
 impl RequestContext {
@@ -30,6 +38,7 @@ impl RequestContext {
             trace_id: random_hex::<16>(),
             span_id: random_hex::<8>(),
             parent_span_id: None,
+            principal: None,
         }
     }
 
@@ -50,7 +59,17 @@ impl RequestContext {
             trace_id,
             span_id: random_hex::<8>(),
             parent_span_id,
+            principal: None,
         }
+    }
+
+    /// Who did it, as recorded wherever the product says so: the user (or API token) id, or
+    /// `system` for work no person asked for.
+    pub fn actor(&self) -> String {
+        self.principal
+            .as_ref()
+            .map(Principal::actor)
+            .unwrap_or_else(|| SYSTEM_ACTOR.to_string())
     }
 
     /// The W3C `traceparent` naming this request's span as parent of what it causes.

@@ -25,6 +25,11 @@ pub mod topic {
     pub const INVOICE_CREATED: &str = "invoice.created";
     pub const INVOICE_PAID: &str = "invoice.paid";
     pub const INVOICE_VOIDED: &str = "invoice.voided";
+    /// A sensitive action of any service, for the identity service's audit trail.
+    pub const AUDIT_RECORDED: &str = "audit.recorded";
+    /// A session (or API token) ended before its access tokens expire: sign-out, refresh
+    /// token reuse, a user deactivated or reset. The BFF refuses its tokens from then on.
+    pub const SESSION_REVOKED: &str = "identity.session-revoked";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,4 +259,46 @@ pub struct InvoiceVoided {
     pub number: String,
     pub work_order_id: Uuid,
     pub reason: String,
+}
+
+// ---- identity and audit ----
+
+/// One sensitive action, as every service records it in its outbox in the same transaction
+/// as the action; the identity service keeps them (`GET /api/audit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecorded {
+    /// The user or API token id, or `system`.
+    pub actor: String,
+    /// `<resource>.<verb>`, e.g. `invoice.payment-recorded`, `stock.adjusted`.
+    pub action: String,
+    /// `<resource>/<id>`.
+    pub target: String,
+    /// Facts of the action; never a secret.
+    pub details: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+impl AuditRecorded {
+    pub fn new(actor: String, action: &str, target: String, details: serde_json::Value) -> Self {
+        Self {
+            actor,
+            action: action.to_string(),
+            target,
+            details,
+            at: Utc::now(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRevoked {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    /// `sign-out`, `refresh-token-reused`, `user-deactivated`, `password-reset`,
+    /// `api-token-revoked`.
+    pub reason: String,
+    /// When the last access token of the session expires: nothing needs remembering after.
+    pub tokens_expire_by: DateTime<Utc>,
 }

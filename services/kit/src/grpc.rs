@@ -1,5 +1,5 @@
-//! gRPC server plumbing: request context and logging, metrics, health, reflection, and a
-//! graceful drain.
+//! gRPC server plumbing: authentication and the permission check, request context and
+//! logging, metrics, health, reflection, and a graceful drain.
 
 use std::net::SocketAddr;
 use std::task::{Context as TaskContext, Poll};
@@ -9,26 +9,30 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Request, Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::Code;
 use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Status};
 use tracing::Instrument;
 
+use crate::auth::{AUTHORIZATION_HEADER, Principal, TokenError, VerifyingKeys};
 use crate::context::{CORRELATION_HEADER, RequestContext, TRACEPARENT_HEADER};
 use crate::metrics::Metrics;
+use crate::permissions;
 use crate::telemetry::request_span;
 
 /// Wraps every gRPC call: takes or makes the correlation id and trace context, opens the
-/// request span, logs the outcome once, and records metrics.
+/// request span, verifies the caller's token and checks the permission table before any
+/// handler runs, logs the outcome once, and records metrics.
 #[derive(Clone)]
 pub struct RequestLayer {
     metrics: Metrics,
+    keys: VerifyingKeys,
 }
 
 impl RequestLayer {
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+    pub fn new(metrics: Metrics, keys: VerifyingKeys) -> Self {
+        Self { metrics, keys }
     }
 }
 
@@ -39,6 +43,7 @@ impl<S> tower::Layer<S> for RequestLayer {
         RequestService {
             inner,
             metrics: self.metrics.clone(),
+            keys: self.keys.clone(),
         }
     }
 }
@@ -47,6 +52,7 @@ impl<S> tower::Layer<S> for RequestLayer {
 pub struct RequestService<S> {
     inner: S,
     metrics: Metrics,
+    keys: VerifyingKeys,
 }
 
 impl<S, ResBody> tower::Service<Request<Body>> for RequestService<S>
@@ -54,6 +60,7 @@ where
     S: tower::Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send,
+    ResBody: Default + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -75,13 +82,24 @@ where
         let incoming =
             RequestContext::from_headers(header(CORRELATION_HEADER), header(TRACEPARENT_HEADER));
         let action = method.rsplit('/').next().unwrap_or_default().to_string();
-        let (span, context) = request_span(&action, incoming);
-        request.extensions_mut().insert(context);
+        let (span, mut context) = request_span(&action, incoming);
+        let admitted = admit(&self.keys, &method, header(AUTHORIZATION_HEADER));
         let metrics = self.metrics.clone();
         let started = Instant::now();
+        let admitted = match admitted {
+            Ok(principal) => {
+                context.principal = principal;
+                request.extensions_mut().insert(context);
+                Ok(inner)
+            }
+            Err(status) => Err(status),
+        };
         Box::pin(
             async move {
-                let result = inner.call(request).await;
+                let result = match admitted {
+                    Ok(mut inner) => inner.call(request).await,
+                    Err(status) => Ok(status.into_http()),
+                };
                 let code = match &result {
                     Ok(response) => grpc_code(response.headers()),
                     Err(_) => Code::Unknown,
@@ -101,6 +119,36 @@ where
             .instrument(span),
         )
     }
+}
+
+/// The caller of `method`, or the refusal: public methods need no token (a token sent
+/// anyway is still checked, so a forged one is never silently ignored); every other method
+/// needs a valid token of a role the permission table allows.
+fn admit(
+    keys: &VerifyingKeys,
+    method: &str,
+    authorization: Option<&str>,
+) -> Result<Option<Principal>, Status> {
+    if permissions::is_public(method) && authorization.is_none() {
+        return Ok(None);
+    }
+    let principal = keys
+        .verify_header(authorization)
+        .map_err(|err| Status::unauthenticated(err.to_string()))?;
+    if !permissions::is_public(method) {
+        permissions::require(principal.role, method)?;
+    }
+    Ok(Some(principal))
+}
+
+/// The caller of a handler's request: every method but the public ones has one, since the
+/// layer refused the call otherwise.
+pub fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<RequestContext>()
+        .and_then(|context| context.principal.clone())
+        .ok_or_else(|| Status::unauthenticated(TokenError::Missing.to_string()))
 }
 
 /// Health checks and reflection are neither logged nor counted: probes would drown the rest.
@@ -128,9 +176,16 @@ pub fn request_context<T>(request: &tonic::Request<T>) -> RequestContext {
         .unwrap_or_else(RequestContext::new_root)
 }
 
-/// Adds the caller's correlation id and trace context to an outgoing call, so the next
-/// service continues the same trace.
+/// Adds the caller's token, correlation id and trace context to an outgoing call, so the next
+/// service knows who asks and continues the same trace. The principal also rides in the
+/// request's extensions, for a client-side permission check (the BFF's channel).
 pub fn propagate<T>(context: &RequestContext, mut request: tonic::Request<T>) -> tonic::Request<T> {
+    if let Some(principal) = &context.principal {
+        if let Ok(value) = format!("Bearer {}", principal.token.expose()).parse() {
+            request.metadata_mut().insert(AUTHORIZATION_HEADER, value);
+        }
+        request.extensions_mut().insert(principal.clone());
+    }
     let metadata = request.metadata_mut();
     if let Ok(value) = context.correlation_id.parse() {
         metadata.insert(CORRELATION_HEADER, value);
@@ -220,6 +275,8 @@ pub struct GrpcService {
     pub metrics: Metrics,
     /// Checked by `/readyz`.
     pub pool: Option<sqlx::PgPool>,
+    /// The tenant's public keys: every call's token is verified with them.
+    pub verifying_keys: VerifyingKeys,
 }
 
 /// Binds the gRPC and admin listeners and serves until stopped.
@@ -252,7 +309,7 @@ pub async fn start(
 
     let shutdown = CancellationToken::new();
     let grpc_shutdown = shutdown.clone();
-    let layer = RequestLayer::new(service.metrics.clone());
+    let layer = RequestLayer::new(service.metrics.clone(), service.verifying_keys);
     let grpc_task = tokio::spawn(async move {
         tonic::transport::Server::builder()
             .layer(layer)

@@ -1,6 +1,7 @@
 //! What every Car ERP service shares, so that a service's `main.rs` is wiring only.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod context;
@@ -13,6 +14,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod outbox;
 pub mod page;
+pub mod permissions;
 pub mod relay;
 pub mod status;
 pub mod stream;
