@@ -434,11 +434,13 @@ fn invoice_to_proto(invoice: &Invoice, today: NaiveDate) -> pb::Invoice {
                 method: method_to_proto(&payment.method).into(),
                 reference: payment.reference.clone(),
                 received_at: Some(timestamp(payment.received_at)),
+                recorded_by: payment.recorded_by.clone(),
             })
             .collect(),
         paid: Some(money(row.paid_minor, currency)),
         balance: Some(money(row.balance_minor(), currency)),
         void_reason: row.void_reason.clone(),
+        voided_by: row.voided_by.clone(),
         audit: Some(Audit {
             created_at: Some(timestamp(row.created_at)),
             updated_at: Some(timestamp(row.updated_at)),

@@ -91,6 +91,8 @@ pub struct InvoiceRow {
     pub due_date: NaiveDate,
     pub status: String,
     pub void_reason: String,
+    /// The user or API token that voided it.
+    pub voided_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -133,6 +135,8 @@ pub struct PaymentRow {
     pub method: String,
     pub reference: String,
     pub received_at: DateTime<Utc>,
+    /// The user or API token that recorded it.
+    pub recorded_by: String,
 }
 
 /// An invoice with its lines (in order) and payments (oldest first).
@@ -147,7 +151,7 @@ pub struct Invoice {
 macro_rules! invoice_columns {
     () => {
         "id, number, work_order_id, work_order_number, customer_id, vehicle_id, currency, \
-     tax_rate_bp, subtotal_minor, tax_minor, total_minor, paid_minor, issue_date, due_date, status, void_reason, \
+     tax_rate_bp, subtotal_minor, tax_minor, total_minor, paid_minor, issue_date, due_date, status, void_reason, voided_by, \
      created_at, updated_at, version"
     };
 }
@@ -159,7 +163,7 @@ macro_rules! line_columns {
 }
 macro_rules! payment_columns {
     () => {
-        "id, invoice_id, amount_minor, currency, method, reference, received_at"
+        "id, invoice_id, amount_minor, currency, method, reference, received_at, recorded_by"
     };
 }
 
@@ -474,7 +478,7 @@ pub async fn record_payment(
         "INSERT INTO payments (",
         payment_columns!(),
         ", idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (idempotency_key) DO NOTHING"
     ))
     .bind(Uuid::now_v7())
@@ -484,6 +488,7 @@ pub async fn record_payment(
     .bind(payment.method.as_str())
     .bind(&payment.reference)
     .bind(payment.received_at)
+    .bind(context.actor())
     .bind(&payment.idempotency_key)
     .execute(&mut *tx)
     .await?;
@@ -512,6 +517,20 @@ pub async fn record_payment(
     if after.status == InvoiceStatus::Paid {
         events::invoice_paid(&mut tx, context, &updated).await?;
     }
+    carerp_kit::outbox::audit(
+        &mut tx,
+        context,
+        "invoice.payment-recorded",
+        format!("invoice/{}", invoice.id),
+        serde_json::json!({
+            "number": invoice.number,
+            "amountMinor": amount_minor,
+            "currency": invoice.currency,
+            "method": payment.method.as_str(),
+            "status": after.status.as_str(),
+        }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -574,15 +593,24 @@ pub async fn void_invoice(
             reason,
         },
     )?;
-    let voided: InvoiceRow = sqlx::query_as(concat!("UPDATE invoices SET status = 'VOID', void_reason = $2, voided_at = now(), updated_at = now(),
+    let voided: InvoiceRow = sqlx::query_as(concat!("UPDATE invoices SET status = 'VOID', void_reason = $2, voided_by = $3, voided_at = now(), updated_at = now(),
                              version = version + 1
          WHERE id = $1 RETURNING ", invoice_columns!()
     ))
     .bind(id)
     .bind(reason)
+    .bind(context.actor())
     .fetch_one(&mut *tx)
     .await?;
     events::invoice_voided(&mut tx, context, &voided).await?;
+    carerp_kit::outbox::audit(
+        &mut tx,
+        context,
+        "invoice.voided",
+        format!("invoice/{id}"),
+        serde_json::json!({ "number": voided.number, "reason": reason }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -8,6 +8,10 @@ fn billing() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_carerp-billing"));
     command
         .env("CARERP_TENANT", "acme-motors")
+        .env(
+            "CARERP_TOKEN_PUBLIC_KEYS",
+            carerp_kit::auth::testing::signing_key().public_entry(),
+        )
         .env("GRPC_ADDR", "127.0.0.1:0")
         .env("ADMIN_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "pretty");

@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use carerp_kit::auth::Role;
+use carerp_kit::auth::testing::{self, AuthedChannel};
 use carerp_kit::status::field_violations;
 use carerp_kit::{RunningService, ServiceConfig};
 use carerp_proto::common::v1::PageRequest;
@@ -14,21 +16,29 @@ use tonic::transport::Channel;
 
 struct Harness {
     service: RunningService,
-    client: CustomerServiceClient<Channel>,
+    tenant: String,
+    client: CustomerServiceClient<AuthedChannel>,
     pool: PgPool,
 }
 
 impl Harness {
     async fn start(pool: PgPool) -> Self {
         let config = ServiceConfig::for_tests("customer", &carerp_kit::config::test_tenant(), None);
+        let config_tenant = config.tenant.clone();
         let service = carerp_customer::start_with_pool(config, pool.clone())
             .await
             .unwrap();
-        let client = CustomerServiceClient::connect(format!("http://{}", service.grpc_addr))
-            .await
-            .unwrap();
+        let client = CustomerServiceClient::new(
+            testing::connect(
+                format!("http://{}", service.grpc_addr),
+                &config_tenant,
+                Role::Owner,
+            )
+            .await,
+        );
         Self {
             service,
+            tenant: config_tenant,
             client,
             pool,
         }
@@ -809,4 +819,69 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response
+}
+
+/// Calls that skip the BFF meet the same checks: no token, another tenant's token or a
+/// forged one is UNAUTHENTICATED, a role without the permission PERMISSION_DENIED, and
+/// nothing is written.
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn calls_without_a_valid_token_or_the_permission_are_refused(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let url = format!("http://{}", h.service.grpc_addr);
+    let mut anonymous = CustomerServiceClient::connect(url.clone()).await.unwrap();
+    let err = anonymous
+        .create_customer(new_customer("Ann Anon"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("no access token"), "{err:?}");
+
+    let mut foreign = CustomerServiceClient::new(
+        testing::connect(url.clone(), "another-garage", Role::Owner).await,
+    );
+    let err = foreign
+        .list_customers(pb::ListCustomersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("another tenant"), "{err:?}");
+
+    let stranger = carerp_kit::auth::SigningKey::generate("test");
+    let (forged, _) = stranger
+        .issue(
+            &h.tenant,
+            uuid::Uuid::now_v7(),
+            Role::Owner,
+            uuid::Uuid::now_v7(),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    let mut forger = CustomerServiceClient::new(testing::connect_with(url.clone(), &forged).await);
+    let err = forger
+        .create_customer(new_customer("Fay Forged"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+
+    let mut technician =
+        CustomerServiceClient::new(testing::connect(url, &h.tenant, Role::Technician).await);
+    let err = technician
+        .create_customer(new_customer("Tom Tech"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message()
+            .contains("carerp.customer.v1.CustomerService/CreateCustomer"),
+        "{err:?}"
+    );
+    assert_eq!(h.count("customers").await, 0);
+    // Reading is a technician's to do.
+    h.create("Rita Read").await;
+    let page = technician
+        .list_customers(pb::ListCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.customers.len(), 1);
 }

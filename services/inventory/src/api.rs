@@ -163,7 +163,7 @@ impl InventoryService for InventoryApi {
             Ok(pb::AdjustmentKind::Adjustment) => Some(MovementKind::Adjustment),
             _ => None,
         };
-        let adjustment = Adjustment::validate(kind, req.delta, &req.reason, &req.actor);
+        let adjustment = Adjustment::validate(kind, req.delta, &req.reason, &ctx.actor());
         let key = idempotency_key(&mut violations, &req.idempotency_key);
         // A bad id is already among the violations.
         let both = adjustment.and_then(|adjustment| {

@@ -222,6 +222,7 @@ pub async fn create_part(
             &mut tx,
             &NewMovement {
                 reason,
+                actor: &ctx.actor(),
                 ..NewMovement::new(part.id, MovementKind::Receipt, initial_quantity, 0)
             },
         )
@@ -432,6 +433,20 @@ pub async fn adjust_stock(
         adjustment.kind,
         adjustment.delta,
         &adjustment.reason,
+    )
+    .await?;
+    carerp_kit::outbox::audit(
+        &mut tx,
+        ctx,
+        "stock.adjusted",
+        format!("part/{}", part.id),
+        serde_json::json!({
+            "sku": part.sku,
+            "kind": adjustment.kind.as_str(),
+            "delta": adjustment.delta,
+            "reason": adjustment.reason,
+            "quantityOnHand": part.quantity_on_hand,
+        }),
     )
     .await?;
     tx.commit().await?;

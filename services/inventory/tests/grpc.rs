@@ -3,6 +3,8 @@
 
 mod common;
 
+use carerp_kit::auth::Role;
+use carerp_kit::auth::testing::{self, AuthedChannel};
 use carerp_kit::events::topic;
 use carerp_kit::status::field_violations;
 use carerp_kit::{RunningService, ServiceConfig};
@@ -14,10 +16,11 @@ use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-type Client = InventoryServiceClient<Channel>;
+type Client = InventoryServiceClient<AuthedChannel>;
 
 struct Service {
     running: RunningService,
+    user: Uuid,
     client: Client,
     pool: PgPool,
 }
@@ -26,14 +29,22 @@ impl Service {
     async fn start(pool: PgPool) -> Self {
         let config =
             ServiceConfig::for_tests("inventory", &carerp_kit::config::test_tenant(), None);
+        let tenant = config.tenant.clone();
         let running = carerp_inventory::start_with_pool(config, pool.clone())
             .await
             .unwrap();
-        let client = InventoryServiceClient::connect(format!("http://{}", running.grpc_addr))
-            .await
-            .unwrap();
+        // The client acts as one user, so the ledger can be checked for who did what.
+        let user = Uuid::now_v7();
+        let client = InventoryServiceClient::new(
+            testing::connect_with(
+                format!("http://{}", running.grpc_addr),
+                &testing::token_for(&tenant, user, Role::Owner),
+            )
+            .await,
+        );
         Self {
             running,
+            user,
             client,
             pool,
         }
@@ -91,7 +102,6 @@ fn adjust(
         kind: kind as i32,
         delta,
         reason: reason.into(),
-        actor: "anna".into(),
         idempotency_key: String::new(),
     }
 }
@@ -575,6 +585,8 @@ async fn adjust_stock_receipts_and_corrections(pool: PgPool) {
         .unwrap()
         .into_inner()
         .movements;
+    // Who made each movement is the token's user, never a name sent in the request.
+    let user = svc.user.to_string();
     let summary: Vec<(i32, i32, &str, &str)> = movements
         .iter()
         .map(|m| (m.kind, m.on_hand_delta, m.reason.as_str(), m.actor.as_str()))
@@ -582,13 +594,18 @@ async fn adjust_stock_receipts_and_corrections(pool: PgPool) {
     assert_eq!(
         summary,
         [
-            (pb::MovementKind::Receipt as i32, 10, "opening stock", ""),
-            (pb::MovementKind::Receipt as i32, 5, "delivery 4711", "anna"),
+            (
+                pb::MovementKind::Receipt as i32,
+                10,
+                "opening stock",
+                &*user
+            ),
+            (pb::MovementKind::Receipt as i32, 5, "delivery 4711", &*user),
             (
                 pb::MovementKind::Adjustment as i32,
                 -3,
                 "damaged in storage",
-                "anna"
+                &*user
             ),
         ]
     );
@@ -599,6 +616,21 @@ async fn adjust_stock_receipts_and_corrections(pool: PgPool) {
     assert_eq!(adjusted[2]["reason"], "damaged in storage");
     assert_eq!(adjusted[2]["kind"], "adjustment");
     assert_eq!(adjusted[2]["quantityOnHand"], 12);
+    // Receipts and adjustments are in the audit trail, under the token's user.
+    let mut conn = svc.pool.acquire().await.unwrap();
+    let audited: Vec<serde_json::Value> =
+        carerp_kit::outbox::rows_for(&mut conn, &format!("part/{id}"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|row| row.topic == topic::AUDIT_RECORDED)
+            .map(|row| row.data)
+            .collect();
+    drop(conn);
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert_eq!(audited[1]["actor"], user);
+    assert_eq!(audited[1]["action"], "stock.adjusted");
+    assert_eq!(audited[1]["details"]["delta"], -3);
     svc.stop().await;
 }
 

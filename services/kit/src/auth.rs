@@ -455,6 +455,54 @@ pub mod testing {
             .insert(AUTHORIZATION_HEADER, bearer(token));
         request
     }
+
+    /// A channel whose every call carries one token, for tests' generated clients.
+    pub type AuthedChannel = tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        BearerInterceptor,
+    >;
+
+    /// Adds `authorization: Bearer <token>` to every call.
+    #[derive(Clone)]
+    pub struct BearerInterceptor(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+    impl tonic::service::Interceptor for BearerInterceptor {
+        fn call(
+            &mut self,
+            mut request: tonic::Request<()>,
+        ) -> Result<tonic::Request<()>, tonic::Status> {
+            request
+                .metadata_mut()
+                .insert(AUTHORIZATION_HEADER, self.0.clone());
+            Ok(request)
+        }
+    }
+
+    /// Connects to `url` as a new user with `role` at `tenant`.
+    pub async fn connect(url: impl Into<String>, tenant: &str, role: Role) -> AuthedChannel {
+        connect_with(url, &token(tenant, role)).await
+    }
+
+    /// Connects to `url`, every call carrying `token`.
+    pub async fn connect_with(url: impl Into<String>, token: &Secret) -> AuthedChannel {
+        let url: String = url.into();
+        let channel = match tonic::transport::Endpoint::from_shared(url.clone()) {
+            Ok(endpoint) => match endpoint.connect().await {
+                Ok(channel) => channel,
+                Err(err) => panic!("connect {url}: {err}"),
+            },
+            Err(err) => panic!("endpoint {url}: {err}"),
+        };
+        with_token(channel, token)
+    }
+
+    /// `channel`, every call carrying `token`.
+    pub fn with_token(channel: tonic::transport::Channel, token: &Secret) -> AuthedChannel {
+        tonic::service::interceptor::InterceptedService::new(
+            channel,
+            BearerInterceptor(bearer(token)),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -575,7 +623,7 @@ mod tests {
         let hs = jsonwebtoken::encode(
             &header,
             &claims(&key, TENANT, 60),
-            &EncodingKey::from_secret(&key.public),
+            &EncodingKey::from_secret(&key.public).unwrap(),
         )
         .unwrap();
         assert_eq!(keys.verify(&hs), Err(TokenError::Invalid));

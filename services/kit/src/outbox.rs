@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
+use crate::events::{AuditRecorded, topic};
 
 /// Channel the relay listens on; notifications are delivered only when the writing
 /// transaction commits.
@@ -42,6 +43,21 @@ pub async fn enqueue(
         .execute(&mut *conn)
         .await?;
     Ok(id)
+}
+
+/// Records a sensitive action for the audit trail: an `audit.recorded` event in the caller's
+/// transaction, so the action and its audit entry commit together. The actor is the
+/// request's caller (or `system`), never a name the client sent.
+pub async fn audit(
+    conn: &mut PgConnection,
+    context: &RequestContext,
+    action: &str,
+    target: String,
+    details: serde_json::Value,
+) -> Result<Uuid, sqlx::Error> {
+    let event = AuditRecorded::new(context.actor(), action, target, details);
+    let aggregate = event.target.clone();
+    enqueue(conn, context, topic::AUDIT_RECORDED, &aggregate, &event).await
 }
 
 /// An outbox row as stored, for the relay and for tests.

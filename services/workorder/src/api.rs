@@ -1,6 +1,7 @@
 //! The gRPC handlers: decode and validate the request, call the store, encode the answer.
 
-use carerp_kit::grpc::request_context;
+use carerp_kit::grpc::{principal, request_context};
+use carerp_kit::permissions;
 use carerp_kit::status::parse_id;
 use carerp_kit::{TenantSettings, Violations, page};
 use carerp_proto::common::v1::{Audit, Money, PageResponse};
@@ -192,6 +193,13 @@ impl WorkOrderService for WorkOrderApi {
         let (Some(id), Some(to)) = (id, to) else {
             return Err(Error::Invalid(v).into());
         };
+        // Technicians move work along (start, complete); cancelling or reopening is the
+        // front desk's.
+        if let Some(principal) = &context.principal
+            && !matches!(to, WoStatus::InProgress | WoStatus::Completed)
+        {
+            permissions::require(principal.role, permissions::rule::WORK_ORDER_ANY_STATUS)?;
+        }
         v.into_result(()).map_err(Error::from)?;
         reply(
             store::change_status(&self.pool, &context, id, to, &reason, req.expected_version)
@@ -246,7 +254,12 @@ impl WorkOrderService for WorkOrderApi {
         &self,
         request: Request<pb::AddLaborLineRequest>,
     ) -> Reply<pb::WorkOrder> {
+        let principal = principal(&request)?;
         let req = request.into_inner();
+        // Prices are not the workshop's: a technician's labour is at the tenant's rate.
+        if req.hourly_rate.is_some() {
+            permissions::require(principal.role, permissions::rule::LABOR_RATE)?;
+        }
         let mut v = Violations::new();
         let id = required_id(&mut v, "work_order_id", &req.work_order_id);
         let rate = req
@@ -295,6 +308,7 @@ impl WorkOrderService for WorkOrderApi {
     }
 
     async fn update_notes(&self, request: Request<pb::UpdateNotesRequest>) -> Reply<pb::WorkOrder> {
+        let context = request_context(&request);
         let req = request.into_inner();
         let mut v = Violations::new();
         let id = required_id(&mut v, "id", &req.id);
@@ -307,7 +321,7 @@ impl WorkOrderService for WorkOrderApi {
             return Err(Error::Invalid(v).into());
         };
         v.into_result(()).map_err(Error::from)?;
-        reply(store::update_notes(&self.pool, id, &notes, req.expected_version).await?)
+        reply(store::update_notes(&self.pool, &context, id, &notes, req.expected_version).await?)
     }
 
     async fn retry_reservation(
@@ -478,6 +492,8 @@ fn to_pb(order: WorkOrder) -> pb::WorkOrder {
         invoiced_at: h.invoiced_at.map(timestamp),
         cancelled_at: h.cancelled_at.map(timestamp),
         cancellation_reason: h.cancellation_reason,
+        status_changed_by: h.status_changed_by,
+        notes_updated_by: h.notes_updated_by,
         invoice_id: h.invoice_id.map(|id| id.to_string()).unwrap_or_default(),
         audit: Some(Audit {
             created_at: Some(timestamp(h.created_at)),

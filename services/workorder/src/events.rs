@@ -277,7 +277,7 @@ pub async fn on_reservation_failed(
     )
     .is_ok()
     {
-        store::set_status(tx, order.id(), Status::AwaitingParts, "").await?;
+        store::set_status(tx, context, order.id(), Status::AwaitingParts, "").await?;
     }
     store::touch(tx, order.id()).await?;
     Ok(())
@@ -287,7 +287,7 @@ pub async fn on_reservation_failed(
 /// invoice again changes nothing; a different invoice for the same order is refused.
 pub async fn on_invoice_created(
     tx: &mut PgConnection,
-    _context: &RequestContext,
+    context: &RequestContext,
     event_id: Uuid,
     data: &InvoiceCreated,
 ) -> Result<(), Error> {
@@ -320,7 +320,7 @@ pub async fn on_invoice_created(
         &order.part_lines,
     )?;
     store::set_invoice(tx, order.id(), data.invoice_id).await?;
-    store::set_status(tx, order.id(), Status::Invoiced, "").await?;
+    store::set_status(tx, context, order.id(), Status::Invoiced, "").await?;
     store::touch(tx, order.id()).await?;
     Ok(())
 }

@@ -34,6 +34,8 @@ pub struct Header {
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancellation_reason: String,
     pub invoice_id: Option<Uuid>,
+    pub status_changed_by: String,
+    pub notes_updated_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -86,7 +88,7 @@ macro_rules! header_columns {
     () => {
         "id, number, customer_id, vehicle_id, complaint, odometer_km, notes, status, currency, \
          started_at, completed_at, invoiced_at, cancelled_at, cancellation_reason, invoice_id, \
-         created_at, updated_at, version"
+         status_changed_by, notes_updated_by, created_at, updated_at, version"
     };
 }
 
@@ -464,21 +466,33 @@ pub async fn change_status(
         order.header.started_at.is_some(),
         &order.part_lines,
     )?;
-    set_status(&mut tx, id, to, reason).await?;
+    set_status(&mut tx, context, id, to, reason).await?;
     touch(&mut tx, id).await?;
     let order = load(&mut tx, id).await?;
     match to {
         Status::Completed => events::work_order_completed(&mut tx, context, &order).await?,
-        Status::Cancelled => events::work_order_cancelled(&mut tx, context, &order).await?,
+        Status::Cancelled => {
+            events::work_order_cancelled(&mut tx, context, &order).await?;
+            carerp_kit::outbox::audit(
+                &mut tx,
+                context,
+                "workorder.cancelled",
+                format!("work-order/{id}"),
+                serde_json::json!({ "number": order.header.number, "reason": reason }),
+            )
+            .await?;
+        }
         _ => {}
     }
     tx.commit().await?;
     Ok(order)
 }
 
-/// Writes a status and the timestamp that goes with it. `started_at` keeps the first start.
+/// Writes a status, the timestamp that goes with it, and who asked for it. `started_at`
+/// keeps the first start.
 pub(crate) async fn set_status(
     conn: &mut PgConnection,
+    context: &RequestContext,
     id: Uuid,
     to: Status,
     cancellation_reason: &str,
@@ -490,12 +504,14 @@ pub(crate) async fn set_status(
             completed_at = CASE WHEN $2 = 'COMPLETED' THEN now() ELSE completed_at END,
             invoiced_at = CASE WHEN $2 = 'INVOICED' THEN now() ELSE invoiced_at END,
             cancelled_at = CASE WHEN $2 = 'CANCELLED' THEN now() ELSE cancelled_at END,
-            cancellation_reason = CASE WHEN $2 = 'CANCELLED' THEN $3 ELSE cancellation_reason END
+            cancellation_reason = CASE WHEN $2 = 'CANCELLED' THEN $3 ELSE cancellation_reason END,
+            status_changed_by = $4
          WHERE id = $1",
     )
     .bind(id)
     .bind(to.as_str())
     .bind(cancellation_reason)
+    .bind(context.actor())
     .execute(conn)
     .await?;
     Ok(())
@@ -682,15 +698,17 @@ pub async fn remove_labor_line(
 /// Notes are the garage's own remarks and may change in any status.
 pub async fn update_notes(
     pool: &PgPool,
+    context: &RequestContext,
     id: Uuid,
     notes: &str,
     expected_version: i64,
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
     lock(&mut tx, id, expected_version).await?;
-    sqlx::query("UPDATE work_orders SET notes = $2 WHERE id = $1")
+    sqlx::query("UPDATE work_orders SET notes = $2, notes_updated_by = $3 WHERE id = $1")
         .bind(id)
         .bind(notes)
+        .bind(context.actor())
         .execute(&mut *tx)
         .await?;
     touch(&mut tx, id).await?;

@@ -8,6 +8,10 @@ fn run(vars: &[(&str, &str)]) -> (i32, String) {
         .env_remove("CUSTOMER_GRPC_URL")
         .env("CARERP_TENANT", "acme-motors")
         .env(
+            "CARERP_TOKEN_PUBLIC_KEYS",
+            carerp_kit::auth::testing::signing_key().public_entry(),
+        )
+        .env(
             "DATABASE_URL",
             "postgres://postgres@127.0.0.1:5432/postgres",
         );

@@ -1630,3 +1630,89 @@ async fn concurrent_line_additions_on_one_version_add_exactly_one_line(pool: PgP
     assert_eq!(added, 1);
     g.stop().await;
 }
+
+/// Technicians move work along and book their time, at the tenant's rate: cancelling,
+/// reopening and pricing labour are the front desk's, refused by name; who changed the
+/// status is the token's user.
+#[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
+async fn technicians_start_and_complete_but_neither_cancel_nor_price(pool: PgPool) {
+    let mut garage = Garage::start(pool).await;
+    let order = garage.order().await;
+    let technician_id = uuid::Uuid::now_v7();
+    let mut technician = pb::work_order_service_client::WorkOrderServiceClient::new(
+        carerp_kit::auth::testing::connect_with(
+            format!("http://{}", garage.workorder.grpc_addr),
+            &carerp_kit::auth::testing::token_for(
+                &garage.tenant,
+                technician_id,
+                carerp_kit::auth::Role::Technician,
+            ),
+        )
+        .await,
+    );
+    let change = |status: S| pb::ChangeStatusRequest {
+        id: order.id.clone(),
+        status: status as i32,
+        reason: "customer declined".into(),
+        expected_version: 0,
+    };
+    let err = technician
+        .change_status(change(S::Cancelled))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().contains("workorder.ChangeStatus:any-status"),
+        "{err:?}"
+    );
+    let started = technician
+        .change_status(change(S::InProgress))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(started.status_changed_by, technician_id.to_string());
+
+    let labor = |rate: Option<i64>| pb::AddLaborLineRequest {
+        work_order_id: order.id.clone(),
+        description: "Replace brake pads".into(),
+        technician: "Ana".into(),
+        minutes: 60,
+        hourly_rate: rate.map(|amount_minor| Money {
+            amount_minor,
+            currency: "EUR".into(),
+        }),
+        expected_version: 0,
+        idempotency_key: String::new(),
+    };
+    let err = technician.add_labor_line(labor(Some(1))).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().contains("workorder.AddLaborLine:hourly-rate"),
+        "{err:?}"
+    );
+    let booked = technician
+        .add_labor_line(labor(None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(booked.labor_lines.len(), 1);
+    assert_eq!(
+        booked.labor_lines[0]
+            .hourly_rate
+            .as_ref()
+            .unwrap()
+            .amount_minor,
+        LABOR_RATE
+    );
+
+    let err = technician
+        .create_work_order(new_order(&order.customer_id, &order.vehicle_id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    // The front desk may cancel.
+    let cancelled = garage.status(&order.id, S::Cancelled).await;
+    assert_eq!(cancelled.status, S::Cancelled as i32);
+    assert_ne!(cancelled.status_changed_by, technician_id.to_string());
+    garage.stop().await;
+}

@@ -4,18 +4,19 @@
 #![allow(dead_code)]
 
 use carerp_billing::events::on_workorder_completed;
+use carerp_kit::auth::Role;
+use carerp_kit::auth::testing::{self, AuthedChannel};
 use carerp_kit::events::{CompletedLaborLine, CompletedPartLine, WorkOrderCompleted};
 use carerp_kit::{RequestContext, RunningService, ServiceConfig, TenantSettings};
 use carerp_proto::billing::v1 as pb;
 use carerp_proto::billing::v1::billing_service_client::BillingServiceClient;
 use chrono::Utc;
 use sqlx::PgPool;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 pub struct Harness {
     pub service: RunningService,
-    pub client: BillingServiceClient<Channel>,
+    pub client: BillingServiceClient<AuthedChannel>,
     pub pool: PgPool,
 }
 
@@ -34,12 +35,18 @@ impl Harness {
         let mut config =
             ServiceConfig::for_tests("billing", &carerp_kit::config::test_tenant(), None);
         config.settings = settings;
+        let tenant = config.tenant.clone();
         let service = carerp_billing::start_with_pool(config, pool.clone())
             .await
             .unwrap();
-        let client = BillingServiceClient::connect(format!("http://{}", service.grpc_addr))
-            .await
-            .unwrap();
+        let client = BillingServiceClient::new(
+            testing::connect(
+                format!("http://{}", service.grpc_addr),
+                &tenant,
+                Role::Owner,
+            )
+            .await,
+        );
         Self {
             service,
             client,

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use carerp_kit::auth::Role;
+use carerp_kit::auth::testing::{self, AuthedChannel};
 use carerp_kit::{RunningService, ServiceConfig};
 use carerp_proto::customer::v1 as cpb;
 use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
@@ -14,21 +16,20 @@ use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClie
 use carerp_workorder::CustomerDirectory;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tonic::transport::Channel;
 
 pub const LABOR_RATE: i64 = 9000;
 
 pub struct Garage {
     pub workorder: RunningService,
     pub customer_service: Option<RunningService>,
-    pub client: WorkOrderServiceClient<Channel>,
-    pub customers: Option<CustomerServiceClient<Channel>>,
+    pub client: WorkOrderServiceClient<AuthedChannel>,
+    pub customers: Option<CustomerServiceClient<AuthedChannel>>,
+    pub tenant: String,
     pub pool: PgPool,
 }
 
-fn workorder_config() -> ServiceConfig {
-    let mut config =
-        ServiceConfig::for_tests("workorder", &carerp_kit::config::test_tenant(), None);
+fn workorder_config(tenant: &str) -> ServiceConfig {
+    let mut config = ServiceConfig::for_tests("workorder", tenant, None);
     config.settings.labor_rate_minor = LABOR_RATE;
     config.settings.currency = "EUR".into();
     config
@@ -55,15 +56,16 @@ async fn customer_pool(pool: &PgPool) -> PgPool {
 impl Garage {
     /// Both services, the work order service pointing at the customer service.
     pub async fn start(pool: PgPool) -> Self {
-        let customer_config =
-            ServiceConfig::for_tests("customer", &carerp_kit::config::test_tenant(), None);
+        let tenant = carerp_kit::config::test_tenant();
+        let customer_config = ServiceConfig::for_tests("customer", &tenant, None);
         let customer_service =
             carerp_customer::start_with_pool(customer_config, customer_pool(&pool).await)
                 .await
                 .unwrap();
         let url = format!("http://{}", customer_service.grpc_addr);
-        let customers = CustomerServiceClient::connect(url.clone()).await.unwrap();
-        let mut garage = Self::start_pointing_at(pool, &url).await;
+        let customers =
+            CustomerServiceClient::new(testing::connect(url.clone(), &tenant, Role::Owner).await);
+        let mut garage = Self::start_for(pool, &tenant, &url).await;
         garage.customer_service = Some(customer_service);
         garage.customers = Some(customers);
         garage
@@ -71,25 +73,55 @@ impl Garage {
 
     /// The work order service alone, with its customer client pointing at `url`.
     pub async fn start_pointing_at(pool: PgPool, url: &str) -> Self {
+        Self::start_for(pool, &carerp_kit::config::test_tenant(), url).await
+    }
+
+    async fn start_for(pool: PgPool, tenant: &str, url: &str) -> Self {
         let directory = CustomerDirectory::connect_lazy(url, Duration::from_secs(2)).unwrap();
-        Self::start_with_directory(pool, directory).await
+        Self::start_with_directory_for(pool, tenant, directory).await
     }
 
     pub async fn start_with_directory(pool: PgPool, directory: CustomerDirectory) -> Self {
+        Self::start_with_directory_for(pool, &carerp_kit::config::test_tenant(), directory).await
+    }
+
+    async fn start_with_directory_for(
+        pool: PgPool,
+        tenant: &str,
+        directory: CustomerDirectory,
+    ) -> Self {
         let workorder =
-            carerp_workorder::start_with_pool(workorder_config(), pool.clone(), directory)
+            carerp_workorder::start_with_pool(workorder_config(tenant), pool.clone(), directory)
                 .await
                 .unwrap();
-        let client = WorkOrderServiceClient::connect(format!("http://{}", workorder.grpc_addr))
-            .await
-            .unwrap();
+        let client = WorkOrderServiceClient::new(
+            testing::connect(
+                format!("http://{}", workorder.grpc_addr),
+                tenant,
+                Role::Owner,
+            )
+            .await,
+        );
         Self {
             workorder,
             customer_service: None,
             client,
             customers: None,
+            tenant: tenant.to_string(),
             pool,
         }
+    }
+
+    /// A work order client acting as a user with `role`.
+    pub async fn client_as(&self, role: Role) -> WorkOrderServiceClient<AuthedChannel> {
+        WorkOrderServiceClient::new(
+            testing::connect(
+                format!("http://{}", self.workorder.grpc_addr),
+                &self.tenant,
+                role,
+            )
+            .await,
+        )
     }
 
     pub async fn stop(self) {
