@@ -149,10 +149,11 @@ impl IdentityService for IdentityApi {
                     Some(u) if !u.active => "inactive",
                     Some(_) => "wrong-password",
                 };
+                // The lock starts when the failure is known, not when the request came in.
                 let err = self
                     .sign_in_failed(
                         &keys,
-                        now,
+                        Utc::now(),
                         user.as_ref(),
                         &email,
                         reason,

@@ -189,7 +189,8 @@ mod tests {
         let key = carerp_kit::auth::testing::signing_key().to_secret_value();
         let broken = format!("{}AAAA", &key[..key.len() - 8]);
         let other = SigningKey::generate("other").to_secret_value();
-        let cases: [(&[(&str, &str)], &str, &str); 5] = [
+        type Vars<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Vars, &str, &str); 5] = [
             (
                 &[(SIGNING_KEY, "")],
                 "CARERP_TOKEN_SIGNING_KEY is not set",
