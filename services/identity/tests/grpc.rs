@@ -3,7 +3,7 @@
 
 mod common;
 
-use carerp_kit::auth::{Role, Secret, testing};
+use carerp_kit::auth::{Role, testing};
 use carerp_kit::status::field_violations;
 use carerp_proto::common::v1::PageRequest;
 use carerp_proto::identity::v1 as pb;
@@ -702,7 +702,6 @@ async fn the_kit_layer_refuses_callers_without_a_token_or_the_role(pool: PgPool)
             .await,
         Code::Unauthenticated,
     );
-    let _ = Secret::new("unused");
 }
 
 #[sqlx::test(migrator = "carerp_identity::MIGRATOR")]
