@@ -10,8 +10,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use carerp_kit::RequestContext;
+use carerp_kit::auth::Principal;
+use carerp_kit::permissions;
 use carerp_proto::billing::v1::billing_service_client::BillingServiceClient;
 use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
+use carerp_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -27,6 +30,7 @@ pub struct Clients {
     pub workorder: WorkOrderServiceClient<DeadlineChannel>,
     pub inventory: InventoryServiceClient<DeadlineChannel>,
     pub billing: BillingServiceClient<DeadlineChannel>,
+    pub identity: IdentityServiceClient<DeadlineChannel>,
     /// Deadline of every call.
     pub deadline: Duration,
 }
@@ -61,6 +65,14 @@ impl tower::Service<http::Request<tonic::body::Body>> for DeadlineChannel {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        // Authorised twice: here, before the call leaves the BFF, and again by the service.
+        if let Some(principal) = request.extensions().get::<Principal>() {
+            let method = request.uri().path();
+            if !permissions::allows(principal.role, method) {
+                let denied = permissions::denied(principal.role, method);
+                return Box::pin(async move { Err(Box::new(denied) as BoxError) });
+            }
+        }
         let deadline = self.deadline;
         let call = tower::Service::call(&mut self.inner, request);
         Box::pin(async move {
@@ -135,6 +147,11 @@ impl Clients {
             billing: BillingServiceClient::new(channel(
                 "BILLING_GRPC_URL",
                 &config.billing_url,
+                deadline,
+            )?),
+            identity: IdentityServiceClient::new(channel(
+                "IDENTITY_GRPC_URL",
+                &config.identity_url,
                 deadline,
             )?),
             deadline,

@@ -14,6 +14,7 @@ pub struct BffConfig {
     pub workorder_url: String,
     pub inventory_url: String,
     pub billing_url: String,
+    pub identity_url: String,
     /// Origins allowed to call from a browser (`BFF_CORS_ORIGINS`, comma separated, `*` for
     /// any); empty: no CORS headers, same-origin use only.
     pub cors_origins: Vec<String>,
@@ -125,6 +126,7 @@ impl BffConfig {
             workorder_url: url("WORKORDER_GRPC_URL")?,
             inventory_url: url("INVENTORY_GRPC_URL")?,
             billing_url: url("BILLING_GRPC_URL")?,
+            identity_url: url("IDENTITY_GRPC_URL")?,
             cors_origins,
             rate_limit_per_second: small("BFF_RATE_LIMIT_PER_SECOND", 50)?,
             rate_limit_burst: small("BFF_RATE_LIMIT_BURST", 100)?,
@@ -141,6 +143,7 @@ impl BffConfig {
         workorder_url: String,
         inventory_url: String,
         billing_url: String,
+        identity_url: String,
     ) -> Self {
         Self {
             service: ServiceConfig::for_tests("bff", tenant, None),
@@ -148,6 +151,7 @@ impl BffConfig {
             workorder_url,
             inventory_url,
             billing_url,
+            identity_url,
             cors_origins: Vec::new(),
             rate_limit_per_second: 1000,
             rate_limit_burst: 1000,
@@ -177,6 +181,7 @@ mod tests {
         ("WORKORDER_GRPC_URL", "http://workorder:50051"),
         ("INVENTORY_GRPC_URL", "http://inventory:50051"),
         ("BILLING_GRPC_URL", "http://billing:50051"),
+        ("IDENTITY_GRPC_URL", "http://identity:50051"),
     ];
 
     #[test]

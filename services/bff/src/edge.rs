@@ -38,6 +38,35 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     }
 }
 
+/// The client's address as the rate limiter keyed it (behind a trusted proxy, the address
+/// the proxy saw), for sign-in throttling and the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+impl Default for ClientAddress {
+    fn default() -> Self {
+        Self(IpAddr::from([0, 0, 0, 0]))
+    }
+}
+
+impl std::fmt::Display for ClientAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientAddress>()
+            .copied()
+            .unwrap_or_default())
+    }
+}
+
 /// Problem bodies larger than this are passed through untouched rather than buffered.
 const MAX_PROBLEM_BYTES: usize = 64 * 1024;
 
@@ -255,10 +284,11 @@ impl<C: Clock + Clone> RateLimiter<C> {
 /// Refuses a client over its rate with 429 and `Retry-After` (whole seconds, at least 1).
 pub async fn rate_limit(
     State(limiter): State<RateLimiter>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let client = limiter.client(&request);
+    request.extensions_mut().insert(ClientAddress(client));
     match limiter.check(client) {
         Ok(()) => next.run(request).await,
         Err(wait) => {

@@ -4,6 +4,7 @@
 //! [`start`] is what `main`, the tests and the operator's local mode call.
 
 pub mod api;
+pub mod auth;
 pub mod body;
 pub mod clients;
 pub mod config;
@@ -38,7 +39,12 @@ pub const OPENAPI_PATH: &str = "/docs/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
 
 /// The whole HTTP application: API routes, docs, and the edge layers.
-pub fn router(config: &BffConfig, state: AppState, metrics: metrics::HttpMetrics) -> Router {
+pub fn router(
+    config: &BffConfig,
+    state: AppState,
+    authenticator: auth::Authenticator,
+    metrics: metrics::HttpMetrics,
+) -> Router {
     let mut routes = Router::new();
     for route in api::routes() {
         routes = routes.route(route.path, route.handler);
@@ -60,6 +66,10 @@ pub fn router(config: &BffConfig, state: AppState, metrics: metrics::HttpMetrics
         .merge(docs)
         .fallback(edge::not_found)
         // Innermost first: the last layer sees the request first.
+        .layer(middleware::from_fn_with_state(
+            authenticator,
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(body::MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -152,7 +162,14 @@ pub async fn start(config: BffConfig) -> anyhow::Result<RunningBff> {
     let clients = Clients::new(&config)?;
     let registry = Metrics::new();
     let http_metrics = metrics::HttpMetrics::register(&registry);
-    let app = router(&config, AppState { clients }, http_metrics);
+    let authenticator =
+        auth::Authenticator::new(config.service.verifying_keys.clone(), clients.clone());
+    let app = router(
+        &config,
+        AppState { clients },
+        authenticator.clone(),
+        http_metrics,
+    );
     let http_listener = bind(config.service.http_addr).await?;
     let admin_listener = bind(config.service.admin_addr).await?;
     let http_addr = http_listener.local_addr()?;
@@ -168,6 +185,14 @@ pub async fn start(config: BffConfig) -> anyhow::Result<RunningBff> {
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
         .await
     });
+    let jetstream = carerp_kit::messaging::connect(&config.service.nats_url).await?;
+    let revocations = tokio::spawn(auth::watch_revocations(
+        jetstream,
+        config.service.tenant.clone(),
+        authenticator,
+        shutdown.clone(),
+    ));
+    let revocations = tokio::spawn(async move { revocations.await.map_err(std::io::Error::other) });
     let admin_shutdown = shutdown.clone();
     let admin_task = tokio::spawn(async move {
         carerp_kit::admin::serve(
@@ -186,7 +211,7 @@ pub async fn start(config: BffConfig) -> anyhow::Result<RunningBff> {
         http_addr,
         admin_addr,
         shutdown,
-        tasks: vec![http_task, admin_task],
+        tasks: vec![http_task, admin_task, revocations],
     })
 }
 

@@ -50,11 +50,11 @@ fn money(m: Option<common::Money>) -> Option<Money> {
     m.map(Money::from)
 }
 
-fn time(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+pub fn time(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.as_ref().and_then(carerp_kit::convert::from_timestamp)
 }
 
-fn non_empty(s: String) -> Option<String> {
+pub fn non_empty(s: String) -> Option<String> {
     if s.is_empty() { None } else { Some(s) }
 }
 
@@ -68,7 +68,7 @@ pub struct Audit {
     pub version: i64,
 }
 
-fn audit(a: Option<common::Audit>) -> Audit {
+pub fn audit(a: Option<common::Audit>) -> Audit {
     a.map(|a| Audit {
         created_at: time(a.created_at),
         updated_at: time(a.updated_at),
@@ -686,8 +686,6 @@ pub struct AdjustStock {
     pub kind: AdjustmentKind,
     pub delta: i32,
     pub reason: String,
-    /// Who made the change (the stock ledger records it).
-    pub actor: String,
 }
 
 api_enum! {
@@ -711,6 +709,8 @@ pub struct Movement {
     pub work_order_id: Option<String>,
     pub line_id: Option<String>,
     pub reason: String,
+    /// Who made the change: the user (or API token) id of the caller's token, or the event
+    /// that caused it (`workorder.completed event <id>`).
     pub actor: String,
     pub at: Option<DateTime<Utc>>,
 }

@@ -51,19 +51,36 @@ to make retries safe; x-correlation-id is accepted or generated and returned on 
         api::invoices::record_payment,
         api::invoices::void_invoice,
         api::dashboard::dashboard,
+        api::auth::login,
+        api::auth::refresh,
+        api::auth::logout,
+        api::auth::me,
+        api::auth::change_password,
+        api::people::list_users,
+        api::people::create_user,
+        api::people::get_user,
+        api::people::update_user,
+        api::people::reset_password,
+        api::people::list_api_tokens,
+        api::people::create_api_token,
+        api::people::revoke_api_token,
+        api::people::list_audit,
     ),
     components(schemas(
         crate::problem::Problem,
         crate::problem::FieldError,
         api::parts::ActiveFilter
     )),
-    modifiers(&ErrorResponses),
+    modifiers(&BearerAuth, &ErrorResponses),
+    security(("bearer" = [])),
     tags(
         (name = "customers", description = "Customers and their vehicles"),
         (name = "work orders", description = "Repair orders from intake to invoice"),
         (name = "parts", description = "Parts, stock and its ledger"),
         (name = "invoices", description = "Invoices and payments"),
         (name = "dashboard", description = "The garage at a glance"),
+        (name = "auth", description = "Signing in and out; your own password"),
+        (name = "people", description = "People, API tokens and the audit trail (owners)"),
     )
 )]
 pub struct ApiDoc;
@@ -71,6 +88,25 @@ pub struct ApiDoc;
 /// The document as served at `/docs/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// Every route but sign-in and refresh needs `Authorization: Bearer <token>`: a user's access
+/// token (a JWT from `/api/auth/login`) or an integration's API token.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".into());
+        scheme.description = Some(
+            "A user's access token from POST /api/auth/login (15 minutes; POST /api/auth/refresh \
+             renews it), or an integration's API token (cet_...)."
+                .into(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
 }
 
 /// Adds to every operation the problem responses it can give.
@@ -104,6 +140,16 @@ impl Modify for ErrorResponses {
                 }
                 if has_path_params {
                     add("404", "No such resource");
+                }
+                if !crate::auth::PUBLIC_ROUTES.contains(&path.as_str()) {
+                    add(
+                        "401",
+                        "No valid token: missing, malformed, expired, revoked or another tenant's",
+                    );
+                    add(
+                        "403",
+                        "The caller's role lacks the permission; the detail names it",
+                    );
                 }
                 if writes {
                     add(

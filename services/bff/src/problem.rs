@@ -57,7 +57,7 @@ impl Problem {
         }
     }
 
-    fn with_kind(mut self, slug: &str, title: &str) -> Self {
+    pub fn with_kind(mut self, slug: &str, title: &str) -> Self {
         self.kind = format!("https://carerp.io/problems/{slug}");
         self.title = title.into();
         self
@@ -255,15 +255,34 @@ pub fn problem_response(problem: Problem) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = problem_response(self.problem());
-        // A client told 429 by a service learns when to come back, like from our limiter.
-        if matches!(&self, ApiError::Grpc { status, .. } if status.code() == Code::ResourceExhausted)
-        {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let ApiError::Grpc { status, .. } = &self {
+            match status.code() {
+                // A client told 429 by a service learns when to come back, like from our
+                // limiter: the service's RetryInfo, else a second.
+                Code::ResourceExhausted => {
+                    let seconds = retry_after_seconds(status).unwrap_or(1);
+                    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                        response.headers_mut().insert(header::RETRY_AFTER, value);
+                    }
+                }
+                Code::Unauthenticated => {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"Bearer realm="carerp""#),
+                    );
+                }
+                _ => {}
+            }
         }
         response
     }
+}
+
+/// Whole seconds (at least 1) of a status's `google.rpc.RetryInfo`, when it has one.
+fn retry_after_seconds(status: &tonic::Status) -> Option<u64> {
+    use tonic_types::StatusExt;
+    let delay = status.get_details_retry_info()?.retry_delay?;
+    Some(delay.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 #[cfg(test)]

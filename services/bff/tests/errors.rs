@@ -17,7 +17,11 @@ async fn raw(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> Reply {
-    let mut request = garage.http.request(method, garage.url(path)).body(body);
+    let mut request = garage
+        .http
+        .request(method, garage.url(path))
+        .header("authorization", format!("Bearer {}", garage.token))
+        .body(body);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
@@ -267,6 +271,7 @@ async fn correlation_ids_are_kept_returned_and_forwarded_with_the_trace(pool: Pg
     let response = garage
         .http
         .post(garage.url("/api/customers"))
+        .header("authorization", format!("Bearer {}", garage.token))
         .header("content-type", "application/json")
         .header("x-correlation-id", "order-form-42")
         .header("traceparent", traceparent)
@@ -405,9 +410,9 @@ async fn clients_over_their_rate_get_429_with_retry_after(pool: PgPool) {
         config.rate_limit_burst = 3;
     })
     .await;
-    // The burst passes; a token comes back each second, so on a slow machine one or two
-    // more may pass before the limit shows.
-    let mut passed = 0;
+    // The burst passes (the owner's sign-in was its first request); a token comes back each
+    // second, so on a slow machine one or two more may pass before the limit shows.
+    let mut passed = 1;
     let limited = loop {
         let reply = garage.get("/api/customers").await;
         if reply.status != StatusCode::OK {
@@ -443,12 +448,20 @@ async fn unavailable_and_slow_services_are_503_and_504() {
         closed_url.clone(),
         silent_url.clone(),
         closed_url.clone(),
+        closed_url.clone(),
         closed_url,
     );
     config.call_timeout = Duration::from_millis(300);
     let bff = carerp_bff::start(config).await.unwrap();
     let http = reqwest::Client::new();
-    let get = |path: &str| http.get(format!("http://{}{path}", bff.http_addr)).send();
+    // Access tokens verify without the identity service: it may be down too.
+    let token = carerp_kit::auth::testing::token("bff-down", carerp_kit::auth::Role::Owner);
+    let bearer = format!("Bearer {}", token.expose());
+    let get = |path: &str| {
+        http.get(format!("http://{}{path}", bff.http_addr))
+            .header("authorization", &bearer)
+            .send()
+    };
 
     let down = Reply::from(get("/api/customers").await.unwrap())
         .await
@@ -487,12 +500,15 @@ async fn unavailable_and_slow_services_are_503_and_504() {
         silent_url.clone(),
         silent_url.clone(),
         silent_url.clone(),
+        silent_url.clone(),
         silent_url,
     );
     config.request_timeout = Duration::from_millis(200);
     let bff = carerp_bff::start(config).await.unwrap();
+    let token = carerp_kit::auth::testing::token("bff-slow", carerp_kit::auth::Role::Owner);
     let response = http
         .get(format!("http://{}/api/customers", bff.http_addr))
+        .header("authorization", format!("Bearer {}", token.expose()))
         .send()
         .await
         .unwrap();

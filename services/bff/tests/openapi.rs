@@ -17,10 +17,16 @@ async fn lone_bff() -> carerp_bff::RunningBff {
         url.clone(),
         url.clone(),
         url.clone(),
+        url.clone(),
         url,
     ))
     .await
     .unwrap()
+}
+
+fn owner_bearer() -> String {
+    let token = carerp_kit::auth::testing::token("bff-docs", carerp_kit::auth::Role::Owner);
+    format!("Bearer {}", token.expose())
 }
 
 fn refs(value: &Value, found: &mut BTreeSet<String>) {
@@ -83,8 +89,26 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
                 responses.keys().any(|s| s.starts_with('2')),
                 "{method} {path} has no success response"
             );
+            // Every route but sign-in and refresh declares the bearer scheme and its refusals.
+            let public = carerp_bff::auth::PUBLIC_ROUTES.contains(&path.as_str());
+            let security = operation.get("security").or(doc.get("security"));
+            let open = security.is_some_and(|s| {
+                s.as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|r| r.as_object().is_some_and(|o| o.is_empty()))
+                })
+            });
+            assert_eq!(open, public, "{method} {path}: security {security:?}");
+            // Sign-in answers 401 for a wrong password, but never 403.
+            assert_eq!(responses.contains_key("403"), !public, "{method} {path}");
+            assert!(public || responses.contains_key("401"), "{method} {path}");
         }
     }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer",
+        "{}",
+        doc["components"]["securitySchemes"]
+    );
     let routed: BTreeSet<(String, String)> = carerp_bff::api::routes()
         .iter()
         .map(|r| (r.method.to_string(), r.path.to_string()))
@@ -109,6 +133,7 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
             .replace("{lineId}", "0192f0c1-6b2a-7c3d-8e4f-0123456789ac");
         let request = http
             .request(method.parse().unwrap(), format!("{base}{concrete}"))
+            .header("authorization", owner_bearer())
             .header("content-type", "application/json")
             .body("{}");
         let response = request.send().await.unwrap();

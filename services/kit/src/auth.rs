@@ -113,7 +113,7 @@ pub struct Claims {
     pub kid: String,
 }
 
-/// A token as received or issued. Its `Debug` and `Display` never show it, so it cannot end
+/// A token or password as received or issued. It has no `Display`, and its `Debug` never shows it, so it cannot end
 /// up in a log line by accident.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

@@ -1,10 +1,12 @@
 //! The REST handlers, one module per resource, and the route table the router and the
 //! OpenAPI document are both built from.
 
+pub mod auth;
 pub mod customers;
 pub mod dashboard;
 pub mod invoices;
 pub mod parts;
+pub mod people;
 pub mod workorders;
 
 use axum::extract::FromRequestParts;
@@ -227,5 +229,27 @@ pub fn routes() -> Vec<Route> {
             post(invoices::void_invoice),
         ),
         route(M::GET, "/api/dashboard", get(dashboard::dashboard)),
+        route(M::POST, "/api/auth/login", post(auth::login)),
+        route(M::POST, "/api/auth/refresh", post(auth::refresh)),
+        route(M::POST, "/api/auth/logout", post(auth::logout)),
+        route(M::GET, "/api/auth/me", get(auth::me)),
+        route(M::PUT, "/api/auth/password", put(auth::change_password)),
+        route(M::GET, "/api/users", get(people::list_users)),
+        route(M::POST, "/api/users", post(people::create_user)),
+        route(M::GET, "/api/users/{id}", get(people::get_user)),
+        route(M::PUT, "/api/users/{id}", put(people::update_user)),
+        route(
+            M::POST,
+            "/api/users/{id}/password-reset",
+            post(people::reset_password),
+        ),
+        route(M::GET, "/api/api-tokens", get(people::list_api_tokens)),
+        route(M::POST, "/api/api-tokens", post(people::create_api_token)),
+        route(
+            M::DELETE,
+            "/api/api-tokens/{id}",
+            delete(people::revoke_api_token),
+        ),
+        route(M::GET, "/api/audit", get(people::list_audit)),
     ]
 }

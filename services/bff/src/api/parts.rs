@@ -222,7 +222,6 @@ pub async fn adjust_stock(
                 kind: body.kind.to_proto() as i32,
                 delta: body.delta,
                 reason: body.reason,
-                actor: body.actor,
                 idempotency_key: key,
             },
         ))

@@ -1,6 +1,8 @@
-//! A whole garage for tests: the four real domain services in-process on ephemeral ports,
-//! each on its own schema of the test's database (as if each had its own database), their
-//! tenant's JetStream stream, and the BFF in front of them, driven over real HTTP.
+//! A whole garage for tests: the four real domain services and the identity service
+//! in-process on ephemeral ports, each on its own schema of the test's database (as if each
+//! had its own database), their tenant's JetStream stream, and the BFF in front of them,
+//! driven over real HTTP. Requests carry the owner's access token, from a real sign-in,
+//! unless a test sends its own.
 
 #![allow(dead_code)]
 
@@ -14,6 +16,10 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 pub const LABOR_RATE: i64 = 9000;
+/// The bootstrapped owner's password (not temporary, as for scripts).
+pub const OWNER_PASSWORD: &str = "Vq7#mZ2!pL9x-garage";
+/// What people created by tests change their one-time password to.
+pub const STAFF_PASSWORD: &str = "Hz4$kW8!nR2q-workshop";
 
 pub struct Garage {
     pub tenant: String,
@@ -24,6 +30,10 @@ pub struct Garage {
     pub workorder: Option<RunningService>,
     pub inventory: Option<RunningService>,
     pub billing: Option<RunningService>,
+    pub identity: Option<RunningService>,
+    /// The owner's access token, sent by [`Garage::call`] and friends.
+    pub token: String,
+    pub owner_email: String,
     pub billing_pool: PgPool,
     pub customer_pool: PgPool,
     pub urls: [String; 4],
@@ -78,6 +88,23 @@ impl Garage {
         let workorder_pool = schema_pool(&pool, "workorder_svc", &carerp_workorder::MIGRATOR).await;
         let inventory_pool = schema_pool(&pool, "inventory_svc", &carerp_inventory::MIGRATOR).await;
         let billing_pool = schema_pool(&pool, "billing_svc", &carerp_billing::MIGRATOR).await;
+        let identity_pool = schema_pool(&pool, "identity_svc", &carerp_identity::MIGRATOR).await;
+        let owner_email = format!("owner@{tenant}.local");
+        let identity = carerp_identity::start_with_pool(
+            carerp_identity::IdentityConfig {
+                service: service_config("identity", &tenant),
+                signing_key: carerp_kit::auth::testing::signing_key().clone(),
+                owner: Some(carerp_identity::OwnerBootstrap {
+                    email: owner_email.clone(),
+                    display_name: "Olivia Owner".into(),
+                    password: carerp_kit::auth::Secret::new(OWNER_PASSWORD),
+                    temporary: false,
+                }),
+            },
+            identity_pool,
+        )
+        .await
+        .expect("identity service starts");
 
         let customer = carerp_customer::start_with_pool(
             service_config("customer", &tenant),
@@ -119,10 +146,11 @@ impl Garage {
             urls[1].clone(),
             urls[2].clone(),
             urls[3].clone(),
+            url(&identity),
         );
         adjust(&mut config);
         let bff = carerp_bff::start(config).await.unwrap();
-        Self {
+        let mut garage = Self {
             base: format!("http://{}", bff.http_addr),
             tenant,
             bff: Some(bff),
@@ -131,10 +159,59 @@ impl Garage {
             workorder: Some(workorder),
             inventory: Some(inventory),
             billing: Some(billing),
+            identity: Some(identity),
+            token: String::new(),
+            owner_email,
             billing_pool,
             customer_pool,
             urls,
-        }
+        };
+        garage.token = garage
+            .sign_in(&garage.owner_email.clone(), OWNER_PASSWORD)
+            .await;
+        garage
+    }
+
+    /// Signs in through the BFF and answers the access token.
+    pub async fn sign_in(&self, email: &str, password: &str) -> String {
+        let session = self
+            .call_as(
+                None,
+                Method::POST,
+                "/api/auth/login",
+                Some(json!({"email": email, "password": password})),
+            )
+            .await
+            .expect(StatusCode::OK);
+        session["accessToken"].as_str().unwrap().to_string()
+    }
+
+    /// A new person with `role`, signed in with their own password: (user id, access token).
+    pub async fn person(&self, role: &str) -> (String, String) {
+        let email = format!(
+            "{}-{}@example.com",
+            role.to_lowercase(),
+            &uuid::Uuid::now_v7().simple().to_string()[24..]
+        );
+        let created = self
+            .post(
+                "/api/users",
+                json!({"email": email, "displayName": format!("A {role}"), "role": role}),
+            )
+            .await
+            .expect(StatusCode::CREATED);
+        let id = created["user"]["id"].as_str().unwrap().to_string();
+        let one_time = created["oneTimePassword"].as_str().unwrap().to_string();
+        let first = self.sign_in(&email, &one_time).await;
+        self.call_as(
+            Some(&first),
+            Method::PUT,
+            "/api/auth/password",
+            Some(json!({"currentPassword": one_time, "newPassword": STAFF_PASSWORD})),
+        )
+        .await
+        .expect(StatusCode::OK);
+        (id, self.sign_in(&email, STAFF_PASSWORD).await)
     }
 
     pub async fn stop(mut self) {
@@ -146,6 +223,7 @@ impl Garage {
             self.workorder.take(),
             self.inventory.take(),
             self.billing.take(),
+            self.identity.take(),
         ]
         .into_iter()
         .flatten()
@@ -169,6 +247,17 @@ impl Garage {
         self.send(method, path, body, None).await
     }
 
+    /// A request carrying `token` (none: no `Authorization` header at all).
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        self.request(token, method, path, body, None).await
+    }
+
     /// [`Garage::call`] with an `Idempotency-Key` header.
     pub async fn call_with_key(
         &self,
@@ -187,7 +276,23 @@ impl Garage {
         body: Option<Value>,
         key: Option<&str>,
     ) -> Reply {
+        self.request(Some(&self.token), method, path, body, key)
+            .await
+    }
+
+    /// A request with `token` and an optional `Idempotency-Key`.
+    pub async fn request(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> Reply {
         let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
