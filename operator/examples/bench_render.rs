@@ -36,14 +36,14 @@ fn main() {
     let started = Instant::now();
     let mut objects = 0;
     for t in &tenants {
-        objects += desired(t, &config, &Default::default()).len();
+        objects += desired(t, &config, &Default::default(), None).len();
     }
     let build = started.elapsed();
 
     let started = Instant::now();
     let mut bytes = 0;
     for t in &tenants {
-        bytes += render_yaml(&desired(t, &config, &Default::default()))
+        bytes += render_yaml(&desired(t, &config, &Default::default(), None))
             .expect("YAML")
             .len();
     }

@@ -628,19 +628,25 @@ async fn converge(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
         .iter()
         .map(|(service, url)| (*service, desired::secret_hash(url)))
         .collect();
-    let objects = desired::desired(tenant, &ctx.config, &hashes);
-
     // The namespace, then the Secrets, then the rest: pods a Deployment rolls for a new
     // password find it in their Secret.
-    let (namespaces, rest): (Vec<&Object>, Vec<&Object>) = objects
-        .iter()
-        .partition(|o| matches!(o, Object::Namespace(_)));
-    let mut deployments = BTreeMap::new();
-    for object in namespaces {
+    let namespace_object = desired::desired(tenant, &ctx.config, &hashes, None)
+        .into_iter()
+        .find(|o| matches!(o, Object::Namespace(_)));
+    for object in namespace_object.iter() {
         apply_object(&ctx.client, object)
             .await
             .map_err(kube_err(format!("apply {}", object.describe())))?;
     }
+    let public_keys = crate::identity::ensure_secrets(&ctx.client, tenant, &ctx.config, &namespace)
+        .await
+        .map_err(kube_err("ensure the signing key and the owner's Secret"))?;
+    let objects = desired::desired(tenant, &ctx.config, &hashes, Some(&public_keys));
+    let rest: Vec<&Object> = objects
+        .iter()
+        .filter(|o| !matches!(o, Object::Namespace(_)))
+        .collect();
+    let mut deployments = BTreeMap::new();
     if databases.is_ok() {
         for (service, url) in &urls {
             let secret = desired::database_secret(tenant, &ctx.config, *service, url);

@@ -17,11 +17,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The services every tenant runs, in start order (the BFF last: it calls the others).
-pub const SERVICES: [Service; 5] = [
+pub const SERVICES: [Service; 6] = [
     Service::Customer,
     Service::Workorder,
     Service::Inventory,
     Service::Billing,
+    Service::Identity,
     Service::Bff,
 ];
 
@@ -32,6 +33,7 @@ pub enum Service {
     Workorder,
     Inventory,
     Billing,
+    Identity,
     Bff,
 }
 
@@ -43,6 +45,7 @@ impl Service {
             Service::Workorder => "workorder",
             Service::Inventory => "inventory",
             Service::Billing => "billing",
+            Service::Identity => "identity",
             Service::Bff => "bff",
         }
     }
@@ -59,6 +62,7 @@ impl Service {
             Service::Workorder => Some("WORKORDER_GRPC_URL"),
             Service::Inventory => Some("INVENTORY_GRPC_URL"),
             Service::Billing => Some("BILLING_GRPC_URL"),
+            Service::Identity => Some("IDENTITY_GRPC_URL"),
             Service::Bff => None,
         }
     }
@@ -72,6 +76,7 @@ impl Service {
                 Service::Workorder,
                 Service::Inventory,
                 Service::Billing,
+                Service::Identity,
             ],
             _ => &[],
         }
@@ -147,6 +152,23 @@ pub struct CarErpTenantSpec {
     /// Public HTTP(S) entry to the tenant's BFF; no Ingress when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+    /// The garage's first owner, created with a one-time password kept in the Secret
+    /// `carerp-<tenant>-owner` of the tenant's namespace; default `owner@<tenant>.local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerSpec>,
+}
+
+/// The first owner of a garage.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OwnerSpec {
+    /// The owner's email, used to sign in.
+    #[schemars(length(min = 3, max = 254), pattern(r"^[^@\s]+@[^@\s]+$"))]
+    pub email: String,
+    /// The owner's name as shown in the app; default "Owner".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    pub display_name: Option<String>,
 }
 
 /// How big a tenant is.
@@ -225,6 +247,9 @@ pub struct ServiceOverrides {
     /// Invoices and payments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing: Option<ServiceOverride>,
+    /// People, sessions, tokens and the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<ServiceOverride>,
     /// The REST API and web UI in front of the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bff: Option<ServiceOverride>,
@@ -238,6 +263,7 @@ impl ServiceOverrides {
             Service::Workorder => self.workorder.as_ref(),
             Service::Inventory => self.inventory.as_ref(),
             Service::Billing => self.billing.as_ref(),
+            Service::Identity => self.identity.as_ref(),
             Service::Bff => self.bff.as_ref(),
         }
     }
@@ -384,7 +410,7 @@ pub struct CarErpTenantStatus {
     /// Where garage staff reach the tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Ready services out of desired services, e.g. 5/5.
+    /// Ready services out of desired services, e.g. 6/6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_services: Option<String>,
     /// Per service: ready and desired replicas and the image running.

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, Namespace,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec,
-    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapKeySelector, ConfigMapVolumeSource,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
+    HTTPGetAction, Namespace, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota,
+    ResourceQuotaSpec, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -45,6 +45,17 @@ pub const ADMIN_PORT: i32 = 9090;
 const SIDECAR_OTLP: &str = "http://127.0.0.1:4317";
 /// Name of the tenant's settings ConfigMap.
 pub const SETTINGS_CONFIGMAP: &str = "carerp-settings";
+/// The tenant's public token keys (`<kid>:<key>[,...]`, key `public-keys`), read by every
+/// service to verify access tokens. Public, so a ConfigMap.
+pub const TOKEN_KEYS_CONFIGMAP: &str = "carerp-token-keys";
+/// The tenant's private signing key (key `signing-key`) and the public keys in force (key
+/// `public-keys`): read by the identity service alone.
+pub const SIGNING_KEY_SECRET: &str = "carerp-signing-key";
+pub const SIGNING_KEY: &str = "signing-key";
+pub const PUBLIC_KEYS: &str = "public-keys";
+/// Annotation on every pod template: a hash of the public keys, so a rotation restarts the
+/// services with the new key list.
+pub const TOKEN_KEYS_HASH_ANNOTATION: &str = "carerp.io/token-keys-hash";
 const COLLECTOR_CONFIGMAP: &str = "otel-collector";
 /// Pod-template annotation holding [`secret_hash`] of the service's database Secret: a new
 /// password (a reset after the Secret was lost) changes the template, so Kubernetes rolls the
@@ -186,6 +197,20 @@ pub fn endpoint(tenant: &CarErpTenant, config: &OperatorConfig) -> String {
 }
 
 /// Name of the Secret holding a service's `DATABASE_URL`.
+/// The Secret holding the first owner's email and one-time password:
+/// `carerp-<tenant>-owner`, in the tenant's namespace.
+pub fn owner_secret_name(tenant: &CarErpTenant) -> String {
+    format!("carerp-{}-owner", tenant_name(tenant))
+}
+
+/// The first owner's email: `spec.owner.email`, or `owner@<tenant>.local`.
+pub fn owner_email(tenant: &CarErpTenant) -> String {
+    match &tenant.spec.owner {
+        Some(owner) => owner.email.clone(),
+        None => format!("owner@{}.local", tenant_name(tenant)),
+    }
+}
+
 pub fn secret_name(service: Svc) -> String {
     format!("{}-database", service.name())
 }
@@ -249,25 +274,34 @@ pub fn secret_hash(database_url: &str) -> String {
 ///
 /// The collector ConfigMap, the PodDisruptionBudgets and the Ingress are here only under
 /// conditions; the controller deletes those the tenant no longer wants.
+/// `public_keys` are the tenant's public token keys as its signing-key Secret holds them;
+/// `None` (`render`, which generates no keys) leaves out their ConfigMap and annotation.
 pub fn desired(
     tenant: &CarErpTenant,
     config: &OperatorConfig,
     secret_hashes: &BTreeMap<Svc, String>,
+    public_keys: Option<&str>,
 ) -> Vec<Object> {
     let ctx = Ctx::new(tenant, config);
     let mut objects = vec![
         Object::Namespace(ctx.namespace()),
         Object::ConfigMap(ctx.settings_configmap()),
     ];
+    if let Some(keys) = public_keys {
+        objects.push(Object::ConfigMap(ctx.token_keys_configmap(keys)));
+    }
+    let keys_hash = public_keys.map(content_hash);
     if sidecar_enabled(tenant, config) {
         objects.push(Object::ConfigMap(ctx.collector_configmap()));
     }
     for service in SERVICES {
         objects.push(Object::ServiceAccount(ctx.service_account(service)));
         objects.push(Object::Service(ctx.service(service)));
-        objects.push(Object::Deployment(
-            ctx.deployment(service, secret_hashes.get(&service)),
-        ));
+        objects.push(Object::Deployment(ctx.deployment(
+            service,
+            secret_hashes.get(&service),
+            keys_hash.as_ref(),
+        )));
         if replicas(tenant, service) > 1 {
             objects.push(Object::PodDisruptionBudget(ctx.pdb(service)));
         }
@@ -308,6 +342,42 @@ pub fn database_secret(
             "DATABASE_URL".to_string(),
             database_url.to_string(),
         )])),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    }
+}
+
+/// The Secret of the tenant's signing key; see [`SIGNING_KEY_SECRET`].
+pub fn signing_key_secret(
+    tenant: &CarErpTenant,
+    config: &OperatorConfig,
+    signing_key: &str,
+    public_keys: &str,
+) -> Secret {
+    let ctx = Ctx::new(tenant, config);
+    Secret {
+        metadata: ctx.meta(SIGNING_KEY_SECRET, ctx.service_labels(Svc::Identity)),
+        string_data: Some(BTreeMap::from([
+            (SIGNING_KEY.to_string(), signing_key.to_string()),
+            (PUBLIC_KEYS.to_string(), public_keys.to_string()),
+        ])),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    }
+}
+
+/// The Secret of the first owner's sign-in: `email` and a one-time `password`.
+pub fn owner_secret(tenant: &CarErpTenant, config: &OperatorConfig, password: &str) -> Secret {
+    let ctx = Ctx::new(tenant, config);
+    Secret {
+        metadata: ctx.meta(
+            &owner_secret_name(tenant),
+            ctx.service_labels(Svc::Identity),
+        ),
+        string_data: Some(BTreeMap::from([
+            ("email".to_string(), owner_email(tenant)),
+            ("password".to_string(), password.to_string()),
+        ])),
         type_: Some("Opaque".into()),
         ..Secret::default()
     }
@@ -444,6 +514,17 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    fn token_keys_configmap(&self, public_keys: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: self.meta(TOKEN_KEYS_CONFIGMAP, self.tenant_labels()),
+            data: Some(BTreeMap::from([(
+                PUBLIC_KEYS.to_string(),
+                public_keys.to_string(),
+            )])),
+            ..ConfigMap::default()
+        }
+    }
+
     fn collector_configmap(&self) -> ConfigMap {
         let endpoint = otlp_endpoint(self.tenant, self.config).unwrap_or_default();
         let insecure = endpoint.starts_with("http://");
@@ -549,7 +630,55 @@ service:
             value: Some(value),
             ..EnvVar::default()
         };
-        let mut env = vec![plain("CARERP_TENANT", self.name.to_string())];
+        let from = |name: &str, source: EnvVarSource| EnvVar {
+            name: name.into(),
+            value_from: Some(source),
+            ..EnvVar::default()
+        };
+        let secret = |secret: String, key: &str| EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret,
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        };
+        let mut env = vec![
+            plain("CARERP_TENANT", self.name.to_string()),
+            from(
+                "CARERP_TOKEN_PUBLIC_KEYS",
+                EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: TOKEN_KEYS_CONFIGMAP.into(),
+                        key: PUBLIC_KEYS.into(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                },
+            ),
+        ];
+        // Only identity signs: only its pods get the private key and the owner's password.
+        if service == Svc::Identity {
+            env.push(from(
+                "CARERP_TOKEN_SIGNING_KEY",
+                secret(SIGNING_KEY_SECRET.into(), SIGNING_KEY),
+            ));
+            env.push(plain("CARERP_OWNER_EMAIL", owner_email(self.tenant)));
+            if let Some(name) = self
+                .tenant
+                .spec
+                .owner
+                .as_ref()
+                .and_then(|o| o.display_name.clone())
+            {
+                env.push(plain("CARERP_OWNER_NAME", name));
+            }
+            env.push(from(
+                "CARERP_OWNER_PASSWORD",
+                secret(owner_secret_name(self.tenant), "password"),
+            ));
+            env.push(plain("CARERP_OWNER_PASSWORD_TEMPORARY", "true".into()));
+        }
         if service.has_database() {
             env.push(EnvVar {
                 name: "DATABASE_URL".into(),
@@ -650,7 +779,12 @@ service:
         }
     }
 
-    fn deployment(&self, service: Svc, secret_hash: Option<&String>) -> Deployment {
+    fn deployment(
+        &self,
+        service: Svc,
+        secret_hash: Option<&String>,
+        keys_hash: Option<&String>,
+    ) -> Deployment {
         let labels = self.service_labels(service);
         let (port_name, port_number) = Self::main_port(service);
         let sidecar = sidecar_enabled(self.tenant, self.config);
@@ -715,6 +849,9 @@ service:
         )]);
         if let Some(hash) = secret_hash.filter(|_| service.has_database()) {
             annotations.insert(SECRET_HASH_ANNOTATION.to_string(), hash.clone());
+        }
+        if let Some(hash) = keys_hash {
+            annotations.insert(TOKEN_KEYS_HASH_ANNOTATION.to_string(), hash.clone());
         }
         Deployment {
             metadata: self.meta(service.name(), labels.clone()),
@@ -961,7 +1098,7 @@ mod tests {
         let t = tenant("  plan: Enterprise\n  services:\n    workorder:\n      replicas: 5\n");
         assert_eq!(replicas(&t, Svc::Customer), 3);
         assert_eq!(replicas(&t, Svc::Workorder), 5);
-        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
+        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None);
         let wo = deployments(&objects)
             .into_iter()
             .find(|d| d.metadata.name.as_deref() == Some("workorder"))
@@ -972,7 +1109,7 @@ mod tests {
     #[test]
     fn suspend_scales_everything_to_zero_and_drops_pdbs() {
         let t = tenant("  suspend: true\n");
-        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
+        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None);
         for d in deployments(&objects) {
             assert_eq!(d.spec.as_ref().unwrap().replicas, Some(0));
         }
@@ -986,7 +1123,7 @@ mod tests {
     #[test]
     fn every_object_is_owned_and_labelled() {
         let t = tenant("  ingress:\n    host: t1.example.com\n");
-        for object in desired(&t, &OperatorConfig::example(), &BTreeMap::new()) {
+        for object in desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None) {
             let value = serde_json::to_value(&object).unwrap();
             let meta = &value["metadata"];
             assert_eq!(
@@ -1026,9 +1163,10 @@ mod tests {
                 messaging: Default::default(),
                 telemetry: Default::default(),
                 ingress: None,
+                owner: None,
             },
         );
-        for object in desired(&t, &OperatorConfig::example(), &BTreeMap::new()) {
+        for object in desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None) {
             let value = serde_json::to_value(&object).unwrap();
             assert!(value["metadata"].get("ownerReferences").is_none());
         }
@@ -1037,7 +1175,7 @@ mod tests {
     #[test]
     fn pods_are_restricted_and_probed_on_the_admin_port() {
         let t = tenant("");
-        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
+        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None);
         for d in deployments(&objects) {
             let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
             assert_eq!(
@@ -1064,7 +1202,7 @@ mod tests {
     fn sidecar_only_when_asked_and_an_endpoint_exists() {
         let with =
             tenant("  telemetry:\n    otlpEndpoint: http://otel:4317\n    collector: Sidecar\n");
-        let objects = desired(&with, &OperatorConfig::example(), &BTreeMap::new());
+        let objects = desired(&with, &OperatorConfig::example(), &BTreeMap::new(), None);
         let d = deployments(&objects)[0];
         let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         let init = &pod.init_containers.as_ref().unwrap()[0];
@@ -1081,7 +1219,7 @@ mod tests {
         );
 
         let without = tenant("");
-        let objects = desired(&without, &OperatorConfig::example(), &BTreeMap::new());
+        let objects = desired(&without, &OperatorConfig::example(), &BTreeMap::new(), None);
         assert!(
             !objects
                 .iter()
@@ -1091,14 +1229,19 @@ mod tests {
 
     #[test]
     fn ingress_only_with_a_host() {
-        let none = desired(&tenant(""), &OperatorConfig::example(), &BTreeMap::new());
+        let none = desired(
+            &tenant(""),
+            &OperatorConfig::example(),
+            &BTreeMap::new(),
+            None,
+        );
         assert!(!none.iter().any(|o| matches!(o, Object::Ingress(_))));
         let t = tenant("  ingress:\n    host: t1.example.com\n    tlsSecretName: t1-tls\n");
         assert_eq!(
             endpoint(&t, &OperatorConfig::example()),
             "https://t1.example.com"
         );
-        let some = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
+        let some = desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None);
         assert!(some.iter().any(|o| matches!(o, Object::Ingress(_))));
     }
 
@@ -1107,7 +1250,7 @@ mod tests {
         let t = tenant(
             "  services:\n    bff:\n      resources:\n        requests:\n          cpu: 1\n",
         );
-        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new());
+        let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None);
         let bff = deployments(&objects)
             .into_iter()
             .find(|d| d.metadata.name.as_deref() == Some("bff"))
@@ -1154,25 +1297,25 @@ mod tests {
         let before = BTreeMap::from([(Svc::Customer, secret_hash(&url("old")))]);
         let after = BTreeMap::from([(Svc::Customer, secret_hash(&url("new")))]);
 
-        let old = pod_annotations(&desired(&t, &config, &before), "customer");
-        let new = pod_annotations(&desired(&t, &config, &after), "customer");
+        let old = pod_annotations(&desired(&t, &config, &before, None), "customer");
+        let new = pod_annotations(&desired(&t, &config, &after, None), "customer");
         assert_eq!(old[SECRET_HASH_ANNOTATION], secret_hash(&url("old")));
         assert_ne!(
             old[SECRET_HASH_ANNOTATION], new[SECRET_HASH_ANNOTATION],
             "a reset password rolls the pods"
         );
         assert_eq!(
-            pod_annotations(&desired(&t, &config, &before), "customer"),
+            pod_annotations(&desired(&t, &config, &before, None), "customer"),
             old,
             "the same Secret leaves the pods alone"
         );
 
         // Nothing known (render), or no database (the BFF): no annotation.
-        let none = desired(&t, &config, &BTreeMap::new());
+        let none = desired(&t, &config, &BTreeMap::new(), None);
         assert!(!pod_annotations(&none, "customer").contains_key(SECRET_HASH_ANNOTATION));
         let bff_hash = BTreeMap::from([(Svc::Bff, "0".to_string())]);
         assert!(
-            !pod_annotations(&desired(&t, &config, &bff_hash), "bff")
+            !pod_annotations(&desired(&t, &config, &bff_hash, None), "bff")
                 .contains_key(SECRET_HASH_ANNOTATION)
         );
     }
@@ -1204,6 +1347,7 @@ mod tests {
             &tenant("  ingress:\n    host: t1.example.com\n"),
             &config,
             &BTreeMap::new(),
+            None,
         );
         assert_eq!(
             env_of(&behind, "bff")
@@ -1213,7 +1357,89 @@ mod tests {
         );
         assert!(!env_of(&behind, "customer").contains_key("BFF_TRUST_FORWARDED_FOR"));
 
-        let direct = desired(&tenant(""), &config, &BTreeMap::new());
+        let direct = desired(&tenant(""), &config, &BTreeMap::new(), None);
         assert!(!env_of(&direct, "bff").contains_key("BFF_TRUST_FORWARDED_FOR"));
+    }
+
+    #[test]
+    fn only_identity_gets_the_signing_key_and_every_service_the_public_keys() {
+        let t = tenant("");
+        let objects = desired(
+            &t,
+            &OperatorConfig::example(),
+            &BTreeMap::new(),
+            Some("k1:abc"),
+        );
+        for service in SERVICES {
+            let deployment = deployments(&objects)
+                .into_iter()
+                .find(|d| d.metadata.name.as_deref() == Some(service.name()))
+                .unwrap();
+            let spec = deployment
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap();
+            let env = spec.containers[0].env.as_ref().unwrap();
+            let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+            assert!(names.contains(&"CARERP_TOKEN_PUBLIC_KEYS"), "{service:?}");
+            assert_eq!(
+                names.contains(&"CARERP_TOKEN_SIGNING_KEY"),
+                service == Svc::Identity,
+                "{service:?}"
+            );
+            assert_eq!(
+                names.contains(&"CARERP_OWNER_PASSWORD"),
+                service == Svc::Identity,
+                "{service:?}"
+            );
+            // Keys are referenced, never inlined into the pod spec.
+            assert!(env.iter().all(|e| e.value.as_deref() != Some("k1:abc")));
+        }
+        let keys = objects.iter().find_map(|o| match o {
+            Object::ConfigMap(c) if c.metadata.name.as_deref() == Some(TOKEN_KEYS_CONFIGMAP) => {
+                c.data.clone()
+            }
+            _ => None,
+        });
+        assert_eq!(keys.unwrap()[PUBLIC_KEYS], "k1:abc");
+        let identity_env = env_of(&objects, "identity");
+        assert_eq!(identity_env["CARERP_OWNER_EMAIL"], "owner@t1.local");
+    }
+
+    #[test]
+    fn a_new_key_list_restarts_every_service() {
+        let t = tenant("");
+        let config = OperatorConfig::example();
+        for service in SERVICES {
+            let before = pod_annotations(
+                &desired(&t, &config, &BTreeMap::new(), Some("k1:abc")),
+                service.name(),
+            );
+            let after = pod_annotations(
+                &desired(&t, &config, &BTreeMap::new(), Some("k2:def,k1:abc")),
+                service.name(),
+            );
+            assert_ne!(
+                before[TOKEN_KEYS_HASH_ANNOTATION], after[TOKEN_KEYS_HASH_ANNOTATION],
+                "{service:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_owner_comes_from_the_spec_or_defaults_to_the_tenant() {
+        let t = tenant("  owner:\n    email: anna@acme.example\n    displayName: Anna\n");
+        assert_eq!(owner_email(&t), "anna@acme.example");
+        assert_eq!(owner_secret_name(&t), "carerp-t1-owner");
+        let env = env_of(
+            &desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None),
+            "identity",
+        );
+        assert_eq!(env["CARERP_OWNER_NAME"], "Anna");
+        assert_eq!(env["CARERP_OWNER_PASSWORD_TEMPORARY"], "true");
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod identity;
 pub mod leader;
 pub mod local;
 pub mod metrics;

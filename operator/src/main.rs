@@ -156,7 +156,7 @@ fn render(args: &RenderArgs) -> ExitCode {
     };
     // No passwords here: the pod templates go without the database Secret hashes the
     // controller adds once it has provisioned.
-    let objects = carerp_operator::desired::desired(&tenant, &config, &Default::default());
+    let objects = carerp_operator::desired::desired(&tenant, &config, &Default::default(), None);
     match carerp_operator::desired::render_yaml(&objects) {
         Ok(yaml) => {
             print!("{yaml}");

@@ -21,7 +21,7 @@ use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
-const DATABASE_SERVICES: [&str; 4] = ["customer", "workorder", "inventory", "billing"];
+const DATABASE_SERVICES: [&str; 5] = ["customer", "workorder", "inventory", "billing", "identity"];
 
 /// Records what was asked of it; keeps the passwords it is given, like the real one, and gives
 /// `password` to a database whose Secret is missing; fails on request.
@@ -72,6 +72,7 @@ impl Provisioner for FakeProvisioner {
                 Service::Workorder,
                 Service::Inventory,
                 Service::Billing,
+                Service::Identity,
             ]
             .into_iter()
             .map(|s| {
@@ -555,7 +556,12 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
     );
 
     let tenant_object: CarErpTenant = serde_json::from_value(tenant(&[], spec.clone())).unwrap();
-    let objects = desired::desired(&tenant_object, &OperatorConfig::example(), &BTreeMap::new());
+    let objects = desired::desired(
+        &tenant_object,
+        &OperatorConfig::example(),
+        &BTreeMap::new(),
+        Some("k1:the-public-key"),
+    );
     let mut expected = Vec::new();
     // The passwords in force, from the Secrets that exist (none yet).
     for service in DATABASE_SERVICES {
@@ -564,6 +570,11 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
     // The namespace, the Secrets with the provisioned passwords, then every other object, so
     // that pods find the password their template was rolled for.
     expected.push("apply namespaces/carerp-demo".to_string());
+    // The signing key and the first owner's password are made once, never overwritten.
+    for secret in ["carerp-signing-key", "carerp-demo-owner"] {
+        expected.push(format!("get secrets/{secret}"));
+        expected.push("create secrets".to_string());
+    }
     for service in DATABASE_SERVICES {
         expected.push(format!("apply secrets/{service}-database"));
     }
@@ -611,7 +622,7 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
     let s = run.status(0);
     assert_eq!(s["phase"], "Ready");
     assert_eq!(s["observedGeneration"], 3);
-    assert_eq!(s["readyServices"], "5/5");
+    assert_eq!(s["readyServices"], "6/6");
     assert_eq!(s["endpoint"], "http://demo.example.com");
     assert_eq!(s["namespace"], "carerp-demo");
     assert_eq!(s["services"]["workorder"]["desired"], 2);
@@ -679,7 +690,7 @@ async fn objects_no_longer_desired_are_deleted() {
             .map(|path| path.rsplit('/').take(2).collect::<Vec<_>>().join("<"))
             .collect()
     };
-    assert_eq!(optional(&cluster).len(), 9, "{:?}", optional(&cluster));
+    assert_eq!(optional(&cluster).len(), 11, "{:?}", optional(&cluster));
 
     let minimal = json!({"plan": "Starter"});
     let second = reconcile_in(
@@ -700,6 +711,7 @@ async fn objects_no_longer_desired_are_deleted() {
             "delete poddisruptionbudgets/bff",
             "delete poddisruptionbudgets/billing",
             "delete poddisruptionbudgets/customer",
+            "delete poddisruptionbudgets/identity",
             "delete poddisruptionbudgets/inventory",
             "delete poddisruptionbudgets/workorder",
             "delete ingresses/carerp",
@@ -717,8 +729,12 @@ async fn objects_no_longer_desired_are_deleted() {
     );
     assert_eq!(
         optional(&cluster),
-        ["carerp-settings<configmaps", "kube-root-ca.crt<configmaps"],
-        "the settings stay, and what the operator does not manage"
+        [
+            "carerp-settings<configmaps",
+            "carerp-token-keys<configmaps",
+            "kube-root-ca.crt<configmaps"
+        ],
+        "the settings and token keys stay, and what the operator does not manage"
     );
 
     let third = reconcile_in(
@@ -880,7 +896,11 @@ async fn a_refused_apply_shows_in_the_ready_condition() {
     );
     assert_eq!(s["conditions"].as_array().unwrap().len(), 4);
 
-    let event = run.calls.iter().find(|c| c.method == "POST").unwrap();
+    let event = run
+        .calls
+        .iter()
+        .find(|c| c.method == "POST" && c.path.contains("/events"))
+        .unwrap();
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(event.body["reason"], "KubernetesError");
     assert_eq!(event.body["note"], message);

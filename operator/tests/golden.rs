@@ -49,8 +49,13 @@ fn provisioned(tenant: &CarErpTenant) -> BTreeMap<Service, String> {
 }
 
 fn check(golden: &str, tenant: &CarErpTenant, secret_hashes: &BTreeMap<Service, String>) {
-    let rendered =
-        render_yaml(&desired(tenant, &OperatorConfig::example(), secret_hashes)).unwrap();
+    let rendered = render_yaml(&desired(
+        tenant,
+        &OperatorConfig::example(),
+        secret_hashes,
+        None,
+    ))
+    .unwrap();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(format!("{golden}.yaml"));

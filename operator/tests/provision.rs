@@ -86,7 +86,7 @@ async fn databases_are_created_once_and_reused() {
     let first = provision::ensure_databases(&pool, &tenant, &BTreeMap::new())
         .await
         .unwrap();
-    assert_eq!(first.len(), 4, "one database per domain service");
+    assert_eq!(first.len(), 5, "one database per domain service");
     let name = database_name(&tenant, Service::Customer);
     assert_eq!(owner(&pool, &name).await.as_deref(), Some(name.as_str()));
     let stored = verifier(&pool, &name).await.expect("role has a password");

@@ -20,9 +20,8 @@ pub const ARGON2_M_COST_KIB: u32 = 19_456;
 pub const ARGON2_T_COST: u32 = 2;
 pub const ARGON2_P_COST: u32 = 1;
 
-/// Unambiguous characters for one-time passwords people read out or type: no 0/O, 1/l/I.
-const OTP_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-pub const ONE_TIME_PASSWORD_LEN: usize = 16;
+/// One-time passwords are the kit's, shared with the operator's first-owner password.
+pub use carerp_kit::auth::{ONE_TIME_PASSWORD_LEN, one_time_password};
 
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
@@ -69,16 +68,6 @@ pub fn random_token() -> Secret {
     let mut bytes = [0u8; 32];
     rand::rng().fill(&mut bytes);
     Secret::new(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// A one-time password of [`ONE_TIME_PASSWORD_LEN`] characters of [`OTP_ALPHABET`]
-/// (about 93 bits: far beyond the password policy).
-pub fn one_time_password() -> Secret {
-    let mut rng = rand::rng();
-    let password: String = (0..ONE_TIME_PASSWORD_LEN)
-        .map(|_| char::from(OTP_ALPHABET[rng.random_range(0..OTP_ALPHABET.len())]))
-        .collect();
-    Secret::new(password)
 }
 
 /// SHA-256 of a token: what is stored and looked up. Tokens are 256 random bits, so a fast

@@ -398,6 +398,21 @@ impl VerifyingKeys {
     }
 }
 
+/// Letters and digits without the ones people confuse (0/O, 1/l/I).
+const ONE_TIME_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+/// 16 of 56 symbols: about 93 bits, far past any guessing, and short enough to type once.
+pub const ONE_TIME_PASSWORD_LEN: usize = 16;
+
+/// A random password to be typed once and then changed: a new user's, a reset's, a tenant's
+/// first owner's.
+pub fn one_time_password() -> Secret {
+    let mut rng = rand::rng();
+    let password: String = (0..ONE_TIME_PASSWORD_LEN)
+        .map(|_| char::from(ONE_TIME_ALPHABET[rng.random_range(0..ONE_TIME_ALPHABET.len())]))
+        .collect();
+    Secret::new(password)
+}
+
 /// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 6750).
 pub fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
