@@ -1,29 +1,38 @@
-//! The platform of one tenant, in this process: each domain service on a database of its
-//! own, talking over gRPC and the tenant's JetStream stream, exactly as deployed.
+//! The platform of one tenant, in this process: each domain service and the identity service
+//! on a database of its own, talking over gRPC and the tenant's JetStream stream, exactly as
+//! deployed. The clients act as the tenant's first owner, signed in for real.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use carerp_kit::auth::{AuthedChannel, Secret, with_token};
 use carerp_kit::{RunningService, ServiceConfig, TenantSettings};
 use carerp_operator::crd::Service;
+use carerp_operator::local::OwnerAccess;
 use carerp_proto::billing::v1::billing_service_client::BillingServiceClient;
 use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
+use carerp_proto::identity::v1::LoginRequest;
+use carerp_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tonic::transport::Channel;
 
-pub const SERVICES: [&str; 4] = ["customer", "workorder", "inventory", "billing"];
+pub const SERVICES: [&str; 5] = ["customer", "workorder", "inventory", "billing", "identity"];
+
+/// The first owner's password in every e2e tenant (kept, as `--owner-password` keeps it).
+pub const OWNER_PASSWORD: &str = "Vq7#mZ2!pL9x-garage";
 
 pub struct Platform {
     pub tenant: String,
-    pub customers: CustomerServiceClient<Channel>,
-    pub work_orders: WorkOrderServiceClient<Channel>,
-    pub inventory: InventoryServiceClient<Channel>,
-    pub billing: BillingServiceClient<Channel>,
+    pub owner: OwnerAccess,
+    pub customers: CustomerServiceClient<AuthedChannel>,
+    pub work_orders: WorkOrderServiceClient<AuthedChannel>,
+    pub inventory: InventoryServiceClient<AuthedChannel>,
+    pub billing: BillingServiceClient<AuthedChannel>,
     /// Pools of each service's database, in the order of [`SERVICES`].
     pub pools: Vec<PgPool>,
     pub jetstream: async_nats::jetstream::Context,
@@ -74,6 +83,7 @@ impl Platform {
         carerp_workorder::MIGRATOR.run(&pools[1]).await?;
         carerp_inventory::MIGRATOR.run(&pools[2]).await?;
         carerp_billing::MIGRATOR.run(&pools[3]).await?;
+        carerp_identity::MIGRATOR.run(&pools[4]).await?;
 
         let customer =
             carerp_customer::start_with_pool(config("customer"), pools[0].clone()).await?;
@@ -87,16 +97,49 @@ impl Platform {
         let inventory =
             carerp_inventory::start_with_pool(config("inventory"), pools[2].clone()).await?;
         let billing = carerp_billing::start_with_pool(config("billing"), pools[3].clone()).await?;
+        let owner = OwnerAccess {
+            email: format!("owner@{tenant}.local"),
+            password: Secret::new(OWNER_PASSWORD),
+            temporary: false,
+        };
+        let identity = carerp_identity::start_with_pool(
+            carerp_identity::IdentityConfig {
+                service: config("identity"),
+                signing_key: carerp_kit::auth::testing::signing_key().clone(),
+                owner: Some(carerp_identity::OwnerBootstrap {
+                    email: owner.email.clone(),
+                    display_name: "Olivia Owner".into(),
+                    password: owner.password.clone(),
+                    temporary: false,
+                }),
+            },
+            pools[4].clone(),
+        )
+        .await?;
 
-        let channel = |service: &RunningService| {
+        let lazy = |service: &RunningService| {
             Channel::from_shared(format!("http://{}", service.grpc_addr)).map(|e| e.connect_lazy())
+        };
+        let session = IdentityServiceClient::new(lazy(&identity)?)
+            .login(LoginRequest {
+                email: owner.email.clone(),
+                password: OWNER_PASSWORD.into(),
+                client_address: "127.0.0.1".into(),
+            })
+            .await
+            .context("signing in as the owner")?
+            .into_inner();
+        let token = Secret::new(session.access_token);
+        let channel = |service: &RunningService| -> anyhow::Result<AuthedChannel> {
+            Ok(with_token(lazy(service)?, &token)?)
         };
         Ok(Self {
             customers: CustomerServiceClient::new(channel(&customer)?),
             work_orders: WorkOrderServiceClient::new(channel(&workorder)?),
             inventory: InventoryServiceClient::new(channel(&inventory)?),
             billing: BillingServiceClient::new(channel(&billing)?),
-            running: vec![customer, workorder, inventory, billing],
+            owner,
+            running: vec![customer, workorder, inventory, billing, identity],
             tenant,
             pools,
             jetstream,
@@ -112,6 +155,7 @@ impl Platform {
             Service::Workorder,
             Service::Inventory,
             Service::Billing,
+            Service::Identity,
         ]
         .into_iter()
         .zip(&self.running)

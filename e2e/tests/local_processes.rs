@@ -1,6 +1,6 @@
 //! The whole platform as it runs on a developer's machine: `carerp-operator local` starts the
-//! five service processes for a tenant of this test's own, and the saga is driven through
-//! the BFF's REST API, as garage staff would.
+//! six service processes for a tenant of this test's own, and the saga is driven through
+//! the BFF's REST API, signed in as the tenant's owner, as garage staff would.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -20,10 +20,15 @@ fn binaries_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The owner's password, set as scripts set it (`--owner-password`).
+const OWNER_PASSWORD: &str = "Vq7#mZ2!pL9x-garage";
+
 struct Local {
     child: Child,
     tenant: String,
     bff: String,
+    /// The address of the "sign in as" line under the table.
+    owner_email: String,
 }
 
 impl Local {
@@ -35,6 +40,7 @@ impl Local {
             "carerp-workorder",
             "carerp-inventory",
             "carerp-billing",
+            "carerp-identity",
             "carerp-bff",
         ] {
             assert!(
@@ -53,7 +59,7 @@ impl Local {
         )
         .unwrap();
         let mut child = Command::new(dir.join("carerp-operator"))
-            .args(["local", "-f"])
+            .args(["local", "--owner-password", OWNER_PASSWORD, "-f"])
             .arg(&file)
             .env("LOG_FORMAT", "json")
             .stdout(Stdio::piped())
@@ -69,10 +75,12 @@ impl Local {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let next = || {
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .expect("carerp-operator local printed no bff line and sign-in within 90 s")
+        };
         let bff = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-                .expect("carerp-operator local printed no bff line within 90 s");
+            let line = next();
             // The table's row, not a log line prefixed `bff |`.
             let columns: Vec<&str> = line.split_whitespace().collect();
             if let ["bff", url, ..] = columns.as_slice()
@@ -81,7 +89,23 @@ impl Local {
                 break url.to_string();
             }
         };
-        Self { child, tenant, bff }
+        let owner_email = loop {
+            let line = next();
+            if let Some(rest) = line.strip_prefix("sign in as ") {
+                assert!(rest.contains(OWNER_PASSWORD), "{line}");
+                assert!(
+                    !rest.contains("one-time"),
+                    "a given password is kept: {line}"
+                );
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        Self {
+            child,
+            tenant,
+            bff,
+            owner_email,
+        }
     }
 
     /// Ctrl-C, as a developer stops it: every process ends and the operator exits 0.
@@ -120,7 +144,7 @@ async fn cleanup(tenant: &str) {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
     let prefix = format!("t_{}", tenant.replace('-', "_"));
-    for service in ["customer", "workorder", "inventory", "billing"] {
+    for service in ["customer", "workorder", "inventory", "billing", "identity"] {
         let name = format!("{prefix}_{service}");
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
@@ -143,11 +167,15 @@ async fn cleanup(tenant: &str) {
 struct Api {
     http: reqwest::Client,
     base: String,
+    token: Option<String>,
 }
 
 impl Api {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -196,11 +224,26 @@ impl Api {
 async fn a_repair_from_intake_to_invoice_through_the_bff_of_a_local_tenant() {
     let local = Local::start();
     let tenant = local.tenant.clone();
-    let api = Api {
+    let mut api = Api {
         http: reqwest::Client::new(),
         base: local.bff.clone(),
+        token: None,
     };
     use reqwest::Method as M;
+
+    // Nothing without signing in; the owner signs in with the password the script set.
+    api.expect(M::GET, "/api/customers", None, 401).await;
+    let session = api
+        .expect(
+            M::POST,
+            "/api/auth/login",
+            Some(json!({"email": local.owner_email, "password": OWNER_PASSWORD})),
+            200,
+        )
+        .await;
+    assert_eq!(session["user"]["role"], "OWNER", "{session}");
+    assert_eq!(session["user"]["mustChangePassword"], false, "{session}");
+    api.token = Some(session["accessToken"].as_str().unwrap().to_string());
 
     let customer = api
         .expect(M::POST, "/api/customers", Some(json!({"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+441234567890"})), 201)

@@ -268,7 +268,6 @@ async fn missing_stock_waits_for_parts_then_completes() {
             kind: inventory::AdjustmentKind::Receipt as i32,
             delta: 5,
             reason: "delivery from supplier".into(),
-            actor: "Kim".into(),
             idempotency_key: String::new(),
         })
         .await

@@ -11,12 +11,13 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use carerp_kit::auth::{Secret, SigningKey};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use crate::crd::{CarErpTenant, SERVICES, Service};
-use crate::desired::{settings_env, tenant_name};
+use crate::desired::{owner_email, settings_env, tenant_name};
 use crate::private::{PrivateNats, PrivatePostgres, answers, find_binary};
 use crate::provision;
 
@@ -30,6 +31,80 @@ pub struct LocalOptions {
     pub bin_dir: PathBuf,
     /// How long every service gets to answer `/readyz`.
     pub ready_timeout: Duration,
+    /// The first owner's password, not to be changed at first sign-in (`--owner-password`,
+    /// for scripts and CI); `None`: a one-time password kept under `.carerp/`.
+    pub owner_password: Option<Secret>,
+}
+
+/// How to sign in to the local tenant as its first owner.
+#[derive(Debug, Clone)]
+pub struct OwnerAccess {
+    pub email: String,
+    pub password: Secret,
+    /// The owner must change the password at first sign-in.
+    pub temporary: bool,
+}
+
+/// The tenant's token keys and first owner, as the operator would put them in Secrets.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub signing_key: SigningKey,
+    pub owner: OwnerAccess,
+}
+
+impl Identity {
+    /// A fresh signing key (tokens of an earlier run stop working, as after a rotation) and
+    /// the owner's password: the given one, or the one-time password of an earlier run of this
+    /// tenant, kept in `.carerp/<tenant>/owner-password` because the owner is created once,
+    /// with the first run's password.
+    pub fn for_run(tenant: &CarErpTenant, owner_password: Option<&Secret>) -> anyhow::Result<Self> {
+        let owner = match owner_password {
+            Some(password) => OwnerAccess {
+                email: owner_email(tenant),
+                password: password.clone(),
+                temporary: false,
+            },
+            None => {
+                let dir = PathBuf::from(".carerp").join(tenant_name(tenant));
+                let file = dir.join("owner-password");
+                let password = match std::fs::read_to_string(&file) {
+                    Ok(password) if !password.trim().is_empty() => Secret::new(password.trim()),
+                    _ => {
+                        let password = carerp_kit::auth::one_time_password();
+                        std::fs::create_dir_all(&dir)
+                            .with_context(|| format!("creating {}", dir.display()))?;
+                        write_private(&file, password.expose())?;
+                        password
+                    }
+                };
+                OwnerAccess {
+                    email: owner_email(tenant),
+                    password,
+                    temporary: true,
+                }
+            }
+        };
+        Ok(Self {
+            signing_key: SigningKey::generate("local"),
+            owner,
+        })
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// One service process as started.
@@ -80,6 +155,7 @@ pub fn plan(
     tenant: &CarErpTenant,
     options: &LocalOptions,
     passwords: &BTreeMap<Service, String>,
+    identity: &Identity,
 ) -> anyhow::Result<Vec<Planned>> {
     let name = tenant_name(tenant);
     let (db_host, db_port) = host_port(&options.admin_database_url);
@@ -112,6 +188,33 @@ pub fn plan(
         env.insert("NATS_URL".into(), options.nats_url.clone());
         env.insert("ADMIN_ADDR".into(), p.admin_addr.to_string());
         env.insert("LOG_FORMAT".into(), "pretty".into());
+        env.insert(
+            "CARERP_TOKEN_PUBLIC_KEYS".into(),
+            identity.signing_key.public_entry(),
+        );
+        if p.service == Service::Identity {
+            env.insert(
+                "CARERP_TOKEN_SIGNING_KEY".into(),
+                identity.signing_key.to_secret_value(),
+            );
+            env.insert("CARERP_OWNER_EMAIL".into(), identity.owner.email.clone());
+            if let Some(name) = tenant
+                .spec
+                .owner
+                .as_ref()
+                .and_then(|o| o.display_name.clone())
+            {
+                env.insert("CARERP_OWNER_NAME".into(), name);
+            }
+            env.insert(
+                "CARERP_OWNER_PASSWORD".into(),
+                identity.owner.password.expose().to_string(),
+            );
+            env.insert(
+                "CARERP_OWNER_PASSWORD_TEMPORARY".into(),
+                identity.owner.temporary.to_string(),
+            );
+        }
         if p.service.has_database() {
             env.insert("GRPC_ADDR".into(), p.main_addr.to_string());
             let password = passwords
@@ -258,15 +361,15 @@ async fn stop_all(running: &mut [Running]) {
     }
 }
 
-/// Provisions the tenant, starts its services, waits for them, prints the table, and runs
-/// `after_ready` (demo data) before waiting for Ctrl-C.
+/// Provisions the tenant, starts its services, waits for them, prints the table and how to
+/// sign in, and runs `after_ready` (demo data) before waiting for Ctrl-C.
 pub async fn run<F, Fut>(
     tenant: &CarErpTenant,
     options: &LocalOptions,
     after_ready: F,
 ) -> anyhow::Result<()>
 where
-    F: FnOnce(Vec<Planned>) -> Fut,
+    F: FnOnce(Vec<Planned>, OwnerAccess) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let name = tenant_name(tenant);
@@ -298,7 +401,8 @@ where
         provision::stream_name(name)
     );
 
-    let planned = plan(tenant, options, &passwords)?;
+    let identity = Identity::for_run(tenant, options.owner_password.as_ref())?;
+    let planned = plan(tenant, options, &passwords, &identity)?;
     if planned.is_empty() {
         bail!(
             "no service binary (carerp-customer, ...) next to the operator in {}: build them first (cargo build --workspace --bins)",
@@ -339,7 +443,8 @@ where
         return Err(err);
     }
     print_table(name, &planned);
-    if let Err(err) = after_ready(planned.clone()).await {
+    print_owner(&identity.owner);
+    if let Err(err) = after_ready(planned.clone(), identity.owner.clone()).await {
         stop_all(&mut running).await;
         return Err(err);
     }
@@ -411,6 +516,21 @@ fn print_table(tenant: &str, planned: &[Planned]) {
     println!();
 }
 
+/// The owner's sign-in under the table: on this machine the newcomer needs it to get in.
+fn print_owner(owner: &OwnerAccess) {
+    let note = if owner.temporary {
+        " (one-time: change it at first sign-in; if this tenant's owner existed before, their password stands)"
+    } else {
+        ""
+    };
+    println!(
+        "sign in as {} with password {}{note}",
+        owner.email,
+        owner.password.expose()
+    );
+    println!();
+}
+
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -471,7 +591,7 @@ mod tests {
     fn services_get_the_deployment_environment() {
         let dir = std::env::temp_dir().join(format!("carerp-local-plan-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for s in ["customer", "workorder", "bff"] {
+        for s in ["customer", "workorder", "identity", "bff"] {
             std::fs::write(dir.join(format!("carerp-{s}")), "").unwrap();
         }
         let yaml = "apiVersion: carerp.io/v1alpha1\nkind: CarErpTenant\nmetadata:\n  name: demo\nspec:\n  displayName: Demo\n  settings:\n    currency: USD\n";
@@ -481,16 +601,52 @@ mod tests {
             nats_url: "nats://127.0.0.1:4222".into(),
             bin_dir: dir.clone(),
             ready_timeout: Duration::from_secs(1),
+            owner_password: None,
         };
         let passwords = BTreeMap::from([
             (Service::Customer, "pw1".to_string()),
             (Service::Workorder, "pw2".to_string()),
+            (Service::Identity, "pw3".to_string()),
         ]);
-        let planned = plan(&tenant, &options, &passwords).unwrap();
+        let identity = Identity {
+            signing_key: SigningKey::generate("local"),
+            owner: OwnerAccess {
+                email: "owner@demo.local".into(),
+                password: Secret::new("Vq7#mZ2!pL9x-garage"),
+                temporary: false,
+            },
+        };
+        let planned = plan(&tenant, &options, &passwords, &identity).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
 
         let names: Vec<_> = planned.iter().map(|p| p.service).collect();
-        assert_eq!(names, [Service::Customer, Service::Workorder, Service::Bff]);
+        assert_eq!(
+            names,
+            [
+                Service::Customer,
+                Service::Workorder,
+                Service::Identity,
+                Service::Bff
+            ]
+        );
+        // Every service verifies tokens; only identity can sign them.
+        for p in &planned {
+            assert_eq!(
+                p.env["CARERP_TOKEN_PUBLIC_KEYS"],
+                identity.signing_key.public_entry()
+            );
+            assert_eq!(
+                p.env.contains_key("CARERP_TOKEN_SIGNING_KEY"),
+                p.service == Service::Identity
+            );
+        }
+        let id = &planned[2].env;
+        assert_eq!(id["CARERP_OWNER_EMAIL"], "owner@demo.local");
+        assert_eq!(id["CARERP_OWNER_PASSWORD_TEMPORARY"], "false");
+        let planned: Vec<Planned> = planned
+            .into_iter()
+            .filter(|p| p.service != Service::Identity)
+            .collect();
         let wo = &planned[1].env;
         assert_eq!(wo["CARERP_TENANT"], "demo");
         assert_eq!(wo["CARERP_CURRENCY"], "USD");

@@ -65,6 +65,10 @@ struct LocalArgs {
     /// Build every service binary of the workspace first (`cargo build --bins`); `cargo dev` uses it.
     #[arg(long)]
     build: bool,
+    /// The first owner's password, kept (not to be changed at first sign-in): for scripts and
+    /// CI. Without it the owner gets a one-time password, printed under the URL table.
+    #[arg(long, env = "CARERP_OWNER_PASSWORD", hide_env_values = true)]
+    owner_password: Option<String>,
 }
 
 #[derive(Args)]
@@ -201,13 +205,15 @@ async fn local(args: LocalArgs) -> ExitCode {
         nats_url: args.nats_url,
         bin_dir,
         ready_timeout: Duration::from_secs(args.ready_timeout),
+        owner_password: args.owner_password.map(carerp_kit::auth::Secret::new),
     };
     let seed = args.seed_demo;
     let currency = tenant.spec.settings.currency.clone();
-    let after_ready = move |planned: Vec<carerp_operator::local::Planned>| async move {
+    let after_ready = move |planned: Vec<carerp_operator::local::Planned>,
+                            owner: carerp_operator::local::OwnerAccess| async move {
         if seed {
             let urls = planned.iter().map(|p| (p.service, p.url())).collect();
-            let summary = carerp_operator::seed::seed_demo(&urls, &currency).await?;
+            let summary = carerp_operator::seed::seed_demo(&urls, &owner, &currency).await?;
             println!("carerp-operator: {summary}");
         }
         Ok(())

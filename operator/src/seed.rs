@@ -1,8 +1,9 @@
 //! `--seed-demo`: a believable garage, loaded through the services' own gRPC APIs so every
 //! rule and event applies as if staff had typed it in.
 //!
-//! Customers, vehicles and parts carry idempotency keys; work orders are only seeded into a
-//! tenant without customers, so running `local --seed-demo` again adds nothing.
+//! The seed signs in as the first owner and acts as them. People (one per role), customers,
+//! vehicles and parts carry idempotency keys; work orders are only seeded into a tenant
+//! without customers, so running `local --seed-demo` again adds nothing.
 
 use std::collections::HashMap;
 
@@ -20,7 +21,12 @@ use carerp_proto::workorder::v1::{
     GetWorkOrderRequest, PartLine, ReservationState, WorkOrderStatus,
 };
 
+use carerp_kit::auth::{AuthedChannel, Role, with_token};
+use carerp_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use carerp_proto::identity::v1::{CreateUserRequest, LoginRequest};
+
 use crate::crd::Service;
+use crate::local::OwnerAccess;
 
 struct DemoCustomer {
     name: &'static str,
@@ -194,7 +200,7 @@ type DemoWorkOrder = (
 
 /// Waits until inventory has answered for every part line of a work order.
 async fn wait_for_reservations(
-    workorders: &mut WorkOrderServiceClient<tonic::transport::Channel>,
+    workorders: &mut WorkOrderServiceClient<AuthedChannel>,
     id: &str,
     number: &str,
 ) -> anyhow::Result<()> {
@@ -236,14 +242,113 @@ async fn wait_for_reservations(
 
 const RESERVATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Loads the demo garage through whichever services run; `urls` maps a service to its gRPC URL.
-pub async fn seed_demo(urls: &HashMap<Service, String>, currency: &str) -> anyhow::Result<String> {
+/// The demo garage's people: one per role but the owner's, named after their role.
+const PEOPLE: &[(Role, &str, &str)] = &[
+    (Role::ServiceAdvisor, "advisor", "Sara Advisor"),
+    (Role::Technician, "technician", "Max Becker"),
+    (Role::PartsManager, "parts", "Paul Parts"),
+    (Role::Accountant, "accountant", "Alex Accountant"),
+];
+
+/// A channel to `url` whose calls carry `token`.
+async fn channel(url: &str, token: &carerp_kit::auth::Secret) -> anyhow::Result<AuthedChannel> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("invalid service URL {url}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    Ok(with_token(channel, token)?)
+}
+
+/// Signs in as the owner, adds one person per role (their one-time passwords go into the
+/// summary: on this machine a newcomer signs in as each), and loads the demo garage through
+/// whichever services run; `urls` maps a service to its gRPC URL.
+pub async fn seed_demo(
+    urls: &HashMap<Service, String>,
+    owner: &OwnerAccess,
+    currency: &str,
+) -> anyhow::Result<String> {
+    let identity_url = urls
+        .get(&Service::Identity)
+        .context("the identity service is not running: nobody can sign in to seed")?;
+    let mut identity = IdentityServiceClient::connect(identity_url.clone())
+        .await
+        .context("connecting to the identity service")?;
+    let session = identity
+        .login(LoginRequest {
+            email: owner.email.clone(),
+            password: owner.password.expose().to_string(),
+            client_address: "127.0.0.1".into(),
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "signing in as {} (an owner created by an earlier run keeps its password)",
+                owner.email
+            )
+        })?
+        .into_inner();
+    let token = carerp_kit::auth::Secret::new(session.access_token);
+    let people = seed_people(
+        IdentityServiceClient::new(channel(identity_url, &token).await?),
+        owner,
+    )
+    .await?;
+
     let customer_url = urls
         .get(&Service::Customer)
         .context("the customer service is not running: nothing to seed")?;
-    let mut customers = CustomerServiceClient::connect(customer_url.clone())
-        .await
-        .context("connecting to the customer service")?;
+    let mut customers = CustomerServiceClient::new(channel(customer_url, &token).await?);
+    let summary = seed_garage(&mut customers, urls, &token, currency).await?;
+    Ok(format!("{summary}\n{people}"))
+}
+
+/// One person per role; an earlier run's people are kept (their passwords are not shown
+/// again: an owner resets them in the app).
+async fn seed_people(
+    mut identity: IdentityServiceClient<AuthedChannel>,
+    owner: &OwnerAccess,
+) -> anyhow::Result<String> {
+    let domain = owner.email.split('@').nth(1).unwrap_or("garage.local");
+    let mut lines = vec![
+        "people (sign in with these; one-time passwords, changed at first sign-in):".to_string(),
+    ];
+    for (role, local, name) in PEOPLE {
+        let email = format!("{local}@{domain}");
+        let created = identity
+            .create_user(CreateUserRequest {
+                email: email.clone(),
+                display_name: (*name).into(),
+                role: role.to_proto() as i32,
+                idempotency_key: format!("demo-user-{local}"),
+            })
+            .await;
+        let password = match created {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                if answer.one_time_password.is_empty() {
+                    "(created by an earlier run)".to_string()
+                } else {
+                    answer.one_time_password
+                }
+            }
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                "(created by an earlier run)".to_string()
+            }
+            Err(status) => return Err(status).with_context(|| format!("creating {email}")),
+        };
+        lines.push(format!("  {:<16} {email:<32} {password}", role.as_str()));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// Customers, vehicles, parts and work orders, unless the tenant has customers already.
+async fn seed_garage(
+    customers: &mut CustomerServiceClient<AuthedChannel>,
+    urls: &HashMap<Service, String>,
+    token: &carerp_kit::auth::Secret,
+    currency: &str,
+) -> anyhow::Result<String> {
     let existing = customers
         .list_customers(ListCustomersRequest {
             page: Some(PageRequest {
@@ -306,9 +411,7 @@ pub async fn seed_demo(urls: &HashMap<Service, String>, currency: &str) -> anyho
     let Some(inventory_url) = urls.get(&Service::Inventory) else {
         return Ok(summary);
     };
-    let mut inventory = InventoryServiceClient::connect(inventory_url.clone())
-        .await
-        .context("connecting to the inventory service")?;
+    let mut inventory = InventoryServiceClient::new(channel(inventory_url, token).await?);
     let money = |amount_minor| {
         Some(Money {
             amount_minor,
@@ -341,9 +444,7 @@ pub async fn seed_demo(urls: &HashMap<Service, String>, currency: &str) -> anyho
     let Some(workorder_url) = urls.get(&Service::Workorder) else {
         return Ok(summary);
     };
-    let mut workorders = WorkOrderServiceClient::connect(workorder_url.clone())
-        .await
-        .context("connecting to the work order service")?;
+    let mut workorders = WorkOrderServiceClient::new(channel(workorder_url, token).await?);
     let plans: [DemoWorkOrder; 4] = [
         (0, "Squealing noise when braking", &[], 30, &[]),
         (

@@ -147,7 +147,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// Creates, reserves and completes one work order; returns completion -> INVOICED latency.
 async fn one_work_order(
-    orders: &mut wo::work_order_service_client::WorkOrderServiceClient<tonic::transport::Channel>,
+    orders: &mut wo::work_order_service_client::WorkOrderServiceClient<
+        carerp_kit::auth::AuthedChannel,
+    >,
     customer_id: &str,
     vehicle_id: &str,
     part_id: &str,

@@ -425,6 +425,42 @@ fn truncate(value: &str) -> String {
     value.chars().take(64).collect()
 }
 
+/// A channel whose every call carries one token: a client acting as one caller (the demo
+/// seed signed in as the owner, tests).
+pub type AuthedChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerInterceptor>;
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct BearerInterceptor(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for BearerInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(AUTHORIZATION_HEADER, self.0.clone());
+        Ok(request)
+    }
+}
+
+/// `channel`, every call carrying `token`; a token that is no valid header value (it never
+/// is, tokens are base64url) is refused here rather than sent.
+pub fn with_token(
+    channel: tonic::transport::Channel,
+    token: &Secret,
+) -> Result<AuthedChannel, TokenError> {
+    let value = format!("Bearer {}", token.expose())
+        .parse()
+        .map_err(|_| TokenError::Malformed)?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        channel,
+        BearerInterceptor(value),
+    ))
+}
+
 /// One key per test process, shared by every in-process server and the tokens tests mint.
 pub mod testing {
     use super::*;
@@ -471,27 +507,7 @@ pub mod testing {
         request
     }
 
-    /// A channel whose every call carries one token, for tests' generated clients.
-    pub type AuthedChannel = tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        BearerInterceptor,
-    >;
-
-    /// Adds `authorization: Bearer <token>` to every call.
-    #[derive(Clone)]
-    pub struct BearerInterceptor(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-    impl tonic::service::Interceptor for BearerInterceptor {
-        fn call(
-            &mut self,
-            mut request: tonic::Request<()>,
-        ) -> Result<tonic::Request<()>, tonic::Status> {
-            request
-                .metadata_mut()
-                .insert(AUTHORIZATION_HEADER, self.0.clone());
-            Ok(request)
-        }
-    }
+    pub use super::AuthedChannel;
 
     /// Connects to `url` as a new user with `role` at `tenant`.
     pub async fn connect(url: impl Into<String>, tenant: &str, role: Role) -> AuthedChannel {
@@ -508,15 +524,10 @@ pub mod testing {
             },
             Err(err) => panic!("endpoint {url}: {err}"),
         };
-        with_token(channel, token)
-    }
-
-    /// `channel`, every call carrying `token`.
-    pub fn with_token(channel: tonic::transport::Channel, token: &Secret) -> AuthedChannel {
-        tonic::service::interceptor::InterceptedService::new(
-            channel,
-            BearerInterceptor(bearer(token)),
-        )
+        match with_token(channel, token) {
+            Ok(channel) => channel,
+            Err(err) => panic!("token header: {err}"),
+        }
     }
 }
 
