@@ -67,7 +67,10 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(response.status() == 200, "sign-in: {}", response.status());
         let session: serde_json::Value = response.json().await?;
         latencies.push(started.elapsed());
-        token = session["accessToken"].as_str().unwrap_or_default().to_string();
+        token = session["accessToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
     }
     latencies.sort();
     println!(
