@@ -97,11 +97,16 @@ fi
 if [[ ! -x "$OUT/etcd" ]]; then
     echo "build.sh: etcd $ETCD_VERSION" >&2
     # go.etcd.io/etcd/server/v3 replaces its sibling modules with ../api etc.; use the
-    # published modules of the same release instead.
+    # published modules it requires instead (the same release: client/v2 is tagged v2.305.x).
+    gomod="$(go mod download -json "go.etcd.io/etcd/server/v3@$ETCD_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    siblings="$(sed -n 's#^[[:space:]]*\(go.etcd.io/etcd/[a-z0-9/]*\) => \.\./.*$#\1#p' "$gomod")"
+    [[ -n "$siblings" ]] || { echo "build.sh: no sibling replace lines in $gomod" >&2; exit 1; }
     {
         echo "replace ("
-        for m in api/v3 client/pkg/v3 client/v2 client/v3 pkg/v3 raft/v3; do
-            echo "    go.etcd.io/etcd/$m => go.etcd.io/etcd/$m $ETCD_VERSION"
+        for m in $siblings; do
+            v="$(awk -v m="$m" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$gomod")"
+            [[ -n "$v" ]] || { echo "build.sh: $gomod requires no version of $m" >&2; exit 1; }
+            echo "    $m => $m $v"
         done
         echo ")"
     } | new_module "$WORK/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"

@@ -1,6 +1,8 @@
 //! The platform of one tenant, in this process: each domain service on a database of its
 //! own, talking over gRPC and the tenant's JetStream stream, exactly as deployed.
 
+pub mod cluster;
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;

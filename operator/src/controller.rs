@@ -49,6 +49,8 @@ pub const FINALIZER: &str = "carerp.io/cleanup";
 pub const MANAGER: &str = "carerp-operator";
 /// How soon a tenant that is not ready yet is looked at again.
 const NOT_READY_REQUEUE: Duration = Duration::from_secs(15);
+/// How soon a tenant refused a namespace that is not its own looks again.
+const NAMESPACE_CONFLICT_REQUEUE: Duration = Duration::from_secs(60);
 
 /// Databases and stream, behind a trait so reconcile tests can fail them on purpose.
 pub trait Provisioner: Send + Sync + 'static {
@@ -420,6 +422,61 @@ async fn read_database_urls(
     Ok(urls)
 }
 
+/// Why the existing namespace `namespace` is not the tenant's to use, if it is not: it must
+/// carry the operator's labels for this tenant and be owned by this very tenant (its uid), so a
+/// namespace someone made by hand, or one left by an earlier tenant of the same name that is
+/// still being deleted, is never adopted.
+pub fn foreign_namespace(
+    namespace: &k8s_openapi::api::core::v1::Namespace,
+    tenant: &CarErpTenant,
+) -> Option<String> {
+    let name = namespace.metadata.name.as_deref().unwrap_or_default();
+    let labels = namespace.metadata.labels.clone().unwrap_or_default();
+    if labels.get("app.kubernetes.io/managed-by").map(String::as_str) != Some(MANAGER) {
+        return Some(format!(
+            "namespace {name} already exists and is not managed by the Car ERP operator; delete it or choose another tenant name"
+        ));
+    }
+    let tenant_name = tenant.name_any();
+    if let Some(other) = labels.get("carerp.io/tenant")
+        && *other != tenant_name
+    {
+        return Some(format!(
+            "namespace {name} already exists and belongs to tenant {other}"
+        ));
+    }
+    let uid = tenant.metadata.uid.as_deref();
+    let owners = namespace.metadata.owner_references.clone().unwrap_or_default();
+    let owned = owners
+        .iter()
+        .any(|o| o.kind == CarErpTenant::kind(&()) && Some(o.uid.as_str()) == uid);
+    if owned {
+        return None;
+    }
+    Some(match owners.iter().find(|o| o.kind == CarErpTenant::kind(&())) {
+        Some(other) => format!(
+            "namespace {name} already exists and is owned by another CarErpTenant {} (uid {}), which may still be being deleted",
+            other.name, other.uid
+        ),
+        None => format!(
+            "namespace {name} already exists and is not owned by this tenant"
+        ),
+    })
+}
+
+async fn namespace_conflict(
+    client: &Client,
+    tenant: &CarErpTenant,
+    namespace: &str,
+) -> Result<Option<String>, Error> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let existing = api
+        .get_opt(namespace)
+        .await
+        .map_err(kube_err(format!("read Namespace/{namespace}")))?;
+    Ok(existing.and_then(|ns| foreign_namespace(&ns, tenant)))
+}
+
 /// Deletes the tenant's objects of kind `K` that are not in `keep` (`Kind/name`s). Only objects
 /// carrying the tenant's managed-by labels are looked at; one already gone is done.
 async fn prune_kind<K>(
@@ -595,6 +652,33 @@ async fn converge(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
         }
         // Nothing to retry until someone edits the spec.
         return Ok(Action::await_change());
+    }
+
+    // A namespace of that name that is not ours is never adopted: applying to it would make it
+    // the tenant's, and deleting the tenant would delete it.
+    if let Some(conflict) = namespace_conflict(&ctx.client, tenant, &namespace).await? {
+        let status = CarErpTenantStatus {
+            phase: Some(Phase::Failed),
+            observed_generation: generation,
+            conditions: vec![condition(
+                prev,
+                "Ready",
+                false,
+                "NamespaceConflict",
+                &conflict,
+                generation,
+            )],
+            namespace: None,
+            ..previous.clone()
+        };
+        report(ctx, tenant, &status)
+            .await
+            .map_err(kube_err("write the status"))?;
+        if previous.conditions.iter().all(|c| c.message != conflict) {
+            publish(ctx, tenant, EventType::Warning, "NamespaceConflict", conflict).await;
+        }
+        // The other owner may let go of it; look again now and then.
+        return Ok(Action::requeue(NAMESPACE_CONFLICT_REQUEUE));
     }
 
     // The databases first: the pod templates carry a hash of the Secret each service reads its
