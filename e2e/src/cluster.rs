@@ -441,6 +441,9 @@ impl ControlPlane {
             "--service-cluster-ip-range=10.96.0.0/16",
             "--authorization-mode=RBAC",
             "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,ResourceQuota,OwnerReferencesPermissionEnforcement,DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+            // A node is born tainted not-ready until the node-lifecycle controller sees it
+            // Ready; kwok reports it Ready at once, so it is not tainted in the first place.
+            "--disable-admission-plugins=TaintNodesByCondition",
             "--allow-privileged=false",
             "--profiling=false",
             "--endpoint-reconciler-type=none",
@@ -666,15 +669,32 @@ impl ControlPlane {
         self.run_tool("helm", args)
     }
 
-    fn run_tool(&self, tool: &str, args: &[&str]) -> anyhow::Result<String> {
+    /// Runs `kubectl` as the administrator; whether it succeeded, and its stdout. For
+    /// commands that answer with their exit status (`kubectl auth can-i`).
+    pub fn kubectl_status(&self, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        let out = self.tool_command("kubectl").args(args).output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ))
+    }
+
+    fn tool_command(&self, tool: &str) -> Command {
         let helm_home = self.dir().join("helm");
-        let out = Command::new(self.binary(tool))
-            .args(args)
+        let mut command = Command::new(self.binary(tool));
+        command
             .env("KUBECONFIG", &self.admin_kubeconfig)
             .env("HELM_CONFIG_HOME", helm_home.join("config"))
             .env("HELM_CACHE_HOME", helm_home.join("cache"))
             .env("HELM_DATA_HOME", helm_home.join("data"))
-            .current_dir(workspace_root())
+            .current_dir(workspace_root());
+        command
+    }
+
+    fn run_tool(&self, tool: &str, args: &[&str]) -> anyhow::Result<String> {
+        let out = self
+            .tool_command(tool)
+            .args(args)
             .output()
             .with_context(|| format!("running {tool}"))?;
         if !out.status.success() {

@@ -91,12 +91,18 @@ async fn the_chart_installs_upgrades_and_uninstalls_with_least_privilege() {
     let can = |args: &[&str]| {
         let mut all = vec!["auth", "can-i", "--as", sa];
         all.extend_from_slice(args);
-        plane.kubectl(&all).map(|s| s.trim().to_string()).unwrap_or_else(|e| e.to_string())
+        let (yes, answer) = plane.kubectl_status(&all).unwrap();
+        assert_eq!(yes, answer == "yes", "{answer}");
+        yes
     };
-    assert_eq!(can(&["patch", "deployments", "-n", "carerp-anything"]), "yes");
-    assert!(can(&["list", "secrets", "-A"]).contains("no"));
-    assert!(can(&["delete", "namespaces"]).contains("no"));
-    assert!(can(&["update", "leases", "-n", "kube-system"]).contains("no"));
+    assert!(can(&["patch", "deployments", "-n", "carerp-anything"]));
+    assert!(can(&["get", "secrets", "-n", "carerp-anything"]));
+    assert!(!can(&["list", "secrets", "--all-namespaces"]));
+    assert!(!can(&["watch", "secrets", "-n", "carerp-anything"]));
+    assert!(!can(&["delete", "secrets", "-n", "carerp-anything"]));
+    assert!(!can(&["delete", "namespaces"]));
+    assert!(!can(&["update", "leases", "-n", "kube-system"]));
+    assert!(can(&["update", "leases", "-n", "carerp-system"]));
 
     // The Deployment is admitted and made Ready (kwok runs its pods).
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "carerp-system");
