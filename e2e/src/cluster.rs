@@ -759,9 +759,12 @@ pub fn cargo_bin_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The `carerp-operator` binary of this build; `cargo test --workspace` builds it.
+/// The `carerp-operator` binary of this build (`cargo test --workspace` builds it), or
+/// `CARERP_OPERATOR_BIN` (a target dir shared by several checkouts holds whichever built last).
 pub fn operator_binary() -> anyhow::Result<PathBuf> {
-    let path = cargo_bin_dir().join("carerp-operator");
+    let path = std::env::var_os("CARERP_OPERATOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cargo_bin_dir().join("carerp-operator"));
     if !path.is_file() {
         bail!(
             "{} is not built: `cargo build -p carerp-operator` (`cargo test --workspace` builds it)",

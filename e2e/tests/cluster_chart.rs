@@ -14,7 +14,8 @@ use kube::Api;
 /// - the controller lists and watches tenants and the Deployments they own; the finalizer is
 ///   a patch; the status an apply (patch) of the status subresource;
 /// - blockOwnerDeletion on owner references needs `update` of `carerptenants/finalizers`;
-/// - every object is written with server-side apply (patch), which creates it too;
+/// - every object is written with server-side apply: `patch`, and `create` for an object that
+///   does not exist yet (the API server authorizes both);
 /// - the namespace and the database Secrets are read one by one (get) before use;
 /// - pruning lists and deletes ConfigMaps, PodDisruptionBudgets and Ingresses;
 /// - the Events recorder creates and patches events;
@@ -24,16 +25,16 @@ fn needed() -> BTreeMap<String, BTreeSet<String>> {
         ("carerp.io/carerptenants", &["list", "watch", "patch"]),
         ("carerp.io/carerptenants/status", &["patch"]),
         ("carerp.io/carerptenants/finalizers", &["update"]),
-        ("/namespaces", &["get", "patch"]),
-        ("/secrets", &["get", "patch"]),
-        ("/serviceaccounts", &["patch"]),
-        ("/services", &["patch"]),
-        ("/resourcequotas", &["patch"]),
-        ("/configmaps", &["list", "patch", "delete"]),
-        ("apps/deployments", &["list", "watch", "patch"]),
-        ("policy/poddisruptionbudgets", &["list", "patch", "delete"]),
-        ("networking.k8s.io/networkpolicies", &["patch"]),
-        ("networking.k8s.io/ingresses", &["list", "patch", "delete"]),
+        ("/namespaces", &["get", "create", "patch"]),
+        ("/secrets", &["get", "create", "patch"]),
+        ("/serviceaccounts", &["create", "patch"]),
+        ("/services", &["create", "patch"]),
+        ("/resourcequotas", &["create", "patch"]),
+        ("/configmaps", &["list", "create", "patch", "delete"]),
+        ("apps/deployments", &["list", "watch", "create", "patch"]),
+        ("policy/poddisruptionbudgets", &["list", "create", "patch", "delete"]),
+        ("networking.k8s.io/networkpolicies", &["create", "patch"]),
+        ("networking.k8s.io/ingresses", &["list", "create", "patch", "delete"]),
         ("events.k8s.io/events", &["create", "patch"]),
         ("coordination.k8s.io/leases", &["get", "create", "update"]),
     ];

@@ -46,6 +46,13 @@ async fn wait_until<T>(
         if let Some(value) = check().await {
             return value;
         }
+        let log = operator.process.log();
+        if log.contains("forbidden") {
+            panic!(
+                "the chart's RBAC refused the operator something while waiting until {what}:\n{}",
+                tail(&log, 20)
+            );
+        }
         if let Some(status) = operator.process.exited() {
             panic!(
                 "the operator exited ({status}) while waiting until {what}:\n{}",
@@ -67,7 +74,8 @@ async fn phase(api: &Api<CarErpTenant>, name: &str) -> Option<Phase> {
 }
 
 /// `Kind/name -> resourceVersion` of every object the operator keeps in `namespace` that has no
-/// status of its own, and `Deployment/name -> generation` (their status changes as pods do).
+/// status of its own, and `Kind/name -> generation` of Deployments and PodDisruptionBudgets
+/// (their status changes as pods do).
 async fn versions(client: &Client, namespace: &str) -> BTreeMap<String, String> {
     async fn rv<K>(client: &Client, namespace: &str, out: &mut BTreeMap<String, String>)
     where
@@ -91,12 +99,18 @@ async fn versions(client: &Client, namespace: &str) -> BTreeMap<String, String> 
     rv::<ServiceAccount>(client, namespace, &mut out).await;
     rv::<Service>(client, namespace, &mut out).await;
     rv::<NetworkPolicy>(client, namespace, &mut out).await;
-    rv::<PodDisruptionBudget>(client, namespace, &mut out).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     for d in deployments.list(&ListParams::default()).await.unwrap() {
         out.insert(
             format!("Deployment/{}", d.name_any()),
             format!("generation {}", d.metadata.generation.unwrap_or_default()),
+        );
+    }
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), namespace);
+    for p in pdbs.list(&ListParams::default()).await.unwrap() {
+        out.insert(
+            format!("PodDisruptionBudget/{}", p.name_any()),
+            format!("generation {}", p.metadata.generation.unwrap_or_default()),
         );
     }
     out
@@ -110,6 +124,26 @@ fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) 
         .filter(|k| before.get(*k) != after.get(*k))
         .cloned()
         .collect()
+}
+
+/// Applies a merge patch to the spec and waits until the operator has reconciled that
+/// generation (the status is written last, after every object).
+async fn change_spec(
+    operator: &mut Operator,
+    tenants: &Api<CarErpTenant>,
+    name: &str,
+    spec: serde_json::Value,
+) {
+    let patched = tenants
+        .patch(name, &PatchParams::default(), &Patch::Merge(json!({ "spec": spec })))
+        .await
+        .unwrap();
+    let generation = patched.metadata.generation;
+    wait_until(operator, "the new generation is reconciled", Duration::from_secs(60), async || {
+        let t = tenants.get(name).await.ok()?;
+        (t.status?.observed_generation == generation).then_some(())
+    })
+    .await;
 }
 
 /// Waits for one more reconcile than `after` (the operator's own counter).
@@ -226,8 +260,13 @@ async fn a_tenant_is_reconciled_for_real_with_the_charts_rbac() {
     }
     let objects = versions(&client, &namespace).await;
     for service in ["customer", "workorder", "inventory", "billing", "bff"] {
-        for kind in ["Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"] {
-            assert!(objects.contains_key(&format!("{kind}/{service}")), "{kind}/{service} in {objects:?}");
+        for object in [
+            format!("Deployment/{service}"),
+            format!("Service/{service}"),
+            format!("PodDisruptionBudget/{service}"),
+            format!("ServiceAccount/carerp-{service}"),
+        ] {
+            assert!(objects.contains_key(&object), "{object} in {objects:?}");
         }
     }
     let secrets = objects.keys().filter(|k| k.starts_with("Secret/")).count();
@@ -272,30 +311,12 @@ async fn a_tenant_is_reconciled_for_real_with_the_charts_rbac() {
     );
 
     // -- More replicas of one service roll that Deployment and nothing else.
-    let count = operator.reconciliations().await.unwrap();
-    tenants
-        .patch(
-            &ready_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "services": { "workorder": { "replicas": 3 } } } })),
-        )
-        .await
-        .unwrap();
-    reconciled_since(&mut operator, count).await;
+    change_spec(&mut operator, &tenants, &ready_name, json!({ "services": { "workorder": { "replicas": 3 } } })).await;
     let scaled = versions(&client, &namespace).await;
     assert_eq!(changed(&after, &scaled), ["Deployment/workorder"]);
 
     // -- A settings change rewrites the settings and rolls every service that reads them.
-    let count = operator.reconciliations().await.unwrap();
-    tenants
-        .patch(
-            &ready_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "settings": { "taxRateBasisPoints": 1900 } } })),
-        )
-        .await
-        .unwrap();
-    reconciled_since(&mut operator, count).await;
+    change_spec(&mut operator, &tenants, &ready_name, json!({ "settings": { "taxRateBasisPoints": 1900 } })).await;
     let resettled = versions(&client, &namespace).await;
     assert_eq!(
         changed(&scaled, &resettled),

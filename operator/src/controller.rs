@@ -43,7 +43,8 @@ use crate::metrics::Metrics;
 use crate::provision::{self, ProvisionError};
 use crate::validate::validate;
 
-/// Finalizer that holds a tenant until its stream (and, with `Delete`, its databases) are gone.
+/// Finalizer that holds a tenant until, with `deletionPolicy: Delete`, its stream and databases
+/// are gone (`Retain` keeps both).
 pub const FINALIZER: &str = "carerp.io/cleanup";
 /// Field manager of every server-side apply.
 pub const MANAGER: &str = "carerp-operator";
@@ -937,8 +938,10 @@ async fn clean_up(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
             .await
             .map_err(kube_err("write the status"))?;
     }
-    ctx.provisioner.delete_stream(&name).await?;
+    // The stream is the tenant's data as much as its databases (events not yet consumed,
+    // the dead letters): `Retain` keeps both.
     if tenant.spec.database.deletion_policy == DeletionPolicy::Delete {
+        ctx.provisioner.delete_stream(&name).await?;
         ctx.provisioner.drop_databases(&name).await?;
         publish(
             ctx,
@@ -954,7 +957,7 @@ async fn clean_up(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
             tenant,
             EventType::Normal,
             "Deleted",
-            "stream deleted, databases retained".into(),
+            "stream and databases retained".into(),
         )
         .await;
     }
