@@ -1103,6 +1103,48 @@ mod tests {
     }
 
     #[test]
+    fn only_a_namespace_made_for_this_very_tenant_is_used() {
+        let tenant: CarErpTenant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "carerp.io/v1alpha1", "kind": "CarErpTenant",
+            "metadata": { "name": "acme", "uid": "uid-1" },
+            "spec": { "displayName": "ACME" }
+        }))
+        .unwrap();
+        let namespace = |labels: serde_json::Value, owner_uid: Option<&str>| {
+            let owners: Vec<serde_json::Value> = owner_uid
+                .map(|uid| serde_json::json!({
+                    "apiVersion": "carerp.io/v1alpha1", "kind": "CarErpTenant",
+                    "name": "acme", "uid": uid
+                }))
+                .into_iter()
+                .collect();
+            serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(serde_json::json!({
+                "metadata": { "name": "carerp-acme", "labels": labels, "ownerReferences": owners }
+            }))
+            .unwrap()
+        };
+        let ours = serde_json::json!({
+            "app.kubernetes.io/managed-by": "carerp-operator", "carerp.io/tenant": "acme"
+        });
+        assert_eq!(foreign_namespace(&namespace(ours.clone(), Some("uid-1")), &tenant), None);
+        let cases = [
+            (namespace(serde_json::json!({}), None), "not managed by the Car ERP operator"),
+            (
+                namespace(serde_json::json!({
+                    "app.kubernetes.io/managed-by": "carerp-operator", "carerp.io/tenant": "other"
+                }), Some("uid-1")),
+                "belongs to tenant other",
+            ),
+            (namespace(ours.clone(), Some("uid-0")), "owned by another CarErpTenant acme (uid uid-0)"),
+            (namespace(ours, None), "not owned by this tenant"),
+        ];
+        for (ns, why) in cases {
+            let refused = foreign_namespace(&ns, &tenant).unwrap();
+            assert!(refused.contains(why), "{refused}");
+        }
+    }
+
+    #[test]
     fn passwords_are_read_back_from_urls() {
         assert_eq!(
             password_from_url("postgres://t_a_customer:s3cret@db:5432/t_a_customer").as_deref(),

@@ -556,7 +556,8 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
 
     let tenant_object: CarErpTenant = serde_json::from_value(tenant(&[], spec.clone())).unwrap();
     let objects = desired::desired(&tenant_object, &OperatorConfig::example(), &BTreeMap::new());
-    let mut expected = Vec::new();
+    // The namespace is read first: one that exists and is not the tenant's is never adopted.
+    let mut expected = vec!["get namespaces/carerp-demo".to_string()];
     // The passwords in force, from the Secrets that exist (none yet).
     for service in DATABASE_SERVICES {
         expected.push(format!("get secrets/{service}-database"));
@@ -927,12 +928,12 @@ async fn deletion_runs_cleanup_then_removes_the_finalizer() {
 }
 
 #[tokio::test]
-async fn retain_keeps_the_databases() {
+async fn retain_keeps_the_databases_and_the_stream() {
     let mut object = tenant(&["carerp.io/cleanup"], json!({}));
     object["metadata"]["deletionTimestamp"] = json!("2026-11-25T12:00:00Z");
     let run = reconcile_once(object, FakeProvisioner::default()).await;
     run.result.unwrap();
-    assert_eq!(run.provisioner.calls(), ["delete_stream demo"]);
+    assert_eq!(run.provisioner.calls(), Vec::<String>::new());
 }
 
 /// The stream cannot be deleted: the tenant stays `Deleting` with the finalizer, and the
