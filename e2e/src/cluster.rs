@@ -227,7 +227,9 @@ fn leaf(
         .distinguished_name
         .push(DnType::CommonName, common_name);
     if let Some(org) = organization {
-        params.distinguished_name.push(DnType::OrganizationName, org);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
     }
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -452,13 +454,17 @@ impl ControlPlane {
 
         let client = plane.client().await?;
         plane
-            .wait_for("the API server to be ready", Duration::from_secs(60), || {
-                let client = client.clone();
-                async move {
-                    let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
-                    client.request_text(request).await.ok()
-                }
-            })
+            .wait_for(
+                "the API server to be ready",
+                Duration::from_secs(60),
+                || {
+                    let client = client.clone();
+                    async move {
+                        let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
+                        client.request_text(request).await.ok()
+                    }
+                },
+            )
             .await?;
 
         let kubeconfig = plane.admin_kubeconfig.display().to_string();
@@ -517,17 +523,21 @@ impl ControlPlane {
 
         let nodes: Api<Node> = Api::all(client.clone());
         plane
-            .wait_for("kwok to report the node Ready", Duration::from_secs(60), || {
-                let nodes = nodes.clone();
-                async move {
-                    let node = nodes.get(NODE).await.ok()?;
-                    node.status?
-                        .conditions?
-                        .into_iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                        .then_some(())
-                }
-            })
+            .wait_for(
+                "kwok to report the node Ready",
+                Duration::from_secs(60),
+                || {
+                    let nodes = nodes.clone();
+                    async move {
+                        let node = nodes.get(NODE).await.ok()?;
+                        node.status?
+                            .conditions?
+                            .into_iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                            .then_some(())
+                    }
+                },
+            )
             .await?;
         // The service-account controller gives every namespace its `default` account: the
         // controller manager is running.
@@ -550,7 +560,7 @@ impl ControlPlane {
     }
 
     fn spawn(&mut self, name: &str, command: Command) -> anyhow::Result<()> {
-        let process = Process::spawn(name, command, &self.dir().to_path_buf())?;
+        let process = Process::spawn(name, command, self.dir())?;
         self.processes.push(process);
         Ok(())
     }
@@ -867,10 +877,7 @@ impl Proxy {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
-                tracked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(task);
+                tracked.lock().unwrap_or_else(|e| e.into_inner()).push(task);
             }
         });
         Ok(Self {

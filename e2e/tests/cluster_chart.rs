@@ -32,9 +32,15 @@ fn needed() -> BTreeMap<String, BTreeSet<String>> {
         ("/resourcequotas", &["create", "patch"]),
         ("/configmaps", &["list", "create", "patch", "delete"]),
         ("apps/deployments", &["list", "watch", "create", "patch"]),
-        ("policy/poddisruptionbudgets", &["list", "create", "patch", "delete"]),
+        (
+            "policy/poddisruptionbudgets",
+            &["list", "create", "patch", "delete"],
+        ),
         ("networking.k8s.io/networkpolicies", &["create", "patch"]),
-        ("networking.k8s.io/ingresses", &["list", "create", "patch", "delete"]),
+        (
+            "networking.k8s.io/ingresses",
+            &["list", "create", "patch", "delete"],
+        ),
         ("events.k8s.io/events", &["create", "patch"]),
         ("coordination.k8s.io/leases", &["get", "create", "update"]),
     ];
@@ -44,7 +50,10 @@ fn needed() -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
-fn granted(rules: &[k8s_openapi::api::rbac::v1::PolicyRule], out: &mut BTreeMap<String, BTreeSet<String>>) {
+fn granted(
+    rules: &[k8s_openapi::api::rbac::v1::PolicyRule],
+    out: &mut BTreeMap<String, BTreeSet<String>>,
+) {
     for rule in rules {
         for group in rule.api_groups.clone().unwrap_or_default() {
             for resource in rule.resources.clone().unwrap_or_default() {
@@ -81,7 +90,11 @@ async fn the_chart_installs_upgrades_and_uninstalls_with_least_privilege() {
         .await
         .unwrap();
     granted(&leader.rules.unwrap_or_default(), &mut rbac);
-    assert_eq!(rbac, needed(), "the chart's RBAC differs from what the code uses");
+    assert_eq!(
+        rbac,
+        needed(),
+        "the chart's RBAC differs from what the code uses"
+    );
     let secrets = &rbac["/secrets"];
     for verb in ["list", "watch", "delete", "*"] {
         assert!(!secrets.contains(verb), "cluster-wide {verb} of Secrets");
@@ -130,14 +143,32 @@ async fn the_chart_installs_upgrades_and_uninstalls_with_least_privilege() {
     let operator = deployments.get("carerp-operator").await.unwrap();
     let spec = operator.spec.unwrap();
     assert_eq!(spec.replicas, Some(1));
-    let env = spec.template.spec.unwrap().containers[0].env.clone().unwrap();
-    let ingress = env.iter().find(|e| e.name == "CARERP_INGRESS_NAMESPACE").unwrap();
+    let env = spec.template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let ingress = env
+        .iter()
+        .find(|e| e.name == "CARERP_INGRESS_NAMESPACE")
+        .unwrap();
     assert_eq!(ingress.value.as_deref(), Some("ingress-system"));
 
     plane
-        .helm(&["uninstall", "carerp", "--namespace", "carerp-system", "--wait"])
+        .helm(&[
+            "uninstall",
+            "carerp",
+            "--namespace",
+            "carerp-system",
+            "--wait",
+        ])
         .unwrap();
-    assert!(deployments.get_opt("carerp-operator").await.unwrap().is_none());
+    assert!(
+        deployments
+            .get_opt("carerp-operator")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         Api::<ClusterRole>::all(client.clone())
             .get_opt("carerp-operator")
@@ -148,5 +179,10 @@ async fn the_chart_installs_upgrades_and_uninstalls_with_least_privilege() {
     // Helm keeps CRDs (and so the tenants) on uninstall, by design.
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(client);
-    assert!(crds.get_opt("carerptenants.carerp.io").await.unwrap().is_some());
+    assert!(
+        crds.get_opt("carerptenants.carerp.io")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

@@ -65,7 +65,14 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_rules() {
     // kubectl explain reads the descriptions of the Rust doc comments (from the OpenAPI
     // document, which the API server publishes a moment after the CRD is established).
     let spec = explain(&plane, "carerptenants.spec").await;
-    for field in ["displayName", "plan", "suspend", "settings", "database", "messaging"] {
+    for field in [
+        "displayName",
+        "plan",
+        "suspend",
+        "settings",
+        "database",
+        "messaging",
+    ] {
         assert!(spec.contains(field), "{field} missing in:\n{spec}");
     }
     assert!(spec.contains("Size of the tenant"), "{spec}");
@@ -82,8 +89,19 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_rules() {
     for resource in ["carerptenants", "garages", "cet", "carerp"] {
         let table = plane.kubectl(&["get", resource]).unwrap();
         let header = table.lines().next().unwrap_or_default();
-        for column in ["NAME", "DISPLAY NAME", "PLAN", "PHASE", "READY", "ENDPOINT", "AGE"] {
-            assert!(header.contains(column), "{column} missing in {resource}:\n{table}");
+        for column in [
+            "NAME",
+            "DISPLAY NAME",
+            "PLAN",
+            "PHASE",
+            "READY",
+            "ENDPOINT",
+            "AGE",
+        ] {
+            assert!(
+                header.contains(column),
+                "{column} missing in {resource}:\n{table}"
+            );
         }
         assert!(table.contains("Schema Motors"), "{table}");
         assert!(table.contains("Starter"), "{table}");
@@ -119,10 +137,7 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_rules() {
         }))
     };
     let params = PatchParams::default();
-    match api
-        .patch("schema-motors", &params, &patch("USD"))
-        .await
-    {
+    match api.patch("schema-motors", &params, &patch("USD")).await {
         Ok(_) => panic!("the currency of an existing tenant changed"),
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 422, "{status:?}");

@@ -72,7 +72,10 @@ async fn one_leader_reconciles_and_another_takes_over_safely() {
         }
     });
     leases
-        .create(&PostParams::default(), &serde_json::from_value(stale).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(stale).unwrap(),
+        )
         .await
         .unwrap();
     let started = Instant::now();
@@ -107,11 +110,19 @@ async fn one_leader_reconciles_and_another_takes_over_safely() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while a.reconciliations().await.unwrap_or(0) == 0 {
-        assert!(Instant::now() < deadline, "op-a never reconciled:\n{}", tail(&a.process.log(), 40));
+        assert!(
+            Instant::now() < deadline,
+            "op-a never reconciled:\n{}",
+            tail(&a.process.log(), 40)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(b.reconciliations().await, Some(0), "op-b reconciled while op-a leads");
+    assert_eq!(
+        b.reconciliations().await,
+        Some(0),
+        "op-b reconciled while op-a leads"
+    );
     assert!(!b.process.log().contains("starting the controller"));
     let events: Api<Event> = Api::all(client.clone());
     let events = events
@@ -135,7 +146,11 @@ async fn one_leader_reconciles_and_another_takes_over_safely() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while b.reconciliations().await.unwrap_or(0) == 0 {
-        assert!(Instant::now() < deadline, "op-b never reconciled:\n{}", tail(&b.process.log(), 40));
+        assert!(
+            Instant::now() < deadline,
+            "op-b never reconciled:\n{}",
+            tail(&b.process.log(), 40)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -150,10 +165,17 @@ async fn one_leader_reconciles_and_another_takes_over_safely() {
         if b_stopped.is_none() && b.process.exited().is_some() {
             b_stopped = Some(Instant::now());
         }
-        if holder(&leases).await.is_some_and(|h| h.starts_with("op-c_")) {
+        if holder(&leases)
+            .await
+            .is_some_and(|h| h.starts_with("op-c_"))
+        {
             break Instant::now();
         }
-        assert!(Instant::now() < deadline, "op-c never took over:\n{}", tail(&c.process.log(), 40));
+        assert!(
+            Instant::now() < deadline,
+            "op-c never took over:\n{}",
+            tail(&c.process.log(), 40)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let b_stopped = b_stopped.unwrap_or_else(|| {
@@ -168,6 +190,10 @@ async fn one_leader_reconciles_and_another_takes_over_safely() {
         "op-b stopped {:?} after the cut",
         b_stopped.duration_since(cut)
     );
-    assert!(b.process.log().contains("lost the lease"), "{}", tail(&b.process.log(), 20));
+    assert!(
+        b.process.log().contains("lost the lease"),
+        "{}",
+        tail(&b.process.log(), 20)
+    );
     assert!(c.process.is_running());
 }

@@ -86,7 +86,11 @@ async fn versions(client: &Client, namespace: &str) -> BTreeMap<String, String> 
     {
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         let selector = "app.kubernetes.io/managed-by=carerp-operator";
-        for o in api.list(&ListParams::default().labels(selector)).await.unwrap() {
+        for o in api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap()
+        {
             out.insert(
                 format!("{}/{}", K::kind(&()), o.name_any()),
                 o.resource_version().unwrap_or_default(),
@@ -135,14 +139,23 @@ async fn change_spec(
     spec: serde_json::Value,
 ) {
     let patched = tenants
-        .patch(name, &PatchParams::default(), &Patch::Merge(json!({ "spec": spec })))
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
         .await
         .unwrap();
     let generation = patched.metadata.generation;
-    wait_until(operator, "the new generation is reconciled", Duration::from_secs(60), async || {
-        let t = tenants.get(name).await.ok()?;
-        (t.status?.observed_generation == generation).then_some(())
-    })
+    wait_until(
+        operator,
+        "the new generation is reconciled",
+        Duration::from_secs(60),
+        async || {
+            let t = tenants.get(name).await.ok()?;
+            (t.status?.observed_generation == generation).then_some(())
+        },
+    )
     .await;
 }
 
@@ -219,15 +232,24 @@ async fn a_tenant_is_reconciled_for_real_with_the_charts_rbac() {
 
     // -- Ready, with every object, pods admitted under `restricted` and Ready by kwok.
     tenants
-        .create(&PostParams::default(), &tenant(&ready_name, "Standard", "Delete"))
+        .create(
+            &PostParams::default(),
+            &tenant(&ready_name, "Standard", "Delete"),
+        )
         .await
         .unwrap();
-    wait_until(&mut operator, "the tenant is Ready", Duration::from_secs(180), async || {
-        (phase(&tenants, &ready_name).await == Some(Phase::Ready)).then_some(())
-    })
+    wait_until(
+        &mut operator,
+        "the tenant is Ready",
+        Duration::from_secs(180),
+        async || (phase(&tenants, &ready_name).await == Some(Phase::Ready)).then_some(()),
+    )
     .await;
     let namespace = format!("carerp-{ready_name}");
-    let ns = Api::<Namespace>::all(client.clone()).get(&namespace).await.unwrap();
+    let ns = Api::<Namespace>::all(client.clone())
+        .get(&namespace)
+        .await
+        .unwrap();
     let labels = ns.labels();
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
     let t = tenants.get(&ready_name).await.unwrap();
@@ -270,11 +292,25 @@ async fn a_tenant_is_reconciled_for_real_with_the_charts_rbac() {
         }
     }
     let secrets = objects.keys().filter(|k| k.starts_with("Secret/")).count();
-    assert_eq!(secrets, 4, "one database Secret per domain service: {objects:?}");
+    assert_eq!(
+        secrets, 4,
+        "one database Secret per domain service: {objects:?}"
+    );
     assert!(objects.keys().any(|k| k.starts_with("NetworkPolicy/")));
-    assert!(objects.contains_key("ConfigMap/carerp-settings"), "{objects:?}");
+    assert!(
+        objects.contains_key("ConfigMap/carerp-settings"),
+        "{objects:?}"
+    );
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &namespace);
-    assert_eq!(quotas.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    assert_eq!(
+        quotas
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
     assert_eq!(databases(&ready_name).await.len(), 4);
     assert!(stream_exists(&ready_name).await);
     let events: Api<Event> = Api::all(client.clone());
@@ -311,12 +347,24 @@ async fn a_tenant_is_reconciled_for_real_with_the_charts_rbac() {
     );
 
     // -- More replicas of one service roll that Deployment and nothing else.
-    change_spec(&mut operator, &tenants, &ready_name, json!({ "services": { "workorder": { "replicas": 3 } } })).await;
+    change_spec(
+        &mut operator,
+        &tenants,
+        &ready_name,
+        json!({ "services": { "workorder": { "replicas": 3 } } }),
+    )
+    .await;
     let scaled = versions(&client, &namespace).await;
     assert_eq!(changed(&after, &scaled), ["Deployment/workorder"]);
 
     // -- A settings change rewrites the settings and rolls every service that reads them.
-    change_spec(&mut operator, &tenants, &ready_name, json!({ "settings": { "taxRateBasisPoints": 1900 } })).await;
+    change_spec(
+        &mut operator,
+        &tenants,
+        &ready_name,
+        json!({ "settings": { "taxRateBasisPoints": 1900 } }),
+    )
+    .await;
     let resettled = versions(&client, &namespace).await;
     assert_eq!(
         changed(&scaled, &resettled),
@@ -342,48 +390,96 @@ async fn a_tenant_is_reconciled_for_real_with_the_charts_rbac() {
         )
         .await
         .unwrap();
-    wait_until(&mut operator, "the tenant is Suspended", Duration::from_secs(60), async || {
-        (phase(&tenants, &ready_name).await == Some(Phase::Suspended)).then_some(())
-    })
+    wait_until(
+        &mut operator,
+        "the tenant is Suspended",
+        Duration::from_secs(60),
+        async || (phase(&tenants, &ready_name).await == Some(Phase::Suspended)).then_some(()),
+    )
     .await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     for d in deployments.list(&ListParams::default()).await.unwrap() {
-        assert_eq!(d.spec.unwrap().replicas, Some(0), "{}", d.metadata.name.unwrap());
+        assert_eq!(
+            d.spec.unwrap().replicas,
+            Some(0),
+            "{}",
+            d.metadata.name.unwrap()
+        );
     }
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
-    assert!(pdbs.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        pdbs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert_eq!(databases(&ready_name).await.len(), 4);
 
     // -- Deleted with `Delete`: databases and stream dropped, the namespace and everything
     // in it gone (garbage collection and the namespace controller).
-    tenants.delete(&ready_name, &DeleteParams::default()).await.unwrap();
-    wait_until(&mut operator, "the tenant and its namespace are gone", Duration::from_secs(120), async || {
-        let tenant_gone = tenants.get_opt(&ready_name).await.unwrap().is_none();
-        let ns_gone = Api::<Namespace>::all(client.clone()).get_opt(&namespace).await.unwrap().is_none();
-        (tenant_gone && ns_gone).then_some(())
-    })
+    tenants
+        .delete(&ready_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(
+        &mut operator,
+        "the tenant and its namespace are gone",
+        Duration::from_secs(120),
+        async || {
+            let tenant_gone = tenants.get_opt(&ready_name).await.unwrap().is_none();
+            let ns_gone = Api::<Namespace>::all(client.clone())
+                .get_opt(&namespace)
+                .await
+                .unwrap()
+                .is_none();
+            (tenant_gone && ns_gone).then_some(())
+        },
+    )
     .await;
     assert_eq!(databases(&ready_name).await, Vec::<String>::new());
     assert!(!stream_exists(&ready_name).await);
 
     // -- Deleted with `Retain`: databases and stream stay, the namespace goes.
     tenants
-        .create(&PostParams::default(), &tenant(&retain_name, "Starter", "Retain"))
+        .create(
+            &PostParams::default(),
+            &tenant(&retain_name, "Starter", "Retain"),
+        )
         .await
         .unwrap();
-    wait_until(&mut operator, "the Retain tenant is Ready", Duration::from_secs(120), async || {
-        (phase(&tenants, &retain_name).await == Some(Phase::Ready)).then_some(())
-    })
+    wait_until(
+        &mut operator,
+        "the Retain tenant is Ready",
+        Duration::from_secs(120),
+        async || (phase(&tenants, &retain_name).await == Some(Phase::Ready)).then_some(()),
+    )
     .await;
-    tenants.delete(&retain_name, &DeleteParams::default()).await.unwrap();
+    tenants
+        .delete(&retain_name, &DeleteParams::default())
+        .await
+        .unwrap();
     let retain_ns = format!("carerp-{retain_name}");
-    wait_until(&mut operator, "the Retain tenant's namespace is gone", Duration::from_secs(120), async || {
-        let gone = tenants.get_opt(&retain_name).await.unwrap().is_none()
-            && Api::<Namespace>::all(client.clone()).get_opt(&retain_ns).await.unwrap().is_none();
-        gone.then_some(())
-    })
+    wait_until(
+        &mut operator,
+        "the Retain tenant's namespace is gone",
+        Duration::from_secs(120),
+        async || {
+            let gone = tenants.get_opt(&retain_name).await.unwrap().is_none()
+                && Api::<Namespace>::all(client.clone())
+                    .get_opt(&retain_ns)
+                    .await
+                    .unwrap()
+                    .is_none();
+            gone.then_some(())
+        },
+    )
     .await;
-    assert_eq!(databases(&retain_name).await.len(), 4, "Retain keeps the databases");
+    assert_eq!(
+        databases(&retain_name).await.len(),
+        4,
+        "Retain keeps the databases"
+    );
     assert!(stream_exists(&retain_name).await, "Retain keeps the stream");
     cleanup_outside(&retain_name).await;
 
@@ -398,28 +494,60 @@ async fn a_tenant_is_reconciled_for_real_with_the_charts_rbac() {
         .await
         .unwrap();
     tenants
-        .create(&PostParams::default(), &tenant(&squat_name, "Starter", "Delete"))
+        .create(
+            &PostParams::default(),
+            &tenant(&squat_name, "Starter", "Delete"),
+        )
         .await
         .unwrap();
-    let refused = wait_until(&mut operator, "the squatted tenant is refused", Duration::from_secs(60), async || {
-        let t = tenants.get(&squat_name).await.ok()?;
-        let ready = t.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
-        (ready.reason == "NamespaceConflict").then_some(ready.message)
-    })
+    let refused = wait_until(
+        &mut operator,
+        "the squatted tenant is refused",
+        Duration::from_secs(60),
+        async || {
+            let t = tenants.get(&squat_name).await.ok()?;
+            let ready = t
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (ready.reason == "NamespaceConflict").then_some(ready.message)
+        },
+    )
     .await;
-    assert!(refused.contains("not managed by the Car ERP operator"), "{refused}");
+    assert!(
+        refused.contains("not managed by the Car ERP operator"),
+        "{refused}"
+    );
     assert_eq!(phase(&tenants, &squat_name).await, Some(Phase::Failed));
     let ns = namespaces.get(&squat_ns).await.unwrap();
     assert!(ns.owner_references().is_empty(), "adopted: {ns:?}");
     assert!(!ns.labels().contains_key("app.kubernetes.io/managed-by"));
-    tenants.delete(&squat_name, &DeleteParams::default()).await.unwrap();
-    wait_until(&mut operator, "the squatted tenant is gone", Duration::from_secs(60), async || {
-        tenants.get_opt(&squat_name).await.unwrap().is_none().then_some(())
-    })
+    tenants
+        .delete(&squat_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(
+        &mut operator,
+        "the squatted tenant is gone",
+        Duration::from_secs(60),
+        async || {
+            tenants
+                .get_opt(&squat_name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        namespaces.get_opt(&squat_ns).await.unwrap().is_some_and(|n| n.metadata.deletion_timestamp.is_none()),
+        namespaces
+            .get_opt(&squat_ns)
+            .await
+            .unwrap()
+            .is_some_and(|n| n.metadata.deletion_timestamp.is_none()),
         "the namespace that was not the tenant's is still there"
     );
     cleanup_outside(&squat_name).await;

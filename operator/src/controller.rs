@@ -433,7 +433,11 @@ pub fn foreign_namespace(
 ) -> Option<String> {
     let name = namespace.metadata.name.as_deref().unwrap_or_default();
     let labels = namespace.metadata.labels.clone().unwrap_or_default();
-    if labels.get("app.kubernetes.io/managed-by").map(String::as_str) != Some(MANAGER) {
+    if labels
+        .get("app.kubernetes.io/managed-by")
+        .map(String::as_str)
+        != Some(MANAGER)
+    {
         return Some(format!(
             "namespace {name} already exists and is not managed by the Car ERP operator; delete it or choose another tenant name"
         ));
@@ -447,22 +451,26 @@ pub fn foreign_namespace(
         ));
     }
     let uid = tenant.metadata.uid.as_deref();
-    let owners = namespace.metadata.owner_references.clone().unwrap_or_default();
+    let owners = namespace
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
     let owned = owners
         .iter()
         .any(|o| o.kind == CarErpTenant::kind(&()) && Some(o.uid.as_str()) == uid);
     if owned {
         return None;
     }
-    Some(match owners.iter().find(|o| o.kind == CarErpTenant::kind(&())) {
-        Some(other) => format!(
-            "namespace {name} already exists and is owned by another CarErpTenant {} (uid {}), which may still be being deleted",
-            other.name, other.uid
-        ),
-        None => format!(
-            "namespace {name} already exists and is not owned by this tenant"
-        ),
-    })
+    Some(
+        match owners.iter().find(|o| o.kind == CarErpTenant::kind(&())) {
+            Some(other) => format!(
+                "namespace {name} already exists and is owned by another CarErpTenant {} (uid {}), which may still be being deleted",
+                other.name, other.uid
+            ),
+            None => format!("namespace {name} already exists and is not owned by this tenant"),
+        },
+    )
 }
 
 async fn namespace_conflict(
@@ -676,7 +684,14 @@ async fn converge(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
             .await
             .map_err(kube_err("write the status"))?;
         if previous.conditions.iter().all(|c| c.message != conflict) {
-            publish(ctx, tenant, EventType::Warning, "NamespaceConflict", conflict).await;
+            publish(
+                ctx,
+                tenant,
+                EventType::Warning,
+                "NamespaceConflict",
+                conflict,
+            )
+            .await;
         }
         // The other owner may let go of it; look again now and then.
         return Ok(Action::requeue(NAMESPACE_CONFLICT_REQUEUE));
@@ -1112,10 +1127,12 @@ mod tests {
         .unwrap();
         let namespace = |labels: serde_json::Value, owner_uid: Option<&str>| {
             let owners: Vec<serde_json::Value> = owner_uid
-                .map(|uid| serde_json::json!({
-                    "apiVersion": "carerp.io/v1alpha1", "kind": "CarErpTenant",
-                    "name": "acme", "uid": uid
-                }))
+                .map(|uid| {
+                    serde_json::json!({
+                        "apiVersion": "carerp.io/v1alpha1", "kind": "CarErpTenant",
+                        "name": "acme", "uid": uid
+                    })
+                })
                 .into_iter()
                 .collect();
             serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(serde_json::json!({
@@ -1126,16 +1143,28 @@ mod tests {
         let ours = serde_json::json!({
             "app.kubernetes.io/managed-by": "carerp-operator", "carerp.io/tenant": "acme"
         });
-        assert_eq!(foreign_namespace(&namespace(ours.clone(), Some("uid-1")), &tenant), None);
+        assert_eq!(
+            foreign_namespace(&namespace(ours.clone(), Some("uid-1")), &tenant),
+            None
+        );
         let cases = [
-            (namespace(serde_json::json!({}), None), "not managed by the Car ERP operator"),
             (
-                namespace(serde_json::json!({
-                    "app.kubernetes.io/managed-by": "carerp-operator", "carerp.io/tenant": "other"
-                }), Some("uid-1")),
+                namespace(serde_json::json!({}), None),
+                "not managed by the Car ERP operator",
+            ),
+            (
+                namespace(
+                    serde_json::json!({
+                        "app.kubernetes.io/managed-by": "carerp-operator", "carerp.io/tenant": "other"
+                    }),
+                    Some("uid-1"),
+                ),
                 "belongs to tenant other",
             ),
-            (namespace(ours.clone(), Some("uid-0")), "owned by another CarErpTenant acme (uid uid-0)"),
+            (
+                namespace(ours.clone(), Some("uid-0")),
+                "owned by another CarErpTenant acme (uid uid-0)",
+            ),
             (namespace(ours, None), "not owned by this tenant"),
         ];
         for (ns, why) in cases {

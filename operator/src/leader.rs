@@ -368,7 +368,9 @@ mod tests {
         let tolerated = (t.renew_deadline.as_secs() - 1) / t.retry.as_secs();
         assert_eq!(tolerated, 4);
         assert!(t.renew_deadline < t.lease);
-        Timing::with_lease(Duration::from_secs(6)).validate().unwrap();
+        Timing::with_lease(Duration::from_secs(6))
+            .validate()
+            .unwrap();
     }
 
     #[test]

@@ -271,8 +271,9 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let timing =
-        carerp_operator::leader::Timing::with_lease(Duration::from_secs(args.lease_duration_seconds));
+    let timing = carerp_operator::leader::Timing::with_lease(Duration::from_secs(
+        args.lease_duration_seconds,
+    ));
     if let Err(err) = timing.validate() {
         return config_error(err);
     }
