@@ -325,7 +325,18 @@ async fn a_tenant_is_reconciled_for_real_with_the_charts_rbac() {
         assert!(!note.contains("postgres://"), "a URL in an Event: {note}");
     }
 
-    // -- A reconcile of a converged tenant writes nothing.
+    // -- A reconcile of a converged tenant writes nothing. Converged: the rollouts that made
+    // it Ready have finished reporting (no write to the tenant for 3 s).
+    let mut last = tenants.get(&ready_name).await.unwrap().resource_version();
+    let mut stable_since = Instant::now();
+    while stable_since.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = tenants.get(&ready_name).await.unwrap().resource_version();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+    }
     let before = versions(&client, &namespace).await;
     let tenant_rv = |t: &CarErpTenant| t.resource_version();
     let count = operator.reconciliations().await.unwrap();
