@@ -31,9 +31,25 @@ crds:
     cargo run -q -p carerp-operator -- crd > crds/carerp.io_carerptenants.yaml
     cp crds/carerp.io_carerptenants.yaml charts/carerp-operator/crds/carerp.io_carerptenants.yaml
 
-# Render the desired state of 1,000 tenants: time per tenant and peak memory.
-bench-operator:
+# Render the desired state of 1,000 tenants: time per tenant and peak memory; then the start-up
+# time of the real control plane.
+bench-operator: control-plane
     cargo run --release -p carerp-operator --example bench_render
+    cargo run -q -p carerp-e2e --bin control-plane -- --check
+
+# Build the test control plane (kube-apiserver, controller manager, scheduler, kubectl, etcd,
+# kwok, helm) from Go modules into /var/cache/carerp/control-plane; a no-op once built.
+control-plane:
+    bash e2e/cluster/build.sh
+
+# A control plane to poke at by hand: prints `export KUBECONFIG=...`; Ctrl-C stops it.
+control-plane-up: control-plane
+    cargo run -q -p carerp-e2e --bin control-plane
+
+# The operator against the real control plane: CRD, chart, tenant lifecycle, leader election.
+test-control-plane: control-plane
+    cargo build -p carerp-operator --bin carerp-operator
+    cargo test -p carerp-e2e --test cluster_crd --test cluster_chart --test cluster_tenant --test cluster_leader -- --nocapture
 
 # A local kind cluster (kind-config.yaml) for the cluster e2e suite.
 kind-up:

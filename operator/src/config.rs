@@ -53,6 +53,12 @@ impl OperatorConfig {
         if self.default_version.is_empty() {
             return Err("default version must not be empty".into());
         }
+        if self.namespace_prefix.is_empty() {
+            // Without one, a tenant named kube-system would be given the namespace kube-system.
+            return Err(
+                "namespace prefix must not be empty: tenant names would be namespace names (a tenant named kube-system)".into(),
+            );
+        }
         if self.namespace_prefix.len() > 22
             || !self
                 .namespace_prefix
@@ -181,5 +187,8 @@ mod tests {
         let mut c = OperatorConfig::example();
         c.image_registry = "ghcr.io/carerp/".into();
         assert!(c.validate().unwrap_err().contains("image registry"));
+        let mut c = OperatorConfig::example();
+        c.namespace_prefix = String::new();
+        assert!(c.validate().unwrap_err().contains("must not be empty"));
     }
 }

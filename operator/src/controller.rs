@@ -43,12 +43,15 @@ use crate::metrics::Metrics;
 use crate::provision::{self, ProvisionError};
 use crate::validate::validate;
 
-/// Finalizer that holds a tenant until its stream (and, with `Delete`, its databases) are gone.
+/// Finalizer that holds a tenant until, with `deletionPolicy: Delete`, its stream and databases
+/// are gone (`Retain` keeps both).
 pub const FINALIZER: &str = "carerp.io/cleanup";
 /// Field manager of every server-side apply.
 pub const MANAGER: &str = "carerp-operator";
 /// How soon a tenant that is not ready yet is looked at again.
 const NOT_READY_REQUEUE: Duration = Duration::from_secs(15);
+/// How soon a tenant refused a namespace that is not its own looks again.
+const NAMESPACE_CONFLICT_REQUEUE: Duration = Duration::from_secs(60);
 
 /// Databases and stream, behind a trait so reconcile tests can fail them on purpose.
 pub trait Provisioner: Send + Sync + 'static {
@@ -420,6 +423,69 @@ async fn read_database_urls(
     Ok(urls)
 }
 
+/// Why the existing namespace `namespace` is not the tenant's to use, if it is not: it must
+/// carry the operator's labels for this tenant and be owned by this very tenant (its uid), so a
+/// namespace someone made by hand, or one left by an earlier tenant of the same name that is
+/// still being deleted, is never adopted.
+pub fn foreign_namespace(
+    namespace: &k8s_openapi::api::core::v1::Namespace,
+    tenant: &CarErpTenant,
+) -> Option<String> {
+    let name = namespace.metadata.name.as_deref().unwrap_or_default();
+    let labels = namespace.metadata.labels.clone().unwrap_or_default();
+    if labels
+        .get("app.kubernetes.io/managed-by")
+        .map(String::as_str)
+        != Some(MANAGER)
+    {
+        return Some(format!(
+            "namespace {name} already exists and is not managed by the Car ERP operator; delete it or choose another tenant name"
+        ));
+    }
+    let tenant_name = tenant.name_any();
+    if let Some(other) = labels.get("carerp.io/tenant")
+        && *other != tenant_name
+    {
+        return Some(format!(
+            "namespace {name} already exists and belongs to tenant {other}"
+        ));
+    }
+    let uid = tenant.metadata.uid.as_deref();
+    let owners = namespace
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
+    let owned = owners
+        .iter()
+        .any(|o| o.kind == CarErpTenant::kind(&()) && Some(o.uid.as_str()) == uid);
+    if owned {
+        return None;
+    }
+    Some(
+        match owners.iter().find(|o| o.kind == CarErpTenant::kind(&())) {
+            Some(other) => format!(
+                "namespace {name} already exists and is owned by another CarErpTenant {} (uid {}), which may still be being deleted",
+                other.name, other.uid
+            ),
+            None => format!("namespace {name} already exists and is not owned by this tenant"),
+        },
+    )
+}
+
+async fn namespace_conflict(
+    client: &Client,
+    tenant: &CarErpTenant,
+    namespace: &str,
+) -> Result<Option<String>, Error> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let existing = api
+        .get_opt(namespace)
+        .await
+        .map_err(kube_err(format!("read Namespace/{namespace}")))?;
+    Ok(existing.and_then(|ns| foreign_namespace(&ns, tenant)))
+}
+
 /// Deletes the tenant's objects of kind `K` that are not in `keep` (`Kind/name`s). Only objects
 /// carrying the tenant's managed-by labels are looked at; one already gone is done.
 async fn prune_kind<K>(
@@ -558,6 +624,22 @@ async fn report_failure(ctx: &Context, tenant: &CarErpTenant, reason: &str, mess
 /// Converges the tenant. A failed Kubernetes API call goes into the status and an Event before
 /// it is returned; provisioner failures are already there, with every condition.
 async fn apply_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action, Error> {
+    // The controller's cache can hand over a tenant that was deleted (and cleaned up) since:
+    // converging it would recreate its stream and databases, and write into its terminating
+    // namespace. Only the tenant as the API server has it now is converged.
+    let api: Api<CarErpTenant> = Api::all(ctx.client.clone());
+    let fresh = api
+        .get_opt(&tenant.name_any())
+        .await
+        .map_err(kube_err("read the tenant"))?;
+    let tenant = match fresh {
+        Some(fresh)
+            if fresh.metadata.deletion_timestamp.is_none() && fresh.uid() == tenant.uid() =>
+        {
+            Arc::new(fresh)
+        }
+        _ => return Ok(Action::await_change()),
+    };
     let result = converge(&tenant, ctx).await;
     if let Err(err @ Error::Kube { .. }) = &result {
         report_failure(ctx, &tenant, err.reason(), err.to_string()).await;
@@ -595,6 +677,40 @@ async fn converge(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
         }
         // Nothing to retry until someone edits the spec.
         return Ok(Action::await_change());
+    }
+
+    // A namespace of that name that is not ours is never adopted: applying to it would make it
+    // the tenant's, and deleting the tenant would delete it.
+    if let Some(conflict) = namespace_conflict(&ctx.client, tenant, &namespace).await? {
+        let status = CarErpTenantStatus {
+            phase: Some(Phase::Failed),
+            observed_generation: generation,
+            conditions: vec![condition(
+                prev,
+                "Ready",
+                false,
+                "NamespaceConflict",
+                &conflict,
+                generation,
+            )],
+            namespace: None,
+            ..previous.clone()
+        };
+        report(ctx, tenant, &status)
+            .await
+            .map_err(kube_err("write the status"))?;
+        if previous.conditions.iter().all(|c| c.message != conflict) {
+            publish(
+                ctx,
+                tenant,
+                EventType::Warning,
+                "NamespaceConflict",
+                conflict,
+            )
+            .await;
+        }
+        // The other owner may let go of it; look again now and then.
+        return Ok(Action::requeue(NAMESPACE_CONFLICT_REQUEUE));
     }
 
     // The databases first: the pod templates carry a hash of the Secret each service reads its
@@ -859,8 +975,10 @@ async fn clean_up(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
             .await
             .map_err(kube_err("write the status"))?;
     }
-    ctx.provisioner.delete_stream(&name).await?;
+    // The stream is the tenant's data as much as its databases (events not yet consumed,
+    // the dead letters): `Retain` keeps both.
     if tenant.spec.database.deletion_policy == DeletionPolicy::Delete {
+        ctx.provisioner.delete_stream(&name).await?;
         ctx.provisioner.drop_databases(&name).await?;
         publish(
             ctx,
@@ -876,7 +994,7 @@ async fn clean_up(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
             tenant,
             EventType::Normal,
             "Deleted",
-            "stream deleted, databases retained".into(),
+            "stream and databases retained".into(),
         )
         .await;
     }
@@ -1019,6 +1137,62 @@ mod tests {
             .unwrap();
         assert_eq!(one, 1);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn only_a_namespace_made_for_this_very_tenant_is_used() {
+        let tenant: CarErpTenant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "carerp.io/v1alpha1", "kind": "CarErpTenant",
+            "metadata": { "name": "acme", "uid": "uid-1" },
+            "spec": { "displayName": "ACME" }
+        }))
+        .unwrap();
+        let namespace = |labels: serde_json::Value, owner_uid: Option<&str>| {
+            let owners: Vec<serde_json::Value> = owner_uid
+                .map(|uid| {
+                    serde_json::json!({
+                        "apiVersion": "carerp.io/v1alpha1", "kind": "CarErpTenant",
+                        "name": "acme", "uid": uid
+                    })
+                })
+                .into_iter()
+                .collect();
+            serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(serde_json::json!({
+                "metadata": { "name": "carerp-acme", "labels": labels, "ownerReferences": owners }
+            }))
+            .unwrap()
+        };
+        let ours = serde_json::json!({
+            "app.kubernetes.io/managed-by": "carerp-operator", "carerp.io/tenant": "acme"
+        });
+        assert_eq!(
+            foreign_namespace(&namespace(ours.clone(), Some("uid-1")), &tenant),
+            None
+        );
+        let cases = [
+            (
+                namespace(serde_json::json!({}), None),
+                "not managed by the Car ERP operator",
+            ),
+            (
+                namespace(
+                    serde_json::json!({
+                        "app.kubernetes.io/managed-by": "carerp-operator", "carerp.io/tenant": "other"
+                    }),
+                    Some("uid-1"),
+                ),
+                "belongs to tenant other",
+            ),
+            (
+                namespace(ours.clone(), Some("uid-0")),
+                "owned by another CarErpTenant acme (uid uid-0)",
+            ),
+            (namespace(ours, None), "not owned by this tenant"),
+        ];
+        for (ns, why) in cases {
+            let refused = foreign_namespace(&ns, &tenant).unwrap();
+            assert!(refused.contains(why), "{refused}");
+        }
     }
 
     #[test]

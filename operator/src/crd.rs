@@ -95,6 +95,8 @@ impl Service {
     singular = "carerptenant",
     shortname = "cet",
     shortname = "garage",
+    // `kubectl get garages`, as platform engineers type it; kubectl matches short names exactly.
+    shortname = "garages",
     category = "carerp",
     status = "CarErpTenantStatus",
     derive = "PartialEq",
@@ -187,9 +189,16 @@ pub enum Plan {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
-    /// ISO 4217 code of every amount in the tenant, e.g. EUR.
+    /// ISO 4217 code of every amount in the tenant, e.g. EUR. Immutable once set: every
+    /// amount already recorded is in it.
     #[serde(default = "default_currency")]
-    #[schemars(pattern(r"^[A-Z]{3}$"))]
+    #[schemars(
+        pattern(r"^[A-Z]{3}$"),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self == oldSelf",
+            "message": "currency is immutable: the amounts already recorded are in it"
+        }])
+    )]
     pub currency: String,
     /// Tax rate in basis points: 2000 is 20%.
     #[serde(default)]
@@ -515,7 +524,11 @@ mod tests {
         assert_eq!(crd.spec.scope, "Cluster");
         assert_eq!(
             crd.spec.names.short_names,
-            Some(vec!["cet".to_string(), "garage".to_string()])
+            Some(vec![
+                "cet".to_string(),
+                "garage".to_string(),
+                "garages".to_string()
+            ])
         );
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");

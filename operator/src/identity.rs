@@ -11,7 +11,7 @@
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 
 use carerp_kit::auth::SigningKey;
@@ -84,8 +84,13 @@ pub async fn ensure_secrets(
                     .insert(ROTATION_ANNOTATION.into(), rotation.clone());
             }
             if existing.is_some() {
-                api.replace(SIGNING_KEY_SECRET, &PostParams::default(), &secret)
-                    .await?;
+                // Server-side apply, like every other write: RBAC grants `patch`, not `update`.
+                api.patch(
+                    SIGNING_KEY_SECRET,
+                    &PatchParams::apply(crate::controller::MANAGER).force(),
+                    &Patch::Apply(&secret),
+                )
+                .await?;
             } else {
                 create_unless_exists(&api, &secret).await?;
             }

@@ -95,9 +95,13 @@ struct RunArgs {
     /// Namespace of the leader-election Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "carerp-system")]
     lease_namespace: String,
-    /// This replica's name in the Lease and in Events.
+    /// This replica's pod name; its identity in the Lease and in Events is this name (or
+    /// the host's) plus a random suffix, unique per process.
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
+    /// How long the leader's Lease lasts; it renews every 2/15 of it and gives up after 2/3.
+    #[arg(long, env = "CARERP_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
     /// OTLP/gRPC collector of the operator's own traces.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
@@ -273,10 +277,13 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let identity = args
-        .pod_name
-        .clone()
-        .unwrap_or_else(|| format!("carerp-operator-{}", std::process::id()));
+    let timing = carerp_operator::leader::Timing::with_lease(Duration::from_secs(
+        args.lease_duration_seconds,
+    ));
+    if let Err(err) = timing.validate() {
+        return config_error(err);
+    }
+    let identity = carerp_operator::leader::identity(args.pod_name.as_deref());
     let metrics = carerp_operator::metrics::Metrics::default();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -303,33 +310,30 @@ async fn run(args: RunArgs) -> ExitCode {
         &args.lease_namespace,
         "carerp-operator",
         &identity,
-        Duration::from_secs(15),
+        timing,
     );
-    tokio::select! {
-        _ = lease.acquire() => {}
+    let renewed = tokio::select! {
+        renewed = lease.acquire() => renewed,
         _ = carerp_kit::grpc::shutdown_signal() => return ExitCode::SUCCESS,
-    }
+    };
     tracing::info!(identity = %identity, "leading; starting the controller");
     admin.set_leading(true);
 
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let keeper = tokio::spawn(async move {
-        lease.keep().await;
-        let _ = lost_tx.send(());
-    });
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lost_flag = lost.clone();
-    let shutdown = async move {
-        tokio::select! {
-            _ = carerp_kit::grpc::shutdown_signal() => {}
-            _ = lost_rx => lost_flag.store(true, std::sync::atomic::Ordering::SeqCst),
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(controller::run(ctx, async move {
+        let _ = stop_rx.await;
+    }));
+    tokio::select! {
+        lost = lease.keep(renewed) => {
+            // At once, not gracefully: another replica may be about to reconcile.
+            tracing::error!(identity = %identity, reason = %lost, "lost the lease; stopping now");
+            eprintln!("carerp-operator: lost the lease ({lost}); exiting so a fresh replica takes over");
+            std::process::exit(1);
         }
-    };
-    controller::run(ctx, shutdown).await;
-    keeper.abort();
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
-        eprintln!("carerp-operator: lost leadership; exiting so a fresh replica takes over");
-        return ExitCode::FAILURE;
+        _ = carerp_kit::grpc::shutdown_signal() => {
+            let _ = stop_tx.send(());
+            let _ = controller.await;
+        }
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS

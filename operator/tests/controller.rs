@@ -345,6 +345,8 @@ fn mock_api(tenant: Value, cluster: SharedCluster) -> (Client, tokio::task::Join
                         &json!({"apiVersion": "v1", "kind": "List",
                                 "metadata": {"resourceVersion": "1"}, "items": items}),
                     )
+                } else if call.method == "GET" && call.path.starts_with("/apis/carerp.io/") {
+                    json_response(StatusCode::OK, &tenant)
                 } else if call.method == "GET" {
                     match cluster.objects.get(&call.path) {
                         Some(object) => json_response(StatusCode::OK, object),
@@ -562,7 +564,12 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
         &BTreeMap::new(),
         Some("k1:the-public-key"),
     );
-    let mut expected = Vec::new();
+    // The tenant is read fresh (the cache may hold one deleted since), then the namespace:
+    // one that exists and is not the tenant's is never adopted.
+    let mut expected = vec![
+        "get carerptenants/demo".to_string(),
+        "get namespaces/carerp-demo".to_string(),
+    ];
     // The passwords in force, from the Secrets that exist (none yet).
     for service in DATABASE_SERVICES {
         expected.push(format!("get secrets/{service}-database"));
@@ -947,12 +954,12 @@ async fn deletion_runs_cleanup_then_removes_the_finalizer() {
 }
 
 #[tokio::test]
-async fn retain_keeps_the_databases() {
+async fn retain_keeps_the_databases_and_the_stream() {
     let mut object = tenant(&["carerp.io/cleanup"], json!({}));
     object["metadata"]["deletionTimestamp"] = json!("2026-11-25T12:00:00Z");
     let run = reconcile_once(object, FakeProvisioner::default()).await;
     run.result.unwrap();
-    assert_eq!(run.provisioner.calls(), ["delete_stream demo"]);
+    assert_eq!(run.provisioner.calls(), Vec::<String>::new());
 }
 
 /// The stream cannot be deleted: the tenant stays `Deleting` with the finalizer, and the
@@ -1094,6 +1101,7 @@ async fn invalid_spec_is_reported_not_retried() {
     assert_eq!(
         script(&run.calls),
         [
+            "get carerptenants/demo",
             "apply carerptenants/demo/status",
             "create events", // the transition to Failed
             "create events", // InvalidSpec, with the field path
