@@ -38,12 +38,16 @@ pub use config::BffConfig;
 pub const OPENAPI_PATH: &str = "/docs/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
 
-/// The whole HTTP application: API routes, docs, and the edge layers.
+/// The whole HTTP application: API routes, docs, the web app's `pages` (an empty router for
+/// none), and the edge layers. Pages pass the same rate limit, timeout, body limit and
+/// security headers, but not the API's bearer check and problem+json bodies: they check
+/// their own session cookie and answer HTML.
 pub fn router(
     config: &BffConfig,
     state: AppState,
     authenticator: auth::Authenticator,
     metrics: metrics::HttpMetrics,
+    pages: Router,
 ) -> Router {
     let mut routes = Router::new();
     for route in api::routes() {
@@ -59,7 +63,7 @@ pub fn router(
         config.rate_limit_burst,
         config.trust_forwarded_for,
     );
-    routes
+    let api = routes
         .route(OPENAPI_PATH, get(openapi_json))
         .route_layer(middleware::from_fn(edge::record_route))
         .with_state(state)
@@ -76,10 +80,30 @@ pub fn router(
             StatusCode::GATEWAY_TIMEOUT,
             config.request_timeout,
         ))
-        .layer(middleware::from_fn_with_state(limiter, edge::rate_limit))
+        .layer(middleware::from_fn_with_state(
+            limiter.clone(),
+            edge::rate_limit,
+        ))
         .layer(middleware::from_fn_with_state(metrics, edge::context))
-        .layer(cors(&config.cors_origins))
+        .layer(cors(&config.cors_origins));
+    let pages = pages
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(body::MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(limiter, edge::rate_limit));
+    api.merge(pages)
         .layer(middleware::from_fn(edge::security_headers))
+}
+
+/// What the web app builds its pages from: the API handlers' clients and the authenticator
+/// that knows revoked sessions.
+pub struct PagesContext<'a> {
+    pub config: &'a BffConfig,
+    pub state: &'a AppState,
+    pub authenticator: &'a auth::Authenticator,
 }
 
 async fn openapi_json() -> impl IntoResponse {
@@ -159,17 +183,26 @@ impl RunningBff {
 /// Binds the HTTP and admin listeners and serves until stopped. The services need not be up:
 /// their channels connect on first use.
 pub async fn start(config: BffConfig) -> anyhow::Result<RunningBff> {
+    start_with_pages(config, |_| Router::new()).await
+}
+
+/// [`start`] with the pages `pages` builds mounted beside the API (the web app's `start`).
+pub async fn start_with_pages(
+    config: BffConfig,
+    pages: impl FnOnce(PagesContext<'_>) -> Router,
+) -> anyhow::Result<RunningBff> {
     let clients = Clients::new(&config)?;
     let registry = Metrics::new();
     let http_metrics = metrics::HttpMetrics::register(&registry);
     let authenticator =
         auth::Authenticator::new(config.service.verifying_keys.clone(), clients.clone());
-    let app = router(
-        &config,
-        AppState { clients },
-        authenticator.clone(),
-        http_metrics,
-    );
+    let state = AppState { clients };
+    let pages = pages(PagesContext {
+        config: &config,
+        state: &state,
+        authenticator: &authenticator,
+    });
+    let app = router(&config, state, authenticator.clone(), http_metrics, pages);
     let http_listener = bind(config.service.http_addr).await?;
     let admin_listener = bind(config.service.admin_addr).await?;
     let http_addr = http_listener.local_addr()?;

@@ -1,0 +1,147 @@
+//! The garage's web app: server-rendered pages served by the tenant's BFF process at `/`,
+//! beside the REST API at `/api` (same origin, one cookie).
+//!
+//! Pages call the BFF's own gRPC clients ([`carerp_bff::Clients`]), whose channel checks the
+//! permission table before every call, and ask the same table ([`session::Caller::can`]) to
+//! leave out what the caller's role may not do. Templates are askama's, checked at compile
+//! time; they escape everything they print. htmx (an npm package, embedded at build time)
+//! does the partial updates; there is no inline script, and pages send
+//! [`page::CONTENT_SECURITY_POLICY`].
+//!
+//! # Layout
+//!
+//! - [`session`]: the session cookie, its refresh, and the same-origin check of forms.
+//! - [`page`]: the layout's data, rendering, error pages, field errors.
+//! - [`pages`]: one module per area (sign-in, today, customers, work orders, invoices).
+//! - [`messages`]: every text, one catalogue per language; [`format`]: money and dates.
+//! - [`assets`]: the stylesheet and htmx, cached for good under hashed URLs.
+
+pub mod assets;
+pub mod format;
+pub mod messages;
+pub mod page;
+pub mod pages;
+pub mod session;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use carerp_bff::auth::Authenticator;
+use carerp_bff::{BffConfig, Clients, PagesContext, RunningBff};
+use carerp_kit::RequestContext;
+use carerp_kit::config::TenantSettings;
+use carerp_kit::context::{CORRELATION_HEADER, TRACEPARENT_HEADER};
+use http::HeaderValue;
+use tracing::Instrument;
+
+/// What the page handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct Web {
+    pub clients: Clients,
+    pub authenticator: Authenticator,
+    pub settings: std::sync::Arc<TenantSettings>,
+    pub zone: jiff::tz::TimeZone,
+}
+
+impl Web {
+    pub fn new(context: &PagesContext<'_>) -> Self {
+        let settings = context.config.service.settings.clone();
+        Self {
+            clients: context.state.clients.clone(),
+            authenticator: context.authenticator.clone(),
+            zone: format::zone(&settings.timezone),
+            settings: std::sync::Arc::new(settings),
+        }
+    }
+}
+
+/// The pages, for [`carerp_bff::start_with_pages`].
+pub fn router(bff: PagesContext<'_>) -> Router {
+    let web = Web::new(&bff);
+    let signed_in = Router::new()
+        .route("/", get(pages::today::today))
+        .route(
+            pages::auth::PASSWORD_PATH,
+            get(pages::auth::password_form).post(pages::auth::change_password),
+        )
+        .route("/sign-out", post(pages::auth::sign_out))
+        .route(
+            "/customers",
+            get(pages::customers::list).post(pages::customers::create),
+        )
+        .route("/customers/new", get(pages::customers::new_form))
+        .route("/work-orders", get(pages::workorders::list))
+        .route("/work-orders/{id}", get(pages::workorders::detail))
+        .route("/work-orders/{id}/lines", get(pages::workorders::lines))
+        .route("/work-orders/{id}/parts", post(pages::workorders::add_part))
+        .route(
+            "/work-orders/{id}/labor",
+            post(pages::workorders::add_labor),
+        )
+        .route(
+            "/work-orders/{id}/status",
+            post(pages::workorders::change_status),
+        )
+        .route("/invoices", get(pages::invoices::list))
+        .route("/invoices/{id}", get(pages::invoices::detail))
+        .route("/invoices/{id}/print", get(pages::invoices::print))
+        .route(
+            "/invoices/{id}/payments",
+            post(pages::invoices::record_payment),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            web.clone(),
+            session::require_session,
+        ));
+    Router::new()
+        .route(
+            pages::auth::SIGN_IN_PATH,
+            get(pages::auth::sign_in_form).post(pages::auth::sign_in),
+        )
+        .route("/assets/{file}", get(assets::serve))
+        .merge(signed_in)
+        .with_state(web)
+        .layer(middleware::from_fn(session::same_origin))
+        .layer(middleware::from_fn(request_context))
+}
+
+/// The BFF with the web app: what the `carerp-bff` binary runs.
+pub async fn start(config: BffConfig) -> anyhow::Result<RunningBff> {
+    carerp_bff::start_with_pages(config, router).await
+}
+
+/// Correlation id and trace context for a page, as the API's edge gives its requests, and
+/// one log line per page; the answer stays HTML (the API's edge makes errors problem+json).
+async fn request_context(mut request: Request, next: Next) -> Response {
+    let ctx = {
+        let headers = request.headers();
+        let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        RequestContext::from_headers(
+            header_str(CORRELATION_HEADER),
+            header_str(TRACEPARENT_HEADER),
+        )
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let (span, ctx) = carerp_kit::telemetry::request_span(&format!("{method} {path}"), ctx);
+    request.extensions_mut().insert(ctx.clone());
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Ok(value) = HeaderValue::from_str(&ctx.correlation_id) {
+        response.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(elapsed_ms, status, "{method} {path} failed");
+        } else {
+            tracing::info!(elapsed_ms, status, "{method} {path}");
+        }
+    });
+    response
+}

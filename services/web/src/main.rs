@@ -1,0 +1,35 @@
+//! `carerp-web`: the BFF (REST API) with the web app beside it; wiring only.
+
+use carerp_bff::BffConfig;
+
+#[tokio::main]
+async fn main() {
+    let config = match BffConfig::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("carerp-web: configuration error: {err}");
+            std::process::exit(2);
+        }
+    };
+    let _telemetry = match carerp_kit::telemetry::init(&config.service) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("carerp-web: telemetry: {err}");
+            std::process::exit(2);
+        }
+    };
+    let running = match carerp_web::start(config).await {
+        Ok(running) => running,
+        Err(err) => {
+            tracing::error!("cannot start: {err:#}");
+            eprintln!("carerp-web: cannot start: {err:#}");
+            std::process::exit(1);
+        }
+    };
+    carerp_kit::grpc::shutdown_signal().await;
+    tracing::info!("shutting down");
+    if let Err(err) = running.stop().await {
+        tracing::error!("stopped with an error: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,7 @@
+//! The pages, one module per area.
+
+pub mod auth;
+pub mod customers;
+pub mod invoices;
+pub mod today;
+pub mod workorders;

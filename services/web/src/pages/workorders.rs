@@ -1,0 +1,579 @@
+//! Work orders: the list by status, and the detail with its part lines (reservation state
+//! and failure reason), labour lines and totals; add a part from the catalogue, add labour,
+//! change the status. While a line waits for inventory, or a completed order for its
+//! invoice, the lines section asks again every two seconds (htmx polling) and stops once
+//! settled, so the page shows RESERVED and the invoice without a reload.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use carerp_kit::permissions::rule;
+use carerp_proto::common::v1::PageRequest;
+use carerp_proto::customer::v1 as customer;
+use carerp_proto::inventory::v1 as inventory;
+use carerp_proto::workorder::v1 as pb;
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::Web;
+use crate::format;
+use crate::messages::{EN, Messages};
+use crate::page::{FieldErrors, PageError, Shell, method, missing, render};
+use crate::session::Caller;
+
+const SERVICE: &str = "workorder";
+use pb::WorkOrderStatus as S;
+
+pub fn status_label(t: &'static Messages, status: i32) -> &'static str {
+    match S::try_from(status) {
+        Ok(S::Open) => t.status_open,
+        Ok(S::InProgress) => t.status_in_progress,
+        Ok(S::AwaitingParts) => t.status_awaiting_parts,
+        Ok(S::Completed) => t.status_completed,
+        Ok(S::Invoiced) => t.status_invoiced,
+        Ok(S::Cancelled) => t.status_cancelled,
+        _ => "",
+    }
+}
+
+fn status_name(status: S) -> &'static str {
+    match status {
+        S::Open => "OPEN",
+        S::InProgress => "IN_PROGRESS",
+        S::AwaitingParts => "AWAITING_PARTS",
+        S::Completed => "COMPLETED",
+        S::Invoiced => "INVOICED",
+        S::Cancelled => "CANCELLED",
+        S::Unspecified => "",
+    }
+}
+
+fn parse_status(name: &str) -> Option<S> {
+    [
+        S::Open,
+        S::InProgress,
+        S::AwaitingParts,
+        S::Completed,
+        S::Invoiced,
+        S::Cancelled,
+    ]
+    .into_iter()
+    .find(|s| status_name(*s) == name)
+}
+
+/// Where a person may move a work order from `status`; the service has the last word (and
+/// its message is shown when it refuses).
+fn next_statuses(status: S) -> &'static [S] {
+    match status {
+        S::Open => &[S::InProgress, S::Cancelled],
+        S::InProgress => &[S::Completed, S::AwaitingParts, S::Cancelled],
+        S::AwaitingParts => &[S::InProgress, S::Cancelled],
+        S::Completed | S::Invoiced | S::Cancelled | S::Unspecified => &[],
+    }
+}
+
+pub struct Row {
+    pub id: String,
+    pub number: String,
+    pub status: &'static str,
+    pub complaint: String,
+    pub opened: String,
+}
+
+#[derive(Template)]
+#[template(path = "work_orders.html")]
+struct ListPage {
+    shell: Shell,
+    heading: &'static str,
+    rows: Vec<Row>,
+    missing: Vec<&'static str>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    status: String,
+}
+
+pub async fn list(
+    State(web): State<Web>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let t = &EN;
+    let status = parse_status(&query.status);
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .list_work_orders(clients.request(
+            &caller.ctx,
+            pb::ListWorkOrdersRequest {
+                page: Some(PageRequest {
+                    page_size: 100,
+                    page_token: String::new(),
+                }),
+                statuses: status.map(|s| vec![s as i32]).unwrap_or_default(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let (rows, missing) = match answer {
+        Ok(list) => (
+            list.into_inner()
+                .work_orders
+                .into_iter()
+                .map(|o| Row {
+                    status: status_label(t, o.status),
+                    opened: format::date_time(
+                        t,
+                        &web.zone,
+                        o.audit.as_ref().and_then(|a| a.created_at.as_ref()),
+                    ),
+                    id: o.id,
+                    number: o.number,
+                    complaint: o.complaint,
+                })
+                .collect(),
+            Vec::new(),
+        ),
+        Err(status) => match PageError::from_status(SERVICE, &status) {
+            PageError::Unavailable(service) => (Vec::new(), vec![missing(t, service)]),
+            other => return other.into_response(),
+        },
+    };
+    render(
+        StatusCode::OK,
+        &ListPage {
+            shell: Shell::new(Some(&caller), t.work_orders_title, "work-orders"),
+            heading: status
+                .map(|s| status_label(t, s as i32))
+                .unwrap_or(t.work_orders_title),
+            rows,
+            missing,
+        },
+    )
+}
+
+pub struct PartRow {
+    pub label: String,
+    pub quantity: i32,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub failure: String,
+    pub unit_price: String,
+    pub total: String,
+}
+
+pub struct LaborRow {
+    pub description: String,
+    pub technician: String,
+    pub minutes: i32,
+    pub rate: String,
+    pub total: String,
+}
+
+/// The part of the page that changes by itself: lines, totals, status and invoice link.
+#[derive(Template)]
+#[template(path = "work_order_lines.html")]
+struct Lines {
+    shell: Shell,
+    id: String,
+    poll: bool,
+    status: &'static str,
+    parts: Vec<PartRow>,
+    labor: Vec<LaborRow>,
+    parts_total: String,
+    labor_total: String,
+    estimated_total: String,
+    invoice_id: Option<String>,
+}
+
+pub struct PartChoice {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Template)]
+#[template(path = "work_order.html")]
+struct DetailPage {
+    shell: Shell,
+    id: String,
+    number: String,
+    version: i64,
+    complaint: String,
+    customer: Option<String>,
+    vehicle: Option<String>,
+    lines: String,
+    can_add_part: bool,
+    can_add_labor: bool,
+    parts: Vec<PartChoice>,
+    moves: Vec<(&'static str, &'static str)>,
+    can_cancel: bool,
+    errors: FieldErrors,
+    missing: Vec<&'static str>,
+}
+
+async fn fetch(web: &Web, caller: &Caller, id: &str) -> Result<pb::WorkOrder, PageError> {
+    let clients = &web.clients;
+    Ok(clients
+        .workorder
+        .clone()
+        .get_work_order(
+            clients.request(&caller.ctx, pb::GetWorkOrderRequest { id: id.to_string() }),
+        )
+        .await
+        .map_err(PageError::grpc(SERVICE))?
+        .into_inner())
+}
+
+fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
+    let t = &EN;
+    let parts: Vec<PartRow> = order
+        .part_lines
+        .iter()
+        .map(|l| {
+            let (state, class) = match pb::ReservationState::try_from(l.reservation_state) {
+                Ok(pb::ReservationState::Reserved) => (t.reservation_reserved, "ok"),
+                Ok(pb::ReservationState::Failed) => (t.reservation_failed, "bad"),
+                _ => (t.reservation_pending, "wait"),
+            };
+            PartRow {
+                label: if l.sku.is_empty() {
+                    l.part_id.clone()
+                } else {
+                    format!("{} · {}", l.sku, l.name)
+                },
+                quantity: l.quantity,
+                state,
+                state_class: class,
+                failure: l.failure_reason.clone(),
+                unit_price: format::money_of(t, l.unit_price.as_ref()),
+                total: format::money_of(t, l.line_total.as_ref()),
+            }
+        })
+        .collect();
+    let pending = order
+        .part_lines
+        .iter()
+        .any(|l| l.reservation_state == pb::ReservationState::Pending as i32);
+    let awaiting_invoice = order.status == S::Completed as i32 && order.invoice_id.is_empty();
+    let totals = order.totals.as_ref();
+    Lines {
+        shell: Shell::new(Some(caller), "", "work-orders"),
+        id: order.id.clone(),
+        poll: pending || awaiting_invoice,
+        status: status_label(t, order.status),
+        parts,
+        labor: order
+            .labor_lines
+            .iter()
+            .map(|l| LaborRow {
+                description: l.description.clone(),
+                technician: l.technician.clone(),
+                minutes: l.minutes,
+                rate: format::money_of(t, l.hourly_rate.as_ref()),
+                total: format::money_of(t, l.line_total.as_ref()),
+            })
+            .collect(),
+        parts_total: format::money_of(t, totals.and_then(|t| t.parts.as_ref())),
+        labor_total: format::money_of(t, totals.and_then(|t| t.labor.as_ref())),
+        estimated_total: format::money_of(t, totals.and_then(|t| t.estimated_total.as_ref())),
+        invoice_id: (!order.invoice_id.is_empty() && caller.can(method::LIST_INVOICES))
+            .then(|| order.invoice_id.clone()),
+    }
+}
+
+/// The lines section alone, for htmx's polling.
+pub async fn lines(State(web): State<Web>, caller: Caller, Path(id): Path<String>) -> Response {
+    match fetch(&web, &caller, &id).await {
+        Ok(order) => render(StatusCode::OK, &lines_of(&caller, &order)),
+        Err(err) => err.into_response(),
+    }
+}
+
+pub async fn detail(State(web): State<Web>, caller: Caller, Path(id): Path<String>) -> Response {
+    detail_page(&web, &caller, &id, FieldErrors::default(), StatusCode::OK).await
+}
+
+async fn detail_page(
+    web: &Web,
+    caller: &Caller,
+    id: &str,
+    errors: FieldErrors,
+    code: StatusCode,
+) -> Response {
+    let t = &EN;
+    let order = match fetch(web, caller, id).await {
+        Ok(order) => order,
+        Err(err) => return err.into_response(),
+    };
+    let clients = &web.clients;
+    let status = S::try_from(order.status).unwrap_or(S::Unspecified);
+    let editable = matches!(status, S::Open | S::InProgress | S::AwaitingParts);
+    let can_add_part = editable && caller.can(method::ADD_PART_LINE);
+    let (mut customers, mut vehicles) = (clients.customer.clone(), clients.customer.clone());
+    let (found_customer, found_vehicle, catalogue) = tokio::join!(
+        customers.get_customer(clients.request(
+            &caller.ctx,
+            customer::GetCustomerRequest {
+                id: order.customer_id.clone()
+            },
+        )),
+        vehicles.get_vehicle(clients.request(
+            &caller.ctx,
+            customer::GetVehicleRequest {
+                id: order.vehicle_id.clone()
+            },
+        )),
+        async {
+            if !can_add_part {
+                return Ok(None);
+            }
+            clients
+                .inventory
+                .clone()
+                .list_parts(clients.request(
+                    &caller.ctx,
+                    inventory::ListPartsRequest {
+                        page: Some(PageRequest {
+                            page_size: 500,
+                            page_token: String::new(),
+                        }),
+                        active: inventory::ActiveFilter::Active as i32,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(|r| Some(r.into_inner().parts))
+        },
+    );
+    let mut absent = Vec::new();
+    let customer = found_customer.map(|c| c.into_inner().name).ok();
+    let vehicle = found_vehicle
+        .map(|v| {
+            let v = v.into_inner();
+            format!(
+                "{} · {} {} {} · {}",
+                v.license_plate, v.make, v.model, v.year, v.vin
+            )
+        })
+        .ok();
+    if customer.is_none() || vehicle.is_none() {
+        absent.push(missing(t, "customer"));
+    }
+    let parts = match catalogue {
+        Ok(parts) => parts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| PartChoice {
+                label: format!(
+                    "{} · {} ({} · {})",
+                    p.sku,
+                    p.name,
+                    format::money_of(t, p.unit_price.as_ref()),
+                    p.quantity_available
+                ),
+                id: p.id,
+            })
+            .collect(),
+        Err(_) => {
+            absent.push(missing(t, "inventory"));
+            Vec::new()
+        }
+    };
+    let any_status = caller.can(rule::WORK_ORDER_ANY_STATUS);
+    let may_move = caller.can(method::CHANGE_STATUS);
+    let moves = next_statuses(status)
+        .iter()
+        .filter(|s| **s != S::Cancelled)
+        .filter(|s| may_move && (any_status || matches!(s, S::InProgress | S::Completed)))
+        .map(|s| (status_name(*s), status_label(t, *s as i32)))
+        .collect();
+    let can_cancel = may_move && any_status && next_statuses(status).contains(&S::Cancelled);
+    let lines = match lines_of(caller, &order).render() {
+        Ok(html) => html,
+        Err(err) => return PageError::Internal(err.to_string()).into_response(),
+    };
+    render(
+        code,
+        &DetailPage {
+            shell: Shell::new(
+                Some(caller),
+                format!("{} {}", t.work_order, order.number),
+                "work-orders",
+            ),
+            id: order.id.clone(),
+            number: order.number.clone(),
+            version: order.audit.as_ref().map(|a| a.version).unwrap_or_default(),
+            complaint: order.complaint.clone(),
+            customer,
+            vehicle,
+            lines,
+            can_add_part: can_add_part && !parts.is_empty(),
+            can_add_labor: editable && caller.can(method::ADD_LABOR_LINE),
+            parts,
+            moves,
+            can_cancel,
+            errors,
+            missing: absent,
+        },
+    )
+}
+
+/// A write's answer: back to the page, or the page again with the service's field errors.
+async fn after_write(
+    web: &Web,
+    caller: &Caller,
+    id: &str,
+    answer: Result<tonic::Response<pb::WorkOrder>, tonic::Status>,
+) -> Response {
+    match answer {
+        Ok(_) => Redirect::to(&format!("/work-orders/{id}")).into_response(),
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::InvalidArgument
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::Aborted
+            ) =>
+        {
+            let mut errors = FieldErrors::from_status(&status);
+            if errors.is_empty() {
+                errors.add("status", status.message());
+            }
+            detail_page(web, caller, id, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(status) => PageError::from_status(SERVICE, &status).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AddPart {
+    #[serde(default)]
+    part_id: String,
+    #[serde(default)]
+    quantity: String,
+    #[serde(default)]
+    idempotency_key: String,
+}
+
+pub async fn add_part(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<AddPart>,
+) -> Response {
+    if let Err(refused) = caller.require(method::ADD_PART_LINE) {
+        return refused.into_response();
+    }
+    let Ok(quantity) = form.quantity.trim().parse::<i32>() else {
+        let mut errors = FieldErrors::default();
+        errors.add("quantity", EN.number_invalid);
+        return detail_page(&web, &caller, &id, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .add_part_line(clients.request(
+            &caller.ctx,
+            pb::AddPartLineRequest {
+                work_order_id: id.clone(),
+                part_id: form.part_id,
+                quantity,
+                expected_version: 0,
+                idempotency_key: form.idempotency_key,
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}
+
+#[derive(Deserialize)]
+pub struct AddLabor {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    technician: String,
+    #[serde(default)]
+    minutes: String,
+    #[serde(default)]
+    idempotency_key: String,
+}
+
+pub async fn add_labor(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<AddLabor>,
+) -> Response {
+    if let Err(refused) = caller.require(method::ADD_LABOR_LINE) {
+        return refused.into_response();
+    }
+    let Ok(minutes) = form.minutes.trim().parse::<i32>() else {
+        let mut errors = FieldErrors::default();
+        errors.add("minutes", EN.number_invalid);
+        return detail_page(&web, &caller, &id, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .add_labor_line(clients.request(
+            &caller.ctx,
+            pb::AddLaborLineRequest {
+                work_order_id: id.clone(),
+                description: form.description,
+                technician: form.technician,
+                minutes,
+                hourly_rate: None,
+                expected_version: 0,
+                idempotency_key: form.idempotency_key,
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}
+
+#[derive(Deserialize)]
+pub struct ChangeStatus {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    expected_version: i64,
+}
+
+pub async fn change_status(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<ChangeStatus>,
+) -> Response {
+    if let Err(refused) = caller.require(method::CHANGE_STATUS) {
+        return refused.into_response();
+    }
+    let Some(status) = parse_status(&form.status) else {
+        let mut errors = FieldErrors::default();
+        errors.add("status", format!("{:?} is not a status", form.status));
+        return detail_page(&web, &caller, &id, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .change_status(clients.request(
+            &caller.ctx,
+            pb::ChangeStatusRequest {
+                id: id.clone(),
+                status: status as i32,
+                reason: form.reason,
+                expected_version: form.expected_version,
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}

@@ -1,0 +1,394 @@
+//! The pages over HTTP on a whole garage: sessions, who sees and may do what, cross-site
+//! requests, field errors, and a page with a service down.
+
+mod common;
+
+use common::{Browser, Garage, OWNER_PASSWORD, STAFF_PASSWORD};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+/// An invoice of a work order with one labour line (2 h at 90.00, 20% tax: 216.00).
+async fn invoice(garage: &Garage) -> serde_json::Value {
+    let order = garage.work_order().await;
+    let id = order["id"].as_str().unwrap();
+    let order = garage
+        .post(
+            &format!("/api/work-orders/{id}/labor"),
+            json!({"description": "Brake pads", "technician": "Tom", "minutes": 120}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    garage.invoice(&order).await;
+    let list = garage.get("/api/invoices").await.expect(StatusCode::OK);
+    list["items"][0].clone()
+}
+
+#[sqlx::test]
+async fn signing_in_sets_a_strict_http_only_cookie_and_pages_without_it_go_to_sign_in(
+    pool: PgPool,
+) {
+    let garage = Garage::start(pool).await;
+    let anonymous = Browser::new(&garage.base);
+    for path in ["/", "/customers", "/invoices"] {
+        let page = anonymous.get(path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(page.location(), Some("/sign-in"), "{path}");
+    }
+    let form = anonymous.get("/sign-in").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let csp = form.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(!form.html.contains("<script>"), "no inline script");
+
+    let wrong = anonymous
+        .post(
+            "/sign-in",
+            &[("email", &garage.owner_email), ("password", "nope")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.html.contains("The email or the password is wrong."));
+
+    let signed_in = anonymous.sign_in(&garage.owner_email, OWNER_PASSWORD).await;
+    let cookie = signed_in.set_cookie().unwrap();
+    assert!(cookie.starts_with("carerp_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let today = anonymous.get("/").await;
+    assert_eq!(today.status, StatusCode::OK, "{}", today.html);
+    assert!(today.html.contains("Work orders by status"));
+    assert!(today.html.contains("Revenue this month"));
+
+    // Behind TLS the cookie is Secure.
+    let tls = anonymous
+        .http
+        .post(garage.url("/sign-in"))
+        .header("x-forwarded-proto", "https")
+        .header("origin", garage.base.replace("http://", "https://"))
+        .form(&[
+            ("email", garage.owner_email.as_str()),
+            ("password", OWNER_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = tls.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn a_role_without_record_payment_sees_no_payment_form_and_a_forged_one_is_refused(
+    pool: PgPool,
+) {
+    let garage = Garage::start(pool).await;
+    let invoice = invoice(&garage).await;
+    let id = invoice["id"].as_str().unwrap();
+    let path = format!("/invoices/{id}");
+
+    let owner = garage.owner_browser().await;
+    let page = owner.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(page.html.contains("id=\"payment-form\""));
+
+    let advisor = garage.browser_as("SERVICE_ADVISOR").await;
+    let page = advisor.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(page.html.contains(invoice["number"].as_str().unwrap()));
+    assert!(
+        !page.html.contains("payment-form"),
+        "no payment form for an advisor"
+    );
+    assert!(!page.html.contains("Record payment"));
+
+    let technician = garage.browser_as("TECHNICIAN").await;
+    assert_eq!(technician.get(&path).await.status, StatusCode::FORBIDDEN);
+    let today = technician.get("/").await;
+    assert!(
+        !today.html.contains("Revenue this month"),
+        "technicians read no money"
+    );
+    assert!(!today.html.contains("href=\"/invoices\""));
+
+    for forger in [&advisor, &technician] {
+        let forged = forger
+            .post(
+                &format!("{path}/payments"),
+                &[
+                    ("amount", "10.00"),
+                    ("method", "CASH"),
+                    ("idempotency_key", "forged"),
+                ],
+            )
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.html);
+        assert!(forged.html.contains("Your role may not do this."));
+    }
+    let after = garage
+        .get(&format!("/api/invoices/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(after["payments"], json!([]), "nothing recorded: {after}");
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn the_owner_records_a_partial_payment_and_a_bad_amount_is_shown_at_its_field(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let invoice = invoice(&garage).await;
+    let id = invoice["id"].as_str().unwrap();
+    let owner = garage.owner_browser().await;
+    let path = format!("/invoices/{id}/payments");
+
+    let bad = owner
+        .post(
+            &path,
+            &[
+                ("amount", "12,5x"),
+                ("method", "CARD"),
+                ("idempotency_key", "k1"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.html.contains("id=\"amount-error\""), "{}", bad.html);
+    assert!(bad.html.contains("is not an amount"));
+
+    let paid = owner
+        .post(
+            &path,
+            &[
+                ("amount", "100.00"),
+                ("method", "CARD"),
+                ("idempotency_key", "k2"),
+            ],
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::SEE_OTHER, "{}", paid.html);
+    let page = owner.get(paid.location().unwrap()).await;
+    assert!(page.html.contains("Payment recorded."));
+    assert!(page.html.contains("€100.00"), "{}", page.html);
+    assert!(page.html.contains("Partially paid"));
+    let print = owner.get(&format!("/invoices/{id}/print")).await;
+    assert_eq!(print.status, StatusCode::OK);
+    assert!(print.html.contains("€216.00"), "{}", print.html);
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn a_form_sent_from_another_site_or_without_an_origin_is_refused(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let owner = garage.owner_browser().await;
+    let form = [
+        ("name", "Mallory"),
+        ("phone", "+4930123456"),
+        ("idempotency_key", "x"),
+    ];
+    let cross_site = owner
+        .http
+        .post(garage.url("/customers"))
+        .header("origin", "https://evil.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    let fetch_metadata = owner
+        .http
+        .post(garage.url("/customers"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetch_metadata.status(), StatusCode::FORBIDDEN);
+    let no_origin = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(garage.url("/sign-in"))
+        .form(&[
+            ("email", garage.owner_email.as_str()),
+            ("password", OWNER_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_origin.status(), StatusCode::FORBIDDEN);
+    assert!(no_origin.headers().get("set-cookie").is_none());
+    let customers = garage
+        .get("/api/customers?q=Mallory")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(customers["items"], json!([]), "nothing created");
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn field_errors_appear_next_to_their_fields_and_the_form_keeps_what_was_typed(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let owner = garage.owner_browser().await;
+    let page = owner
+        .post(
+            "/customers",
+            &[
+                ("name", ""),
+                ("email", "not-an-email"),
+                ("phone", "12"),
+                ("idempotency_key", "f1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.html
+    );
+    for field in ["name", "email", "phone"] {
+        let input = page.html.find(&format!("id=\"{field}\"")).unwrap();
+        let error = page
+            .html
+            .find(&format!("id=\"{field}-error\""))
+            .unwrap_or_else(|| panic!("no error for {field}: {}", page.html));
+        assert!(error > input, "{field}'s error follows its input");
+    }
+    assert!(page.html.contains("value=\"not-an-email\""));
+
+    let created = owner
+        .post(
+            "/customers",
+            &[
+                ("name", "Ada <b>Lovelace</b>"),
+                ("phone", "+4930123456"),
+                ("idempotency_key", "f2"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.html);
+    let list = owner.get(created.location().unwrap()).await;
+    assert!(list.html.contains("Customer created."));
+    assert!(
+        list.html.contains("Ada &#60;b&#62;Lovelace&#60;/b&#62;"),
+        "escaped: {}",
+        list.html
+    );
+    // htmx's search asks for the results only.
+    let results = owner
+        .http
+        .get(garage.url("/customers?q=lovelace"))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(results.starts_with("<div id=\"results\""), "{results}");
+    assert!(results.contains("Lovelace"));
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn signing_out_ends_the_session_and_the_old_cookie_no_longer_works(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let browser = Browser::new(&garage.base);
+    let signed_in = browser.sign_in(&garage.owner_email, OWNER_PASSWORD).await;
+    let cookie = signed_in
+        .set_cookie()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = browser.post("/sign-out", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.location(), Some("/sign-in"));
+    assert!(out.set_cookie().unwrap().contains("Max-Age=0"));
+    // Someone who kept the cookie: the session has ended.
+    let mut refused = false;
+    for _ in 0..50 {
+        let stale = garage
+            .http
+            .get(garage.url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        if stale.url().path() == "/sign-in" {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the old cookie still opens pages");
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn a_one_time_password_must_be_changed_before_any_other_page(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let created = garage
+        .post(
+            "/api/users",
+            json!({"email": "new@example.com", "displayName": "New Person", "role": "SERVICE_ADVISOR"}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let one_time = created["oneTimePassword"].as_str().unwrap();
+    let browser = Browser::new(&garage.base);
+    let signed_in = browser.sign_in("new@example.com", one_time).await;
+    assert_eq!(signed_in.location(), Some("/password"));
+    let today = browser.get("/").await;
+    assert_eq!(today.location(), Some("/password"));
+    let weak = browser
+        .post(
+            "/password",
+            &[("current_password", one_time), ("new_password", "short")],
+        )
+        .await;
+    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        weak.html.contains("id=\"new_password-error\""),
+        "{}",
+        weak.html
+    );
+    let changed = browser
+        .post(
+            "/password",
+            &[
+                ("current_password", one_time),
+                ("new_password", STAFF_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.html);
+    assert_eq!(changed.location(), Some("/"));
+    assert_eq!(browser.get("/").await.status, StatusCode::OK);
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn a_page_whose_service_is_down_says_what_is_missing_and_the_rest_works(pool: PgPool) {
+    let mut garage = Garage::start(pool).await;
+    let order = garage.work_order().await;
+    let owner = garage.owner_browser().await;
+    garage.inventory.take().unwrap().stop().await.unwrap();
+    let today = owner.get("/").await;
+    assert_eq!(today.status, StatusCode::OK, "{}", today.html);
+    assert!(today.html.contains("Parts and stock are unavailable"));
+    assert!(today.html.contains("Work orders by status"));
+    let detail = owner
+        .get(&format!("/work-orders/{}", order["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.html);
+    assert!(detail.html.contains("Parts and stock are unavailable"));
+    assert!(detail.html.contains("Brakes squeal"));
+    garage.billing.take().unwrap().stop().await.unwrap();
+    let invoices = owner.get("/invoices").await;
+    assert_eq!(invoices.status, StatusCode::OK);
+    assert!(invoices.html.contains("Invoices are unavailable"));
+    garage.stop().await;
+}
