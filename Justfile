@@ -10,6 +10,12 @@ dev:
 test:
     cargo test --workspace
 
+# The web app's tests: pages over HTTP, then the browser test (screenshots in
+# $CARGO_TARGET_DIR/ui-screenshots); installs Chromium when absent.
+test-web:
+    bash .ci/browser
+    cargo test -p carerp-web -- --nocapture
+
 # Format check and clippy, as CI runs them.
 lint:
     cargo fmt --all --check

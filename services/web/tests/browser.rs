@@ -1,0 +1,212 @@
+//! The web app in headless Chromium on a whole garage: sign in, create a customer, work a
+//! work order (a part and labour, the part turning RESERVED without a reload), complete it,
+//! open its invoice and record a payment. Every page is photographed at 1440 and 390 px
+//! into `target/ui-screenshots/` (under `CARGO_TARGET_DIR` when set).
+//!
+//! Needs Debian's `chromium` and `chromium-driver`; without them the test says so and passes,
+//! except under `CI`, where it fails.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Garage, OWNER_PASSWORD};
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// chromedriver on a free port, and a headless browser session on it; `None` (after saying
+/// why) where Chromium is not installed and this is not CI.
+async fn browser() -> Option<(Driver, Client)> {
+    if !(std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver"
+        );
+        eprintln!(
+            "SKIPPED: the browser test needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
+        );
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Driver(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        let connected =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await;
+        if let Ok(client) = connected {
+            return Some((driver, client));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start on {url}");
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The current page at a desk's and a phone's width.
+async fn photograph(client: &Client, name: &str) {
+    let dir = screenshot_dir();
+    for (width, height) in [(1440, 900), (390, 844)] {
+        client.set_window_size(width, height).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let png = client.screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
+    }
+    client.set_window_size(1440, 900).await.unwrap();
+}
+
+async fn fill(client: &Client, id: &str, text: &str) {
+    let field = client.find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn wait_for_text(client: &Client, css: &str, text: &str) {
+    for _ in 0..150 {
+        if let Ok(element) = client.find(Locator::Css(css)).await
+            && element.text().await.is_ok_and(|t| t.contains(text))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{css} never showed {text:?}: {}",
+        client.source().await.unwrap_or_default()
+    );
+}
+
+#[sqlx::test]
+async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
+    let Some((_driver, client)) = browser().await else {
+        return;
+    };
+    let garage = Garage::start(pool).await;
+    garage.part("OIL-5W30", 20, 2).await;
+    let order = garage.work_order().await;
+    let order_id = order["id"].as_str().unwrap();
+
+    client.goto(&garage.url("/")).await.unwrap();
+    wait_for_text(&client, "h1", "Sign in").await;
+    photograph(&client, "sign-in").await;
+    fill(&client, "email", &garage.owner_email).await;
+    fill(&client, "password", OWNER_PASSWORD).await;
+    click(&client, "form button[type=submit]").await;
+    wait_for_text(&client, "h1", "Today").await;
+    photograph(&client, "today").await;
+
+    client.goto(&garage.url("/customers/new")).await.unwrap();
+    fill(&client, "name", "Grace Hopper").await;
+    fill(&client, "phone", "12").await;
+    click(&client, "main form button[type=submit]").await;
+    wait_for_text(&client, "#phone-error", "").await;
+    photograph(&client, "customer-field-errors").await;
+    fill(&client, "phone", "+4930999888").await;
+    click(&client, "main form button[type=submit]").await;
+    wait_for_text(&client, "main", "Customer created.").await;
+    fill(&client, "q", "hopper").await;
+    wait_for_text(&client, "#results", "Grace Hopper").await;
+    photograph(&client, "customers").await;
+
+    client
+        .goto(&garage.url(&format!("/work-orders/{order_id}")))
+        .await
+        .unwrap();
+    wait_for_text(&client, "h1", order["number"].as_str().unwrap()).await;
+    fill(&client, "quantity", "2").await;
+    click(&client, "form[action$='/parts'] button").await;
+    wait_for_text(&client, "#lines", "OIL-5W30").await;
+    // The saga reserves the part; the lines section polls until it has.
+    wait_for_text(&client, "#lines", "Reserved").await;
+    let url_before = client.current_url().await.unwrap();
+    fill(&client, "description", "Oil change").await;
+    fill(&client, "technician", "Tom").await;
+    fill(&client, "minutes", "45").await;
+    click(&client, "form[action$='/labor'] button").await;
+    wait_for_text(&client, "#lines", "Oil change").await;
+    photograph(&client, "work-order").await;
+    assert_eq!(client.current_url().await.unwrap(), url_before);
+
+    click(&client, "#move-IN_PROGRESS").await;
+    wait_for_text(&client, "#wo-status", "In progress").await;
+    click(&client, "#move-COMPLETED").await;
+    wait_for_text(&client, "#wo-status", "Completed").await;
+    // Billing issues the invoice; the link appears without a reload.
+    wait_for_text(&client, "#lines", "Invoice").await;
+    photograph(&client, "work-order-completed").await;
+    click(&client, "#invoice-link").await;
+    wait_for_text(&client, "h1", "Invoice").await;
+    photograph(&client, "invoice").await;
+    fill(&client, "amount", "10.00").await;
+    click(&client, "#payment-form button").await;
+    wait_for_text(&client, "main", "Payment recorded.").await;
+    wait_for_text(&client, "#invoice-status", "Partially paid").await;
+    photograph(&client, "invoice-paid").await;
+    click(&client, "a.button.secondary").await;
+    wait_for_text(&client, "h1", "Invoice").await;
+    photograph(&client, "invoice-print").await;
+
+    let invoices = garage.get("/api/invoices").await.expect(StatusCode::OK);
+    assert_eq!(
+        invoices["items"][0]["status"], "PARTIALLY_PAID",
+        "{invoices}"
+    );
+    client.close().await.unwrap();
+    garage.stop().await;
+}
