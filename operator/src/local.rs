@@ -385,7 +385,7 @@ where
         .with_context(|| {
             format!(
                 "PostgreSQL does not answer at {} (set CARERP_ADMIN_DATABASE_URL)",
-                redact(&options.admin_database_url)
+                carerp_kit::config::redact_url(&options.admin_database_url)
             )
         })?;
     // Locally no Secret survives between runs: every run sets fresh passwords.
@@ -531,18 +531,6 @@ fn print_owner(owner: &OwnerAccess) {
     println!();
 }
 
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// The folder of the running binary, where cargo puts the service binaries too.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the operator binary")?;
@@ -581,10 +569,13 @@ mod tests {
     #[test]
     fn passwords_never_reach_messages() {
         assert_eq!(
-            redact("postgres://u:secret@h:5432/d"),
+            carerp_kit::config::redact_url("postgres://u:secret@h:5432/d"),
             "postgres://u@h:5432/d"
         );
-        assert_eq!(redact("postgres://h/d"), "postgres://h/d");
+        assert_eq!(
+            carerp_kit::config::redact_url("postgres://h/d"),
+            "postgres://h/d"
+        );
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl ServiceConfig {
         {
             return Err(ConfigError::Invalid {
                 name: "DATABASE_URL",
-                value: url.clone(),
+                value: redact_url(url),
                 reason: "expected a postgres:// URL".into(),
             });
         }
@@ -197,6 +197,21 @@ impl ServiceConfig {
             });
         }
         Ok(value)
+    }
+}
+
+/// A connection URL without its password, for messages and logs:
+/// `postgres://user:secret@host/db` becomes `postgres://user@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        // No scheme: whatever precedes an `@` may be a password.
+        (None, Some(at)) => format!("<redacted>@{}", &url[at + 1..]),
+        _ => url.to_string(),
     }
 }
 
@@ -337,6 +352,19 @@ mod tests {
         vars.entry(TOKEN_PUBLIC_KEYS.into())
             .or_insert_with(|| crate::auth::testing::signing_key().public_entry());
         ServiceConfig::from_lookup("customer", database, |name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn a_malformed_database_url_is_named_without_its_password() {
+        for url in ["mysql://app:s3cret@db/x", "app:s3cret@db:5432/x"] {
+            let mut vars = BASE.to_vec();
+            vars[1] = ("DATABASE_URL", url);
+            let err = load(&vars, Database::Required).unwrap_err().to_string();
+            assert!(err.starts_with("DATABASE_URL="), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        assert_eq!(redact_url("postgres://u:p@h/d"), "postgres://u@h/d");
+        assert_eq!(redact_url("postgres://h/d"), "postgres://h/d");
     }
 
     #[test]
