@@ -3,6 +3,8 @@
 # Docker engine, so it is exercised by whoever runs `just images` on one.
 
 FROM rust:1.95-bookworm AS build
+# The web app's build script installs htmx from its npm package (pinned by its lockfile).
+RUN apt-get update && apt-get install -y --no-install-recommends npm && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 ARG BIN

@@ -65,13 +65,13 @@ kind-up:
 # Container images of the operator and every service (needs a Docker engine), tagged
 # REGISTRY/carerp-<name>:TAG as the operator's Deployments name them.
 images registry="ghcr.io/carerp" tag="0.1.0":
-    for bin in carerp-operator carerp-customer carerp-workorder carerp-inventory carerp-billing carerp-bff; do \
+    for bin in carerp-operator carerp-customer carerp-workorder carerp-inventory carerp-billing carerp-identity carerp-bff; do \
         docker build --build-arg BIN=$bin -t {{registry}}/$bin:{{tag}} . || exit 1; \
     done
 
 # Load the images into the kind cluster, so nothing is pulled from a registry.
 kind-load registry="ghcr.io/carerp" tag="0.1.0":
-    for bin in carerp-operator carerp-customer carerp-workorder carerp-inventory carerp-billing carerp-bff; do \
+    for bin in carerp-operator carerp-customer carerp-workorder carerp-inventory carerp-billing carerp-identity carerp-bff; do \
         kind load docker-image {{registry}}/$bin:{{tag}} --name carerp || exit 1; \
     done
 

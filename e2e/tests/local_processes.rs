@@ -231,8 +231,20 @@ async fn a_repair_from_intake_to_invoice_through_the_bff_of_a_local_tenant() {
     };
     use reqwest::Method as M;
 
-    // Nothing without signing in; the owner signs in with the password the script set.
+    // Nothing without signing in; the owner signs in with the password the script set. The
+    // tenant's URL opens the web app, at its sign-in page.
     api.expect(M::GET, "/api/customers", None, 401).await;
+    let page = api.http.get(format!("{}/", api.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{:?}",
+        page.headers()
+    );
+    assert!(page.text().await.unwrap().contains("password"));
     let session = api
         .expect(
             M::POST,

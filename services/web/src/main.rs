@@ -1,4 +1,4 @@
-//! `carerp-web`: the BFF (REST API) with the web app beside it; wiring only.
+//! `carerp-bff`: the tenant's HTTP entry, the REST API and the web app beside it; wiring only.
 
 use carerp_bff::BffConfig;
 
@@ -7,14 +7,14 @@ async fn main() {
     let config = match BffConfig::from_env() {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("carerp-web: configuration error: {err}");
+            eprintln!("carerp-bff: configuration error: {err}");
             std::process::exit(2);
         }
     };
     let _telemetry = match carerp_kit::telemetry::init(&config.service) {
         Ok(guard) => guard,
         Err(err) => {
-            eprintln!("carerp-web: telemetry: {err}");
+            eprintln!("carerp-bff: telemetry: {err}");
             std::process::exit(2);
         }
     };
@@ -22,7 +22,7 @@ async fn main() {
         Ok(running) => running,
         Err(err) => {
             tracing::error!("cannot start: {err:#}");
-            eprintln!("carerp-web: cannot start: {err:#}");
+            eprintln!("carerp-bff: cannot start: {err:#}");
             std::process::exit(1);
         }
     };
