@@ -143,6 +143,7 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
+            header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::HeaderName::from_static("idempotency-key"),
             header::HeaderName::from_static("x-correlation-id"),
@@ -152,6 +153,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::HeaderName::from_static("x-correlation-id"),
             header::RETRY_AFTER,
             header::LOCATION,
+            header::WWW_AUTHENTICATE,
         ])
         .max_age(std::time::Duration::from_secs(600))
 }

@@ -386,7 +386,7 @@ async fn cors_follows_the_configured_origins(pool: PgPool) {
             .header("access-control-request-method", "POST")
             .header(
                 "access-control-request-headers",
-                "content-type,idempotency-key",
+                "authorization,content-type,idempotency-key",
             )
             .send()
     };
@@ -398,6 +398,12 @@ async fn cors_follows_the_configured_origins(pool: PgPool) {
             .unwrap(),
         "https://shop.example"
     );
+    // Integrations send their token from the browser too.
+    let headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(headers.contains("authorization"), "{headers}");
     let other = preflight("https://evil.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
     garage.stop().await;
