@@ -119,6 +119,19 @@ pub fn date_time(
         .unwrap_or_default()
 }
 
+/// How long ago `since` was, in the largest whole unit: minutes, hours or days.
+pub fn age(t: &Messages, now: jiff::Timestamp, since: Option<&prost_types::Timestamp>) -> String {
+    let Some(since) = since.and_then(|at| jiff::Timestamp::new(at.seconds, at.nanos).ok()) else {
+        return String::new();
+    };
+    let minutes = (now.as_second() - since.as_second()).max(0) / 60;
+    match minutes {
+        m if m < 60 => format!("{m} {}", t.age_minutes),
+        m if m < 24 * 60 => format!("{} {}", m / 60, t.age_hours),
+        m => format!("{} {}", m / (24 * 60), t.age_days),
+    }
+}
+
 /// An ISO date (`2026-03-01`, already in the tenant's zone) with the catalogue's format.
 pub fn date(t: &Messages, iso: &str) -> String {
     iso.parse::<jiff::civil::Date>()

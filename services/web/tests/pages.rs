@@ -392,3 +392,122 @@ async fn a_page_whose_service_is_down_says_what_is_missing_and_the_rest_works(po
     assert!(invoices.html.contains("Invoices are unavailable"));
     garage.stop().await;
 }
+
+#[sqlx::test]
+async fn the_board_shows_cards_in_their_columns_and_a_move_follows_the_apis_rules(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let order = garage.work_order().await;
+    let id = order["id"].as_str().unwrap();
+    let number = order["number"].as_str().unwrap();
+    let owner = garage.owner_browser().await;
+
+    let board = owner.get("/work-orders").await;
+    assert_eq!(board.status, StatusCode::OK, "{}", board.html);
+    for column in [
+        "Open",
+        "In progress",
+        "Awaiting parts",
+        "Completed",
+        "Invoiced",
+    ] {
+        assert!(board.html.contains(&format!(">{column} <")), "{column}");
+    }
+    assert!(
+        !board.html.contains("id=\"col-CANCELLED\""),
+        "behind the filter"
+    );
+    let open = board.html.find("id=\"col-OPEN\"").unwrap();
+    let card = board.html.find(&format!("id=\"card-{id}\"")).unwrap();
+    let next = board.html.find("id=\"col-IN_PROGRESS\"").unwrap();
+    assert!(open < card && card < next, "the card is in Open");
+    assert!(board.html.contains("Wanda Web"));
+    assert!(board.html.contains("B-XY 123"));
+    assert!(board.html.contains("Open for 0 min"), "{}", board.html);
+    assert!(
+        board
+            .html
+            .contains(&format!("{number}: Move to In progress"))
+    );
+
+    let moved = owner
+        .post(
+            &format!("/work-orders/{id}/status"),
+            &[
+                ("status", "IN_PROGRESS"),
+                ("expected_version", "1"),
+                ("back", "board"),
+            ],
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::SEE_OTHER, "{}", moved.html);
+    assert_eq!(
+        moved.location(),
+        Some(format!("/work-orders#card-{id}").as_str())
+    );
+    let after = garage
+        .get(&format!("/api/work-orders/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(after["status"], "IN_PROGRESS");
+
+    // The card as it was before: its version is stale, and the page offers a reload.
+    let stale = owner
+        .post(
+            &format!("/work-orders/{id}/status"),
+            &[
+                ("status", "AWAITING_PARTS"),
+                ("expected_version", "1"),
+                ("back", "board"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        stale.html
+    );
+    assert!(stale.html.contains("Someone else changed this work order"));
+    assert!(stale.html.contains("id=\"reload\""));
+
+    // A move the life cycle refuses comes back in the service's words.
+    let refused = owner
+        .post(
+            &format!("/work-orders/{id}/status"),
+            &[("status", "OPEN"), ("back", "board")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.html.contains("a work order never returns to OPEN"),
+        "{}",
+        refused.html
+    );
+
+    // A technician may start and complete, not park an order awaiting parts.
+    let technician = garage.browser_as("TECHNICIAN").await;
+    let board = technician.get("/work-orders").await;
+    assert!(board.html.contains(&format!("{number}: Move to Completed")));
+    assert!(
+        !board
+            .html
+            .contains(&format!("{number}: Move to Awaiting parts"))
+    );
+
+    owner
+        .post(
+            &format!("/work-orders/{id}/status"),
+            &[("status", "CANCELLED"), ("reason", "Customer left")],
+        )
+        .await;
+    let board = owner.get("/work-orders").await;
+    assert!(!board.html.contains(&format!("id=\"card-{id}\"")));
+    let with_cancelled = owner.get("/work-orders?cancelled=1").await;
+    let cancelled = with_cancelled.html.find("id=\"col-CANCELLED\"").unwrap();
+    let card = with_cancelled
+        .html
+        .find(&format!("id=\"card-{id}\""))
+        .unwrap();
+    assert!(cancelled < card);
+    garage.stop().await;
+}

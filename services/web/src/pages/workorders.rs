@@ -23,6 +23,8 @@ use crate::page::{FieldErrors, PageError, Shell, method, missing, render};
 use crate::session::Caller;
 
 const SERVICE: &str = "workorder";
+/// The field a stale write's refusal is filed under, so the page offers a reload.
+const STALE: &str = "version";
 use pb::WorkOrderStatus as S;
 
 pub fn status_label(t: &'static Messages, status: i32) -> &'static str {
@@ -73,20 +75,43 @@ fn next_statuses(status: S) -> &'static [S] {
     }
 }
 
-pub struct Row {
+/// A card on the board: the order, who and what it is for, how long it has been open, and
+/// the moves the caller may make from its column.
+pub struct Card {
     pub id: String,
     pub number: String,
-    pub status: &'static str,
-    pub complaint: String,
-    pub opened: String,
+    pub customer: String,
+    pub vehicle: String,
+    pub age: String,
+    pub version: i64,
+    pub moves: Vec<(&'static str, &'static str)>,
 }
+
+pub struct Column {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub cards: Vec<Card>,
+}
+
+/// The board's columns, in the order of the life cycle; cancelled ones behind the filter.
+const BOARD: &[S] = &[
+    S::Open,
+    S::InProgress,
+    S::AwaitingParts,
+    S::Completed,
+    S::Invoiced,
+];
 
 #[derive(Template)]
 #[template(path = "work_orders.html")]
-struct ListPage {
+struct BoardPage {
     shell: Shell,
-    heading: &'static str,
-    rows: Vec<Row>,
+    columns: Vec<Column>,
+    show_cancelled: bool,
+    /// The service's refusal of a move made from the board.
+    refused: Option<String>,
+    /// The refusal was a stale write: someone else changed the order first.
+    stale: bool,
     missing: Vec<&'static str>,
 }
 
@@ -94,6 +119,22 @@ struct ListPage {
 pub struct ListQuery {
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    cancelled: String,
+}
+
+/// The moves a caller may make from `status` on a button: the life cycle's, less what the
+/// role may not (cancelling needs a reason, so it is offered on the detail page).
+fn moves_for(caller: &Caller, status: S) -> Vec<(&'static str, &'static str)> {
+    let t = &EN;
+    let any_status = caller.can(rule::WORK_ORDER_ANY_STATUS);
+    let may_move = caller.can(method::CHANGE_STATUS);
+    next_statuses(status)
+        .iter()
+        .filter(|s| **s != S::Cancelled)
+        .filter(|s| may_move && (any_status || matches!(s, S::InProgress | S::Completed)))
+        .map(|s| (status_name(*s), status_label(t, *s as i32)))
+        .collect()
 }
 
 pub async fn list(
@@ -101,8 +142,27 @@ pub async fn list(
     caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Response {
+    let only = parse_status(&query.status);
+    let show_cancelled = !query.cancelled.is_empty() || only == Some(S::Cancelled);
+    board(&web, &caller, only, show_cancelled, None, StatusCode::OK).await
+}
+
+async fn board(
+    web: &Web,
+    caller: &Caller,
+    only: Option<S>,
+    show_cancelled: bool,
+    refused: Option<tonic::Status>,
+    code: StatusCode,
+) -> Response {
     let t = &EN;
-    let status = parse_status(&query.status);
+    let mut shown: Vec<S> = match only {
+        Some(status) => vec![status],
+        None => BOARD.to_vec(),
+    };
+    if show_cancelled && !shown.contains(&S::Cancelled) {
+        shown.push(S::Cancelled);
+    }
     let clients = &web.clients;
     let answer = clients
         .workorder
@@ -111,49 +171,138 @@ pub async fn list(
             &caller.ctx,
             pb::ListWorkOrdersRequest {
                 page: Some(PageRequest {
-                    page_size: 100,
+                    page_size: 500,
                     page_token: String::new(),
                 }),
-                statuses: status.map(|s| vec![s as i32]).unwrap_or_default(),
+                statuses: shown.iter().map(|s| *s as i32).collect(),
                 ..Default::default()
             },
         ))
         .await;
-    let (rows, missing) = match answer {
-        Ok(list) => (
-            list.into_inner()
-                .work_orders
-                .into_iter()
-                .map(|o| Row {
-                    status: status_label(t, o.status),
-                    opened: format::date_time(
-                        t,
-                        &web.zone,
-                        o.audit.as_ref().and_then(|a| a.created_at.as_ref()),
-                    ),
-                    id: o.id,
-                    number: o.number,
-                    complaint: o.complaint,
-                })
-                .collect(),
-            Vec::new(),
-        ),
+    let mut absent = Vec::new();
+    let orders = match answer {
+        Ok(list) => list.into_inner().work_orders,
         Err(status) => match PageError::from_status(SERVICE, &status) {
-            PageError::Unavailable(service) => (Vec::new(), vec![missing(t, service)]),
+            PageError::Unavailable(service) => {
+                absent.push(missing(t, service));
+                Vec::new()
+            }
             other => return other.into_response(),
         },
     };
+    let (names, plates, customers_down) = parties(web, caller, &orders).await;
+    if customers_down {
+        absent.push(missing(t, "customer"));
+    }
+    let now = jiff::Timestamp::now();
+    let mut columns: Vec<Column> = shown
+        .iter()
+        .map(|s| Column {
+            name: status_name(*s),
+            label: status_label(t, *s as i32),
+            cards: Vec::new(),
+        })
+        .collect();
+    for order in orders {
+        let status = S::try_from(order.status).unwrap_or(S::Unspecified);
+        let Some(column) = columns.iter_mut().find(|c| c.name == status_name(status)) else {
+            continue;
+        };
+        let audit = order.audit.as_ref();
+        column.cards.push(Card {
+            customer: names.get(&order.customer_id).cloned().unwrap_or_default(),
+            vehicle: plates.get(&order.vehicle_id).cloned().unwrap_or_default(),
+            age: format::age(t, now, audit.and_then(|a| a.created_at.as_ref())),
+            version: audit.map(|a| a.version).unwrap_or_default(),
+            moves: moves_for(caller, status),
+            id: order.id,
+            number: order.number,
+        });
+    }
+    let stale = refused
+        .as_ref()
+        .is_some_and(|s| s.code() == tonic::Code::Aborted);
     render(
-        StatusCode::OK,
-        &ListPage {
-            shell: Shell::new(Some(&caller), t.work_orders_title, "work-orders"),
-            heading: status
-                .map(|s| status_label(t, s as i32))
-                .unwrap_or(t.work_orders_title),
-            rows,
-            missing,
+        code,
+        &BoardPage {
+            shell: Shell::new(Some(caller), t.work_orders_title, "work-orders"),
+            columns,
+            show_cancelled,
+            refused: refused.map(|s| refusal(&s)),
+            stale,
+            missing: absent,
         },
     )
+}
+
+/// The service's words for a refused write, its field violations included.
+fn refusal(status: &tonic::Status) -> String {
+    let errors = FieldErrors::from_status(status);
+    if errors.is_empty() {
+        status.message().to_string()
+    } else {
+        errors
+            .0
+            .iter()
+            .map(|(field, message)| format!("{field}: {message}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+type Names = std::collections::HashMap<String, String>;
+
+/// The customers' names and the vehicles' plates of `orders`, each asked once and all at
+/// once; whether the customer service failed to answer any of them.
+async fn parties(web: &Web, caller: &Caller, orders: &[pb::WorkOrder]) -> (Names, Names, bool) {
+    let customer_ids: std::collections::BTreeSet<&str> =
+        orders.iter().map(|o| o.customer_id.as_str()).collect();
+    let vehicle_ids: std::collections::BTreeSet<&str> =
+        orders.iter().map(|o| o.vehicle_id.as_str()).collect();
+    let mut asks = tokio::task::JoinSet::new();
+    for id in customer_ids {
+        let (clients, ctx, id) = (web.clients.clone(), caller.ctx.clone(), id.to_string());
+        asks.spawn(async move {
+            let answer = clients
+                .customer
+                .clone()
+                .get_customer(
+                    clients.request(&ctx, customer::GetCustomerRequest { id: id.clone() }),
+                )
+                .await
+                .map(|c| c.into_inner().name);
+            (true, id, answer)
+        });
+    }
+    for id in vehicle_ids {
+        let (clients, ctx, id) = (web.clients.clone(), caller.ctx.clone(), id.to_string());
+        asks.spawn(async move {
+            let answer = clients
+                .customer
+                .clone()
+                .get_vehicle(clients.request(&ctx, customer::GetVehicleRequest { id: id.clone() }))
+                .await
+                .map(|v| {
+                    let v = v.into_inner();
+                    format!("{} · {} {}", v.license_plate, v.make, v.model)
+                });
+            (false, id, answer)
+        });
+    }
+    let (mut names, mut plates, mut down) = (Names::new(), Names::new(), false);
+    while let Some(done) = asks.join_next().await {
+        match done {
+            Ok((true, id, Ok(name))) => {
+                names.insert(id, name);
+            }
+            Ok((false, id, Ok(plate))) => {
+                plates.insert(id, plate);
+            }
+            Ok((_, _, Err(status))) if status.code() == tonic::Code::NotFound => {}
+            _ => down = true,
+        }
+    }
+    (names, plates, down)
 }
 
 pub struct PartRow {
@@ -212,6 +361,8 @@ struct DetailPage {
     moves: Vec<(&'static str, &'static str)>,
     can_cancel: bool,
     errors: FieldErrors,
+    /// The refused write was a stale one: someone else changed the order first.
+    stale: bool,
     missing: Vec<&'static str>,
 }
 
@@ -383,14 +534,9 @@ async fn detail_page(
             Vec::new()
         }
     };
-    let any_status = caller.can(rule::WORK_ORDER_ANY_STATUS);
+    let moves = moves_for(caller, status);
     let may_move = caller.can(method::CHANGE_STATUS);
-    let moves = next_statuses(status)
-        .iter()
-        .filter(|s| **s != S::Cancelled)
-        .filter(|s| may_move && (any_status || matches!(s, S::InProgress | S::Completed)))
-        .map(|s| (status_name(*s), status_label(t, *s as i32)))
-        .collect();
+    let any_status = caller.can(rule::WORK_ORDER_ANY_STATUS);
     let can_cancel = may_move && any_status && next_statuses(status).contains(&S::Cancelled);
     let lines = match lines_of(caller, &order).render() {
         Ok(html) => html,
@@ -416,6 +562,7 @@ async fn detail_page(
             parts,
             moves,
             can_cancel,
+            stale: errors.0.iter().any(|(field, _)| field == STALE),
             errors,
             missing: absent,
         },
@@ -440,7 +587,9 @@ async fn after_write(
             ) =>
         {
             let mut errors = FieldErrors::from_status(&status);
-            if errors.is_empty() {
+            if status.code() == tonic::Code::Aborted {
+                errors.add(STALE, status.message());
+            } else if errors.is_empty() {
                 errors.add("status", status.message());
             }
             detail_page(web, caller, id, errors, StatusCode::UNPROCESSABLE_ENTITY).await
@@ -545,6 +694,9 @@ pub struct ChangeStatus {
     reason: String,
     #[serde(default)]
     expected_version: i64,
+    /// `board` when the move was made on the board, which is where the answer goes.
+    #[serde(default)]
+    back: String,
 }
 
 pub async fn change_status(
@@ -575,5 +727,29 @@ pub async fn change_status(
             },
         ))
         .await;
-    after_write(&web, &caller, &id, answer).await
+    if form.back != "board" {
+        return after_write(&web, &caller, &id, answer).await;
+    }
+    match answer {
+        Ok(_) => Redirect::to(&format!("/work-orders#card-{id}")).into_response(),
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::InvalidArgument
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::Aborted
+            ) =>
+        {
+            board(
+                &web,
+                &caller,
+                None,
+                false,
+                Some(status),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(status) => PageError::from_status(SERVICE, &status).into_response(),
+    }
 }
