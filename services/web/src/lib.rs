@@ -84,8 +84,21 @@ pub fn router(bff: PagesContext<'_>) -> Router {
         )
         .route(
             "/work-orders/{id}/status",
-            post(pages::workorders::change_status),
+            get(pages::workorders::confirm_status).post(pages::workorders::change_status),
         )
+        .route(
+            "/work-orders/{id}/parts/{line}/remove",
+            post(pages::workorders::remove_part),
+        )
+        .route(
+            "/work-orders/{id}/labor/{line}/remove",
+            post(pages::workorders::remove_labor),
+        )
+        .route(
+            "/work-orders/{id}/retry",
+            post(pages::workorders::retry_reservation),
+        )
+        .route("/work-orders/{id}/print", get(pages::workorders::job_card))
         .route("/invoices", get(pages::invoices::list))
         .route("/invoices/{id}", get(pages::invoices::detail))
         .route("/invoices/{id}/print", get(pages::invoices::print))

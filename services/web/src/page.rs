@@ -22,7 +22,13 @@ pub mod method {
     pub const CHANGE_STATUS: &str = "/carerp.workorder.v1.WorkOrderService/ChangeStatus";
     pub const ADD_PART_LINE: &str = "/carerp.workorder.v1.WorkOrderService/AddPartLine";
     pub const ADD_LABOR_LINE: &str = "/carerp.workorder.v1.WorkOrderService/AddLaborLine";
+    pub const REMOVE_PART_LINE: &str = "/carerp.workorder.v1.WorkOrderService/RemovePartLine";
+    pub const REMOVE_LABOR_LINE: &str = "/carerp.workorder.v1.WorkOrderService/RemoveLaborLine";
+    pub const RETRY_RESERVATION: &str = "/carerp.workorder.v1.WorkOrderService/RetryReservation";
     pub const ALL: &[&str] = &[
+        REMOVE_PART_LINE,
+        REMOVE_LABOR_LINE,
+        RETRY_RESERVATION,
         GET_SUMMARY,
         LIST_INVOICES,
         GET_INVOICE_BY_WORK_ORDER,

@@ -183,9 +183,37 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     photograph(&client, "work-order").await;
     assert_eq!(client.current_url().await.unwrap(), url_before);
 
-    click(&client, "#move-IN_PROGRESS").await;
-    wait_for_text(&client, "#wo-status", "In progress").await;
+    // The job card, laid out for printing.
+    click(&client, "#job-card").await;
+    wait_for_text(&client, "h1", "Job card").await;
+    photograph(&client, "job-card").await;
+    client.back().await.unwrap();
+
+    // On the board, the card moves to In progress with its button, from the keyboard.
+    client.goto(&garage.url("/work-orders")).await.unwrap();
+    wait_for_text(&client, "#col-OPEN", order["number"].as_str().unwrap()).await;
+    photograph(&client, "board").await;
+    let start = client
+        .find(Locator::Css(&format!("#card-{order_id} button.move")))
+        .await
+        .unwrap();
+    start.send_keys("\u{e007}").await.unwrap();
+    wait_for_text(
+        &client,
+        "#col-IN_PROGRESS",
+        order["number"].as_str().unwrap(),
+    )
+    .await;
+
+    // From the detail page a status change is confirmed first.
+    client
+        .goto(&garage.url(&format!("/work-orders/{order_id}")))
+        .await
+        .unwrap();
     click(&client, "#move-COMPLETED").await;
+    wait_for_text(&client, "#confirm-to", "Completed").await;
+    photograph(&client, "confirm-status").await;
+    click(&client, "#confirm").await;
     wait_for_text(&client, "#wo-status", "Completed").await;
     // Billing issues the invoice; the link appears without a reload.
     wait_for_text(&client, "#lines", "Invoice").await;

@@ -511,3 +511,154 @@ async fn the_board_shows_cards_in_their_columns_and_a_move_follows_the_apis_rule
     assert!(cancelled < card);
     garage.stop().await;
 }
+
+/// Polls the work order through the API until its first part line is in `state`.
+async fn part_line_becomes(garage: &Garage, id: &str, state: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let order = garage
+            .get(&format!("/api/work-orders/{id}"))
+            .await
+            .expect(StatusCode::OK);
+        if order["partLines"][0]["reservationState"] == state {
+            return order;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the part line never became {state}");
+}
+
+#[sqlx::test]
+async fn a_failed_reservation_is_retried_from_the_page_once_stock_has_arrived(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let part = garage.part("PAD-01", 1, 0).await;
+    let order = garage.work_order().await;
+    let id = order["id"].as_str().unwrap();
+    let owner = garage.owner_browser().await;
+    let added = owner
+        .post(
+            &format!("/work-orders/{id}/parts"),
+            &[
+                ("part_id", part["id"].as_str().unwrap()),
+                ("quantity", "3"),
+                ("idempotency_key", "p1"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.html);
+    part_line_becomes(&garage, id, "FAILED").await;
+    let page = owner.get(&format!("/work-orders/{id}")).await;
+    assert!(page.html.contains("id=\"retry-form\""), "{}", page.html);
+    let technician = garage.browser_as("TECHNICIAN").await;
+    let theirs = technician.get(&format!("/work-orders/{id}")).await;
+    assert!(
+        !theirs.html.contains("retry-form"),
+        "technicians may not retry"
+    );
+    let forged = technician
+        .post(
+            &format!("/work-orders/{id}/retry"),
+            &[("expected_version", "0")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    garage
+        .post(
+            &format!(
+                "/api/parts/{}/stock-adjustments",
+                part["id"].as_str().unwrap()
+            ),
+            json!({"kind": "RECEIPT", "delta": 5, "reason": "delivery"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let current = garage
+        .get(&format!("/api/work-orders/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    let version = current["audit"]["version"].to_string();
+    let retried = owner
+        .post(
+            &format!("/work-orders/{id}/retry"),
+            &[("expected_version", &version)],
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::SEE_OTHER, "{}", retried.html);
+    part_line_becomes(&garage, id, "RESERVED").await;
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn lines_are_removed_a_status_change_is_confirmed_first_and_the_job_card_prints(
+    pool: PgPool,
+) {
+    let garage = Garage::start(pool).await;
+    let order = garage.work_order().await;
+    let id = order["id"].as_str().unwrap();
+    let order = garage
+        .post(
+            &format!("/api/work-orders/{id}/labor"),
+            json!({"description": "Brake <pads>", "technician": "Tom", "minutes": 60}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let line = order["laborLines"][0]["id"].as_str().unwrap();
+    let owner = garage.owner_browser().await;
+    let page = owner.get(&format!("/work-orders/{id}")).await;
+    assert!(page.html.contains(&format!("id=\"remove-labor-{line}\"")));
+
+    let print = owner.get(&format!("/work-orders/{id}/print")).await;
+    assert_eq!(print.status, StatusCode::OK, "{}", print.html);
+    assert!(print.html.contains("Job card"));
+    assert!(print.html.contains("Brakes squeal"));
+    assert!(print.html.contains("Brake &#60;pads&#62;"), "escaped");
+    assert!(print.html.contains("B-XY 123"));
+    assert!(print.html.contains("42100 km"));
+    assert!(
+        print.html.contains("Customer&#39;s signature")
+            || print.html.contains("Customer's signature")
+    );
+
+    let confirm = owner
+        .get(&format!("/work-orders/{id}/status?status=IN_PROGRESS"))
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.html.contains("Change the status?"));
+    assert!(confirm.html.contains("id=\"confirm\""));
+    let unchanged = garage
+        .get(&format!("/api/work-orders/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(unchanged["status"], "OPEN", "asking changes nothing");
+    let version = unchanged["audit"]["version"].to_string();
+
+    let removed = owner
+        .post(
+            &format!("/work-orders/{id}/labor/{line}/remove"),
+            &[("expected_version", &version)],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.html);
+    let after = garage
+        .get(&format!("/api/work-orders/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(after["laborLines"], json!([]));
+
+    // The confirmation was read before the removal: its version is stale.
+    let stale = owner
+        .post(
+            &format!("/work-orders/{id}/status"),
+            &[("status", "IN_PROGRESS"), ("expected_version", &version)],
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        stale.html
+    );
+    assert!(stale.html.contains("Someone else changed this work order"));
+    assert!(stale.html.contains("id=\"reload\""));
+    garage.stop().await;
+}

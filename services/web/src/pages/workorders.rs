@@ -306,6 +306,7 @@ async fn parties(web: &Web, caller: &Caller, orders: &[pb::WorkOrder]) -> (Names
 }
 
 pub struct PartRow {
+    pub id: String,
     pub label: String,
     pub quantity: i32,
     pub state: &'static str,
@@ -316,6 +317,7 @@ pub struct PartRow {
 }
 
 pub struct LaborRow {
+    pub id: String,
     pub description: String,
     pub technician: String,
     pub minutes: i32,
@@ -329,8 +331,12 @@ pub struct LaborRow {
 struct Lines {
     shell: Shell,
     id: String,
+    version: i64,
     poll: bool,
     status: &'static str,
+    can_remove_parts: bool,
+    can_remove_labor: bool,
+    can_retry: bool,
     parts: Vec<PartRow>,
     labor: Vec<LaborRow>,
     parts_total: String,
@@ -391,6 +397,7 @@ fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
                 _ => (t.reservation_pending, "wait"),
             };
             PartRow {
+                id: l.id.clone(),
                 label: if l.sku.is_empty() {
                     l.part_id.clone()
                 } else {
@@ -410,17 +417,30 @@ fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
         .iter()
         .any(|l| l.reservation_state == pb::ReservationState::Pending as i32);
     let awaiting_invoice = order.status == S::Completed as i32 && order.invoice_id.is_empty();
+    let failed = order
+        .part_lines
+        .iter()
+        .any(|l| l.reservation_state == pb::ReservationState::Failed as i32);
+    let editable = matches!(
+        S::try_from(order.status),
+        Ok(S::Open | S::InProgress | S::AwaitingParts)
+    );
     let totals = order.totals.as_ref();
     Lines {
         shell: Shell::new(Some(caller), "", "work-orders"),
         id: order.id.clone(),
+        version: order.audit.as_ref().map(|a| a.version).unwrap_or_default(),
         poll: pending || awaiting_invoice,
         status: status_label(t, order.status),
+        can_remove_parts: editable && caller.can(method::REMOVE_PART_LINE),
+        can_remove_labor: editable && caller.can(method::REMOVE_LABOR_LINE),
+        can_retry: editable && failed && caller.can(method::RETRY_RESERVATION),
         parts,
         labor: order
             .labor_lines
             .iter()
             .map(|l| LaborRow {
+                id: l.id.clone(),
                 description: l.description.clone(),
                 technician: l.technician.clone(),
                 minutes: l.minutes,
@@ -752,4 +772,240 @@ pub async fn change_status(
         }
         Err(status) => PageError::from_status(SERVICE, &status).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+pub struct Versioned {
+    #[serde(default)]
+    expected_version: i64,
+}
+
+pub async fn remove_part(
+    State(web): State<Web>,
+    caller: Caller,
+    Path((id, line)): Path<(String, String)>,
+    Form(form): Form<Versioned>,
+) -> Response {
+    if let Err(refused) = caller.require(method::REMOVE_PART_LINE) {
+        return refused.into_response();
+    }
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .remove_part_line(clients.request(
+            &caller.ctx,
+            pb::RemovePartLineRequest {
+                work_order_id: id.clone(),
+                line_id: line,
+                expected_version: form.expected_version,
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}
+
+pub async fn remove_labor(
+    State(web): State<Web>,
+    caller: Caller,
+    Path((id, line)): Path<(String, String)>,
+    Form(form): Form<Versioned>,
+) -> Response {
+    if let Err(refused) = caller.require(method::REMOVE_LABOR_LINE) {
+        return refused.into_response();
+    }
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .remove_labor_line(clients.request(
+            &caller.ctx,
+            pb::RemoveLaborLineRequest {
+                work_order_id: id.clone(),
+                line_id: line,
+                expected_version: form.expected_version,
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}
+
+/// Asks inventory again for the lines whose reservation failed (once stock has arrived).
+pub async fn retry_reservation(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<Versioned>,
+) -> Response {
+    if let Err(refused) = caller.require(method::RETRY_RESERVATION) {
+        return refused.into_response();
+    }
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .retry_reservation(clients.request(
+            &caller.ctx,
+            pb::RetryReservationRequest {
+                id: id.clone(),
+                expected_version: form.expected_version,
+                idempotency_key: format!("{id}-{}-retry", form.expected_version),
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}
+
+#[derive(Template)]
+#[template(path = "work_order_confirm.html")]
+struct ConfirmPage {
+    shell: Shell,
+    id: String,
+    number: String,
+    version: i64,
+    from: &'static str,
+    to_name: &'static str,
+    to: &'static str,
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmQuery {
+    #[serde(default)]
+    status: String,
+}
+
+/// The confirmation step of a status change from the detail page: what it becomes, and
+/// one button that makes it so (the version read here travels with it).
+pub async fn confirm_status(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<ConfirmQuery>,
+) -> Response {
+    let t = &EN;
+    if let Err(refused) = caller.require(method::CHANGE_STATUS) {
+        return refused.into_response();
+    }
+    let Some(to) = parse_status(&query.status) else {
+        return PageError::NotFound.into_response();
+    };
+    let order = match fetch(&web, &caller, &id).await {
+        Ok(order) => order,
+        Err(err) => return err.into_response(),
+    };
+    render(
+        StatusCode::OK,
+        &ConfirmPage {
+            shell: Shell::new(
+                Some(&caller),
+                format!("{} {}", t.work_order, order.number),
+                "work-orders",
+            ),
+            version: order.audit.as_ref().map(|a| a.version).unwrap_or_default(),
+            from: status_label(t, order.status),
+            to_name: status_name(to),
+            to: status_label(t, to as i32),
+            id: order.id,
+            number: order.number,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "work_order_print.html")]
+struct JobCard {
+    shell: Shell,
+    id: String,
+    number: String,
+    opened: String,
+    status: &'static str,
+    customer: String,
+    phone: String,
+    vehicle: String,
+    odometer: String,
+    complaint: String,
+    notes: String,
+    parts: Vec<PartRow>,
+    labor: Vec<LaborRow>,
+    missing: Vec<&'static str>,
+}
+
+/// The job card for the workshop: who, what car, the complaint and the lines, with room to
+/// sign; laid out for A4 and printed from the browser.
+pub async fn job_card(State(web): State<Web>, caller: Caller, Path(id): Path<String>) -> Response {
+    let t = &EN;
+    let order = match fetch(&web, &caller, &id).await {
+        Ok(order) => order,
+        Err(err) => return err.into_response(),
+    };
+    let clients = &web.clients;
+    let (mut customers, mut vehicles) = (clients.customer.clone(), clients.customer.clone());
+    let (found_customer, found_vehicle) = tokio::join!(
+        customers.get_customer(clients.request(
+            &caller.ctx,
+            customer::GetCustomerRequest {
+                id: order.customer_id.clone()
+            },
+        )),
+        vehicles.get_vehicle(clients.request(
+            &caller.ctx,
+            customer::GetVehicleRequest {
+                id: order.vehicle_id.clone()
+            },
+        )),
+    );
+    let mut absent = Vec::new();
+    let (customer, phone) = match found_customer {
+        Ok(c) => {
+            let c = c.into_inner();
+            (c.name, c.phone)
+        }
+        Err(_) => {
+            absent.push(missing(t, "customer"));
+            (String::new(), String::new())
+        }
+    };
+    let vehicle = match found_vehicle {
+        Ok(v) => {
+            let v = v.into_inner();
+            format!(
+                "{} · {} {} {} · {}",
+                v.license_plate, v.make, v.model, v.year, v.vin
+            )
+        }
+        Err(_) => {
+            if absent.is_empty() {
+                absent.push(missing(t, "customer"));
+            }
+            String::new()
+        }
+    };
+    let lines = lines_of(&caller, &order);
+    render(
+        StatusCode::OK,
+        &JobCard {
+            shell: Shell::new(
+                Some(&caller),
+                format!("{} {}", t.job_card, order.number),
+                "work-orders",
+            ),
+            opened: format::date_time(
+                t,
+                &web.zone,
+                order.audit.as_ref().and_then(|a| a.created_at.as_ref()),
+            ),
+            status: status_label(t, order.status),
+            odometer: format!("{} km", order.odometer_km),
+            customer,
+            phone,
+            vehicle,
+            complaint: order.complaint.clone(),
+            notes: order.notes.clone(),
+            parts: lines.parts,
+            labor: lines.labor,
+            missing: absent,
+            id: order.id,
+            number: order.number,
+        },
+    )
 }
