@@ -168,21 +168,9 @@ pub fn check_year(year: i32, current_year: i32) -> Result<(), FieldViolation> {
     Ok(())
 }
 
-/// A pragmatic address check: one `@`, a local part, and a dotted domain without spaces.
+/// A customer's email: the kit's one address check.
 pub fn check_email(email: &str) -> Result<(), FieldViolation> {
-    let invalid = || FieldViolation::new("email", format!("{email:?} is not an email address"));
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid());
-    }
-    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
-    let labels_ok = domain.split('.').count() >= 2
-        && domain.split('.').all(|label| {
-            !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        });
-    if local.is_empty() || local.len() > 64 || domain.contains('@') || !labels_ok {
-        return Err(invalid());
-    }
-    Ok(())
+    carerp_kit::status::email_address("email", email)
 }
 
 /// E.164: `+`, a country code that does not start with 0, 8 to 15 digits in all. Spaces,

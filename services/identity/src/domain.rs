@@ -101,24 +101,12 @@ pub fn address_key(client_address: &str) -> Option<String> {
         .then(|| format!("address:{}", address.chars().take(100).collect::<String>()))
 }
 
-/// An email address as people type them: one `@`, a dotted domain, no spaces.
+/// A person's email: required (it is how they sign in), then the kit's one address check.
 pub fn check_email(field: &str, email: &str) -> Result<(), FieldViolation> {
-    let invalid = || FieldViolation::new(field, format!("{email:?} is not an email address"));
     if email.is_empty() {
         return Err(FieldViolation::new(field, "is required"));
     }
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid());
-    }
-    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
-    let labels_ok = domain.split('.').count() >= 2
-        && domain.split('.').all(|label| {
-            !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        });
-    if local.is_empty() || local.len() > 64 || domain.contains('@') || !labels_ok {
-        return Err(invalid());
-    }
-    Ok(())
+    carerp_kit::status::email_address(field, email)
 }
 
 /// A password someone chooses: at least [`MIN_PASSWORD_LEN`] characters, and not common or

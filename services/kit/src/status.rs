@@ -137,6 +137,24 @@ pub fn parse_id(field: &str, value: &str) -> Result<uuid::Uuid, FieldViolation> 
 /// A database failure the caller cannot fix by changing the request: logged in full,
 /// reported without internals. Lost connections are Unavailable (retry later); deadlocks and
 /// serialization failures are Aborted (retry the whole call), as ARCHITECTURE.md maps them.
+/// A pragmatic email address check, for customers and people alike: one `@`, a local part of
+/// at most 64 characters, a dotted domain, no spaces, at most 254 characters.
+pub fn email_address(field: &str, email: &str) -> Result<(), FieldViolation> {
+    let invalid = || FieldViolation::new(field, format!("{email:?} is not an email address"));
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+    let labels_ok = domain.split('.').count() >= 2
+        && domain.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    if local.is_empty() || local.len() > 64 || domain.contains('@') || !labels_ok {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
 /// A free-text field, trimmed: present when `required`, at most `max` characters, and free of
 /// control characters other than tab and line breaks (PostgreSQL stores no NUL in text, and
 /// escape sequences have no place in names or notes).
