@@ -32,6 +32,18 @@ where
     }
 }
 
+/// What a JSON document that is not an object is, for the refusal.
+fn kind_of(bytes: &[u8]) -> &'static str {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Array(_)) => "an array",
+        Ok(serde_json::Value::String(_)) => "a string",
+        Ok(serde_json::Value::Number(_)) => "a number",
+        Ok(serde_json::Value::Bool(_)) => "a boolean",
+        Ok(serde_json::Value::Null) => "null",
+        _ => "a value of another kind",
+    }
+}
+
 fn check_content_type(value: Option<&http::HeaderValue>) -> Result<(), ApiError> {
     let Some(value) = value else {
         return Err(ApiError::UnsupportedMediaType(
@@ -56,8 +68,19 @@ fn check_content_type(value: Option<&http::HeaderValue>) -> Result<(), ApiError>
     }
 }
 
-/// Parses a body, telling a broken document (400) from one of the wrong shape (422).
+/// Parses a body, telling a broken document (400) from one of the wrong shape (422). Every
+/// request body is an object: an array, a string, a number or `null` is refused before any
+/// field is read (serde would otherwise fill a struct from an array by position).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|err| ApiError::MalformedJson(err.to_string()))?;
+        return Err(ApiError::InvalidBody(vec![FieldError {
+            field: String::new(),
+            message: format!("the body must be a JSON object, not {}", kind_of(bytes)),
+        }]));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(value) => value,
@@ -227,6 +250,28 @@ mod tests {
                 message: "is required".into()
             }
         );
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused_before_any_field_is_read() {
+        // serde would take `["a"]` as the struct's fields by position.
+        for (body, kind) in [
+            (&br#"["a", null]"#[..], "an array"),
+            (b" [null]", "an array"),
+            (br#""a""#, "a string"),
+            (b"null", "null"),
+            (b"42", "a number"),
+        ] {
+            let errors = field_errors(parse_json::<Body>(body).unwrap_err());
+            assert_eq!(
+                errors[0].message,
+                format!("the body must be a JSON object, not {kind}")
+            );
+        }
+        assert!(matches!(
+            parse_json::<Body>(b"[1,"),
+            Err(ApiError::MalformedJson(_))
+        ));
     }
 
     #[test]

@@ -525,3 +525,49 @@ async fn unavailable_and_slow_services_are_503_and_504() {
     bff.stop().await.unwrap();
     holder.abort();
 }
+
+/// A body that is JSON but not an object is refused before any field is read: serde would
+/// otherwise fill a request from an array by position (`["Name", "e@x"]` made a customer).
+#[sqlx::test]
+async fn bodies_that_are_not_objects_are_refused_and_change_nothing(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let json_type = Some("application/json");
+    let array = raw(
+        &garage,
+        Method::POST,
+        "/api/customers",
+        json_type,
+        br#"["Name", "e@example.com"]"#.to_vec(),
+    )
+    .await
+    .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        array
+            .to_string()
+            .contains("must be a JSON object, not an array"),
+        "{array}"
+    );
+    let customers = garage.get("/api/customers").await.expect(StatusCode::OK);
+    assert_eq!(customers["items"].as_array().unwrap().len(), 0);
+
+    let part = garage.part("OBJ-1", 3, 0).await;
+    let id = part["id"].as_str().unwrap();
+    for body in [&b"[null]"[..], b"null", br#""text""#] {
+        raw(
+            &garage,
+            Method::PUT,
+            &format!("/api/parts/{id}"),
+            json_type,
+            body.to_vec(),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let unchanged = garage
+        .get(&format!("/api/parts/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert!(part["audit"]["version"].as_i64().unwrap() > 0, "{part}");
+    assert_eq!(unchanged["audit"], part["audit"], "{unchanged}");
+    garage.stop().await;
+}
