@@ -12,7 +12,7 @@
 //!
 //! - [`session`]: the session cookie, its refresh, and the same-origin check of forms.
 //! - [`page`]: the layout's data, rendering, error pages, field errors.
-//! - [`pages`]: one module per area (sign-in, today, customers, work orders, invoices).
+//! - [`pages`]: one module per area (sign-in, today, customers, work orders, parts, invoices).
 //! - [`messages`]: every text, one catalogue per language; [`format`]: money and dates.
 //! - [`assets`]: the stylesheet and htmx, cached for good under hashed URLs.
 
@@ -99,6 +99,14 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             post(pages::workorders::retry_reservation),
         )
         .route("/work-orders/{id}/print", get(pages::workorders::job_card))
+        .route("/parts", get(pages::parts::list).post(pages::parts::create))
+        .route("/parts/new", get(pages::parts::new_form))
+        .route(
+            "/parts/{id}",
+            get(pages::parts::detail).post(pages::parts::update),
+        )
+        .route("/parts/{id}/edit", get(pages::parts::edit_form))
+        .route("/parts/{id}/stock", post(pages::parts::adjust_stock))
         .route("/invoices", get(pages::invoices::list))
         .route("/invoices/{id}", get(pages::invoices::detail))
         .route("/invoices/{id}/print", get(pages::invoices::print))

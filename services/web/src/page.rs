@@ -25,7 +25,13 @@ pub mod method {
     pub const REMOVE_PART_LINE: &str = "/carerp.workorder.v1.WorkOrderService/RemovePartLine";
     pub const REMOVE_LABOR_LINE: &str = "/carerp.workorder.v1.WorkOrderService/RemoveLaborLine";
     pub const RETRY_RESERVATION: &str = "/carerp.workorder.v1.WorkOrderService/RetryReservation";
+    pub const CREATE_PART: &str = "/carerp.inventory.v1.InventoryService/CreatePart";
+    pub const UPDATE_PART: &str = "/carerp.inventory.v1.InventoryService/UpdatePart";
+    pub const ADJUST_STOCK: &str = "/carerp.inventory.v1.InventoryService/AdjustStock";
     pub const ALL: &[&str] = &[
+        CREATE_PART,
+        UPDATE_PART,
+        ADJUST_STOCK,
         REMOVE_PART_LINE,
         REMOVE_LABOR_LINE,
         RETRY_RESERVATION,

@@ -139,6 +139,7 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     };
     let garage = Garage::start(pool).await;
     garage.part("OIL-5W30", 20, 2).await;
+    garage.part("FLT-LOW", 1, 5).await;
     let order = garage.work_order().await;
     let order_id = order["id"].as_str().unwrap();
 
@@ -150,6 +151,22 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     click(&client, "form button[type=submit]").await;
     wait_for_text(&client, "h1", "Today").await;
     photograph(&client, "today").await;
+
+    // Today's low-stock number opens the low-stock list; stock is received on the part.
+    click(&client, "#low-stock-link").await;
+    wait_for_text(&client, "h1", "Low stock").await;
+    photograph(&client, "parts-low-stock").await;
+    click(&client, "#results a").await;
+    wait_for_text(&client, "h1", "FLT-LOW").await;
+    fill(&client, "receive-delta", "9").await;
+    fill(&client, "receive-reason", "Delivery 4711").await;
+    click(&client, "#receive-form button").await;
+    wait_for_text(&client, "main", "Saved.").await;
+    wait_for_text(&client, "#on-hand", "10").await;
+    photograph(&client, "part").await;
+    client.goto(&garage.url("/parts")).await.unwrap();
+    fill(&client, "q", "oil").await;
+    wait_for_text(&client, "#results", "OIL-5W30").await;
 
     client.goto(&garage.url("/customers/new")).await.unwrap();
     fill(&client, "name", "Grace Hopper").await;
@@ -169,6 +186,15 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
         .await
         .unwrap();
     wait_for_text(&client, "h1", order["number"].as_str().unwrap()).await;
+    client
+        .find(Locator::XPath(
+            "//select[@id='part_id']/option[contains(., 'OIL-5W30')]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     fill(&client, "quantity", "2").await;
     click(&client, "form[action$='/parts'] button").await;
     wait_for_text(&client, "#lines", "OIL-5W30").await;

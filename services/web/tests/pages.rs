@@ -662,3 +662,196 @@ async fn lines_are_removed_a_status_change_is_confirmed_first_and_the_job_card_p
     assert!(stale.html.contains("id=\"reload\""));
     garage.stop().await;
 }
+
+#[sqlx::test]
+async fn low_stock_links_from_today_and_lists_the_reorder_quantity(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    garage.part("FLT-LOW", 1, 5).await;
+    garage.part("FLT-FULL", 50, 5).await;
+    let advisor = garage.browser_as("SERVICE_ADVISOR").await;
+    let today = advisor.get("/").await;
+    assert!(
+        today.html.contains("href=\"/parts?low=1\""),
+        "{}",
+        today.html
+    );
+    let low = advisor.get("/parts?low=1").await;
+    assert_eq!(low.status, StatusCode::OK, "{}", low.html);
+    assert!(low.html.contains("FLT-LOW"));
+    assert!(!low.html.contains("FLT-FULL"));
+    assert!(low.html.contains("Reorder quantity") || low.html.contains("reorder"));
+    let row = &low.html[low.html.find("FLT-LOW").unwrap()..];
+    assert!(
+        row.contains("<td class=\"num\">10</td>"),
+        "reorder quantity: {row}"
+    );
+    let found = advisor.get("/parts?q=full").await;
+    assert!(found.html.contains("FLT-FULL"));
+    assert!(!found.html.contains("FLT-LOW"));
+    assert!(
+        !found.html.contains("href=\"/parts/new\""),
+        "advisors do not create parts"
+    );
+    let forged = advisor
+        .post("/parts", &[("sku", "X-1"), ("name", "Forged")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn a_part_is_created_edited_received_and_adjusted_and_the_ledger_shows_it(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let manager = garage.browser_as("PARTS_MANAGER").await;
+    let form = |price: &'static str| {
+        vec![
+            ("sku", "BRK-100"),
+            ("name", "Brake disc"),
+            ("category", "brakes"),
+            ("unit_cost", "20.00"),
+            ("unit_price", price),
+            ("location", "B-02"),
+            ("reorder_point", "2"),
+            ("reorder_quantity", "6"),
+            ("initial_quantity", "4"),
+            ("idempotency_key", "new-part-1"),
+        ]
+    };
+    let bad = manager.post("/parts", &form("12,5x")).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let input = bad.html.find("id=\"unit_price\"").unwrap();
+    let error = bad.html.find("id=\"unit_price-error\"").unwrap();
+    assert!(input < error, "the error follows its field");
+    assert!(
+        bad.html.contains("value=\"BRK-100\""),
+        "what was typed stays"
+    );
+
+    let created = manager.post("/parts", &form("45.00")).await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.html);
+    let path = created
+        .location()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = manager.get(created.location().unwrap()).await;
+    assert!(page.html.contains("Saved."), "{}", page.html);
+    assert!(page.html.contains("€45.00"));
+
+    let edit = manager.get(&format!("{path}/edit")).await;
+    assert!(edit.html.contains("value=\"45.00\""), "{}", edit.html);
+    let version = {
+        let at = edit
+            .html
+            .find("name=\"expected_version\" value=\"")
+            .unwrap()
+            + 31;
+        edit.html[at..].split('"').next().unwrap().to_string()
+    };
+    let edited = manager
+        .post(
+            &path,
+            &[
+                ("name", "Brake disc, vented"),
+                ("unit_cost", "20.00"),
+                ("unit_price", "49.90"),
+                ("location", "B-03"),
+                ("reorder_point", "2"),
+                ("reorder_quantity", "6"),
+                ("active", "on"),
+                ("expected_version", &version),
+            ],
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", edited.html);
+    let stale = manager
+        .post(
+            &path,
+            &[
+                ("name", "Brake disc, old"),
+                ("unit_cost", "20.00"),
+                ("unit_price", "49.90"),
+                ("reorder_point", "2"),
+                ("reorder_quantity", "6"),
+                ("expected_version", &version),
+            ],
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        stale.html
+    );
+    assert!(stale.html.contains("Someone else changed this part"));
+    assert!(stale.html.contains("id=\"reload\""));
+
+    let stock = format!("{path}/stock");
+    let received = manager
+        .post(
+            &stock,
+            &[
+                ("kind", "RECEIPT"),
+                ("delta", "5"),
+                ("reason", "Delivery 4711"),
+                ("idempotency_key", "r1"),
+            ],
+        )
+        .await;
+    assert_eq!(received.status, StatusCode::SEE_OTHER, "{}", received.html);
+    let zero = manager
+        .post(
+            &stock,
+            &[
+                ("kind", "ADJUSTMENT"),
+                ("delta", "0"),
+                ("reason", "count"),
+                ("idempotency_key", "a0"),
+            ],
+        )
+        .await;
+    assert_eq!(zero.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        zero.html.contains("id=\"adjust-delta-error\""),
+        "{}",
+        zero.html
+    );
+    assert!(!zero.html.contains("id=\"receive-delta-error\""));
+    let adjusted = manager
+        .post(
+            &stock,
+            &[
+                ("kind", "ADJUSTMENT"),
+                ("delta", "-2"),
+                ("reason", "Damaged in storage"),
+                ("idempotency_key", "a1"),
+            ],
+        )
+        .await;
+    assert_eq!(adjusted.status, StatusCode::SEE_OTHER, "{}", adjusted.html);
+    let page = manager.get(&path).await;
+    assert!(page.html.contains("Brake disc, vented"));
+    assert!(
+        page.html.contains("<dd id=\"on-hand\">7</dd>"),
+        "{}",
+        page.html
+    );
+    let ledger = &page.html[page.html.find("id=\"movements\"").unwrap()..];
+    for text in [
+        "Received",
+        "Delivery 4711",
+        "+5",
+        "Adjusted",
+        "Damaged in storage",
+        "-2",
+    ] {
+        assert!(ledger.contains(text), "{text}: {ledger}");
+    }
+    let advisor = garage.browser_as("SERVICE_ADVISOR").await;
+    let theirs = advisor.get(&path).await;
+    assert!(!theirs.html.contains("receive-form"));
+    assert!(!theirs.html.contains("edit-part"));
+    garage.stop().await;
+}

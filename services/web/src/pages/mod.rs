@@ -3,5 +3,6 @@
 pub mod auth;
 pub mod customers;
 pub mod invoices;
+pub mod parts;
 pub mod today;
 pub mod workorders;
