@@ -459,6 +459,12 @@ pub async fn change_status(
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
     let order = lock(&mut tx, id, expected_version).await?;
+    // Asking for the status the order already has is a retry whose first answer was lost:
+    // it is done, and answered with the order as it is.
+    if order.status == to {
+        tx.rollback().await?;
+        return Ok(order);
+    }
     domain::check_transition(
         order.status,
         to,
