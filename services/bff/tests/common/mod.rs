@@ -76,6 +76,20 @@ impl Garage {
 
     /// Starts everything; `adjust` may change the BFF's configuration first.
     pub async fn start_with(pool: PgPool, adjust: impl FnOnce(&mut BffConfig)) -> Self {
+        Self::start_serving(pool, adjust, carerp_bff::start).await
+    }
+
+    /// Starts everything with `serve` as the HTTP entry: the BFF alone, or with the web
+    /// app's pages (whose tests share this harness).
+    pub async fn start_serving<F, Fut>(
+        pool: PgPool,
+        adjust: impl FnOnce(&mut BffConfig),
+        serve: F,
+    ) -> Self
+    where
+        F: FnOnce(BffConfig) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<RunningBff>>,
+    {
         let tenant = format!("bff-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         let jetstream = carerp_kit::messaging::connect("nats://127.0.0.1:4222")
             .await
@@ -149,7 +163,7 @@ impl Garage {
             url(&identity),
         );
         adjust(&mut config);
-        let bff = carerp_bff::start(config).await.unwrap();
+        let bff = serve(config).await.unwrap();
         let mut garage = Self {
             base: format!("http://{}", bff.http_addr),
             tenant,
