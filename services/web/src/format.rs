@@ -70,6 +70,12 @@ fn group(mut n: u64, separator: char) -> String {
     groups.join(&separator.to_string())
 }
 
+/// A whole number with the catalogue's grouping: `42,100`.
+pub fn integer(t: &Messages, n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    format!("{sign}{}", group(n.unsigned_abs(), t.group_separator))
+}
+
 /// An amount typed into a form (`120.5`, `1,200.50` with the catalogue's separators) in minor
 /// units of `currency`; `None` when it is not an amount with at most the currency's digits.
 pub fn parse_amount(t: &Messages, input: &str, currency: &str) -> Option<i64> {

@@ -74,6 +74,16 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             get(pages::customers::list).post(pages::customers::create),
         )
         .route("/customers/new", get(pages::customers::new_form))
+        .route(
+            "/customers/{id}",
+            get(pages::customers::detail).post(pages::customers::update),
+        )
+        .route("/customers/{id}/edit", get(pages::customers::edit_form))
+        .route(
+            "/customers/{id}/vehicles",
+            post(pages::customers::add_vehicle),
+        )
+        .route("/vehicles/{id}", get(pages::customers::vehicle))
         .route("/work-orders", get(pages::workorders::list))
         .route("/work-orders/{id}", get(pages::workorders::detail))
         .route("/work-orders/{id}/lines", get(pages::workorders::lines))

@@ -28,7 +28,11 @@ pub mod method {
     pub const CREATE_PART: &str = "/carerp.inventory.v1.InventoryService/CreatePart";
     pub const UPDATE_PART: &str = "/carerp.inventory.v1.InventoryService/UpdatePart";
     pub const ADJUST_STOCK: &str = "/carerp.inventory.v1.InventoryService/AdjustStock";
+    pub const UPDATE_CUSTOMER: &str = "/carerp.customer.v1.CustomerService/UpdateCustomer";
+    pub const ADD_VEHICLE: &str = "/carerp.customer.v1.CustomerService/AddVehicle";
     pub const ALL: &[&str] = &[
+        UPDATE_CUSTOMER,
+        ADD_VEHICLE,
         CREATE_PART,
         UPDATE_PART,
         ADJUST_STOCK,

@@ -180,6 +180,18 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     fill(&client, "q", "hopper").await;
     wait_for_text(&client, "#results", "Grace Hopper").await;
     photograph(&client, "customers").await;
+    click(&client, "#results a").await;
+    wait_for_text(&client, "h1", "Grace Hopper").await;
+    fill(&client, "vin", "1FADP3F21JL000333").await;
+    fill(&client, "license_plate", "M-GH 42").await;
+    fill(&client, "make", "Ford").await;
+    fill(&client, "model", "Focus").await;
+    fill(&client, "year", "2021").await;
+    fill(&client, "mileage", "1500").await;
+    photograph(&client, "customer").await;
+    click(&client, "#vehicle-form button").await;
+    wait_for_text(&client, "h1", "M-GH 42").await;
+    photograph(&client, "vehicle").await;
 
     client
         .goto(&garage.url(&format!("/work-orders/{order_id}")))

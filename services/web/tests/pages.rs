@@ -855,3 +855,132 @@ async fn a_part_is_created_edited_received_and_adjusted_and_the_ledger_shows_it(
     assert!(!theirs.html.contains("edit-part"));
     garage.stop().await;
 }
+
+#[sqlx::test]
+async fn a_customer_is_edited_with_errors_beside_their_fields_and_gets_a_vehicle(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let (id, _) = garage
+        .customer_with_vehicle("Ada Lovelace", "WVWZZZ1JZ3W000111")
+        .await;
+    let owner = garage.owner_browser().await;
+    let path = format!("/customers/{id}");
+    let search = owner.get("/customers?q=lovelace").await;
+    assert!(search.html.contains(&format!("href=\"{path}\"")));
+    let page = owner.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(page.html.contains("B-XY 123"));
+    assert!(page.html.contains("42,000 km"));
+
+    let edit = owner.get(&format!("{path}/edit")).await;
+    assert_eq!(edit.status, StatusCode::OK, "{}", edit.html);
+    let form = |email: &'static str, version: &'static str| {
+        vec![
+            ("name", "Ada King"),
+            ("email", email),
+            ("phone", "+4930123456"),
+            ("city", "London"),
+            ("country", "GB"),
+            ("line1", "12 St James's Square"),
+            ("postal_code", "SW1Y 4JH"),
+            ("expected_version", version),
+        ]
+    };
+    let bad = owner.post(&path, &form("not-an-email", "1")).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.html);
+    let input = bad.html.find("id=\"email\"").unwrap();
+    let error = bad.html.find("id=\"email-error\"").unwrap();
+    assert!(input < error, "the error follows its field");
+    assert!(bad.html.contains("value=\"Ada King\""));
+    let saved = owner.post(&path, &form("ada@example.com", "1")).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let stale = owner.post(&path, &form("ada@example.com", "1")).await;
+    assert_eq!(
+        stale.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        stale.html
+    );
+    assert!(stale.html.contains("id=\"reload\""), "{}", stale.html);
+    let page = owner.get(saved.location().unwrap()).await;
+    assert!(page.html.contains("Ada King"));
+    assert!(page.html.contains("London"));
+
+    let vehicles = format!("{path}/vehicles");
+    let bad = owner
+        .post(
+            &vehicles,
+            &[
+                ("vin", "SHORT"),
+                ("make", "Ford"),
+                ("model", "Focus"),
+                ("year", "2021"),
+                ("license_plate", "L-AB 1"),
+                ("idempotency_key", "v1"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.html);
+    let input = bad.html.find("id=\"vin\"").unwrap();
+    let error = bad.html.find("id=\"vin-error\"").unwrap();
+    assert!(input < error);
+    let added = owner
+        .post(
+            &vehicles,
+            &[
+                ("vin", "1FADP3F21JL000222"),
+                ("make", "Ford"),
+                ("model", "Focus"),
+                ("year", "2021"),
+                ("license_plate", "L-AB 1"),
+                ("mileage", "1500"),
+                ("idempotency_key", "v2"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.html);
+    assert!(added.location().unwrap().starts_with("/vehicles/"));
+    let page = owner.get(&path).await;
+    assert!(page.html.contains("L-AB 1"));
+    let technician = garage.browser_as("TECHNICIAN").await;
+    let theirs = technician.get(&path).await;
+    assert!(!theirs.html.contains("vehicle-form"));
+    assert!(!theirs.html.contains("edit-customer"));
+    let forged = technician.post(&format!("{path}/edit"), &[]).await;
+    assert_ne!(forged.status, StatusCode::SEE_OTHER);
+    let forged = technician.post(&path, &form("x@example.com", "0")).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn a_vehicle_shows_its_work_orders_with_the_odometer_and_their_invoices(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let invoice = invoice(&garage).await;
+    let order = garage
+        .get(&format!(
+            "/api/work-orders/{}",
+            invoice["workOrderId"].as_str().unwrap()
+        ))
+        .await
+        .expect(StatusCode::OK);
+    let path = format!("/vehicles/{}", order["vehicleId"].as_str().unwrap());
+    let owner = garage.owner_browser().await;
+    let page = owner.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let history = &page.html[page.html.find("id=\"history\"").unwrap()..];
+    assert!(history.contains(order["number"].as_str().unwrap()));
+    assert!(history.contains("42,100 km"), "{history}");
+    assert!(history.contains("Brakes squeal"));
+    assert!(history.contains(invoice["number"].as_str().unwrap()));
+    assert!(history.contains("€216.00"));
+    assert!(page.html.contains("Wanda Web"), "the owner");
+    let technician = garage.browser_as("TECHNICIAN").await;
+    let theirs = technician.get(&path).await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert!(theirs.html.contains(order["number"].as_str().unwrap()));
+    assert!(
+        !theirs.html.contains("€216.00"),
+        "technicians read no money"
+    );
+    garage.stop().await;
+}

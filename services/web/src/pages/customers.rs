@@ -1,9 +1,11 @@
-//! Customers: search as you type (htmx asks for the results only), and the create form with
-//! each field's error next to it, from the service's BadRequest details.
+//! Customers: search as you type (htmx asks for the results only), the create and edit forms
+//! with each field's error next to it (from the service's BadRequest details), the detail
+//! with its vehicles and the form to add one, and a vehicle's whole service history: its work
+//! orders with their odometer readings, and the invoices of those work orders.
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use carerp_proto::common::v1::PageRequest;
 use carerp_proto::customer::v1 as pb;
@@ -19,6 +21,7 @@ const SERVICE: &str = "customer";
 const SHOWN: i32 = 50;
 
 pub struct Row {
+    pub id: String,
     pub name: String,
     pub phone: String,
     pub email: String,
@@ -87,6 +90,7 @@ pub async fn list(
                         .map(|v| format!("{} {} {}", v.license_plate, v.make, v.model))
                         .collect::<Vec<_>>()
                         .join(", "),
+                    id: c.id,
                     name: c.name,
                     phone: c.phone,
                     email: c.email,
@@ -224,4 +228,518 @@ pub fn url_encode(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+async fn fetch(web: &Web, caller: &Caller, id: &str) -> Result<pb::Customer, PageError> {
+    let clients = &web.clients;
+    Ok(clients
+        .customer
+        .clone()
+        .get_customer(clients.request(&caller.ctx, pb::GetCustomerRequest { id: id.to_string() }))
+        .await
+        .map_err(PageError::grpc(SERVICE))?
+        .into_inner())
+}
+
+fn is_refusal(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::AlreadyExists
+            | tonic::Code::Aborted
+    )
+}
+
+/// The service's field errors; its message under `field` when it named none, and a stale
+/// write under `version`, so the page offers a reload.
+fn refusal_errors(status: &tonic::Status, field: &str) -> FieldErrors {
+    let mut errors = FieldErrors::from_status(status);
+    if status.code() == tonic::Code::Aborted {
+        errors.add("version", EN.stale_write_customer);
+    } else if errors.is_empty() {
+        errors.add(field, status.message());
+    }
+    errors
+}
+
+/// A vehicle as typed into the add-vehicle form.
+#[derive(Default, Deserialize)]
+pub struct NewVehicle {
+    #[serde(default)]
+    vin: String,
+    #[serde(default)]
+    make: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    year: String,
+    #[serde(default)]
+    license_plate: String,
+    #[serde(default)]
+    mileage: String,
+    #[serde(default)]
+    idempotency_key: String,
+}
+
+pub struct VehicleRow {
+    pub id: String,
+    pub plate: String,
+    pub car: String,
+    pub vin: String,
+    pub mileage: String,
+}
+
+/// Kilometres with the catalogue's grouping.
+fn km(t: &crate::messages::Messages, km: i64) -> String {
+    format!("{} {}", crate::format::integer(t, km), t.km)
+}
+
+#[derive(Template)]
+#[template(path = "customer.html")]
+struct DetailPage {
+    shell: Shell,
+    customer: pb::Customer,
+    address: Vec<String>,
+    vehicles: Vec<VehicleRow>,
+    saved: bool,
+    can_edit: bool,
+    can_add_vehicle: bool,
+    vehicle: NewVehicle,
+    errors: FieldErrors,
+    others: Vec<String>,
+}
+
+const VEHICLE_FIELDS: &[&str] = &["vin", "make", "model", "year", "license_plate", "mileage"];
+
+#[derive(Deserialize)]
+pub struct Saved {
+    #[serde(default)]
+    saved: String,
+}
+
+pub async fn detail(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<Saved>,
+) -> Response {
+    let vehicle = NewVehicle {
+        idempotency_key: uuid::Uuid::now_v7().to_string(),
+        ..NewVehicle::default()
+    };
+    detail_page(
+        &web,
+        &caller,
+        &id,
+        !query.saved.is_empty(),
+        vehicle,
+        FieldErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn detail_page(
+    web: &Web,
+    caller: &Caller,
+    id: &str,
+    saved: bool,
+    vehicle: NewVehicle,
+    errors: FieldErrors,
+    code: StatusCode,
+) -> Response {
+    let t = &EN;
+    let customer = match fetch(web, caller, id).await {
+        Ok(customer) => customer,
+        Err(err) => return err.into_response(),
+    };
+    let address = customer
+        .address
+        .as_ref()
+        .map(|a| {
+            [
+                a.line1.clone(),
+                a.line2.clone(),
+                format!("{} {}", a.postal_code, a.city).trim().to_string(),
+                a.country.clone(),
+            ]
+            .into_iter()
+            .filter(|line| !line.is_empty())
+            .collect()
+        })
+        .unwrap_or_default();
+    let vehicles = customer
+        .vehicles
+        .iter()
+        .map(|v| VehicleRow {
+            id: v.id.clone(),
+            plate: v.license_plate.clone(),
+            car: format!("{} {} {}", v.make, v.model, v.year),
+            vin: v.vin.clone(),
+            mileage: km(t, v.mileage),
+        })
+        .collect();
+    render(
+        code,
+        &DetailPage {
+            shell: Shell::new(Some(caller), customer.name.clone(), "customers"),
+            address,
+            vehicles,
+            saved,
+            can_edit: caller.can(method::UPDATE_CUSTOMER),
+            can_add_vehicle: caller.can(method::ADD_VEHICLE),
+            vehicle,
+            others: errors.others(VEHICLE_FIELDS),
+            errors,
+            customer,
+        },
+    )
+}
+
+pub async fn add_vehicle(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<NewVehicle>,
+) -> Response {
+    let t = &EN;
+    if let Err(refused) = caller.require(method::ADD_VEHICLE) {
+        return refused.into_response();
+    }
+    let mut errors = FieldErrors::default();
+    let year = form.year.trim().parse::<i32>().unwrap_or_else(|_| {
+        errors.add("year", t.number_invalid);
+        0
+    });
+    let mileage = match form.mileage.trim() {
+        "" => 0,
+        typed => typed.parse::<i64>().unwrap_or_else(|_| {
+            errors.add("mileage", t.number_invalid);
+            0
+        }),
+    };
+    if !errors.is_empty() {
+        return detail_page(
+            &web,
+            &caller,
+            &id,
+            false,
+            form,
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let clients = &web.clients;
+    let answer = clients
+        .customer
+        .clone()
+        .add_vehicle(clients.request(
+            &caller.ctx,
+            pb::AddVehicleRequest {
+                customer_id: id.clone(),
+                vin: form.vin.trim().to_uppercase(),
+                make: form.make.clone(),
+                model: form.model.clone(),
+                year,
+                license_plate: form.license_plate.clone(),
+                mileage,
+                idempotency_key: form.idempotency_key.clone(),
+            },
+        ))
+        .await;
+    match answer {
+        Ok(vehicle) => {
+            Redirect::to(&format!("/vehicles/{}", vehicle.into_inner().id)).into_response()
+        }
+        Err(status) if is_refusal(&status) => {
+            detail_page(
+                &web,
+                &caller,
+                &id,
+                false,
+                form,
+                refusal_errors(&status, "vin"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(status) => PageError::from_status(SERVICE, &status).into_response(),
+    }
+}
+
+/// The edit form as typed.
+#[derive(Default, Deserialize)]
+pub struct EditCustomer {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    line1: String,
+    #[serde(default)]
+    line2: String,
+    #[serde(default)]
+    postal_code: String,
+    #[serde(default)]
+    city: String,
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    expected_version: i64,
+}
+
+#[derive(Template)]
+#[template(path = "customer_edit.html")]
+struct EditPage {
+    shell: Shell,
+    id: String,
+    form: EditCustomer,
+    errors: FieldErrors,
+    others: Vec<String>,
+}
+
+const EDIT_FIELDS: &[&str] = &[
+    "name",
+    "email",
+    "phone",
+    "address.line1",
+    "address.line2",
+    "address.postal_code",
+    "address.city",
+    "address.country",
+    "notes",
+    "version",
+];
+
+fn edit_page(caller: &Caller, id: String, form: EditCustomer, errors: FieldErrors) -> EditPage {
+    EditPage {
+        shell: Shell::new(Some(caller), EN.edit_customer, "customers"),
+        others: errors.others(EDIT_FIELDS),
+        id,
+        form,
+        errors,
+    }
+}
+
+pub async fn edit_form(State(web): State<Web>, caller: Caller, Path(id): Path<String>) -> Response {
+    if let Err(refused) = caller.require(method::UPDATE_CUSTOMER) {
+        return refused.into_response();
+    }
+    let c = match fetch(&web, &caller, &id).await {
+        Ok(customer) => customer,
+        Err(err) => return err.into_response(),
+    };
+    let a = c.address.unwrap_or_default();
+    let form = EditCustomer {
+        name: c.name,
+        email: c.email,
+        phone: c.phone,
+        line1: a.line1,
+        line2: a.line2,
+        postal_code: a.postal_code,
+        city: a.city,
+        country: a.country,
+        notes: c.notes,
+        expected_version: c.audit.map(|a| a.version).unwrap_or_default(),
+    };
+    render(
+        StatusCode::OK,
+        &edit_page(&caller, id, form, FieldErrors::default()),
+    )
+}
+
+pub async fn update(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<EditCustomer>,
+) -> Response {
+    if let Err(refused) = caller.require(method::UPDATE_CUSTOMER) {
+        return refused.into_response();
+    }
+    let any_address = [
+        &form.line1,
+        &form.line2,
+        &form.postal_code,
+        &form.city,
+        &form.country,
+    ]
+    .iter()
+    .any(|f| !f.trim().is_empty());
+    let clients = &web.clients;
+    let answer = clients
+        .customer
+        .clone()
+        .update_customer(clients.request(
+            &caller.ctx,
+            pb::UpdateCustomerRequest {
+                id: id.clone(),
+                name: form.name.clone(),
+                email: form.email.clone(),
+                phone: form.phone.clone(),
+                address: any_address.then(|| pb::Address {
+                    line1: form.line1.clone(),
+                    line2: form.line2.clone(),
+                    postal_code: form.postal_code.clone(),
+                    city: form.city.clone(),
+                    country: form.country.trim().to_uppercase(),
+                }),
+                notes: form.notes.clone(),
+                expected_version: form.expected_version,
+            },
+        ))
+        .await;
+    match answer {
+        Ok(_) => Redirect::to(&format!("/customers/{id}?saved=1")).into_response(),
+        Err(status) if is_refusal(&status) => render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &edit_page(&caller, id, form, refusal_errors(&status, "name")),
+        ),
+        Err(status) => PageError::from_status(SERVICE, &status).into_response(),
+    }
+}
+
+pub struct HistoryRow {
+    pub id: String,
+    pub number: String,
+    pub status: &'static str,
+    pub opened: String,
+    pub odometer: String,
+    pub complaint: String,
+    pub invoice: Option<InvoiceCell>,
+}
+
+pub struct InvoiceCell {
+    pub id: String,
+    pub number: String,
+    pub status: &'static str,
+    pub total: String,
+}
+
+#[derive(Template)]
+#[template(path = "vehicle.html")]
+struct VehiclePage {
+    shell: Shell,
+    vehicle: pb::Vehicle,
+    mileage: String,
+    owner: Option<(String, String)>,
+    history: Vec<HistoryRow>,
+    reads_money: bool,
+    missing: Vec<&'static str>,
+}
+
+/// A vehicle and its whole service history: every work order (newest first, as the service
+/// lists them) with the odometer at intake, and the invoice each one led to.
+pub async fn vehicle(State(web): State<Web>, caller: Caller, Path(id): Path<String>) -> Response {
+    use carerp_proto::billing::v1 as billing;
+    use carerp_proto::workorder::v1 as workorder;
+    let t = &EN;
+    let clients = &web.clients;
+    let vehicle = match clients
+        .customer
+        .clone()
+        .get_vehicle(clients.request(&caller.ctx, pb::GetVehicleRequest { id: id.clone() }))
+        .await
+    {
+        Ok(vehicle) => vehicle.into_inner(),
+        Err(status) => return PageError::from_status(SERVICE, &status).into_response(),
+    };
+    let reads_money = caller.can(method::LIST_INVOICES);
+    let page = || {
+        Some(PageRequest {
+            page_size: 500,
+            page_token: String::new(),
+        })
+    };
+    let (mut orders_client, mut billing_client) =
+        (clients.workorder.clone(), clients.billing.clone());
+    let (owner, orders, invoices) = tokio::join!(
+        fetch(&web, &caller, &vehicle.customer_id),
+        orders_client.list_work_orders(clients.request(
+            &caller.ctx,
+            workorder::ListWorkOrdersRequest {
+                page: page(),
+                vehicle_id: id.clone(),
+                ..Default::default()
+            },
+        )),
+        async {
+            if !reads_money {
+                return Ok(Vec::new());
+            }
+            // Billing lists by customer, not by vehicle: the vehicle's are picked out here.
+            billing_client
+                .list_invoices(clients.request(
+                    &caller.ctx,
+                    billing::ListInvoicesRequest {
+                        page: page(),
+                        customer_id: vehicle.customer_id.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(|r| r.into_inner().invoices)
+        },
+    );
+    let mut absent = Vec::new();
+    let invoices = invoices.unwrap_or_else(|_| {
+        absent.push(missing(t, "billing"));
+        Vec::new()
+    });
+    let orders = match orders {
+        Ok(list) => list.into_inner().work_orders,
+        Err(_) => {
+            absent.push(missing(t, "workorder"));
+            Vec::new()
+        }
+    };
+    let history = orders
+        .into_iter()
+        .map(|o| HistoryRow {
+            invoice: invoices
+                .iter()
+                .find(|i| i.work_order_id == o.id && i.vehicle_id == id)
+                .map(|i| InvoiceCell {
+                    id: i.id.clone(),
+                    number: i.number.clone(),
+                    status: super::invoices::status_label(t, i.status),
+                    total: crate::format::money_of(t, i.total.as_ref()),
+                }),
+            status: super::workorders::status_label(t, o.status),
+            opened: crate::format::date_time(
+                t,
+                &web.zone,
+                o.audit.as_ref().and_then(|a| a.created_at.as_ref()),
+            ),
+            odometer: km(t, o.odometer_km),
+            complaint: o.complaint,
+            id: o.id,
+            number: o.number,
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &VehiclePage {
+            shell: Shell::new(
+                Some(&caller),
+                format!(
+                    "{} {} {}",
+                    vehicle.license_plate, vehicle.make, vehicle.model
+                ),
+                "customers",
+            ),
+            mileage: km(t, vehicle.mileage),
+            owner: owner.ok().map(|c| (c.id, c.name)),
+            history,
+            reads_money,
+            missing: absent,
+            vehicle,
+        },
+    )
 }
