@@ -124,6 +124,7 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             "/invoices/{id}/payments",
             post(pages::invoices::record_payment),
         )
+        .route("/invoices/{id}/void", post(pages::invoices::void_invoice))
         .route_layer(middleware::from_fn_with_state(
             web.clone(),
             session::require_session,

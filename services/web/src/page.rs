@@ -30,7 +30,9 @@ pub mod method {
     pub const ADJUST_STOCK: &str = "/carerp.inventory.v1.InventoryService/AdjustStock";
     pub const UPDATE_CUSTOMER: &str = "/carerp.customer.v1.CustomerService/UpdateCustomer";
     pub const ADD_VEHICLE: &str = "/carerp.customer.v1.CustomerService/AddVehicle";
+    pub const VOID_INVOICE: &str = "/carerp.billing.v1.BillingService/VoidInvoice";
     pub const ALL: &[&str] = &[
+        VOID_INVOICE,
         UPDATE_CUSTOMER,
         ADD_VEHICLE,
         CREATE_PART,

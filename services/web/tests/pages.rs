@@ -984,3 +984,65 @@ async fn a_vehicle_shows_its_work_orders_with_the_odometer_and_their_invoices(po
     );
     garage.stop().await;
 }
+
+#[sqlx::test]
+async fn an_invoice_is_voided_with_a_reason_and_roles_without_void_get_no_form(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let invoice = invoice(&garage).await;
+    let id = invoice["id"].as_str().unwrap();
+    let path = format!("/invoices/{id}");
+    let advisor = garage.browser_as("SERVICE_ADVISOR").await;
+    let theirs = advisor.get(&path).await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert!(!theirs.html.contains("void-form"), "advisors may not void");
+    let forged = advisor
+        .post(&format!("{path}/void"), &[("reason", "forged")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.html.contains("Your role may not do this."));
+
+    let accountant = garage.browser_as("ACCOUNTANT").await;
+    let page = accountant.get(&path).await;
+    assert!(page.html.contains("id=\"void-form\""), "{}", page.html);
+    let empty = accountant
+        .post(
+            &format!("{path}/void"),
+            &[("reason", ""), ("expected_version", "0")],
+        )
+        .await;
+    assert_eq!(
+        empty.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        empty.html
+    );
+    assert!(
+        empty.html.contains("id=\"void-reason-error\""),
+        "{}",
+        empty.html
+    );
+    let voided = accountant
+        .post(
+            &format!("{path}/void"),
+            &[
+                ("reason", "Issued to the wrong customer"),
+                ("expected_version", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(voided.status, StatusCode::SEE_OTHER, "{}", voided.html);
+    let page = accountant.get(voided.location().unwrap()).await;
+    assert!(page.html.contains("Invoice voided."));
+    assert!(page.html.contains("Issued to the wrong customer"));
+    assert!(!page.html.contains("void-form"), "void once");
+    assert!(
+        !page.html.contains("payment-form"),
+        "a void invoice takes no payment"
+    );
+    let after = garage
+        .get(&format!("/api/invoices/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(after["status"], "VOID");
+    garage.stop().await;
+}

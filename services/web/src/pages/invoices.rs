@@ -168,6 +168,10 @@ pub struct InvoiceView {
     pub has_balance: bool,
     pub payments: Vec<PaymentRow>,
     pub customer: Option<String>,
+    pub version: i64,
+    /// Neither void nor paid any part of: what billing lets be voided.
+    pub voidable: bool,
+    pub void_reason: String,
 }
 
 fn method_label(t: &'static Messages, method: i32) -> &'static str {
@@ -185,9 +189,13 @@ struct DetailPage {
     shell: Shell,
     invoice: InvoiceView,
     can_pay: bool,
+    can_void: bool,
     paid_now: bool,
+    voided_now: bool,
     form: PaymentForm,
     errors: FieldErrors,
+    void_form: VoidForm,
+    void_errors: FieldErrors,
     missing: Vec<&'static str>,
 }
 
@@ -267,6 +275,13 @@ async fn view(
             })
             .collect(),
         customer,
+        version: invoice
+            .audit
+            .as_ref()
+            .map(|a| a.version)
+            .unwrap_or_default(),
+        voidable: invoice.status != pb::InvoiceStatus::Void as i32 && invoice.payments.is_empty(),
+        void_reason: invoice.void_reason,
         id: invoice.id,
         number: invoice.number,
         work_order_id: invoice.work_order_id,
@@ -279,6 +294,8 @@ async fn view(
 pub struct Shown {
     #[serde(default)]
     paid: bool,
+    #[serde(default)]
+    voided: bool,
 }
 
 pub async fn detail(
@@ -295,23 +312,37 @@ pub async fn detail(
         &web,
         &caller,
         id,
-        shown.paid,
+        Notice {
+            paid: shown.paid,
+            voided: shown.voided,
+        },
         form,
         FieldErrors::default(),
+        None,
         StatusCode::OK,
     )
     .await
 }
 
+/// What the page confirms it just did.
+#[derive(Default)]
+struct Notice {
+    paid: bool,
+    voided: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn detail_page(
     web: &Web,
     caller: &Caller,
     id: String,
-    paid_now: bool,
+    shown: Notice,
     form: PaymentForm,
     errors: FieldErrors,
+    void: Option<(VoidForm, FieldErrors)>,
     status: StatusCode,
 ) -> Response {
+    let (void_form, void_errors) = void.unwrap_or_default();
     match view(web, caller, id).await {
         Ok((invoice, missing)) => render(
             status,
@@ -322,10 +353,14 @@ async fn detail_page(
                     "invoices",
                 ),
                 can_pay: caller.can(method::RECORD_PAYMENT) && invoice.has_balance,
+                can_void: caller.can(method::VOID_INVOICE) && invoice.voidable,
                 invoice,
-                paid_now,
+                paid_now: shown.paid,
+                voided_now: shown.voided,
                 form,
                 errors,
+                void_form,
+                void_errors,
                 missing,
             },
         ),
@@ -381,9 +416,10 @@ pub async fn record_payment(
             &web,
             &caller,
             id,
-            false,
+            Notice::default(),
             form,
             errors,
+            None,
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
@@ -430,9 +466,77 @@ pub async fn record_payment(
                 &web,
                 &caller,
                 id,
-                false,
+                Notice::default(),
                 form,
                 errors,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(status) => PageError::from_status(SERVICE, &status).into_response(),
+    }
+}
+
+#[derive(Default, Deserialize)]
+pub struct VoidForm {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    expected_version: i64,
+}
+
+/// Voids an invoice that has no payments, with the reason people will read on it.
+pub async fn void_invoice(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<VoidForm>,
+) -> Response {
+    if let Err(refused) = caller.require(method::VOID_INVOICE) {
+        return refused.into_response();
+    }
+    let clients = &web.clients;
+    let answer = clients
+        .billing
+        .clone()
+        .void_invoice(clients.request(
+            &caller.ctx,
+            pb::VoidInvoiceRequest {
+                id: id.clone(),
+                reason: form.reason.clone(),
+                expected_version: form.expected_version,
+            },
+        ))
+        .await;
+    match answer {
+        Ok(_) => Redirect::to(&format!("/invoices/{id}?voided=true")).into_response(),
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::InvalidArgument
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::Aborted
+            ) =>
+        {
+            let mut errors = FieldErrors::from_status(&status);
+            if status.code() == tonic::Code::Aborted {
+                errors.add("version", EN.stale_write_invoice);
+            } else if errors.is_empty() {
+                errors.add("reason", status.message());
+            }
+            let payment = PaymentForm {
+                idempotency_key: uuid::Uuid::now_v7().to_string(),
+                ..PaymentForm::default()
+            };
+            detail_page(
+                &web,
+                &caller,
+                id,
+                Notice::default(),
+                payment,
+                FieldErrors::default(),
+                Some((form, errors)),
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
             .await
