@@ -12,7 +12,7 @@
 //!
 //! - [`session`]: the session cookie, its refresh, and the same-origin check of forms.
 //! - [`page`]: the layout's data, rendering, error pages, field errors.
-//! - [`pages`]: one module per area (sign-in, today, customers, work orders, parts, invoices).
+//! - [`pages`]: one module per area (sign-in, today, customers, work orders, parts, invoices, people).
 //! - [`messages`]: every text, one catalogue per language; [`format`]: money and dates.
 //! - [`assets`]: the stylesheet and htmx, cached for good under hashed URLs.
 
@@ -117,6 +117,16 @@ pub fn router(bff: PagesContext<'_>) -> Router {
         )
         .route("/parts/{id}/edit", get(pages::parts::edit_form))
         .route("/parts/{id}/stock", post(pages::parts::adjust_stock))
+        .route(
+            "/people",
+            get(pages::people::list).post(pages::people::create),
+        )
+        .route(
+            "/people/{id}",
+            get(pages::people::person).post(pages::people::update),
+        )
+        .route("/people/{id}/password", post(pages::people::reset_password))
+        .route("/audit", get(pages::people::audit))
         .route("/invoices", get(pages::invoices::list))
         .route("/invoices/{id}", get(pages::invoices::detail))
         .route("/invoices/{id}/print", get(pages::invoices::print))

@@ -31,7 +31,17 @@ pub mod method {
     pub const UPDATE_CUSTOMER: &str = "/carerp.customer.v1.CustomerService/UpdateCustomer";
     pub const ADD_VEHICLE: &str = "/carerp.customer.v1.CustomerService/AddVehicle";
     pub const VOID_INVOICE: &str = "/carerp.billing.v1.BillingService/VoidInvoice";
+    pub const LIST_USERS: &str = "/carerp.identity.v1.IdentityService/ListUsers";
+    pub const CREATE_USER: &str = "/carerp.identity.v1.IdentityService/CreateUser";
+    pub const UPDATE_USER: &str = "/carerp.identity.v1.IdentityService/UpdateUser";
+    pub const RESET_PASSWORD: &str = "/carerp.identity.v1.IdentityService/ResetPassword";
+    pub const LIST_AUDIT: &str = "/carerp.identity.v1.IdentityService/ListAudit";
     pub const ALL: &[&str] = &[
+        LIST_USERS,
+        CREATE_USER,
+        UPDATE_USER,
+        RESET_PASSWORD,
+        LIST_AUDIT,
         VOID_INVOICE,
         UPDATE_CUSTOMER,
         ADD_VEHICLE,
@@ -67,6 +77,8 @@ pub struct Shell {
 pub struct NavUser {
     pub role: &'static str,
     pub invoices: bool,
+    pub people: bool,
+    pub audit: bool,
 }
 
 impl Shell {
@@ -79,6 +91,8 @@ impl Shell {
             user: caller.map(|caller| NavUser {
                 role: caller.role.as_str(),
                 invoices: caller.can(method::LIST_INVOICES),
+                people: caller.can(method::LIST_USERS),
+                audit: caller.can(method::LIST_AUDIT),
             }),
             current,
         }

@@ -268,6 +268,17 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     wait_for_text(&client, "h1", "Invoice").await;
     photograph(&client, "invoice-print").await;
 
+    // People (the owner's): a new person's one-time password is shown once.
+    client.goto(&garage.url("/people")).await.unwrap();
+    fill(&client, "display_name", "Tina Tech").await;
+    fill(&client, "email", "tina@example.com").await;
+    click(&client, "#person-form button").await;
+    wait_for_text(&client, "#one-time-password", "One-time password").await;
+    photograph(&client, "people").await;
+    client.goto(&garage.url("/audit")).await.unwrap();
+    wait_for_text(&client, "#audit", "user.created").await;
+    photograph(&client, "audit").await;
+
     let invoices = garage.get("/api/invoices").await.expect(StatusCode::OK);
     assert_eq!(
         invoices["items"][0]["status"], "PARTIALLY_PAID",

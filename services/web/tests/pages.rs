@@ -1046,3 +1046,172 @@ async fn an_invoice_is_voided_with_a_reason_and_roles_without_void_get_no_form(p
     assert_eq!(after["status"], "VOID");
     garage.stop().await;
 }
+
+/// The one-time password an answer shows once.
+fn one_time_password(html: &str) -> String {
+    let at = html.find("<code>").expect("a one-time password") + 6;
+    html[at..].split("</code>").next().unwrap().to_string()
+}
+
+#[sqlx::test]
+async fn the_owner_manages_people_and_reads_the_audit_trail_and_no_one_else_may(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let owner = garage.owner_browser().await;
+    let today = owner.get("/").await;
+    assert!(today.html.contains("href=\"/people\""));
+    let created = owner
+        .post(
+            "/people",
+            &[
+                ("display_name", "Tina Tech"),
+                ("email", "tina@example.com"),
+                ("role", "TECHNICIAN"),
+                ("idempotency_key", "u1"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.html);
+    assert!(created.html.contains("id=\"one-time-password\""));
+    let password = one_time_password(&created.html);
+    assert!(password.len() >= 12, "{password}");
+    let list = owner.get("/people").await;
+    assert!(list.html.contains("Tina Tech"));
+    assert!(!list.html.contains(&password), "shown once");
+    let tina = Browser::new(&garage.base);
+    assert_eq!(
+        tina.sign_in("tina@example.com", &password).await.location(),
+        Some("/password")
+    );
+
+    let duplicate = owner
+        .post(
+            "/people",
+            &[
+                ("display_name", "Tina Again"),
+                ("email", "tina@example.com"),
+                ("role", "TECHNICIAN"),
+                ("idempotency_key", "u2"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        duplicate.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        duplicate.html
+    );
+    assert!(
+        duplicate.html.contains("id=\"email-error\""),
+        "{}",
+        duplicate.html
+    );
+
+    let id = {
+        let at = list.html.find("Tina Tech").unwrap();
+        let link = list.html[..at].rfind("/people/").unwrap() + 8;
+        list.html[link..].split('"').next().unwrap().to_string()
+    };
+    let path = format!("/people/{id}");
+    let page = owner.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let version = {
+        let at = page
+            .html
+            .find("name=\"expected_version\" value=\"")
+            .unwrap()
+            + 31;
+        page.html[at..].split('"').next().unwrap().to_string()
+    };
+    let changed = owner
+        .post(
+            &path,
+            &[("role", "PARTS_MANAGER"), ("expected_version", &version)],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.html);
+    let stale = owner
+        .post(
+            &path,
+            &[("active", "false"), ("expected_version", &version)],
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        stale.html
+    );
+    assert!(stale.html.contains("id=\"reload\""));
+    let page = owner.get(&path).await;
+    assert!(
+        page.html
+            .contains("<dd id=\"person-role\">Parts manager</dd>")
+    );
+    let version = {
+        let at = page
+            .html
+            .find("name=\"expected_version\" value=\"")
+            .unwrap()
+            + 31;
+        page.html[at..].split('"').next().unwrap().to_string()
+    };
+    let deactivated = owner
+        .post(
+            &path,
+            &[("active", "false"), ("expected_version", &version)],
+        )
+        .await;
+    assert_eq!(
+        deactivated.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        deactivated.html
+    );
+    let page = owner.get(&path).await;
+    assert!(
+        page.html
+            .contains("<dd id=\"person-status\">Deactivated</dd>")
+    );
+    let reset = owner.post(&format!("{path}/password"), &[]).await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.html);
+    assert_ne!(one_time_password(&reset.html), password);
+
+    let audit = owner.get("/audit").await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.html);
+    for action in ["user.created", "user.updated", "user.password-reset"] {
+        assert!(audit.html.contains(action), "{action}: {}", audit.html);
+    }
+    let filtered = owner.get("/audit?action=user.password-reset").await;
+    let table = &filtered.html[filtered.html.find("id=\"audit\"").unwrap()..];
+    assert!(table.contains("user.password-reset"));
+    assert!(!table.contains("user.created"), "{table}");
+    let bad_date = owner.get("/audit?from=yesterday").await;
+    assert_eq!(bad_date.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad_date.html.contains("id=\"from-error\""));
+
+    let advisor = garage.browser_as("SERVICE_ADVISOR").await;
+    let today = advisor.get("/").await;
+    assert!(!today.html.contains("href=\"/people\""));
+    assert!(!today.html.contains("href=\"/audit\""));
+    for page in ["/people", &path, "/audit"] {
+        assert_eq!(
+            advisor.get(page).await.status,
+            StatusCode::FORBIDDEN,
+            "{page}"
+        );
+    }
+    let forged = advisor
+        .post(
+            "/people",
+            &[
+                ("display_name", "Mallory"),
+                ("email", "m@example.com"),
+                ("role", "OWNER"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let forged = advisor.post(&format!("{path}/password"), &[]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    garage.stop().await;
+}

@@ -4,5 +4,6 @@ pub mod auth;
 pub mod customers;
 pub mod invoices;
 pub mod parts;
+pub mod people;
 pub mod today;
 pub mod workorders;
