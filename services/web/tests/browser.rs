@@ -3,6 +3,11 @@
 //! open its invoice and record a payment. Every page is photographed at 1440 and 390 px
 //! into `target/ui-screenshots/` (under `CARGO_TARGET_DIR` when set).
 //!
+//! Every photographed page is also checked with axe-core, the accessibility engine, injected
+//! into the page from its npm package (pinned in `tests/axe/package-lock.json`, installed
+//! with `npm ci` under the target directory on first use, never copied into the
+//! repository): no serious or critical violation is allowed.
+//!
 //! Needs Debian's `chromium` and `chromium-driver`; without them the test says so and passes,
 //! except under `CI`, where it fails.
 
@@ -80,16 +85,69 @@ async fn browser() -> Option<(Driver, Client)> {
     panic!("chromedriver did not start on {url}");
 }
 
+static AXE: std::sync::LazyLock<String> = std::sync::LazyLock::new(axe_script);
+
 fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let dir = target.join("ui-screenshots");
+    let dir = target_dir().join("ui-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-/// The current page at a desk's and a phone's width.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+/// axe-core's script, from the npm package `tests/axe/package-lock.json` pins, installed
+/// with `npm ci` into the target directory the first time.
+fn axe_script() -> String {
+    let pinned = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/axe");
+    let dir = target_dir().join("axe-npm");
+    let script = dir.join("node_modules/axe-core/axe.min.js");
+    let lock = std::fs::read(pinned.join("package-lock.json")).unwrap();
+    let installed_lock = std::fs::read(dir.join("package-lock.json")).unwrap_or_default();
+    if !script.exists() || installed_lock != lock {
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(pinned.join(file), dir.join(file)).unwrap();
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("the accessibility check needs npm (apt-get install npm)");
+        assert!(status.success(), "npm ci of axe-core failed: {status}");
+    }
+    std::fs::read_to_string(script).unwrap()
+}
+
+/// Runs axe-core on the current page: its serious and critical violations, each as
+/// `page: rule (impact): help, at [selectors]`.
+async fn accessibility_violations(client: &Client, axe: &str, name: &str) -> Vec<String> {
+    client.execute(axe, vec![]).await.unwrap();
+    let found = client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               axe.run(document, { resultTypes: ["violations"] })
+                 .then(r => done(r.violations
+                   .filter(v => v.impact === "serious" || v.impact === "critical")
+                   .map(v => `${v.id} (${v.impact}): ${v.help}, at ${JSON.stringify(v.nodes.slice(0, 5).map(n => n.target.join(" ")))}`)))
+                 .catch(e => done([`axe failed: ${e}`]));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| format!("{name}: {}", v.as_str().unwrap_or_default()))
+        .collect()
+}
+
+/// The current page at a desk's and a phone's width, and its accessibility check (at each
+/// width: the layout differs).
 async fn photograph(client: &Client, name: &str) {
     let dir = screenshot_dir();
     for (width, height) in [(1440, 900), (390, 844)] {
@@ -97,6 +155,13 @@ async fn photograph(client: &Client, name: &str) {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let png = client.screenshot().await.unwrap();
         std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
+        let violations =
+            accessibility_violations(client, &AXE, &format!("{name} at {width} px")).await;
+        assert!(
+            violations.is_empty(),
+            "axe-core found serious or critical violations:\n{}",
+            violations.join("\n")
+        );
     }
     client.set_window_size(1440, 900).await.unwrap();
 }
