@@ -12,5 +12,6 @@ pub mod local;
 pub mod metrics;
 pub mod private;
 pub mod provision;
+pub mod scram;
 pub mod seed;
 pub mod validate;
