@@ -362,7 +362,8 @@ fn mock_api(tenant: Value, cluster: SharedCluster) -> (Client, tokio::task::Join
                         for op in call.body.as_array().unwrap() {
                             match op["op"].as_str() {
                                 Some("add") => {
-                                    tenant["metadata"]["finalizers"] = json!([controller::FINALIZER])
+                                    tenant["metadata"]["finalizers"] =
+                                        json!([controller::FINALIZER])
                                 }
                                 Some("remove") => tenant["metadata"]["finalizers"] = json!([]),
                                 _ => {}
@@ -660,12 +661,7 @@ async fn objects_no_longer_desired_are_deleted() {
         .ingress("demo.example.com")
         .sidecar("http://otel.observability:4317")
         .build();
-    let first = reconcile_in(
-        &cluster,
-        everything,
-        FakeProvisioner::default(),
-    )
-    .await;
+    let first = reconcile_in(&cluster, everything, FakeProvisioner::default()).await;
     first.result.unwrap();
     assert!(!script(&first.calls).iter().any(|s| s.starts_with("delete")));
     let optional = |cluster: &SharedCluster| -> Vec<String> {
@@ -684,12 +680,7 @@ async fn objects_no_longer_desired_are_deleted() {
     assert_eq!(optional(&cluster).len(), 11, "{:?}", optional(&cluster));
 
     let minimal = demo().finalized().plan(Plan::Starter).build();
-    let second = reconcile_in(
-        &cluster,
-        minimal.clone(),
-        FakeProvisioner::default(),
-    )
-    .await;
+    let second = reconcile_in(&cluster, minimal.clone(), FakeProvisioner::default()).await;
     second.result.unwrap();
     let deletes: Vec<String> = script(&second.calls)
         .into_iter()
@@ -728,12 +719,7 @@ async fn objects_no_longer_desired_are_deleted() {
         "the settings and token keys stay, and what the operator does not manage"
     );
 
-    let third = reconcile_in(
-        &cluster,
-        minimal,
-        FakeProvisioner::default(),
-    )
-    .await;
+    let third = reconcile_in(&cluster, minimal, FakeProvisioner::default()).await;
     third.result.unwrap();
     assert!(
         !script(&third.calls).iter().any(|s| s.starts_with("delete")),

@@ -56,7 +56,11 @@ async fn apply_until_ready(
         let ready = list
             .items
             .iter()
-            .filter(|t| names.iter().any(|n| t.metadata.name.as_deref() == Some(n.as_str())))
+            .filter(|t| {
+                names
+                    .iter()
+                    .any(|n| t.metadata.name.as_deref() == Some(n.as_str()))
+            })
             .filter(|t| t.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready))
             .count();
         if ready == names.len() {
@@ -136,12 +140,7 @@ async fn bench(plane: &ControlPlane, names: &mut Vec<String>) -> anyhow::Result<
     let kubeconfig = plane
         .service_account_kubeconfig("carerp-system", "carerp-operator", None)
         .await?;
-    let mut operator = Operator::start(
-        plane,
-        "bench-0",
-        &kubeconfig,
-        &[("RUST_LOG", "info")],
-    )?;
+    let mut operator = Operator::start(plane, "bench-0", &kubeconfig, &[("RUST_LOG", "info")])?;
     let api: Api<CarErpTenant> = Api::all(plane.client().await?);
     let suffix = &uuid::Uuid::now_v7().simple().to_string()[24..];
 
@@ -150,7 +149,9 @@ async fn bench(plane: &ControlPlane, names: &mut Vec<String>) -> anyhow::Result<
     let took = apply_until_ready(&api, &mut operator, &one, Duration::from_secs(180)).await?;
     println!("1 tenant: apply to Ready in {:.1} s", took.as_secs_f64());
 
-    let many: Vec<String> = (0..MANY).map(|i| format!("bench-{suffix}-{i:02}")).collect();
+    let many: Vec<String> = (0..MANY)
+        .map(|i| format!("bench-{suffix}-{i:02}"))
+        .collect();
     names.extend(many.iter().cloned());
     let took = apply_until_ready(&api, &mut operator, &many, Duration::from_secs(900)).await?;
     println!(

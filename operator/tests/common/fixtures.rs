@@ -3,8 +3,8 @@
 
 use carerp_operator::controller::FINALIZER;
 use carerp_operator::crd::{
-    CarErpTenant, CarErpTenantSpec, CarErpTenantStatus, CollectorMode, DeletionPolicy,
-    IngressSpec, Phase, Plan,
+    CarErpTenant, CarErpTenantSpec, CarErpTenantStatus, CollectorMode, DeletionPolicy, IngressSpec,
+    Phase, Plan,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -79,17 +79,22 @@ impl TenantFixture {
 
     /// Was Ready at `observed_generation`, every condition True since 2026-11-24.
     pub fn was_ready(mut self, observed_generation: i64) -> Self {
-        let conditions = ["DatabasesReady", "MessagingReady", "WorkloadsReady", "Ready"]
-            .into_iter()
-            .map(|type_| Condition {
-                type_: type_.into(),
-                status: "True".into(),
-                reason: "Ready".into(),
-                message: "ok".into(),
-                observed_generation: None,
-                last_transition_time: time("2026-11-24T08:00:00Z"),
-            })
-            .collect();
+        let conditions = [
+            "DatabasesReady",
+            "MessagingReady",
+            "WorkloadsReady",
+            "Ready",
+        ]
+        .into_iter()
+        .map(|type_| Condition {
+            type_: type_.into(),
+            status: "True".into(),
+            reason: "Ready".into(),
+            message: "ok".into(),
+            observed_generation: None,
+            last_transition_time: time("2026-11-24T08:00:00Z"),
+        })
+        .collect();
         self.0.status = Some(CarErpTenantStatus {
             phase: Some(Phase::Ready),
             observed_generation: Some(observed_generation),
