@@ -801,9 +801,17 @@ pub fn tail(log: &str, lines: usize) -> String {
 
 /// `target/<profile>/`, where cargo put the workspace's binaries for this test run.
 pub fn cargo_bin_dir() -> PathBuf {
+    // A test runs from target/debug/deps, a binary (bench-operator) from target/debug.
     std::env::current_exe()
         .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .and_then(|exe| {
+            let dir = exe.parent()?;
+            Some(if dir.ends_with("deps") {
+                dir.parent()?.to_path_buf()
+            } else {
+                dir.to_path_buf()
+            })
+        })
         .unwrap_or_else(|| PathBuf::from("."))
 }
 

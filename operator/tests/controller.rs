@@ -531,17 +531,24 @@ async fn a_refused_finalizer_shows_in_the_ready_condition() {
     assert!(run.provisioner.calls().is_empty());
 }
 
-#[tokio::test]
-async fn reconcile_applies_every_object_provisions_and_patches_status() {
+/// The first converge of a finalized tenant with an Ingress, against an empty cluster.
+async fn first_converge() -> (CarErpTenant, Run) {
     let tenant = demo().finalized().ingress("demo.example.com").build();
     let run = reconcile_once(tenant.clone(), FakeProvisioner::default()).await;
-    let action = run.result.as_ref().unwrap();
-    assert_eq!(*action, Action::requeue(carerp_operator::config::RESYNC));
+    assert_eq!(
+        *run.result.as_ref().unwrap(),
+        Action::requeue(carerp_operator::config::RESYNC)
+    );
     assert_eq!(
         run.provisioner.calls(),
         ["ensure_databases demo", "ensure_stream demo"]
     );
+    (tenant, run)
+}
 
+#[tokio::test]
+async fn a_first_converge_calls_the_api_in_order() {
+    let (tenant, run) = first_converge().await;
     let objects = desired::desired(
         &tenant,
         &OperatorConfig::example(),
@@ -579,7 +586,11 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
     expected.push("apply carerptenants/demo/status".to_string());
     expected.push("create events".to_string());
     assert_eq!(script(&run.calls), expected);
+}
 
+#[tokio::test]
+async fn writes_are_forced_server_side_applies_and_prune_sees_only_the_tenants_objects() {
+    let (_, run) = first_converge().await;
     for call in run.calls.iter().filter(|c| c.is_apply()) {
         assert!(
             call.query.contains("fieldManager=carerp-operator")
@@ -596,6 +607,11 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
             "only the tenant's own objects are candidates for deletion"
         );
     }
+}
+
+#[tokio::test]
+async fn the_database_secret_and_the_pod_template_agree_on_the_password() {
+    let (_, run) = first_converge().await;
     let secret = run
         .calls
         .iter()
@@ -609,7 +625,11 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
         desired::secret_hash(url),
         "the pod template carries the hash of the Secret it reads"
     );
+}
 
+#[tokio::test]
+async fn a_converged_tenant_is_ready_with_every_condition_and_an_event() {
+    let (_, run) = first_converge().await;
     let s = run.status(0);
     assert_eq!(s["phase"], "Ready");
     assert_eq!(s["observedGeneration"], 3);
