@@ -94,8 +94,8 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
-/// Deletes the tenants, waits (bounded) for their finalizers, then drops whatever is left of
-/// their databases and streams directly.
+/// Deletes the tenants, waits (bounded) for the operator to let them go, then drops whatever
+/// is left of their databases and streams directly.
 async fn clean_up(api: &Api<CarErpTenant>, names: &[String]) {
     for name in names {
         let _ = api.delete(name, &DeleteParams::default()).await;
@@ -135,25 +135,32 @@ async fn clean_up(api: &Api<CarErpTenant>, names: &[String]) {
     }
 }
 
-async fn bench(plane: &ControlPlane, names: &mut Vec<String>) -> anyhow::Result<()> {
+/// Starts the operator with the chart's RBAC.
+async fn start_operator(plane: &ControlPlane) -> anyhow::Result<Operator> {
     plane.install_chart(&[])?;
     let kubeconfig = plane
         .service_account_kubeconfig("carerp-system", "carerp-operator", None)
         .await?;
-    let mut operator = Operator::start(plane, "bench-0", &kubeconfig, &[("RUST_LOG", "info")])?;
-    let api: Api<CarErpTenant> = Api::all(plane.client().await?);
+    Operator::start(plane, "bench-0", &kubeconfig, &[("RUST_LOG", "info")])
+}
+
+async fn bench(
+    api: &Api<CarErpTenant>,
+    operator: &mut Operator,
+    names: &mut Vec<String>,
+) -> anyhow::Result<()> {
     let suffix = &uuid::Uuid::now_v7().simple().to_string()[24..];
 
     let one = vec![format!("bench-{suffix}-one")];
     names.extend(one.iter().cloned());
-    let took = apply_until_ready(&api, &mut operator, &one, Duration::from_secs(180)).await?;
+    let took = apply_until_ready(api, operator, &one, Duration::from_secs(180)).await?;
     println!("1 tenant: apply to Ready in {:.1} s", took.as_secs_f64());
 
     let many: Vec<String> = (0..MANY)
         .map(|i| format!("bench-{suffix}-{i:02}"))
         .collect();
     names.extend(many.iter().cloned());
-    let took = apply_until_ready(&api, &mut operator, &many, Duration::from_secs(900)).await?;
+    let took = apply_until_ready(api, operator, &many, Duration::from_secs(900)).await?;
     println!(
         "{MANY} tenants at once: apply to all Ready in {:.1} s",
         took.as_secs_f64()
@@ -199,10 +206,15 @@ async fn main() -> ExitCode {
         }
     };
     let mut names = Vec::new();
-    let result = bench(&plane, &mut names).await;
-    if let Ok(client) = plane.client().await {
-        clean_up(&Api::all(client), &names).await;
+    let result: anyhow::Result<()> = async {
+        let mut operator = start_operator(&plane).await?;
+        let api: Api<CarErpTenant> = Api::all(plane.client().await?);
+        let result = bench(&api, &mut operator, &mut names).await;
+        // The operator still runs: it removes the tenants' finalizers, dropping what they had.
+        clean_up(&api, &names).await;
+        result
     }
+    .await;
     drop(plane);
     match result {
         Ok(()) => ExitCode::SUCCESS,
