@@ -127,7 +127,10 @@ pub fn converged(
         prev,
         "DatabasesReady",
         observed.databases,
-        "4 databases ready".into(),
+        format!(
+            "{} databases ready",
+            SERVICES.iter().filter(|s| s.has_database()).count()
+        ),
         generation,
         now,
     );
@@ -405,6 +408,7 @@ mod tests {
                 ("Ready", "True", "Ready"),
             ]
         );
+        assert_eq!(status.conditions[0].message, "5 databases ready");
         assert_eq!(status.conditions[1].message, "stream CARERP_ACME ready");
         assert_eq!(status.ready_services.as_deref(), Some("6/6"));
         assert_eq!(status.namespace.as_deref(), Some("carerp-acme"));

@@ -188,6 +188,11 @@ async fn bench(
         last = now;
     }
     println!(
+        "(a settled tenant is looked at again every {} s, on a change of its own or of its Deployments: {:.2} reconciles/s on average)",
+        carerp_operator::config::RESYNC.as_secs(),
+        (MANY + 1) as f64 / carerp_operator::config::RESYNC.as_secs_f64()
+    );
+    println!(
         "operator RSS with {} tenants: {:.1} MiB",
         MANY + 1,
         rss_mib(operator.process.pid())?
