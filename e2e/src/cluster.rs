@@ -86,6 +86,44 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
+/// Runs the control plane's `helm` where no cluster is needed (`template`, `lint`), from the
+/// workspace root with its own empty Helm homes. `None` when the control plane is not built
+/// (outside CI, like [`ControlPlane::start`]); in CI that is an error.
+pub fn helm_offline(args: &[&str]) -> anyhow::Result<Option<String>> {
+    let helm = bin_dir()?.join("helm");
+    if !helm.is_file() {
+        let message = format!(
+            "{} is not built: run `just control-plane` (e2e/cluster/build.sh)",
+            helm.display()
+        );
+        if in_ci() {
+            bail!("{message}");
+        }
+        eprintln!("skipping: {message}");
+        return Ok(None);
+    }
+    let home = tempfile::tempdir()?;
+    let out = Command::new(&helm)
+        .args(args)
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .env("KUBECONFIG", home.path().join("no-kubeconfig"))
+        .current_dir(workspace_root())
+        .output()
+        .context("running helm")?;
+    if !out.status.success() {
+        bail!(
+            "helm {} failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; the process binds it right after).
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
@@ -763,9 +801,17 @@ pub fn tail(log: &str, lines: usize) -> String {
 
 /// `target/<profile>/`, where cargo put the workspace's binaries for this test run.
 pub fn cargo_bin_dir() -> PathBuf {
+    // A test runs from target/debug/deps, a binary (bench-operator) from target/debug.
     std::env::current_exe()
         .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .and_then(|exe| {
+            let dir = exe.parent()?;
+            Some(if dir.ends_with("deps") {
+                dir.parent()?.to_path_buf()
+            } else {
+                dir.to_path_buf()
+            })
+        })
         .unwrap_or_else(|| PathBuf::from("."))
 }
 

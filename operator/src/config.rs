@@ -23,6 +23,8 @@ pub struct OperatorConfig {
     pub collector_image: String,
     /// Namespace of the ingress controller, the only one allowed to reach the BFF.
     pub ingress_controller_namespace: String,
+    /// Namespace of the metrics scraper (Prometheus), let in to every pod's admin port.
+    pub monitoring_namespace: String,
 }
 
 impl OperatorConfig {
@@ -39,6 +41,7 @@ impl OperatorConfig {
             default_otlp_endpoint: None,
             collector_image: "otel/opentelemetry-collector:0.120.0".into(),
             ingress_controller_namespace: "ingress-nginx".into(),
+            monitoring_namespace: "monitoring".into(),
         }
     }
 
@@ -79,6 +82,16 @@ impl OperatorConfig {
                 self.nats_url
             ));
         }
+        for (what, namespace) in [
+            ("ingress controller", &self.ingress_controller_namespace),
+            ("monitoring", &self.monitoring_namespace),
+        ] {
+            if !is_dns_label(namespace) {
+                return Err(format!(
+                    "{what} namespace {namespace:?} must be a namespace name (at most 63 lower-case letters, digits or '-')"
+                ));
+            }
+        }
         if let Some(endpoint) = &self.default_otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
@@ -88,6 +101,17 @@ impl OperatorConfig {
         }
         Ok(())
     }
+}
+
+/// A Kubernetes namespace name (RFC 1123 label).
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 /// How long the controller waits before looking at a healthy tenant again.
@@ -139,6 +163,13 @@ pub struct OperatorArgs {
         default_value = "ingress-nginx"
     )]
     pub ingress_namespace: String,
+    /// Namespace of the Prometheus that scrapes every tenant pod's admin port (9090).
+    #[arg(
+        long,
+        env = "CARERP_MONITORING_NAMESPACE",
+        default_value = "monitoring"
+    )]
+    pub monitoring_namespace: String,
 }
 
 impl OperatorArgs {
@@ -161,6 +192,7 @@ impl OperatorArgs {
             default_otlp_endpoint: self.default_otlp_endpoint.clone(),
             collector_image: self.collector_image.clone(),
             ingress_controller_namespace: self.ingress_namespace.clone(),
+            monitoring_namespace: self.monitoring_namespace.clone(),
         };
         config.validate()?;
         Ok(config)
@@ -190,5 +222,15 @@ mod tests {
         let mut c = OperatorConfig::example();
         c.namespace_prefix = String::new();
         assert!(c.validate().unwrap_err().contains("must not be empty"));
+        let mut c = OperatorConfig::example();
+        c.monitoring_namespace = "Monitoring".into();
+        assert!(c.validate().unwrap_err().contains("monitoring namespace"));
+        let mut c = OperatorConfig::example();
+        c.ingress_controller_namespace = String::new();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("ingress controller namespace")
+        );
     }
 }

@@ -1,18 +1,19 @@
 //! The controller: keeps every `CarErpTenant` converged.
 //!
-//! Reconcile = check the spec, provision the databases, apply the namespace, the database
-//! Secrets and the desired objects with server-side apply, delete the optional objects that are
-//! not desired any more, provision the stream, then write status and conditions and emit Events
-//! on transitions. Deletion runs behind the `carerp.io/cleanup` finalizer. Errors requeue with
-//! a per-tenant exponential backoff and show their reason in the `Ready` condition and in a
-//! Warning Event.
+//! Reconcile (`converge`) is named steps: refuse an invalid spec or a namespace that is not
+//! the tenant's, `ensure_databases` (and the URLs the Secrets hold), `apply_objects` (namespace,
+//! key Secrets, database Secrets, then everything else, with server-side apply), `prune` what is
+//! no longer desired, `ensure_stream`, then the status, computed by the pure
+//! [`status::converged`], with Events on transitions. Deletion runs behind the
+//! `carerp.io/cleanup` finalizer. Errors requeue with a per-tenant exponential backoff and show
+//! their reason in the `Ready` condition and in a Warning Event. The real PostgreSQL and NATS
+//! behind [`Provisioner`] are `infrastructure.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
@@ -20,7 +21,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -30,17 +31,15 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::PgPool;
-use tokio::sync::Mutex as AsyncMutex;
 
 use crate::config::{OperatorConfig, RESYNC};
 use crate::crd::{
     CarErpTenant, CarErpTenantStatus, DeletionPolicy, MessagingSpec, Phase, SERVICES, Service,
-    ServiceStatus,
 };
 use crate::desired::{self, Object};
 use crate::metrics::Metrics;
 use crate::provision::{self, ProvisionError};
+use crate::status;
 use crate::validate::validate;
 
 /// Finalizer that holds a tenant until, with `deletionPolicy: Delete`, its stream and databases
@@ -67,136 +66,6 @@ pub trait Provisioner: Send + Sync + 'static {
         spec: &'a MessagingSpec,
     ) -> BoxFuture<'a, Result<(), ProvisionError>>;
     fn delete_stream<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>>;
-}
-
-/// Where the PostgreSQL admin URL comes from.
-#[derive(Debug, Clone)]
-pub enum AdminSource {
-    /// Given at start.
-    Url(String),
-    /// A file (a mounted Secret), read again on every use: a Secret created or rotated later
-    /// is picked up without a restart.
-    File(std::path::PathBuf),
-    /// Not given at all: the operator still starts and every tenant reports
-    /// `DatabaseNotConfigured`, so a platform engineer sees what is missing where they look.
-    Missing,
-}
-
-/// The real PostgreSQL and NATS. Both connect lazily, so the operator starts while either is
-/// down or not configured, reports it on each tenant, and recovers when it returns.
-pub struct Infrastructure {
-    admin_source: AdminSource,
-    admin: AsyncMutex<Option<(String, PgPool)>>,
-    nats_url: String,
-    jetstream: AsyncMutex<Option<jetstream::Context>>,
-}
-
-impl Infrastructure {
-    pub fn new(admin_source: AdminSource, nats_url: &str) -> Self {
-        Self {
-            admin_source,
-            admin: AsyncMutex::new(None),
-            nats_url: nats_url.into(),
-            jetstream: AsyncMutex::new(None),
-        }
-    }
-
-    /// The admin pool for the URL in force now.
-    async fn admin(&self) -> Result<PgPool, ProvisionError> {
-        let url = match &self.admin_source {
-            AdminSource::Url(url) => url.trim().to_string(),
-            AdminSource::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim().to_string())
-                .map_err(|err| {
-                    ProvisionError::NotConfigured(format!(
-                        "cannot read the PostgreSQL admin URL from {}: {err}",
-                        path.display()
-                    ))
-                })?,
-            AdminSource::Missing => {
-                return Err(ProvisionError::NotConfigured(
-                    "no PostgreSQL admin connection: set CARERP_ADMIN_DATABASE_URL or CARERP_ADMIN_DATABASE_URL_FILE on the operator".into(),
-                ));
-            }
-        };
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(ProvisionError::NotConfigured(
-                "the PostgreSQL admin URL is empty or not a postgres:// URL".into(),
-            ));
-        }
-        let mut guard = self.admin.lock().await;
-        if let Some((current, pool)) = guard.as_ref()
-            && *current == url
-        {
-            return Ok(pool.clone());
-        }
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy(&url)
-            .map_err(|err| {
-                ProvisionError::NotConfigured(format!("invalid PostgreSQL admin URL: {err}"))
-            })?;
-        *guard = Some((url, pool.clone()));
-        Ok(pool)
-    }
-
-    async fn js(&self) -> Result<jetstream::Context, ProvisionError> {
-        let mut guard = self.jetstream.lock().await;
-        if let Some(js) = guard.as_ref() {
-            return Ok(js.clone());
-        }
-        let client =
-            async_nats::connect(&self.nats_url)
-                .await
-                .map_err(|err| ProvisionError::Nats {
-                    action: format!("connect to {}", self.nats_url),
-                    message: err.to_string(),
-                })?;
-        let js = jetstream::new(client);
-        *guard = Some(js.clone());
-        Ok(js)
-    }
-}
-
-impl Provisioner for Infrastructure {
-    fn ensure_databases<'a>(
-        &'a self,
-        tenant: &'a str,
-        passwords: &'a BTreeMap<Service, String>,
-    ) -> BoxFuture<'a, Result<BTreeMap<Service, String>, ProvisionError>> {
-        Box::pin(async move {
-            let admin = self.admin().await?;
-            provision::ensure_databases(&admin, tenant, passwords).await
-        })
-    }
-
-    fn drop_databases<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>> {
-        Box::pin(async move {
-            let admin = self.admin().await?;
-            provision::drop_databases(&admin, tenant).await
-        })
-    }
-
-    fn ensure_stream<'a>(
-        &'a self,
-        tenant: &'a str,
-        spec: &'a MessagingSpec,
-    ) -> BoxFuture<'a, Result<(), ProvisionError>> {
-        Box::pin(async move {
-            let js = self.js().await?;
-            provision::ensure_stream(&js, tenant, spec)
-                .await
-                .map(|_| ())
-        })
-    }
-
-    fn delete_stream<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>> {
-        Box::pin(async move {
-            let js = self.js().await?;
-            provision::delete_stream(&js, tenant).await.map(|_| ())
-        })
-    }
 }
 
 /// Why a reconcile failed.
@@ -299,31 +168,6 @@ impl Context {
 
 fn now() -> Time {
     Time(Timestamp::now())
-}
-
-/// A condition, keeping the previous transition time when its status did not change.
-fn condition(
-    previous: &[Condition],
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: impl Into<String>,
-    generation: Option<i64>,
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(now);
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: message.into(),
-        observed_generation: generation,
-        last_transition_time,
-    }
 }
 
 fn object_ref(tenant: &CarErpTenant) -> ObjectReference {
@@ -589,27 +433,7 @@ async fn report(
 /// stay as they were) and into a Warning Event, so `kubectl describe` tells why the tenant is
 /// stuck. Best effort: the failure is returned (and retried) whatever happens here.
 async fn report_failure(ctx: &Context, tenant: &CarErpTenant, reason: &str, message: String) {
-    let generation = tenant.metadata.generation;
-    let mut status = tenant.status.clone().unwrap_or_default();
-    let ready = condition(
-        &status.conditions,
-        "Ready",
-        false,
-        reason,
-        &message,
-        generation,
-    );
-    match status.conditions.iter_mut().find(|c| c.type_ == "Ready") {
-        Some(existing) => *existing = ready,
-        None => status.conditions.push(ready),
-    }
-    status.phase = Some(if tenant.metadata.deletion_timestamp.is_some() {
-        Phase::Deleting
-    } else if matches!(status.phase, Some(Phase::Ready | Phase::Degraded)) {
-        Phase::Degraded
-    } else {
-        Phase::Provisioning
-    });
+    let status = status::with_failure(tenant, reason, &message, &now());
     match patch_status(ctx, tenant, &status).await {
         Ok(()) => ctx.metrics.set_phase(&tenant.name_any(), status.phase),
         Err(err) => tracing::warn!(
@@ -647,84 +471,128 @@ async fn apply_tenant(tenant: Arc<CarErpTenant>, ctx: &Context) -> Result<Action
     result
 }
 
+/// One convergence, as named steps; each returns what the next needs, and the status is
+/// computed from what they found ([`status::converged`]).
 async fn converge(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error> {
-    let name = tenant.name_any();
-    let generation = tenant.metadata.generation;
-    let previous = tenant.status.clone().unwrap_or_default();
-    let prev = &previous.conditions;
     let namespace = desired::namespace_name(tenant, &ctx.config);
-
-    if let Err(invalid) = validate(tenant) {
-        let message = invalid.to_string();
-        let status = CarErpTenantStatus {
-            phase: Some(Phase::Failed),
-            observed_generation: generation,
-            conditions: vec![condition(
-                prev,
-                "Ready",
-                false,
-                "InvalidSpec",
-                &message,
-                generation,
-            )],
-            ..previous.clone()
-        };
-        report(ctx, tenant, &status)
-            .await
-            .map_err(kube_err("write the status"))?;
-        if previous.conditions.iter().all(|c| c.message != message) {
-            publish(ctx, tenant, EventType::Warning, "InvalidSpec", message).await;
-        }
-        // Nothing to retry until someone edits the spec.
-        return Ok(Action::await_change());
+    if let Some(action) = refuse_invalid_spec(tenant, ctx).await? {
+        return Ok(action);
     }
-
-    // A namespace of that name that is not ours is never adopted: applying to it would make it
-    // the tenant's, and deleting the tenant would delete it.
-    if let Some(conflict) = namespace_conflict(&ctx.client, tenant, &namespace).await? {
-        let status = CarErpTenantStatus {
-            phase: Some(Phase::Failed),
-            observed_generation: generation,
-            conditions: vec![condition(
-                prev,
-                "Ready",
-                false,
-                "NamespaceConflict",
-                &conflict,
-                generation,
-            )],
-            namespace: None,
-            ..previous.clone()
-        };
-        report(ctx, tenant, &status)
-            .await
-            .map_err(kube_err("write the status"))?;
-        if previous.conditions.iter().all(|c| c.message != conflict) {
-            publish(
-                ctx,
-                tenant,
-                EventType::Warning,
-                "NamespaceConflict",
-                conflict,
-            )
-            .await;
-        }
-        // The other owner may let go of it; look again now and then.
-        return Ok(Action::requeue(NAMESPACE_CONFLICT_REQUEUE));
+    if let Some(action) = refuse_foreign_namespace(tenant, ctx, &namespace).await? {
+        return Ok(action);
     }
+    let databases = ensure_databases(tenant, ctx, &namespace).await?;
+    let applied = apply_objects(tenant, ctx, &namespace, &databases).await?;
+    prune(&ctx.client, tenant, &namespace, &applied.objects).await?;
+    let messaging = ctx
+        .provisioner
+        .ensure_stream(&tenant.name_any(), &tenant.spec.messaging)
+        .await;
 
-    // The databases first: the pod templates carry a hash of the Secret each service reads its
-    // password from, so they must know the password in force (a new one when a lost Secret made
-    // the provisioner reset it).
-    let existing = read_database_urls(&ctx.client, &namespace).await?;
+    let observed = status::Observed {
+        databases: databases.provisioned.as_ref().map(|_| ()),
+        messaging: messaging.as_ref().copied(),
+        ready: applied.ready,
+    };
+    let status = status::converged(tenant, &ctx.config, &observed, &now());
+    report(ctx, tenant, &status)
+        .await
+        .map_err(kube_err("write the status"))?;
+    if let Some(err) = observed.failure() {
+        publish(
+            ctx,
+            tenant,
+            EventType::Warning,
+            err.reason(),
+            err.to_string(),
+        )
+        .await;
+    }
+    databases.provisioned?;
+    messaging?;
+    Ok(if status::settled(status.phase) {
+        Action::requeue(RESYNC)
+    } else {
+        Action::requeue(NOT_READY_REQUEUE)
+    })
+}
+
+/// An invalid spec: `Failed`, a Warning Event when the message is new, and nothing to retry
+/// until someone edits the spec.
+async fn refuse_invalid_spec(
+    tenant: &CarErpTenant,
+    ctx: &Context,
+) -> Result<Option<Action>, Error> {
+    let Err(invalid) = validate(tenant) else {
+        return Ok(None);
+    };
+    let message = invalid.to_string();
+    refuse(tenant, ctx, "InvalidSpec", message, None).await?;
+    Ok(Some(Action::await_change()))
+}
+
+/// A namespace of that name that is not ours is never adopted: applying to it would make it
+/// the tenant's, and deleting the tenant would delete it. The other owner may let go of it,
+/// so it is looked at again now and then.
+async fn refuse_foreign_namespace(
+    tenant: &CarErpTenant,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Option<Action>, Error> {
+    let Some(conflict) = namespace_conflict(&ctx.client, tenant, namespace).await? else {
+        return Ok(None);
+    };
+    refuse(tenant, ctx, "NamespaceConflict", conflict, Some(None)).await?;
+    Ok(Some(Action::requeue(NAMESPACE_CONFLICT_REQUEUE)))
+}
+
+/// Writes a [`status::refused`] status (with `namespace` replaced when given) and a Warning
+/// Event unless a condition already says the same.
+async fn refuse(
+    tenant: &CarErpTenant,
+    ctx: &Context,
+    reason: &str,
+    message: String,
+    namespace: Option<Option<String>>,
+) -> Result<(), Error> {
+    let mut status = status::refused(tenant, reason, &message, &now());
+    if let Some(namespace) = namespace {
+        status.namespace = namespace;
+    }
+    report(ctx, tenant, &status)
+        .await
+        .map_err(kube_err("write the status"))?;
+    let previous = tenant.status.clone().unwrap_or_default();
+    if previous.conditions.iter().all(|c| c.message != message) {
+        publish(ctx, tenant, EventType::Warning, reason, message).await;
+    }
+    Ok(())
+}
+
+/// The databases' provisioning and the URLs the Secrets will hold.
+struct Databases {
+    provisioned: Result<BTreeMap<Service, String>, ProvisionError>,
+    /// The provisioned passwords' URLs, or (provisioner down) what the Secrets hold now, so a
+    /// failure rolls nothing.
+    urls: BTreeMap<Service, String>,
+}
+
+/// The databases first: the pod templates carry a hash of the Secret each service reads its
+/// password from, so they must know the password in force (a new one when a lost Secret made
+/// the provisioner reset it).
+async fn ensure_databases(
+    tenant: &CarErpTenant,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Databases, Error> {
+    let name = tenant.name_any();
+    let existing = read_database_urls(&ctx.client, namespace).await?;
     let passwords: BTreeMap<Service, String> = existing
         .iter()
         .filter_map(|(service, url)| Some((*service, password_from_url(url)?)))
         .collect();
-    let databases = ctx.provisioner.ensure_databases(&name, &passwords).await;
-    // What the Secrets will hold: the provisioned passwords, or (provisioner down) what they
-    // hold now, so a failure rolls nothing.
-    let urls: BTreeMap<Service, String> = match &databases {
+    let provisioned = ctx.provisioner.ensure_databases(&name, &passwords).await;
+    let urls = match &provisioned {
         Ok(passwords) => passwords
             .iter()
             .map(|(service, password)| {
@@ -740,12 +608,29 @@ async fn converge(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
             .collect(),
         Err(_) => existing,
     };
-    let hashes = urls
+    Ok(Databases { provisioned, urls })
+}
+
+/// What was applied, and the ready replicas the applied Deployments report.
+struct Applied {
+    objects: Vec<Object>,
+    ready: BTreeMap<String, i32>,
+}
+
+/// The namespace, then the signing key and owner Secrets, then the database Secrets (when
+/// provisioning succeeded), then the rest: pods a Deployment rolls for a new password find it
+/// in their Secret.
+async fn apply_objects(
+    tenant: &CarErpTenant,
+    ctx: &Context,
+    namespace: &str,
+    databases: &Databases,
+) -> Result<Applied, Error> {
+    let hashes = databases
+        .urls
         .iter()
         .map(|(service, url)| (*service, desired::secret_hash(url)))
         .collect();
-    // The namespace, then the Secrets, then the rest: pods a Deployment rolls for a new
-    // password find it in their Secret.
     let namespace_object = desired::desired(tenant, &ctx.config, &hashes, None)
         .into_iter()
         .find(|o| matches!(o, Object::Namespace(_)));
@@ -754,17 +639,12 @@ async fn converge(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
             .await
             .map_err(kube_err(format!("apply {}", object.describe())))?;
     }
-    let public_keys = crate::identity::ensure_secrets(&ctx.client, tenant, &ctx.config, &namespace)
+    let public_keys = crate::identity::ensure_secrets(&ctx.client, tenant, &ctx.config, namespace)
         .await
         .map_err(kube_err("ensure the signing key and the owner's Secret"))?;
     let objects = desired::desired(tenant, &ctx.config, &hashes, Some(&public_keys));
-    let rest: Vec<&Object> = objects
-        .iter()
-        .filter(|o| !matches!(o, Object::Namespace(_)))
-        .collect();
-    let mut deployments = BTreeMap::new();
-    if databases.is_ok() {
-        for (service, url) in &urls {
+    if databases.provisioned.is_ok() {
+        for (service, url) in &databases.urls {
             let secret = desired::database_secret(tenant, &ctx.config, *service, url);
             apply_namespaced(&ctx.client, &secret)
                 .await
@@ -774,180 +654,24 @@ async fn converge(tenant: &CarErpTenant, ctx: &Context) -> Result<Action, Error>
                 )))?;
         }
     }
-    for object in rest {
+    let mut ready = BTreeMap::new();
+    for object in objects
+        .iter()
+        .filter(|o| !matches!(o, Object::Namespace(_)))
+    {
         if let Some(deployment) = apply_object(&ctx.client, object)
             .await
             .map_err(kube_err(format!("apply {}", object.describe())))?
         {
-            deployments.insert(deployment.name_any(), deployment);
+            let replicas = deployment
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            ready.insert(deployment.name_any(), replicas);
         }
     }
-    prune(&ctx.client, tenant, &namespace, &objects).await?;
-
-    let messaging = ctx
-        .provisioner
-        .ensure_stream(&name, &tenant.spec.messaging)
-        .await;
-
-    let mut services = BTreeMap::new();
-    let mut ready_count = 0;
-    for service in SERVICES {
-        let want = desired::replicas(tenant, service);
-        let ready = deployments
-            .get(service.name())
-            .and_then(|d| d.status.as_ref())
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
-        if ready >= want {
-            ready_count += 1;
-        }
-        services.insert(
-            service.name().to_string(),
-            ServiceStatus {
-                ready,
-                desired: want,
-                image: desired::image(tenant, &ctx.config, service),
-            },
-        );
-    }
-    let workloads_ready = ready_count == SERVICES.len();
-    let db_condition = match &databases {
-        Ok(_) => condition(
-            prev,
-            "DatabasesReady",
-            true,
-            "Provisioned",
-            "4 databases ready",
-            generation,
-        ),
-        Err(err) => condition(
-            prev,
-            "DatabasesReady",
-            false,
-            err.reason(),
-            err.to_string(),
-            generation,
-        ),
-    };
-    let stream_condition = match &messaging {
-        Ok(()) => condition(
-            prev,
-            "MessagingReady",
-            true,
-            "Provisioned",
-            format!("stream {} ready", provision::stream_name(&name)),
-            generation,
-        ),
-        Err(err) => condition(
-            prev,
-            "MessagingReady",
-            false,
-            err.reason(),
-            err.to_string(),
-            generation,
-        ),
-    };
-    let not_ready: Vec<&str> = SERVICES
-        .into_iter()
-        .filter(|s| services[s.name()].ready < services[s.name()].desired)
-        .map(Service::name)
-        .collect();
-    let workloads_condition = if workloads_ready {
-        condition(
-            prev,
-            "WorkloadsReady",
-            true,
-            "AllReady",
-            "every service is ready",
-            generation,
-        )
-    } else {
-        condition(
-            prev,
-            "WorkloadsReady",
-            false,
-            "Progressing",
-            format!("waiting for {}", not_ready.join(", ")),
-            generation,
-        )
-    };
-    let failure = databases.as_ref().err().or(messaging.as_ref().err());
-    let phase = if let Some(_err) = failure {
-        if previous.phase == Some(Phase::Ready) {
-            Phase::Degraded
-        } else {
-            Phase::Provisioning
-        }
-    } else if tenant.spec.suspend {
-        Phase::Suspended
-    } else if workloads_ready {
-        Phase::Ready
-    } else if matches!(previous.phase, Some(Phase::Ready | Phase::Degraded)) {
-        Phase::Degraded
-    } else {
-        Phase::Provisioning
-    };
-    let ready_condition = match failure {
-        Some(err) => condition(
-            prev,
-            "Ready",
-            false,
-            err.reason(),
-            err.to_string(),
-            generation,
-        ),
-        None if phase == Phase::Ready || phase == Phase::Suspended => condition(
-            prev,
-            "Ready",
-            true,
-            phase.as_str(),
-            "tenant converged",
-            generation,
-        ),
-        None => condition(
-            prev,
-            "Ready",
-            false,
-            "Progressing",
-            workloads_condition.message.clone(),
-            generation,
-        ),
-    };
-    let status = CarErpTenantStatus {
-        phase: Some(phase),
-        observed_generation: generation,
-        conditions: vec![
-            db_condition,
-            stream_condition,
-            workloads_condition,
-            ready_condition,
-        ],
-        namespace: Some(namespace),
-        endpoint: Some(desired::endpoint(tenant, &ctx.config)),
-        ready_services: Some(format!("{ready_count}/{}", SERVICES.len())),
-        services,
-    };
-    report(ctx, tenant, &status)
-        .await
-        .map_err(kube_err("write the status"))?;
-
-    if let Some(err) = failure {
-        publish(
-            ctx,
-            tenant,
-            EventType::Warning,
-            err.reason(),
-            err.to_string(),
-        )
-        .await;
-    }
-    databases?;
-    messaging?;
-    Ok(if phase == Phase::Ready || phase == Phase::Suspended {
-        Action::requeue(RESYNC)
-    } else {
-        Action::requeue(NOT_READY_REQUEUE)
-    })
+    Ok(Applied { objects, ready })
 }
 
 /// Runs the cleanup; a failure (stream or databases not removed, status not written) goes into
@@ -1069,76 +793,6 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    /// The operator starts without PostgreSQL or NATS; each reconcile reports why it cannot
-    /// provision, and a later one succeeds once they answer (nothing is cached as broken).
-    #[tokio::test]
-    async fn unreachable_servers_are_reported_not_fatal() {
-        let infra = Infrastructure::new(
-            AdminSource::Url("postgres://postgres@127.0.0.1:1/postgres".into()),
-            "nats://127.0.0.1:1",
-        );
-        let err = infra
-            .ensure_databases("unreachable", &BTreeMap::new())
-            .await
-            .unwrap_err();
-        assert_eq!(err.reason(), "DatabaseError");
-        let err = infra
-            .ensure_stream("unreachable", &MessagingSpec::default())
-            .await
-            .unwrap_err();
-        assert_eq!(err.reason(), "MessagingError");
-        assert!(
-            err.to_string().contains("connect to nats://127.0.0.1:1"),
-            "{err}"
-        );
-        assert!(
-            infra.jetstream.lock().await.is_none(),
-            "a failed connection is retried next time"
-        );
-    }
-
-    /// No admin connection configured at all: the operator runs and says what to set.
-    #[tokio::test]
-    async fn a_missing_admin_connection_is_reported_not_fatal() {
-        let infra = Infrastructure::new(AdminSource::Missing, "nats://127.0.0.1:1");
-        let err = infra
-            .ensure_databases("unconfigured", &BTreeMap::new())
-            .await
-            .unwrap_err();
-        assert_eq!(err.reason(), "DatabaseNotConfigured");
-        assert!(
-            err.to_string().contains("CARERP_ADMIN_DATABASE_URL"),
-            "{err}"
-        );
-    }
-
-    /// No Secret yet: reported on each tenant; once the file appears, the next reconcile
-    /// provisions without a restart.
-    #[tokio::test]
-    async fn admin_url_file_is_read_on_every_use() {
-        let path = std::env::temp_dir().join(format!("carerp-admin-url-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let infra = Infrastructure::new(AdminSource::File(path.clone()), "nats://127.0.0.1:1");
-        let err = infra.admin().await.unwrap_err();
-        assert_eq!(err.reason(), "DatabaseNotConfigured");
-        assert!(
-            err.to_string()
-                .contains("cannot read the PostgreSQL admin URL"),
-            "{err}"
-        );
-
-        let url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        std::fs::write(&path, format!("{url}\n")).unwrap();
-        let pool = infra.admin().await.unwrap();
-        let one: i32 = sqlx::query_scalar("SELECT 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(one, 1);
-        std::fs::remove_file(&path).unwrap();
-    }
-
     #[test]
     fn only_a_namespace_made_for_this_very_tenant_is_used() {
         let tenant: CarErpTenant = serde_json::from_value(serde_json::json!({
@@ -1203,29 +857,5 @@ mod tests {
         );
         assert_eq!(password_from_url("postgres://db/x"), None);
         assert_eq!(password_from_url("postgres://user@db/x"), None);
-    }
-
-    #[test]
-    fn transition_time_is_kept_while_status_holds() {
-        let first = condition(&[], "Ready", false, "Progressing", "a", Some(1));
-        let same = condition(
-            std::slice::from_ref(&first),
-            "Ready",
-            false,
-            "Progressing",
-            "b",
-            Some(2),
-        );
-        assert_eq!(same.last_transition_time, first.last_transition_time);
-        assert_eq!(same.message, "b");
-        let flipped = condition(
-            std::slice::from_ref(&first),
-            "Ready",
-            true,
-            "Ready",
-            "c",
-            Some(2),
-        );
-        assert_eq!(flipped.status, "True");
     }
 }

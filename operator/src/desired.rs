@@ -971,6 +971,25 @@ service:
                 ..NetworkPolicySpec::default()
             },
         ));
+        // Prometheus scrapes every pod's `/metrics` on the admin port, and nothing else there.
+        policies.push(self.policy(
+            "allow-monitoring-to-admin",
+            NetworkPolicySpec {
+                pod_selector: Some(LabelSelector::default()),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(selector(&[(
+                            "kubernetes.io/metadata.name",
+                            &self.config.monitoring_namespace,
+                        )])),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                    ports: Some(vec![port(ADMIN_PORT)]),
+                }]),
+                ..NetworkPolicySpec::default()
+            },
+        ));
         let dns = |protocol: &str| NetworkPolicyPort {
             port: Some(IntOrString::Int(53)),
             protocol: Some(protocol.into()),
@@ -1359,6 +1378,59 @@ mod tests {
 
         let direct = desired(&tenant(""), &config, &BTreeMap::new(), None);
         assert!(!env_of(&direct, "bff").contains_key("BFF_TRUST_FORWARDED_FOR"));
+    }
+
+    /// The configured monitoring namespace, and only it, reaches every pod, on the admin port
+    /// only; another namespace picks up the change.
+    #[test]
+    fn the_monitoring_namespace_may_scrape_every_admin_port() {
+        let mut config = OperatorConfig::example();
+        config.monitoring_namespace = "observability".into();
+        let objects = desired(&tenant(""), &config, &BTreeMap::new(), None);
+        let policy = objects
+            .iter()
+            .find_map(|o| match o {
+                Object::NetworkPolicy(p)
+                    if p.metadata.name.as_deref() == Some("allow-monitoring-to-admin") =>
+                {
+                    Some(p)
+                }
+                _ => None,
+            })
+            .expect("a policy for the scraper");
+        let spec = policy.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.pod_selector,
+            Some(LabelSelector::default()),
+            "every pod"
+        );
+        assert_eq!(
+            spec.policy_types.as_deref(),
+            Some(&["Ingress".to_string()][..])
+        );
+        let rules = spec.ingress.as_ref().unwrap();
+        assert_eq!(rules.len(), 1);
+        let from = rules[0].from.as_ref().unwrap();
+        assert_eq!(from.len(), 1);
+        assert_eq!(from[0].pod_selector, None);
+        assert_eq!(
+            from[0]
+                .namespace_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.clone()),
+            Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                "observability".to_string()
+            )]))
+        );
+        let ports: Vec<_> = rules[0]
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.port.clone(), p.protocol.clone()))
+            .collect();
+        assert_eq!(ports, [(Some(IntOrString::Int(9090)), Some("TCP".into()))]);
     }
 
     #[test]

@@ -232,7 +232,8 @@ async fn local(args: LocalArgs) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    use carerp_operator::controller::{self, Context, Infrastructure};
+    use carerp_operator::controller::{self, Context};
+    use carerp_operator::infrastructure::{AdminSource, Infrastructure};
 
     let config = match args.operator.config() {
         Ok(config) => config,
@@ -259,14 +260,14 @@ async fn run(args: RunArgs) -> ExitCode {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return config_error("CARERP_ADMIN_DATABASE_URL must be a postgres:// URL");
             }
-            controller::AdminSource::Url(url.clone())
+            AdminSource::Url(url.clone())
         }
-        (None, Some(path)) => controller::AdminSource::File(path.clone()),
+        (None, Some(path)) => AdminSource::File(path.clone()),
         (None, None) => {
             tracing::warn!(
                 "no PostgreSQL admin connection (CARERP_ADMIN_DATABASE_URL or CARERP_ADMIN_DATABASE_URL_FILE): tenants will report DatabaseNotConfigured"
             );
-            controller::AdminSource::Missing
+            AdminSource::Missing
         }
     };
     let infrastructure = Infrastructure::new(admin_source, &args.nats_url);

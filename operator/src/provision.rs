@@ -14,6 +14,7 @@ use rand::distr::Alphanumeric;
 use sqlx::PgPool;
 
 use crate::crd::{MessagingSpec, SERVICES, Service};
+use crate::scram::{Verifier, stored_verifies};
 use crate::validate::parse_duration;
 
 /// Why provisioning failed; the text goes into the tenant's condition.
@@ -100,9 +101,52 @@ fn is_code(err: &ProvisionError, code: &str) -> bool {
     matches!(err, ProvisionError::Database { source: sqlx::Error::Database(db), .. } if db.code().as_deref() == Some(code))
 }
 
+/// What PostgreSQL holds about a tenant role.
+struct RoleState {
+    /// `LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`, as the operator creates it.
+    attributes_ok: bool,
+    /// `pg_authid.rolpassword`: `None` when it has none, or when the admin may not read it.
+    stored: Option<String>,
+}
+
+/// The role's attributes and stored verifier; `None` when there is no such role.
+/// `pg_authid` is readable by superusers only: an admin that is not one gets the attributes
+/// from `pg_roles`, and the password is then set on every run, as a verifier all the same.
+async fn role_state(admin: &PgPool, name: &str) -> Result<Option<RoleState>, ProvisionError> {
+    let authid = sqlx::query_as::<_, (bool, Option<String>)>(
+        "SELECT rolcanlogin AND NOT rolsuper AND NOT rolcreatedb AND NOT rolcreaterole, rolpassword \
+         FROM pg_authid WHERE rolname = $1",
+    )
+    .bind(name)
+    .fetch_optional(admin)
+    .await;
+    let row = match authid {
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42501") => {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT rolcanlogin AND NOT rolsuper AND NOT rolcreatedb AND NOT rolcreaterole \
+                 FROM pg_roles WHERE rolname = $1",
+            )
+            .bind(name)
+            .fetch_optional(admin)
+            .await
+            .map(|found| found.map(|ok| (ok, None)))
+        }
+        other => other,
+    }
+    .map_err(db_err(format!("look up role {name}")))?;
+    Ok(row.map(|(attributes_ok, stored)| RoleState {
+        attributes_ok,
+        stored,
+    }))
+}
+
 /// Makes sure the service's role and database exist and the role logs in with `password`
 /// (a new random one when `None`: the Secret holding it was lost or never written).
 /// Returns the password in force.
+///
+/// The password is sent only when the role's stored verifier does not accept it (a new role,
+/// a lost Secret, a password changed by hand), and then as a SCRAM-SHA-256 verifier computed
+/// here ([`crate::scram`]), never as plaintext.
 pub async fn ensure_database(
     admin: &PgPool,
     tenant: &str,
@@ -113,40 +157,45 @@ pub async fn ensure_database(
     let ident = quote_ident(&name);
     let password = password.map_or_else(new_password, str::to_string);
 
-    let role_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(&name)
-            .fetch_one(admin)
-            .await
-            .map_err(db_err(format!("look up role {name}")))?;
-    let set_password = format!(
-        "ALTER ROLE {ident} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}",
-        quote_literal(&password)
-    );
-    if role_exists {
-        exec(
-            admin,
-            &set_password,
-            &format!("set password of role {name}"),
+    const ATTRIBUTES: &str = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE";
+    let with_password = || {
+        format!(
+            "{ATTRIBUTES} PASSWORD {}",
+            quote_literal(&Verifier::new(&password).to_string())
         )
-        .await?;
-    } else {
-        let create = format!(
-            "CREATE ROLE {ident} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}",
-            quote_literal(&password)
-        );
-        match exec(admin, &create, &format!("create role {name}")).await {
-            Ok(()) => {}
-            // Created concurrently since we looked: make sure it has our password.
-            Err(err) if is_code(&err, "42710") => {
+    };
+    match role_state(admin, &name).await? {
+        Some(role) => {
+            let password_ok = stored_verifies(role.stored.as_deref(), &password);
+            if !(role.attributes_ok && password_ok) {
+                let set = if password_ok {
+                    ATTRIBUTES.to_string()
+                } else {
+                    with_password()
+                };
                 exec(
                     admin,
-                    &set_password,
+                    &format!("ALTER ROLE {ident} WITH {set}"),
                     &format!("set password of role {name}"),
                 )
-                .await?
+                .await?;
             }
-            Err(err) => return Err(err),
+        }
+        None => {
+            let create = format!("CREATE ROLE {ident} WITH {}", with_password());
+            match exec(admin, &create, &format!("create role {name}")).await {
+                Ok(()) => {}
+                // Created concurrently since we looked: make sure it has our password.
+                Err(err) if is_code(&err, "42710") => {
+                    exec(
+                        admin,
+                        &format!("ALTER ROLE {ident} WITH {}", with_password()),
+                        &format!("set password of role {name}"),
+                    )
+                    .await?
+                }
+                Err(err) => return Err(err),
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use carerp_operator::config::OperatorConfig;
 use carerp_operator::controller::{self, Context, Provisioner};
-use carerp_operator::crd::{CarErpTenant, MessagingSpec, Service};
+use carerp_operator::crd::{CarErpTenant, DeletionPolicy, MessagingSpec, Plan, Service};
 use carerp_operator::desired::{self, SECRET_HASH_ANNOTATION};
 use carerp_operator::metrics::Metrics;
 use carerp_operator::provision::{self, ProvisionError};
@@ -20,6 +20,9 @@ use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
+
+mod common;
+use common::fixtures::demo;
 
 const DATABASE_SERVICES: [&str; 5] = ["customer", "workorder", "inventory", "billing", "identity"];
 
@@ -359,7 +362,8 @@ fn mock_api(tenant: Value, cluster: SharedCluster) -> (Client, tokio::task::Join
                         for op in call.body.as_array().unwrap() {
                             match op["op"].as_str() {
                                 Some("add") => {
-                                    tenant["metadata"]["finalizers"] = json!(["carerp.io/cleanup"])
+                                    tenant["metadata"]["finalizers"] =
+                                        json!([controller::FINALIZER])
                                 }
                                 Some("remove") => tenant["metadata"]["finalizers"] = json!([]),
                                 _ => {}
@@ -392,25 +396,6 @@ fn mock_api(tenant: Value, cluster: SharedCluster) -> (Client, tokio::task::Join
         calls
     });
     (Client::new(service, "default"), server)
-}
-
-fn tenant(finalizers: &[&str], extra_spec: Value) -> Value {
-    let mut spec = json!({"displayName": "Demo Garage"});
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
-        spec.extend(extra.clone());
-    }
-    json!({
-        "apiVersion": "carerp.io/v1alpha1",
-        "kind": "CarErpTenant",
-        "metadata": {
-            "name": "demo",
-            "uid": "5b9c3f0e-0000-4000-8000-000000000042",
-            "generation": 3,
-            "resourceVersion": "100",
-            "finalizers": finalizers,
-        },
-        "spec": spec,
-    })
 }
 
 struct Run {
@@ -454,13 +439,17 @@ impl Run {
 }
 
 /// One reconcile against a new, empty cluster.
-async fn reconcile_once(tenant: Value, provisioner: FakeProvisioner) -> Run {
+async fn reconcile_once(tenant: CarErpTenant, provisioner: FakeProvisioner) -> Run {
     reconcile_in(&Cluster::default().shared(), tenant, provisioner).await
 }
 
 /// One reconcile against `cluster`, which keeps what it applies for the next.
-async fn reconcile_in(cluster: &SharedCluster, tenant: Value, provisioner: FakeProvisioner) -> Run {
-    let (client, server) = mock_api(tenant.clone(), cluster.clone());
+async fn reconcile_in(
+    cluster: &SharedCluster,
+    tenant: CarErpTenant,
+    provisioner: FakeProvisioner,
+) -> Run {
+    let (client, server) = mock_api(serde_json::to_value(&tenant).unwrap(), cluster.clone());
     let provisioner = Arc::new(provisioner);
     let ctx = Arc::new(Context::new(
         client,
@@ -469,7 +458,7 @@ async fn reconcile_in(cluster: &SharedCluster, tenant: Value, provisioner: FakeP
         Metrics::default(),
         Some("test".into()),
     ));
-    let object: Arc<CarErpTenant> = Arc::new(serde_json::from_value(tenant).unwrap());
+    let object = Arc::new(tenant);
     let result = tokio::time::timeout(
         Duration::from_secs(10),
         controller::reconcile(object.clone(), ctx.clone()),
@@ -497,7 +486,7 @@ async fn reconcile_in(cluster: &SharedCluster, tenant: Value, provisioner: FakeP
 
 #[tokio::test]
 async fn first_reconcile_adds_the_finalizer_and_nothing_else() {
-    let run = reconcile_once(tenant(&[], json!({})), FakeProvisioner::default()).await;
+    let run = reconcile_once(demo().build(), FakeProvisioner::default()).await;
     assert_eq!(run.result.unwrap(), Action::await_change());
     assert_eq!(script(&run.calls), ["patch carerptenants/demo"]);
     let call = &run.calls[0];
@@ -505,7 +494,7 @@ async fn first_reconcile_adds_the_finalizer_and_nothing_else() {
     assert_eq!(call.path, "/apis/carerp.io/v1alpha1/carerptenants/demo");
     assert_eq!(call.content_type, "application/json-patch+json");
     assert!(
-        call.body.to_string().contains("carerp.io/cleanup"),
+        call.body.to_string().contains(controller::FINALIZER),
         "{}",
         call.body
     );
@@ -524,7 +513,7 @@ async fn a_refused_finalizer_shows_in_the_ready_condition() {
         ..Cluster::default()
     }
     .shared();
-    let run = reconcile_in(&cluster, tenant(&[], json!({})), FakeProvisioner::default()).await;
+    let run = reconcile_in(&cluster, demo().build(), FakeProvisioner::default()).await;
     assert_eq!(run.result.as_ref().unwrap_err().reason(), "FinalizerError");
     assert_eq!(
         script(&run.calls),
@@ -542,24 +531,26 @@ async fn a_refused_finalizer_shows_in_the_ready_condition() {
     assert!(run.provisioner.calls().is_empty());
 }
 
-#[tokio::test]
-async fn reconcile_applies_every_object_provisions_and_patches_status() {
-    let spec = json!({"ingress": {"host": "demo.example.com"}});
-    let run = reconcile_once(
-        tenant(&["carerp.io/cleanup"], spec.clone()),
-        FakeProvisioner::default(),
-    )
-    .await;
-    let action = run.result.as_ref().unwrap();
-    assert_eq!(*action, Action::requeue(carerp_operator::config::RESYNC));
+/// The first converge of a finalized tenant with an Ingress, against an empty cluster.
+async fn first_converge() -> (CarErpTenant, Run) {
+    let tenant = demo().finalized().ingress("demo.example.com").build();
+    let run = reconcile_once(tenant.clone(), FakeProvisioner::default()).await;
+    assert_eq!(
+        *run.result.as_ref().unwrap(),
+        Action::requeue(carerp_operator::config::RESYNC)
+    );
     assert_eq!(
         run.provisioner.calls(),
         ["ensure_databases demo", "ensure_stream demo"]
     );
+    (tenant, run)
+}
 
-    let tenant_object: CarErpTenant = serde_json::from_value(tenant(&[], spec.clone())).unwrap();
+#[tokio::test]
+async fn a_first_converge_calls_the_api_in_order() {
+    let (tenant, run) = first_converge().await;
     let objects = desired::desired(
-        &tenant_object,
+        &tenant,
         &OperatorConfig::example(),
         &BTreeMap::new(),
         Some("k1:the-public-key"),
@@ -595,7 +586,11 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
     expected.push("apply carerptenants/demo/status".to_string());
     expected.push("create events".to_string());
     assert_eq!(script(&run.calls), expected);
+}
 
+#[tokio::test]
+async fn writes_are_forced_server_side_applies_and_prune_sees_only_the_tenants_objects() {
+    let (_, run) = first_converge().await;
     for call in run.calls.iter().filter(|c| c.is_apply()) {
         assert!(
             call.query.contains("fieldManager=carerp-operator")
@@ -612,6 +607,11 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
             "only the tenant's own objects are candidates for deletion"
         );
     }
+}
+
+#[tokio::test]
+async fn the_database_secret_and_the_pod_template_agree_on_the_password() {
+    let (_, run) = first_converge().await;
     let secret = run
         .calls
         .iter()
@@ -625,7 +625,11 @@ async fn reconcile_applies_every_object_provisions_and_patches_status() {
         desired::secret_hash(url),
         "the pod template carries the hash of the Secret it reads"
     );
+}
 
+#[tokio::test]
+async fn a_converged_tenant_is_ready_with_every_condition_and_an_event() {
+    let (_, run) = first_converge().await;
     let s = run.status(0);
     assert_eq!(s["phase"], "Ready");
     assert_eq!(s["observedGeneration"], 3);
@@ -671,17 +675,13 @@ async fn objects_no_longer_desired_are_deleted() {
                "metadata": {"name": "kube-root-ca.crt", "namespace": "carerp-demo"}}),
     );
     let cluster = cluster.shared();
-    let everything = json!({
-        "plan": "Standard",
-        "ingress": {"host": "demo.example.com"},
-        "telemetry": {"otlpEndpoint": "http://otel.observability:4317", "collector": "Sidecar"},
-    });
-    let first = reconcile_in(
-        &cluster,
-        tenant(&["carerp.io/cleanup"], everything),
-        FakeProvisioner::default(),
-    )
-    .await;
+    let everything = demo()
+        .finalized()
+        .plan(Plan::Standard)
+        .ingress("demo.example.com")
+        .sidecar("http://otel.observability:4317")
+        .build();
+    let first = reconcile_in(&cluster, everything, FakeProvisioner::default()).await;
     first.result.unwrap();
     assert!(!script(&first.calls).iter().any(|s| s.starts_with("delete")));
     let optional = |cluster: &SharedCluster| -> Vec<String> {
@@ -699,13 +699,8 @@ async fn objects_no_longer_desired_are_deleted() {
     };
     assert_eq!(optional(&cluster).len(), 11, "{:?}", optional(&cluster));
 
-    let minimal = json!({"plan": "Starter"});
-    let second = reconcile_in(
-        &cluster,
-        tenant(&["carerp.io/cleanup"], minimal.clone()),
-        FakeProvisioner::default(),
-    )
-    .await;
+    let minimal = demo().finalized().plan(Plan::Starter).build();
+    let second = reconcile_in(&cluster, minimal.clone(), FakeProvisioner::default()).await;
     second.result.unwrap();
     let deletes: Vec<String> = script(&second.calls)
         .into_iter()
@@ -744,12 +739,7 @@ async fn objects_no_longer_desired_are_deleted() {
         "the settings and token keys stay, and what the operator does not manage"
     );
 
-    let third = reconcile_in(
-        &cluster,
-        tenant(&["carerp.io/cleanup"], minimal),
-        FakeProvisioner::default(),
-    )
-    .await;
+    let third = reconcile_in(&cluster, minimal, FakeProvisioner::default()).await;
     third.result.unwrap();
     assert!(
         !script(&third.calls).iter().any(|s| s.starts_with("delete")),
@@ -764,10 +754,9 @@ async fn objects_no_longer_desired_are_deleted() {
 #[tokio::test]
 async fn a_reset_password_rolls_the_pods_that_read_it() {
     let cluster = Cluster::default().shared();
-    let spec = json!({});
     let first = reconcile_in(
         &cluster,
-        tenant(&["carerp.io/cleanup"], spec.clone()),
+        demo().finalized().build(),
         FakeProvisioner {
             password: "first",
             ..FakeProvisioner::default()
@@ -803,7 +792,7 @@ async fn a_reset_password_rolls_the_pods_that_read_it() {
         .expect("the first reconcile wrote the Secret");
     let second = reconcile_in(
         &cluster,
-        tenant(&["carerp.io/cleanup"], spec),
+        demo().finalized().build(),
         FakeProvisioner {
             password: "second",
             ..FakeProvisioner::default()
@@ -846,20 +835,7 @@ async fn a_refused_apply_shows_in_the_ready_condition() {
         ..Cluster::default()
     }
     .shared();
-    let mut object = tenant(&["carerp.io/cleanup"], json!({}));
-    let conditions: Vec<Value> = [
-        "DatabasesReady",
-        "MessagingReady",
-        "WorkloadsReady",
-        "Ready",
-    ]
-    .iter()
-    .map(|type_| {
-        json!({"type": type_, "status": "True", "reason": "Ready", "message": "ok",
-                   "lastTransitionTime": "2026-11-24T08:00:00Z"})
-    })
-    .collect();
-    object["status"] = json!({"phase": "Ready", "observedGeneration": 2, "conditions": conditions});
+    let object = demo().finalized().was_ready(2).build();
     let run = reconcile_in(&cluster, object, FakeProvisioner::default()).await;
 
     let err = run.result.as_ref().unwrap_err();
@@ -915,11 +891,11 @@ async fn a_refused_apply_shows_in_the_ready_condition() {
 
 #[tokio::test]
 async fn deletion_runs_cleanup_then_removes_the_finalizer() {
-    let mut object = tenant(
-        &["carerp.io/cleanup"],
-        json!({"database": {"deletionPolicy": "Delete"}}),
-    );
-    object["metadata"]["deletionTimestamp"] = json!("2026-11-25T12:00:00Z");
+    let object = demo()
+        .finalized()
+        .deletion_policy(DeletionPolicy::Delete)
+        .deleting()
+        .build();
     let run = reconcile_once(object, FakeProvisioner::default()).await;
     assert_eq!(run.result.unwrap(), Action::await_change());
     assert_eq!(
@@ -955,8 +931,7 @@ async fn deletion_runs_cleanup_then_removes_the_finalizer() {
 
 #[tokio::test]
 async fn retain_keeps_the_databases_and_the_stream() {
-    let mut object = tenant(&["carerp.io/cleanup"], json!({}));
-    object["metadata"]["deletionTimestamp"] = json!("2026-11-25T12:00:00Z");
+    let object = demo().finalized().deleting().build();
     let run = reconcile_once(object, FakeProvisioner::default()).await;
     run.result.unwrap();
     assert_eq!(run.provisioner.calls(), Vec::<String>::new());
@@ -966,11 +941,11 @@ async fn retain_keeps_the_databases_and_the_stream() {
 /// `Ready` condition and a Warning Event say why.
 #[tokio::test]
 async fn a_failing_cleanup_shows_in_the_ready_condition_and_keeps_the_finalizer() {
-    let mut object = tenant(
-        &["carerp.io/cleanup"],
-        json!({"database": {"deletionPolicy": "Delete"}}),
-    );
-    object["metadata"]["deletionTimestamp"] = json!("2026-11-25T12:00:00Z");
+    let object = demo()
+        .finalized()
+        .deletion_policy(DeletionPolicy::Delete)
+        .deleting()
+        .build();
     let run = reconcile_once(
         object,
         FakeProvisioner {
@@ -1013,7 +988,7 @@ async fn a_failing_cleanup_shows_in_the_ready_condition_and_keeps_the_finalizer(
 #[tokio::test]
 async fn failing_provisioner_sets_the_condition_and_requeues_with_backoff() {
     let run = reconcile_once(
-        tenant(&["carerp.io/cleanup"], json!({})),
+        demo().finalized().build(),
         FakeProvisioner {
             fail_databases: true,
             ..FakeProvisioner::default()
@@ -1089,10 +1064,7 @@ async fn failing_provisioner_sets_the_condition_and_requeues_with_backoff() {
 #[tokio::test]
 async fn invalid_spec_is_reported_not_retried() {
     let run = reconcile_once(
-        tenant(
-            &["carerp.io/cleanup"],
-            json!({"settings": {"currency": "euro"}}),
-        ),
+        demo().finalized().currency("euro").build(),
         FakeProvisioner::default(),
     )
     .await;

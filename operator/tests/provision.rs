@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use carerp_operator::crd::{MessagingSpec, Service};
 use carerp_operator::provision::{self, database_name};
+use carerp_operator::scram::{Verifier, stored_verifies};
 use sqlx::{Connection, PgConnection, PgPool};
+
+mod common;
+use common::scram_server::ScramServer;
 
 fn admin_url() -> String {
     std::env::var("DATABASE_URL")
@@ -143,6 +147,126 @@ async fn lost_secret_resets_the_password() {
         .await
         .unwrap();
     assert_eq!(kept, second, "an existing Secret's password is kept");
+}
+
+/// A second run with the same password sends nothing: a new `ALTER ROLE ... PASSWORD` would
+/// store a verifier with a fresh salt.
+#[tokio::test]
+async fn an_unchanged_password_is_not_sent_again() {
+    let pool = admin().await;
+    let tenant = unique_tenant("pg-same");
+    let _cleanup = Cleanup {
+        tenant: tenant.clone(),
+    };
+    let name = database_name(&tenant, Service::Customer);
+    let password = provision::ensure_database(&pool, &tenant, Service::Customer, None)
+        .await
+        .unwrap();
+    let first = verifier(&pool, &name).await.unwrap();
+    assert!(stored_verifies(Some(&first), &password));
+    assert_eq!(Verifier::parse(&first).unwrap().iterations, 4096);
+
+    for _ in 0..2 {
+        provision::ensure_database(&pool, &tenant, Service::Customer, Some(&password))
+            .await
+            .unwrap();
+        assert_eq!(verifier(&pool, &name).await.unwrap(), first);
+    }
+}
+
+/// A password changed in the Secret (or on the role by hand) is applied, as a verifier.
+#[tokio::test]
+async fn a_changed_password_is_applied() {
+    let pool = admin().await;
+    let tenant = unique_tenant("pg-change");
+    let _cleanup = Cleanup {
+        tenant: tenant.clone(),
+    };
+    let name = database_name(&tenant, Service::Billing);
+    let old = provision::ensure_database(&pool, &tenant, Service::Billing, None)
+        .await
+        .unwrap();
+    let new = provision::new_password();
+    provision::ensure_database(&pool, &tenant, Service::Billing, Some(&new))
+        .await
+        .unwrap();
+    let stored = verifier(&pool, &name).await.unwrap();
+    assert!(stored_verifies(Some(&stored), &new));
+    assert!(!stored_verifies(Some(&stored), &old));
+
+    // Changed behind the operator's back (PostgreSQL hashing it): set back on the next run.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE \"{name}\" PASSWORD 'by-hand' CREATEDB"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let by_hand = verifier(&pool, &name).await.unwrap();
+    assert!(
+        stored_verifies(Some(&by_hand), "by-hand"),
+        "our derivation agrees with PostgreSQL's"
+    );
+    provision::ensure_database(&pool, &tenant, Service::Billing, Some(&new))
+        .await
+        .unwrap();
+    assert!(stored_verifies(
+        verifier(&pool, &name).await.as_deref(),
+        &new
+    ));
+    let createdb: bool = sqlx::query_scalar("SELECT rolcreatedb FROM pg_roles WHERE rolname = $1")
+        .bind(&name)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!createdb, "the role's attributes are put back too");
+}
+
+/// On a server that asks for passwords, the role logs in with the password in force and with
+/// no other: the verifier computed here is one PostgreSQL's SCRAM exchange accepts.
+#[tokio::test]
+async fn the_role_logs_in_with_its_password() {
+    let server = ScramServer::start();
+    let pool = server.admin().await;
+    let tenant = "pg-login";
+    let name = database_name(tenant, Service::Workorder);
+    let password = provision::ensure_database(&pool, tenant, Service::Workorder, None)
+        .await
+        .unwrap();
+    let mut conn = PgConnection::connect_with(&server.over_tcp(&name, &password, &name))
+        .await
+        .expect("the role logs in with its password");
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(user, name);
+    conn.close().await.unwrap();
+
+    let err = PgConnection::connect_with(&server.over_tcp(&name, "wrong", &name))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("password authentication failed"),
+        "{err}"
+    );
+
+    // A changed password: the new one logs in, the old one no longer does.
+    let new = provision::new_password();
+    provision::ensure_database(&pool, tenant, Service::Workorder, Some(&new))
+        .await
+        .unwrap();
+    PgConnection::connect_with(&server.over_tcp(&name, &new, &name))
+        .await
+        .expect("the new password logs in")
+        .close()
+        .await
+        .unwrap();
+    assert!(
+        PgConnection::connect_with(&server.over_tcp(&name, &password, &name))
+            .await
+            .is_err()
+    );
+    pool.close().await;
 }
 
 #[tokio::test]
