@@ -340,6 +340,26 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     click(&client, "#person-form button").await;
     wait_for_text(&client, "#one-time-password", "One-time password").await;
     photograph(&client, "people").await;
+    click(&client, "#people a[href^='/people/']:not([href$='/'])").await;
+    wait_for_text(&client, "#person-role", "").await;
+    photograph(&client, "person").await;
+    client.goto(&garage.url("/parts/new")).await.unwrap();
+    wait_for_text(&client, "h1", "New part").await;
+    photograph(&client, "part-new").await;
+    client
+        .goto(&garage.url("/customers?q=hopper"))
+        .await
+        .unwrap();
+    click(&client, "#results a").await;
+    click(&client, "#edit-customer").await;
+    wait_for_text(&client, "h1", "Edit customer").await;
+    photograph(&client, "customer-edit").await;
+    client
+        .goto(&garage.url("/work-orders?cancelled=1"))
+        .await
+        .unwrap();
+    wait_for_text(&client, "h1", "Work orders").await;
+    photograph(&client, "board-with-cancelled").await;
     client.goto(&garage.url("/audit")).await.unwrap();
     wait_for_text(&client, "#audit", "user.created").await;
     photograph(&client, "audit").await;
