@@ -384,6 +384,9 @@ async fn alerts_and_dashboard_name_only_exported_metrics() {
     let jetstream = async_nats::jetstream::new(async_nats::connect(nats).await.unwrap());
     let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
     let _relay = carerp_kit::relay::Relay::new(pool, jetstream, "customer", "t", &services);
+    let consumer = carerp_kit::consumer::ConsumerMetrics::register(&services);
+    consumer.dead_lettered("billing", "workorder.completed");
+    consumer.set_pending(3);
     series(&services.encode(), &mut exported);
     assert!(
         exported.contains("carerp_outbox_oldest_age_seconds"),
@@ -419,7 +422,7 @@ async fn alerts_and_dashboard_name_only_exported_metrics() {
     }
     assert_eq!(
         used.len(),
-        3 + 12 + 1,
+        5 + 12 + 1,
         "every rule, panel query and variable: {used:?}"
     );
     for (place, names) in used {

@@ -22,6 +22,67 @@ use crate::telemetry::request_span;
 
 pub const MAX_DELIVERIES: i64 = 5;
 
+/// How often a consumer asks the broker how far behind it is.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct DeadLetterLabels {
+    service: String,
+    topic: String,
+}
+
+/// What a consumer reports on `/metrics`: the events it dead-lettered, by service and topic
+/// (`carerp_consumer_dead_letters_total`), and the events of its topics it has not handled
+/// yet (`carerp_consumer_pending_events`, its lag). Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerMetrics {
+    dead_letters: prometheus_client::metrics::family::Family<
+        DeadLetterLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pending: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl ConsumerMetrics {
+    pub fn register(metrics: &crate::Metrics) -> Self {
+        let this = Self::default();
+        metrics.register(
+            "consumer_dead_letters",
+            "Events moved to the dead letters, by consuming service and topic",
+            this.dead_letters.clone(),
+        );
+        metrics.register(
+            "consumer_pending_events",
+            "Events of the consumer's topics in the stream not yet delivered to it (its lag)",
+            this.pending.clone(),
+        );
+        this
+    }
+
+    pub fn dead_lettered(&self, service: &str, topic: &str) {
+        self.dead_letters
+            .get_or_create(&DeadLetterLabels {
+                service: service.to_string(),
+                topic: topic.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn set_pending(&self, pending: u64) {
+        self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    /// Dead letters counted so far for `service` and `topic` (tests read it).
+    pub fn dead_letters(&self, service: &str, topic: &str) -> u64 {
+        self.dead_letters
+            .get_or_create(&DeadLetterLabels {
+                service: service.to_string(),
+                topic: topic.to_string(),
+            })
+            .get()
+    }
+}
+
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A service's event handlers: which topics it consumes and what each does to its store.
@@ -52,6 +113,7 @@ pub struct Consumer<H> {
     pub tenant: String,
     pub handler: H,
     pub timing: Timing,
+    pub metrics: ConsumerMetrics,
 }
 
 /// How long the server waits for an ack before redelivering, and the first retry delay
@@ -164,7 +226,7 @@ impl<H: EventHandler> Consumer<H> {
     /// the subscription is lost (consumer deleted, stream recreated), so the caller subscribes
     /// again instead of the service silently consuming nothing.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-        let consumer = self.subscribe().await?;
+        let mut consumer = self.subscribe().await?;
         let lost = |reason: String| ConsumerError::Consumer {
             name: self.service.clone(),
             reason,
@@ -174,9 +236,18 @@ impl<H: EventHandler> Consumer<H> {
             .await
             .map_err(|err| lost(err.to_string()))?;
         let mut failures_in_a_row = 0;
+        let mut lag = tokio::time::interval(LAG_EVERY);
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                _ = lag.tick() => {
+                    // The lag is a report: a broker that does not answer now is noticed by
+                    // the message stream, not here.
+                    if let Ok(info) = consumer.info().await {
+                        self.metrics.set_pending(info.num_pending);
+                    }
+                    continue;
+                }
                 next = messages.next() => next,
             };
             match message {
@@ -287,6 +358,12 @@ impl<H: EventHandler> Consumer<H> {
         headers.insert("CarErp-Error", reason.replace(['\r', '\n'], " ").as_str());
         headers.insert("CarErp-Original-Subject", message.subject.as_str());
         let subject = dlq_subject(&self.tenant, &self.service);
+        let topic = message
+            .subject
+            .as_str()
+            .strip_prefix(&format!("carerp.{}.", self.tenant))
+            .unwrap_or(message.subject.as_str())
+            .to_string();
         let stored = match self
             .jetstream
             .publish_with_headers(subject.clone(), headers, message.payload.clone())
@@ -296,7 +373,10 @@ impl<H: EventHandler> Consumer<H> {
             Err(err) => Err(err.to_string()),
         };
         match stored {
-            Ok(()) => ack(message, AckKind::Ack).await,
+            Ok(()) => {
+                self.metrics.dead_lettered(&self.service, &topic);
+                ack(message, AckKind::Ack).await
+            }
             Err(err) => {
                 tracing::error!(action = "consumer.dead_letter", error = %err, "cannot dead-letter to {subject}; leaving for redelivery");
                 ack(message, AckKind::Nak(Some(Duration::from_secs(5)))).await;

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServiceConfig;
-use crate::consumer::{Consumer, EventHandler, Timing};
+use crate::consumer::{Consumer, ConsumerMetrics, EventHandler, Timing};
 use crate::grpc::RunningService;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
@@ -68,8 +68,9 @@ impl Messaging {
             self.service.to_string(),
             self.tenant.clone(),
         );
+        let metrics = ConsumerMetrics::register(&self.metrics);
         service.run_alongside(|shutdown| {
-            consume_until(shutdown, pool, jetstream, name, tenant, handler)
+            consume_until(shutdown, pool, jetstream, name, tenant, handler, metrics)
         });
     }
 }
@@ -81,6 +82,7 @@ async fn consume_until<H: EventHandler + Clone>(
     service: String,
     tenant: String,
     handler: H,
+    metrics: ConsumerMetrics,
 ) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
@@ -91,6 +93,7 @@ async fn consume_until<H: EventHandler + Clone>(
             tenant: tenant.clone(),
             handler: handler.clone(),
             timing: Timing::default(),
+            metrics: metrics.clone(),
         };
         match consumer.run(shutdown.clone()).await {
             Ok(()) => return,

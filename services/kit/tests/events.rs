@@ -250,6 +250,7 @@ async fn a_duplicated_event_has_one_effect_and_a_poison_event_is_dead_lettered(p
         tenant: tenant.clone(),
         handler: handler.clone(),
         timing: Default::default(),
+        metrics: Default::default(),
     };
     let running = tokio::spawn(consumer.run(shutdown.clone()));
 
@@ -486,6 +487,7 @@ async fn run_flaky(
         tenant: tenant.clone(),
         handler,
         timing,
+        metrics: Default::default(),
     };
     let running = tokio::spawn(consumer.run(shutdown.clone()));
     (tenant, js, shutdown, running)
@@ -633,6 +635,8 @@ async fn a_permanently_wrong_event_is_dead_lettered_on_its_first_delivery(pool: 
     let tenant = unique_tenant();
     let js = jetstream_for(&tenant).await;
     let shutdown = CancellationToken::new();
+    let registry = carerp_kit::Metrics::new();
+    let metrics = carerp_kit::consumer::ConsumerMetrics::register(&registry);
     let consumer = Consumer {
         pool: pool.clone(),
         jetstream: js.clone(),
@@ -643,6 +647,7 @@ async fn a_permanently_wrong_event_is_dead_lettered_on_its_first_delivery(pool: 
             ack_wait: Duration::from_secs(30),
             retry_base: Duration::from_secs(10),
         },
+        metrics: metrics.clone(),
     };
     let running = tokio::spawn(consumer.run(shutdown.clone()));
     let wrong = event(&tenant, serde_json::json!({ "poison": "permanent" }));
@@ -663,6 +668,20 @@ async fn a_permanently_wrong_event_is_dead_lettered_on_its_first_delivery(pool: 
             .unwrap()
             .as_str(),
         "contradicts itself"
+    );
+    // Counted by service and topic, and exposed on /metrics with the consumer's lag.
+    assert_eq!(metrics.dead_letters("tester", "test.happened"), 1);
+    let exposed = registry.encode();
+    assert!(
+        exposed.contains("carerp_consumer_pending_events"),
+        "{exposed}"
+    );
+    assert!(
+        exposed.contains(
+            r#"carerp_consumer_dead_letters_total{service="tester",topic="test.happened"} 1"#
+        ),
+        "{}",
+        registry.encode()
     );
     shutdown.cancel();
     running.await.unwrap().unwrap();
