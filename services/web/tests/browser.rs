@@ -202,7 +202,7 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     let Some((_driver, client)) = browser().await else {
         return;
     };
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     garage.part("OIL-5W30", 20, 2).await;
     garage.part("FLT-LOW", 1, 5).await;
     let order = garage.work_order().await;

@@ -28,7 +28,7 @@ async fn invoice(garage: &Garage) -> serde_json::Value {
 async fn signing_in_sets_a_strict_http_only_cookie_and_pages_without_it_go_to_sign_in(
     pool: PgPool,
 ) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let anonymous = Browser::new(&garage.base);
     for path in ["/", "/customers", "/invoices"] {
         let page = anonymous.get(path).await;
@@ -83,7 +83,7 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_pages_without_it_go_to_si
 async fn a_role_without_record_payment_sees_no_payment_form_and_a_forged_one_is_refused(
     pool: PgPool,
 ) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let invoice = invoice(&garage).await;
     let id = invoice["id"].as_str().unwrap();
     let path = format!("/invoices/{id}");
@@ -136,7 +136,7 @@ async fn a_role_without_record_payment_sees_no_payment_form_and_a_forged_one_is_
 
 #[sqlx::test]
 async fn the_owner_records_a_partial_payment_and_a_bad_amount_is_shown_at_its_field(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let invoice = invoice(&garage).await;
     let id = invoice["id"].as_str().unwrap();
     let owner = garage.owner_browser().await;
@@ -179,7 +179,7 @@ async fn the_owner_records_a_partial_payment_and_a_bad_amount_is_shown_at_its_fi
 
 #[sqlx::test]
 async fn a_form_sent_from_another_site_or_without_an_origin_is_refused(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let owner = garage.owner_browser().await;
     let form = [
         ("name", "Mallory"),
@@ -228,7 +228,7 @@ async fn a_form_sent_from_another_site_or_without_an_origin_is_refused(pool: PgP
 
 #[sqlx::test]
 async fn field_errors_appear_next_to_their_fields_and_the_form_keeps_what_was_typed(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let owner = garage.owner_browser().await;
     let page = owner
         .post(
@@ -293,7 +293,7 @@ async fn field_errors_appear_next_to_their_fields_and_the_form_keeps_what_was_ty
 
 #[sqlx::test]
 async fn signing_out_ends_the_session_and_the_old_cookie_no_longer_works(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let browser = Browser::new(&garage.base);
     let signed_in = browser.sign_in(&garage.owner_email, OWNER_PASSWORD).await;
     let cookie = signed_in
@@ -329,7 +329,7 @@ async fn signing_out_ends_the_session_and_the_old_cookie_no_longer_works(pool: P
 
 #[sqlx::test]
 async fn a_one_time_password_must_be_changed_before_any_other_page(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let created = garage
         .post(
             "/api/users",
@@ -372,7 +372,7 @@ async fn a_one_time_password_must_be_changed_before_any_other_page(pool: PgPool)
 
 #[sqlx::test]
 async fn a_page_whose_service_is_down_says_what_is_missing_and_the_rest_works(pool: PgPool) {
-    let mut garage = Garage::start(pool).await;
+    let mut garage = Garage::with_pages(pool).await;
     let order = garage.work_order().await;
     let owner = garage.owner_browser().await;
     garage.inventory.take().unwrap().stop().await.unwrap();
@@ -395,7 +395,7 @@ async fn a_page_whose_service_is_down_says_what_is_missing_and_the_rest_works(po
 
 #[sqlx::test]
 async fn the_board_shows_cards_in_their_columns_and_a_move_follows_the_apis_rules(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let order = garage.work_order().await;
     let id = order["id"].as_str().unwrap();
     let number = order["number"].as_str().unwrap();
@@ -529,7 +529,7 @@ async fn part_line_becomes(garage: &Garage, id: &str, state: &str) -> serde_json
 
 #[sqlx::test]
 async fn a_failed_reservation_is_retried_from_the_page_once_stock_has_arrived(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let part = garage.part("PAD-01", 1, 0).await;
     let order = garage.work_order().await;
     let id = order["id"].as_str().unwrap();
@@ -592,7 +592,7 @@ async fn a_failed_reservation_is_retried_from_the_page_once_stock_has_arrived(po
 async fn lines_are_removed_a_status_change_is_confirmed_first_and_the_job_card_prints(
     pool: PgPool,
 ) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let order = garage.work_order().await;
     let id = order["id"].as_str().unwrap();
     let order = garage
@@ -665,7 +665,7 @@ async fn lines_are_removed_a_status_change_is_confirmed_first_and_the_job_card_p
 
 #[sqlx::test]
 async fn low_stock_links_from_today_and_lists_the_reorder_quantity(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     garage.part("FLT-LOW", 1, 5).await;
     garage.part("FLT-FULL", 50, 5).await;
     let advisor = garage.browser_as("SERVICE_ADVISOR").await;
@@ -701,7 +701,7 @@ async fn low_stock_links_from_today_and_lists_the_reorder_quantity(pool: PgPool)
 
 #[sqlx::test]
 async fn a_part_is_created_edited_received_and_adjusted_and_the_ledger_shows_it(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let manager = garage.browser_as("PARTS_MANAGER").await;
     let form = |price: &'static str| {
         vec![
@@ -858,7 +858,7 @@ async fn a_part_is_created_edited_received_and_adjusted_and_the_ledger_shows_it(
 
 #[sqlx::test]
 async fn a_customer_is_edited_with_errors_beside_their_fields_and_gets_a_vehicle(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let (id, _) = garage
         .customer_with_vehicle("Ada Lovelace", "WVWZZZ1JZ3W000111")
         .await;
@@ -954,7 +954,7 @@ async fn a_customer_is_edited_with_errors_beside_their_fields_and_gets_a_vehicle
 
 #[sqlx::test]
 async fn a_vehicle_shows_its_work_orders_with_the_odometer_and_their_invoices(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let invoice = invoice(&garage).await;
     let order = garage
         .get(&format!(
@@ -987,7 +987,7 @@ async fn a_vehicle_shows_its_work_orders_with_the_odometer_and_their_invoices(po
 
 #[sqlx::test]
 async fn an_invoice_is_voided_with_a_reason_and_roles_without_void_get_no_form(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let invoice = invoice(&garage).await;
     let id = invoice["id"].as_str().unwrap();
     let path = format!("/invoices/{id}");
@@ -1055,7 +1055,7 @@ fn one_time_password(html: &str) -> String {
 
 #[sqlx::test]
 async fn the_owner_manages_people_and_reads_the_audit_trail_and_no_one_else_may(pool: PgPool) {
-    let garage = Garage::start(pool).await;
+    let garage = Garage::with_pages(pool).await;
     let owner = garage.owner_browser().await;
     let today = owner.get("/").await;
     assert!(today.html.contains("href=\"/people\""));
