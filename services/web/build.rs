@@ -21,7 +21,8 @@ fn main() {
         std::fs::copy(assets.join(file), npm.join(file)).expect("the npm manifest is readable");
     }
     let htmx = npm.join("node_modules/htmx.org/dist/htmx.min.js");
-    if !htmx.exists() {
+    let sse = npm.join("node_modules/htmx-ext-sse/dist/sse.min.js");
+    if !htmx.exists() || !sse.exists() {
         let status = Command::new("npm")
             .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--omit=dev"])
             .current_dir(&npm)
@@ -32,7 +33,11 @@ fn main() {
         assert!(status.success(), "npm ci failed in {}", npm.display());
     }
     let mut rust = String::new();
-    for (name, path) in [("HTMX", htmx), ("APP_CSS", assets.join("app.css"))] {
+    for (name, path) in [
+        ("HTMX", htmx),
+        ("HTMX_SSE", sse),
+        ("APP_CSS", assets.join("app.css")),
+    ] {
         let bytes = std::fs::read(&path).expect("the asset is readable");
         rust.push_str(&format!(
             "pub const {name}: &[u8] = include_bytes!({:?});\npub const {name}_HASH: &str = \"{:016x}\";\n",

@@ -23,7 +23,6 @@ use carerp_kit::auth::{Principal, TokenError, VerifyingKeys, bearer_token};
 use carerp_kit::events::{SessionRevoked, topic};
 use carerp_proto::identity::v1 as pb;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +31,7 @@ use uuid::Uuid;
 use crate::clients::Clients;
 use crate::edge::ClientAddress;
 use crate::problem::{Problem, problem_response};
+use crate::tenant_events::{Following, follow};
 
 /// The routes that need no token: how a token is had in the first place.
 pub const PUBLIC_ROUTES: &[&str] = &["/api/auth/login", "/api/auth/refresh"];
@@ -241,60 +241,29 @@ pub fn unauthorized(err: &AuthError) -> Response {
 }
 
 /// Feeds `auth` the tenant's revoked sessions from its stream until `shutdown`, from the
-/// stream's beginning (revocations are few, and each is forgotten once its tokens expired),
-/// reconnecting after a broker outage.
+/// stream's beginning (revocations are few, and each is forgotten once its tokens expired).
 pub async fn watch_revocations(
     jetstream: jetstream::Context,
     tenant: String,
     auth: Authenticator,
     shutdown: CancellationToken,
 ) {
-    let subject = carerp_kit::envelope::subject(&tenant, topic::SESSION_REVOKED);
-    let stream = carerp_kit::envelope::stream_name(&tenant);
-    loop {
-        let run = follow(&jetstream, &stream, &subject, &auth);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            result = run => {
-                if let Err(err) = result {
-                    tracing::warn!(%stream, "following revoked sessions: {err}; retrying");
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
-async fn follow(
-    jetstream: &jetstream::Context,
-    stream: &str,
-    subject: &str,
-    auth: &Authenticator,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let stream = jetstream.get_stream(stream).await?;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: subject.to_string(),
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
-    while let Some(message) = messages.next().await {
-        let message = message?;
-        let event: Result<carerp_kit::envelope::CloudEvent, _> =
-            serde_json::from_slice(&message.payload);
-        match event.map(|event| event.data_as::<SessionRevoked>()) {
-            Ok(Ok(revoked)) => auth.revoke(revoked.session_id, revoked.tokens_expire_by),
-            Ok(Err(err)) | Err(err) => {
-                tracing::error!(%subject, "unreadable session-revoked event: {err}");
-            }
-        }
-    }
-    Ok(())
+    let following = Following {
+        purpose: "revoked sessions",
+        subject: carerp_kit::envelope::subject(&tenant, topic::SESSION_REVOKED),
+        from: jetstream::consumer::DeliverPolicy::All,
+    };
+    follow(
+        jetstream,
+        &tenant,
+        following,
+        shutdown,
+        |event, _| match event.data_as::<SessionRevoked>() {
+            Ok(revoked) => auth.revoke(revoked.session_id, revoked.tokens_expire_by),
+            Err(err) => tracing::error!("unreadable session-revoked event: {err}"),
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

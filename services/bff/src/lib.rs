@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod problem;
+pub mod tenant_events;
 
 use std::net::SocketAddr;
 
@@ -104,6 +105,11 @@ pub struct PagesContext<'a> {
     pub config: &'a BffConfig,
     pub state: &'a AppState,
     pub authenticator: &'a auth::Authenticator,
+    /// The tenant's changes as they happen, for pages that update themselves.
+    pub live: &'a tenant_events::LiveFeed,
+    /// Cancelled when the BFF stops: long-lived answers (server-sent events) end then, or
+    /// the graceful shutdown would wait for them.
+    pub shutdown: &'a CancellationToken,
 }
 
 async fn openapi_json() -> impl IntoResponse {
@@ -199,17 +205,20 @@ pub async fn start_with_pages(
     let authenticator =
         auth::Authenticator::new(config.service.verifying_keys.clone(), clients.clone());
     let state = AppState { clients };
+    let live = tenant_events::LiveFeed::new();
+    let shutdown = CancellationToken::new();
     let pages = pages(PagesContext {
         config: &config,
         state: &state,
         authenticator: &authenticator,
+        live: &live,
+        shutdown: &shutdown,
     });
     let app = router(&config, state, authenticator.clone(), http_metrics, pages);
     let http_listener = bind(config.service.http_addr).await?;
     let admin_listener = bind(config.service.admin_addr).await?;
     let http_addr = http_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    let shutdown = CancellationToken::new();
 
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -222,12 +231,14 @@ pub async fn start_with_pages(
     });
     let jetstream = carerp_kit::messaging::connect(&config.service.nats_url).await?;
     let revocations = tokio::spawn(auth::watch_revocations(
-        jetstream,
+        jetstream.clone(),
         config.service.tenant.clone(),
         authenticator,
         shutdown.clone(),
     ));
     let revocations = tokio::spawn(async move { revocations.await.map_err(std::io::Error::other) });
+    let live = tokio::spawn(live.run(jetstream, config.service.tenant.clone(), shutdown.clone()));
+    let live = tokio::spawn(async move { live.await.map_err(std::io::Error::other) });
     let admin_shutdown = shutdown.clone();
     let admin_task = tokio::spawn(async move {
         carerp_kit::admin::serve(
@@ -246,7 +257,7 @@ pub async fn start_with_pages(
         http_addr,
         admin_addr,
         shutdown,
-        tasks: vec![http_task, admin_task, revocations],
+        tasks: vec![http_task, admin_task, revocations, live],
     })
 }
 

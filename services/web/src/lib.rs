@@ -45,6 +45,8 @@ pub struct Web {
     pub authenticator: Authenticator,
     pub settings: std::sync::Arc<TenantSettings>,
     pub zone: jiff::tz::TimeZone,
+    pub live: carerp_bff::tenant_events::LiveFeed,
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Web {
@@ -53,6 +55,8 @@ impl Web {
         Self {
             clients: context.state.clients.clone(),
             authenticator: context.authenticator.clone(),
+            live: context.live.clone(),
+            shutdown: context.shutdown.clone(),
             zone: format::zone(&settings.timezone),
             settings: std::sync::Arc::new(settings),
         }
@@ -87,6 +91,7 @@ pub fn router(bff: PagesContext<'_>) -> Router {
         .route("/work-orders", get(pages::workorders::list))
         .route("/work-orders/{id}", get(pages::workorders::detail))
         .route("/work-orders/{id}/lines", get(pages::workorders::lines))
+        .route(pages::live::PATH, get(pages::live::work_orders))
         .route("/work-orders/{id}/parts", post(pages::workorders::add_part))
         .route(
             "/work-orders/{id}/labor",

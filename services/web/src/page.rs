@@ -36,7 +36,9 @@ pub mod method {
     pub const UPDATE_USER: &str = "/carerp.identity.v1.IdentityService/UpdateUser";
     pub const RESET_PASSWORD: &str = "/carerp.identity.v1.IdentityService/ResetPassword";
     pub const LIST_AUDIT: &str = "/carerp.identity.v1.IdentityService/ListAudit";
+    pub const GET_WORK_ORDER: &str = "/carerp.workorder.v1.WorkOrderService/GetWorkOrder";
     pub const ALL: &[&str] = &[
+        GET_WORK_ORDER,
         LIST_USERS,
         CREATE_USER,
         UPDATE_USER,
@@ -68,6 +70,7 @@ pub struct Shell {
     pub title: String,
     pub css: String,
     pub htmx: String,
+    pub htmx_sse: String,
     /// `None` on the sign-in page.
     pub user: Option<NavUser>,
     /// Which navigation entry is the current page.
@@ -88,6 +91,7 @@ impl Shell {
             title: title.into(),
             css: assets::css_url(),
             htmx: assets::htmx_url(),
+            htmx_sse: assets::htmx_sse_url(),
             user: caller.map(|caller| NavUser {
                 role: caller.role.as_str(),
                 invoices: caller.can(method::LIST_INVOICES),

@@ -204,7 +204,7 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     };
     let garage = Garage::with_pages(pool).await;
     garage.part("OIL-5W30", 20, 2).await;
-    garage.part("FLT-LOW", 1, 5).await;
+    let filter = garage.part("FLT-LOW", 1, 5).await;
     let order = garage.work_order().await;
     let order_id = order["id"].as_str().unwrap();
 
@@ -275,8 +275,42 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     fill(&client, "quantity", "2").await;
     click(&client, "form[action$='/parts'] button").await;
     wait_for_text(&client, "#lines", "OIL-5W30").await;
-    // The saga reserves the part; the lines section polls until it has.
+    // The saga reserves the part; the page hears of it and fetches its lines again.
     wait_for_text(&client, "#lines", "Reserved").await;
+    // A colleague adds a part elsewhere (through the API): it shows up here, reserved,
+    // without the page being loaded again.
+    client
+        .execute("window.carerpStillHere = true; return null;", vec![])
+        .await
+        .unwrap();
+    garage
+        .post(
+            &format!("/api/work-orders/{order_id}/line-items"),
+            json!({"partId": filter["id"], "quantity": 1}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    wait_for_text(&client, "#lines", "FLT-LOW").await;
+    let mut states = json!(null);
+    for _ in 0..150 {
+        states = client
+            .execute(
+                "return [...document.querySelectorAll('#lines .badge')].map(b => b.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if states == json!(["Reserved", "Reserved"]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(states, json!(["Reserved", "Reserved"]));
+    let still_here = client
+        .execute("return window.carerpStillHere === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(still_here, json!(true), "the page was loaded again");
     let url_before = client.current_url().await.unwrap();
     fill(&client, "description", "Oil change").await;
     fill(&client, "technician", "Tom").await;
@@ -317,9 +351,8 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     wait_for_text(&client, "#confirm-to", "Completed").await;
     photograph(&client, "confirm-status").await;
     click(&client, "#confirm").await;
-    wait_for_text(&client, "#wo-status", "Completed").await;
     // Billing issues the invoice; the link appears without a reload.
-    wait_for_text(&client, "#lines", "Invoice").await;
+    wait_for_text(&client, "#invoice-link", "Invoice").await;
     photograph(&client, "work-order-completed").await;
     click(&client, "#invoice-link").await;
     wait_for_text(&client, "h1", "Invoice").await;

@@ -1215,3 +1215,221 @@ async fn the_owner_manages_people_and_reads_the_audit_trail_and_no_one_else_may(
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     garage.stop().await;
 }
+
+/// Reads server-sent events from `stream` until one named `changed` arrives: its `data`;
+/// `None` when the stream ends first. Keep-alive comments do not extend the 20 s allowed.
+async fn next_change(stream: &mut reqwest::Response, seen: &mut String) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(at) = seen.find("event: changed\n") {
+            let rest = &seen[at..];
+            let end = rest.find("\n\n")?;
+            let data = rest[..end]
+                .lines()
+                .find_map(|line| line.strip_prefix("data: "))
+                .map(str::to_string);
+            *seen = rest[end + 2..].to_string();
+            return data;
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("an event within 20 s")
+            .unwrap()?;
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[sqlx::test]
+async fn an_open_work_order_page_hears_of_its_changes_and_of_nothing_else(pool: PgPool) {
+    let garage = Garage::with_pages(pool).await;
+    let part = garage.part("PAD-01", 10, 0).await;
+    let watched = garage.work_order().await;
+    let watched = watched["id"].as_str().unwrap();
+    let other = garage.work_order().await;
+    let other = other["id"].as_str().unwrap();
+
+    let anonymous = Browser::new(&garage.base);
+    let refused = anonymous
+        .get(&format!("/live/work-orders?id={watched}"))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SEE_OTHER,
+        "no session, no events"
+    );
+
+    let owner = garage.owner_browser().await;
+    let page = owner.get(&format!("/work-orders/{watched}")).await;
+    let connect = format!("sse-connect=\"/live/work-orders?id={watched}&");
+    let at = page
+        .html
+        .find(&connect)
+        .expect("the page listens to its order");
+    let at = at + page.html[at..].find("after=").unwrap() + "after=".len();
+    let rendered_at = &page.html[at..at + page.html[at..].find('"').unwrap()];
+    let mut stream = owner
+        .http
+        .get(garage.url(&format!("/live/work-orders?id={watched}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.chunk())
+        .await
+        .expect("the first event at once")
+        .unwrap()
+        .unwrap();
+    seen.push_str(&String::from_utf8_lossy(&first));
+    assert!(seen.starts_with("id: "), "an id to resume from: {seen}");
+
+    // The other order changes first: the stream is in the tenant's order, so had it been
+    // passed on, it would come before the watched one's.
+    for order in [other, watched] {
+        garage
+            .post(
+                &format!("/api/work-orders/{order}/line-items"),
+                json!({"partId": part["id"], "quantity": 1}),
+            )
+            .await
+            .expect(StatusCode::OK);
+    }
+    assert_eq!(
+        next_change(&mut stream, &mut seen).await.as_deref(),
+        Some(watched)
+    );
+
+    // A page that connects after a change it was rendered before hears of it at once ...
+    let mut late = owner
+        .http
+        .get(garage.url(&format!(
+            "/live/work-orders?id={watched}&after={rendered_at}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    let mut late_seen = String::new();
+    assert_eq!(
+        next_change(&mut late, &mut late_seen).await.as_deref(),
+        Some(watched)
+    );
+    // ... and so does a browser reconnecting with the last id it saw; one from before a
+    // restart of the BFF (beyond what it knows) means "fetch everything again".
+    let mut resumed = owner
+        .http
+        .get(garage.url(&format!("/live/work-orders?id={watched}")))
+        .header("last-event-id", rendered_at)
+        .send()
+        .await
+        .unwrap();
+    let mut resumed_seen = String::new();
+    assert_eq!(
+        next_change(&mut resumed, &mut resumed_seen)
+            .await
+            .as_deref(),
+        Some(watched)
+    );
+    let mut restarted = owner
+        .http
+        .get(garage.url(&format!("/live/work-orders?id={watched}")))
+        .header("last-event-id", "999999999")
+        .send()
+        .await
+        .unwrap();
+    let mut restarted_seen = String::new();
+    assert_eq!(
+        next_change(&mut restarted, &mut restarted_seen)
+            .await
+            .as_deref(),
+        Some("*")
+    );
+
+    // The board's stream hears of every order.
+    let mut board = owner
+        .http
+        .get(garage.url("/live/work-orders"))
+        .send()
+        .await
+        .unwrap();
+    let mut board_seen = String::new();
+    garage
+        .post(
+            &format!("/api/work-orders/{other}/line-items"),
+            json!({"partId": part["id"], "quantity": 2}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    // (The watched order's reservation may still be on its way: it is heard too.)
+    let mut heard = Vec::new();
+    for _ in 0..4 {
+        let Some(id) = next_change(&mut board, &mut board_seen).await else {
+            break;
+        };
+        heard.push(id);
+        if heard.last().map(String::as_str) == Some(other) {
+            break;
+        }
+    }
+    assert_eq!(heard.last().map(String::as_str), Some(other), "{heard:?}");
+    assert!(
+        heard.iter().all(|id| id == watched || id == other),
+        "{heard:?}"
+    );
+    garage.stop().await;
+}
+
+#[sqlx::test]
+async fn a_signed_out_session_hears_nothing_more(pool: PgPool) {
+    let garage = Garage::with_pages(pool).await;
+    let part = garage.part("PAD-01", 10, 0).await;
+    let order = garage.work_order().await;
+    let order = order["id"].as_str().unwrap();
+    let browser = Browser::new(&garage.base);
+    let signed_in = browser.sign_in(&garage.owner_email, OWNER_PASSWORD).await;
+    let cookie = signed_in
+        .set_cookie()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut stream = garage
+        .http
+        .get(garage.url("/live/work-orders"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let out = browser.post("/sign-out", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    // Once the BFF knows of the revocation (pages with the old cookie go to sign-in) ...
+    let mut revoked = false;
+    for _ in 0..50 {
+        let stale = garage
+            .http
+            .get(garage.url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        if stale.url().path() == "/sign-in" {
+            revoked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(revoked, "the old cookie still opens pages");
+    // ... the next change ends the stream instead of reaching it.
+    garage
+        .post(
+            &format!("/api/work-orders/{order}/line-items"),
+            json!({"partId": part["id"], "quantity": 1}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let mut seen = String::new();
+    assert_eq!(next_change(&mut stream, &mut seen).await, None, "{seen}");
+    garage.stop().await;
+}

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod customers;
 pub mod invoices;
+pub mod live;
 pub mod parts;
 pub mod people;
 pub mod today;

@@ -1,14 +1,17 @@
 //! Work orders: the list by status, and the detail with its part lines (reservation state
 //! and failure reason), labour lines and totals; add a part from the catalogue, add labour,
-//! change the status. While a line waits for inventory, or a completed order for its
-//! invoice, the lines section asks again every two seconds (htmx polling) and stops once
-//! settled, so the page shows RESERVED and the invoice without a reload.
+//! change the status. The saga is asynchronous: the page listens to the order's changes
+//! ([`super::live`]) and fetches its lines section again on each, so a line turns RESERVED
+//! and a completed order shows its invoice without a reload. The event can arrive before the
+//! work-order service has applied it (both hear it at once), so while a line is pending or
+//! an invoice awaited the section also looks again a second after each answer.
 
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use carerp_kit::permissions::rule;
+use carerp_proto::billing::v1 as billing;
 use carerp_proto::common::v1::PageRequest;
 use carerp_proto::customer::v1 as customer;
 use carerp_proto::inventory::v1 as inventory;
@@ -113,6 +116,8 @@ struct BoardPage {
     /// The refusal was a stale write: someone else changed the order first.
     stale: bool,
     missing: Vec<&'static str>,
+    /// Where the board hears of changes (`sse-connect`).
+    live: String,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +161,8 @@ async fn board(
     code: StatusCode,
 ) -> Response {
     let t = &EN;
+    // Before the list is read: a change after it reaches the page.
+    let live = super::live::connect_url(web, None);
     let mut shown: Vec<S> = match only {
         Some(status) => vec![status],
         None => BOARD.to_vec(),
@@ -231,6 +238,7 @@ async fn board(
             refused: refused.map(|s| refusal(&s)),
             stale,
             missing: absent,
+            live,
         },
     )
 }
@@ -332,7 +340,8 @@ struct Lines {
     shell: Shell,
     id: String,
     version: i64,
-    poll: bool,
+    /// A line waits for inventory, or the completed order for its invoice.
+    settling: bool,
     status: &'static str,
     can_remove_parts: bool,
     can_remove_labor: bool,
@@ -370,11 +379,16 @@ struct DetailPage {
     /// The refused write was a stale one: someone else changed the order first.
     stale: bool,
     missing: Vec<&'static str>,
+    /// Where the page hears of the order's changes (`sse-connect`).
+    live: String,
 }
 
+/// The order as pages show it. Billing issues the invoice before the work-order service
+/// hears of it: a completed order without one asks billing, so the page that heard
+/// `invoice.created` links the invoice at once (billing down: no link yet, nothing else lost).
 async fn fetch(web: &Web, caller: &Caller, id: &str) -> Result<pb::WorkOrder, PageError> {
     let clients = &web.clients;
-    Ok(clients
+    let mut order = clients
         .workorder
         .clone()
         .get_work_order(
@@ -382,7 +396,24 @@ async fn fetch(web: &Web, caller: &Caller, id: &str) -> Result<pb::WorkOrder, Pa
         )
         .await
         .map_err(PageError::grpc(SERVICE))?
-        .into_inner())
+        .into_inner();
+    if order.status == S::Completed as i32
+        && order.invoice_id.is_empty()
+        && caller.can(method::GET_INVOICE_BY_WORK_ORDER)
+        && let Ok(invoice) = clients
+            .billing
+            .clone()
+            .get_invoice_by_work_order(clients.request(
+                &caller.ctx,
+                billing::GetInvoiceByWorkOrderRequest {
+                    work_order_id: order.id.clone(),
+                },
+            ))
+            .await
+    {
+        order.invoice_id = invoice.into_inner().id;
+    }
+    Ok(order)
 }
 
 fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
@@ -430,7 +461,7 @@ fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
         shell: Shell::new(Some(caller), "", "work-orders"),
         id: order.id.clone(),
         version: order.audit.as_ref().map(|a| a.version).unwrap_or_default(),
-        poll: pending || awaiting_invoice,
+        settling: pending || awaiting_invoice,
         status: status_label(t, order.status),
         can_remove_parts: editable && caller.can(method::REMOVE_PART_LINE),
         can_remove_labor: editable && caller.can(method::REMOVE_LABOR_LINE),
@@ -456,7 +487,7 @@ fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
     }
 }
 
-/// The lines section alone, for htmx's polling.
+/// The lines section alone, fetched again when the order changes.
 pub async fn lines(State(web): State<Web>, caller: Caller, Path(id): Path<String>) -> Response {
     match fetch(&web, &caller, &id).await {
         Ok(order) => render(StatusCode::OK, &lines_of(&caller, &order)),
@@ -476,6 +507,8 @@ async fn detail_page(
     code: StatusCode,
 ) -> Response {
     let t = &EN;
+    // Before the order is read: a change after it reaches the page.
+    let live = super::live::connect_url(web, Some(id));
     let order = match fetch(web, caller, id).await {
         Ok(order) => order,
         Err(err) => return err.into_response(),
@@ -585,6 +618,7 @@ async fn detail_page(
             stale: errors.0.iter().any(|(field, _)| field == STALE),
             errors,
             missing: absent,
+            live,
         },
     )
 }
