@@ -45,11 +45,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
-impl Error {
-    /// True when handling the event again cannot succeed, so a consumer should dead-letter
-    /// it at once rather than retry.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, Error::InvalidEvent(_))
+impl carerp_kit::consumer::EventFailure for Error {
+    /// A `workorder.completed` that cannot be invoiced never will be.
+    fn is_permanent(&self) -> bool {
+        matches!(self, Error::InvalidEvent(_) | Error::Invalid(_))
     }
 }
 

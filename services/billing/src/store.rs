@@ -226,10 +226,11 @@ pub async fn get_invoice_by_work_order(
     work_order_id: Uuid,
 ) -> Result<Invoice, Error> {
     let mut conn = pool.acquire().await?;
+    // The current invoice; while a correction is pending, the newest voided one.
     let row: InvoiceRow = sqlx::query_as(concat!(
         "SELECT ",
         invoice_columns!(),
-        " FROM invoices WHERE work_order_id = $1"
+        " FROM invoices WHERE work_order_id = $1 ORDER BY status = 'VOID', id DESC LIMIT 1"
     ))
     .bind(work_order_id)
     .fetch_optional(&mut *conn)
@@ -306,6 +307,7 @@ pub async fn lock_work_order(conn: &mut PgConnection, work_order_id: Uuid) -> Re
     Ok(())
 }
 
+/// The work order's invoice that is not void, if any.
 pub async fn invoice_for_work_order(
     conn: &mut PgConnection,
     work_order_id: Uuid,
@@ -313,9 +315,29 @@ pub async fn invoice_for_work_order(
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         invoice_columns!(),
-        " FROM invoices WHERE work_order_id = $1"
+        " FROM invoices WHERE work_order_id = $1 AND status <> 'VOID'"
     ))
     .bind(work_order_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The number of a voided invoice of the work order that billed a completion at or after
+/// `completed_at`: that completion was invoiced already, and its invoice voided since. An
+/// invoice from before completions were recorded counts from when it was created.
+pub async fn voided_invoice_of_completion(
+    conn: &mut PgConnection,
+    work_order_id: Uuid,
+    completed_at: DateTime<Utc>,
+) -> Result<Option<String>, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT number FROM invoices
+         WHERE work_order_id = $1 AND status = 'VOID'
+           AND COALESCE(work_order_completed_at, created_at) >= $2
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(work_order_id)
+    .bind(completed_at)
     .fetch_optional(conn)
     .await?)
 }
@@ -348,6 +370,10 @@ pub struct NewInvoice<'a> {
     pub totals: Totals,
     pub issue_date: NaiveDate,
     pub due_date: NaiveDate,
+    /// `completedAt` of the completion it bills.
+    pub work_order_completed_at: DateTime<Utc>,
+    /// The voided invoice it replaces.
+    pub corrects_invoice_id: Option<Uuid>,
 }
 
 pub async fn insert_invoice(
@@ -356,8 +382,9 @@ pub async fn insert_invoice(
 ) -> Result<InvoiceRow, Error> {
     let status = domain::status_for(new.totals.total_minor, 0);
     let row: InvoiceRow = sqlx::query_as(concat!("INSERT INTO invoices (id, number, work_order_id, work_order_number, customer_id, vehicle_id, currency,
-                               tax_rate_bp, subtotal_minor, tax_minor, total_minor, issue_date, due_date, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                               tax_rate_bp, subtotal_minor, tax_minor, total_minor, issue_date, due_date, status,
+                               work_order_completed_at, corrects_invoice_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          RETURNING ", invoice_columns!()
     ))
     .bind(Uuid::now_v7())
@@ -374,6 +401,8 @@ pub async fn insert_invoice(
     .bind(new.issue_date)
     .bind(new.due_date)
     .bind(status.as_str())
+    .bind(new.work_order_completed_at)
+    .bind(new.corrects_invoice_id)
     .fetch_one(&mut *conn)
     .await?;
     for (position, priced) in new.lines.iter().enumerate() {

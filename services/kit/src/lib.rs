@@ -19,6 +19,7 @@ pub mod relay;
 pub mod status;
 pub mod stream;
 pub mod telemetry;
+pub mod transient;
 
 pub use config::{ConfigError, Database, ServiceConfig, TenantSettings};
 pub use context::RequestContext;

@@ -52,6 +52,20 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+impl carerp_kit::consumer::EventFailure for Error {
+    /// An event that contradicts what this service knows, or names a work order or line it
+    /// never had, cannot be applied however often it arrives.
+    fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::Conflict(_)
+                | Error::Invalid(_)
+                | Error::WorkOrderNotFound(_)
+                | Error::PartLineNotFound { .. }
+        )
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match &err {

@@ -824,6 +824,15 @@ pub(crate) async fn mark_failed(
     Ok(())
 }
 
+/// Forgets the order's invoice (it was voided): the order waits for the corrected one.
+pub(crate) async fn clear_invoice(conn: &mut PgConnection, id: Uuid) -> Result<(), Error> {
+    sqlx::query("UPDATE work_orders SET invoice_id = NULL, invoiced_at = NULL WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn set_invoice(
     conn: &mut PgConnection,
     id: Uuid,

@@ -181,6 +181,7 @@ pub fn completed(
         labor_total_minor,
         total_minor: parts_total_minor + labor_total_minor,
         completed_at: Utc::now(),
+        corrects_invoice_id: None,
     }
 }
 
