@@ -10,6 +10,7 @@ pub mod db;
 pub mod envelope;
 pub mod events;
 pub mod grpc;
+pub mod idempotency;
 pub mod messaging;
 pub mod metrics;
 pub mod outbox;
