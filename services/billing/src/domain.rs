@@ -10,7 +10,6 @@ use uuid::Uuid;
 const BP_PER_UNIT: i128 = 10_000;
 pub const MAX_REFERENCE: usize = 200;
 pub const MAX_REASON: usize = 500;
-pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 // ---- tax and totals ----
 

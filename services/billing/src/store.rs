@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use carerp_kit::idempotency::{self, Claimed, Key};
 use carerp_kit::{RequestContext, TenantSettings};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -441,20 +442,39 @@ pub struct NewPayment {
     pub method: PaymentMethod,
     pub reference: String,
     pub received_at: DateTime<Utc>,
-    pub idempotency_key: Option<String>,
+    /// Required: a retried payment must not be paid twice (`kit::idempotency`).
+    pub idempotency_key: Key,
+    /// Of the request as sent: the same key with another request is refused.
+    pub fingerprint: String,
 }
 
 /// Records a payment, or does nothing when the same payment was recorded before under the
-/// same idempotency key.
+/// same idempotency key (the kit's mechanism: a different payment under it is refused).
 ///
 /// The invoice row is locked first, so concurrent payments on one invoice run one after the
 /// other and each sees the balance the previous one left: together they can never overpay.
+/// The operation payments are fingerprinted under.
+pub const PAYMENT_OPERATION: &str = "billing.record-payment";
+
 pub async fn record_payment(
     pool: &PgPool,
     context: &RequestContext,
     payment: &NewPayment,
 ) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
+    // The key first (a repeat waits here for the first call), then the invoice.
+    let claimed: Claimed<Uuid> = idempotency::begin(
+        &mut tx,
+        &payment.idempotency_key,
+        PAYMENT_OPERATION,
+        &payment.fingerprint,
+    )
+    .await?;
+    if let Claimed::Replay(payment_id) = claimed {
+        tx.rollback().await?;
+        tracing::info!(%payment_id, key = %payment.idempotency_key, "payment repeated under its key; recorded once");
+        return Ok(());
+    }
     let invoice: InvoiceRow = sqlx::query_as(concat!(
         "SELECT ",
         invoice_columns!(),
@@ -464,20 +484,6 @@ pub async fn record_payment(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::InvoiceNotFound(payment.invoice_id))?;
-    if let Some(key) = &payment.idempotency_key {
-        let earlier: Option<PaymentRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            payment_columns!(),
-            " FROM payments WHERE idempotency_key = $1"
-        ))
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(earlier) = earlier {
-            tx.rollback().await?;
-            return replay(key, payment, &earlier);
-        }
-    }
     if !payment.currency.is_empty() && payment.currency != invoice.currency {
         return Err(carerp_kit::FieldViolation::new(
             "amount.currency",
@@ -503,14 +509,14 @@ pub async fn record_payment(
         number: invoice.number.clone(),
         reason,
     })?;
-    let inserted = sqlx::query(concat!(
+    let payment_id = Uuid::now_v7();
+    sqlx::query(concat!(
         "INSERT INTO payments (",
         payment_columns!(),
         ", idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (idempotency_key) DO NOTHING"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))
-    .bind(Uuid::now_v7())
+    .bind(payment_id)
     .bind(invoice.id)
     .bind(amount_minor)
     .bind(&invoice.currency)
@@ -518,23 +524,10 @@ pub async fn record_payment(
     .bind(&payment.reference)
     .bind(payment.received_at)
     .bind(context.actor())
-    .bind(&payment.idempotency_key)
+    .bind(payment.idempotency_key.as_str())
     .execute(&mut *tx)
     .await?;
-    if inserted.rows_affected() == 0 {
-        // The key was just used for a payment on another invoice (this one is locked).
-        tx.rollback().await?;
-        let key = payment.idempotency_key.clone().unwrap_or_default();
-        let earlier: PaymentRow = sqlx::query_as(concat!(
-            "SELECT ",
-            payment_columns!(),
-            " FROM payments WHERE idempotency_key = $1"
-        ))
-        .bind(&key)
-        .fetch_one(pool)
-        .await?;
-        return replay(&key, payment, &earlier);
-    }
+    idempotency::finish(&mut tx, &payment.idempotency_key, &payment_id).await?;
     let updated: InvoiceRow = sqlx::query_as(concat!("UPDATE invoices SET paid_minor = $2, status = $3, updated_at = now(), version = version + 1
          WHERE id = $1 RETURNING ", invoice_columns!()
     ))
@@ -562,26 +555,6 @@ pub async fn record_payment(
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// A request repeated under its idempotency key succeeds without a second payment; the key
-/// used for something else is refused. A repeated "pay the balance" matches whatever the
-/// first one paid.
-fn replay(key: &str, payment: &NewPayment, earlier: &PaymentRow) -> Result<(), Error> {
-    let same_amount = payment
-        .amount_minor
-        .is_none_or(|amount| amount == earlier.amount_minor);
-    if earlier.invoice_id == payment.invoice_id && same_amount {
-        Ok(())
-    } else {
-        Err(Error::IdempotencyKeyReused {
-            key: key.to_string(),
-            existing: format!(
-                "payment {} of {} on invoice {}",
-                earlier.id, earlier.amount_minor, earlier.invoice_id
-            ),
-        })
-    }
 }
 
 // ---- voiding ----

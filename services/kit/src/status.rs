@@ -214,6 +214,23 @@ pub fn database_error(err: &sqlx::Error) -> Status {
     }
 }
 
+/// A refusal of [`crate::idempotency`]: a key reused for a different request is
+/// INVALID_ARGUMENT on `idempotency_key`, naming the key (422 from the BFF); its database
+/// failing is mapped as any database error.
+pub fn idempotency_error(err: &crate::idempotency::IdempotencyError) -> Status {
+    use crate::idempotency::IdempotencyError;
+    match err {
+        IdempotencyError::Reused { .. } => {
+            invalid_argument(&FieldViolation::new("idempotency_key", err.to_string()).into())
+        }
+        IdempotencyError::Database(db) => database_error(db),
+        IdempotencyError::Unreadable { .. } => {
+            tracing::error!(error = %err, "idempotency record unreadable");
+            Status::internal("internal error")
+        }
+    }
+}
+
 /// True when `err` is a unique violation of the named constraint.
 pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
     match err {

@@ -48,6 +48,9 @@ pub enum Error {
     /// The customer service answered with something this service cannot use.
     #[error("customer service failed: {0}")]
     CustomerService(String),
+    /// The kit's idempotency: a key reused for a different request, or its database.
+    #[error(transparent)]
+    Idempotency(#[from] carerp_kit::idempotency::IdempotencyError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -86,6 +89,7 @@ impl From<Error> for Status {
                 tracing::error!(error = %message, "customer service failed");
                 Status::internal(err.to_string())
             }
+            Error::Idempotency(idempotency) => status::idempotency_error(idempotency),
             Error::Database(db) => status::database_error(db),
         }
     }

@@ -238,11 +238,13 @@ async fn void(
         .into())
 }
 
-/// Record a payment; more than the balance is refused, the balance pays the invoice.
+/// Record a payment; more than the balance is refused, the balance pays the invoice. The
+/// `Idempotency-Key` header is required: a retry under it answers the first payment, and the
+/// same key with a different payment is refused (422, naming the key).
 #[utoipa::path(post, path = "/api/invoices/{id}/payments", tag = "invoices",
     request_body = RecordPayment,
     params(("id" = String, Path, description = "Invoice id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+        ("Idempotency-Key" = String, Header, description = "Required: names this payment for 24 hours, so a retry pays once; reused for a different payment it is refused with 422")),
     responses((status = 201, description = "The invoice with the payment", body = Invoice, headers(("Location" = String, description = "The invoice")))))]
 pub async fn record_payment(
     State(state): State<AppState>,
@@ -251,6 +253,12 @@ pub async fn record_payment(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<RecordPayment>,
 ) -> Result<Created<Invoice>, ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "is required: a retried payment must not be paid twice",
+        ));
+    }
     let invoice = pay(
         &state,
         &ctx,
