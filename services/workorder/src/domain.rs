@@ -17,6 +17,10 @@ pub const MAX_QUANTITY: i32 = 10_000;
 pub const MAX_MINUTES: i32 = 31 * 24 * 60;
 /// Keeps `minutes * rate` far below `i64::MAX`, so labour arithmetic cannot overflow.
 pub const MAX_HOURLY_RATE_MINOR: i64 = 100_000_000;
+/// The most part lines, and labour lines, one work order may have: with every text at its
+/// maximum, `workorder.completed` stays under half the broker's 1 MiB default max payload.
+pub const MAX_PART_LINES: usize = 100;
+pub const MAX_LABOR_LINES: usize = 100;
 pub use carerp_kit::events::MAX_UNIT_PRICE_MINOR;
 
 /// Where a work order is in its life cycle.

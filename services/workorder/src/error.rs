@@ -29,6 +29,14 @@ pub enum Error {
         "lines of work order {id} cannot change: it is {status}; lines change only before COMPLETED"
     )]
     LinesLocked { id: Uuid, status: WorkOrderStatus },
+    #[error(
+        "work order {id} has {max} {kind} lines, the most one work order may have; remove one first, or open another work order"
+    )]
+    TooManyLines {
+        id: Uuid,
+        kind: &'static str,
+        max: usize,
+    },
     #[error("work order {0} has no FAILED part lines to retry")]
     NothingToRetry(Uuid),
     /// An event that contradicts what this service knows (e.g. a second, different invoice).
@@ -82,6 +90,7 @@ impl From<Error> for Status {
             | Error::Transition(_)
             | Error::LinesLocked { .. }
             | Error::NothingToRetry(_)
+            | Error::TooManyLines { .. }
             | Error::Conflict(_) => Status::failed_precondition(err.to_string()),
             Error::VersionConflict { .. } => Status::aborted(err.to_string()),
             Error::CustomerServiceUnavailable(_) => Status::unavailable(err.to_string()),

@@ -12,7 +12,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::{
-    self, Cause, Intake, LaborLine, NewLabor, PartLine, ReservationState, Status, Totals,
+    self, Cause, Intake, LaborLine, MAX_LABOR_LINES, MAX_PART_LINES, NewLabor, PartLine,
+    ReservationState, Status, Totals,
 };
 use crate::error::Error;
 use crate::events;
@@ -537,9 +538,19 @@ pub async fn add_part_line(
         let fingerprint = idempotency::fingerprint(ADD_PART_LINE, &(id, part_id, quantity));
         (key, ADD_PART_LINE, fingerprint)
     });
-    if let Keyed::Repeated(order) = lock_keyed(&mut tx, id, expected_version, key).await? {
-        tx.rollback().await?;
-        return Ok(order);
+    let order = match lock_keyed(&mut tx, id, expected_version, key).await? {
+        Keyed::Write(order) => order,
+        Keyed::Repeated(order) => {
+            tx.rollback().await?;
+            return Ok(order);
+        }
+    };
+    if order.part_lines.len() >= MAX_PART_LINES {
+        return Err(Error::TooManyLines {
+            id,
+            kind: "part",
+            max: MAX_PART_LINES,
+        });
     }
     let line_id = Uuid::now_v7();
     sqlx::query(
@@ -638,6 +649,13 @@ pub async fn add_labor_line(
             return Ok(order);
         }
     };
+    if order.labor_lines.len() >= MAX_LABOR_LINES {
+        return Err(Error::TooManyLines {
+            id,
+            kind: "labour",
+            max: MAX_LABOR_LINES,
+        });
+    }
     if order.header.currency != currency {
         return Err(Error::Conflict(format!(
             "work order {id} is kept in {}, but the tenant now uses {currency}: labour cannot be added at a {currency} rate",
