@@ -413,6 +413,42 @@ mod tests {
         );
     }
 
+    /// The scheduled pruner runs at once when started (then hourly) and stops on shutdown.
+    #[sqlx::test(migrator = "crate::db::KIT_MIGRATOR")]
+    async fn the_scheduled_pruner_prunes_at_start_and_stops_on_shutdown(pool: PgPool) {
+        claim(&pool, &key("pay-46"), "50 EUR").await.unwrap();
+        sqlx::query("UPDATE idempotency SET expires_at = now() - interval '1 second'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let pruner = tokio::spawn(prune_until(
+            shutdown.clone(),
+            pool.clone(),
+            Retention::default(),
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            if left == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the expired key is still there"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), pruner)
+            .await
+            .expect("the pruner stops on shutdown")
+            .unwrap();
+    }
+
     #[sqlx::test(migrator = "crate::db::KIT_MIGRATOR")]
     async fn pruning_keeps_unpublished_and_recent_rows(pool: PgPool) {
         for (id, published) in [
