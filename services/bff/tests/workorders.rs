@@ -428,6 +428,16 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
         assert_eq!(paid["invoice"]["status"], "PAID", "{paid}");
         assert_eq!(paid["invoice"]["payments"].as_array().unwrap().len(), 1);
     }
+    // Another method is another request: the invoice is paid already (409), not a reuse of a
+    // key this client never sent (422).
+    let by_card = garage
+        .put(
+            &format!("/api/invoices/{fourth_id}/status"),
+            json!({"status": "PAID", "method": "CARD"}),
+        )
+        .await
+        .problem(StatusCode::CONFLICT);
+    assert!(by_card.to_string().contains("already paid"), "{by_card}");
     // Fields of the other action are refused by name.
     let versioned = garage
         .put(

@@ -151,8 +151,16 @@ pub async fn change_status(
             // A PUT may be sent again (by the client or a proxy), and must not pay twice.
             let key = match (key.is_empty(), &body.amount) {
                 (false, _) => key,
-                // Paying the balance is "make it PAID": the same every time.
-                (true, None) => format!("put-status-paid:{id}"),
+                // Paying the balance is "make it PAID": the same every time. The key is derived
+                // from what the body says, so a PUT with another method or reference is another
+                // request (refused as already paid), not a reuse of a key the client never sent.
+                (true, None) => format!(
+                    "put-status-paid:{id}:{}",
+                    &carerp_kit::idempotency::fingerprint(
+                        "bff.put-invoice-status-paid",
+                        &(body.method.map(|m| m.to_proto() as i32), &body.reference),
+                    )[..16]
+                ),
                 (true, Some(_)) => {
                     return Err(ApiError::field(
                         "amount",
