@@ -48,13 +48,18 @@ impl Platform {
     pub async fn start(settings: TenantSettings) -> anyhow::Result<Self> {
         let admin_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        Self::start_on(settings, &admin_url).await
+        // sqlx's default wait for a connection: generous, for tests that load the machine.
+        Self::start_on(settings, &admin_url, Duration::from_secs(30)).await
     }
 
-    /// The same on the PostgreSQL server at `admin_url` (a private one, for fault tests). The
-    /// services' pools give up waiting for a connection after a second, so an outage shows
-    /// as UNAVAILABLE quickly instead of holding calls.
-    pub async fn start_on(settings: TenantSettings, admin_url: &str) -> anyhow::Result<Self> {
+    /// The same on the PostgreSQL server at `admin_url` (a private one, for fault tests), the
+    /// services' pools giving up waiting for a connection after `acquire_timeout` (short in
+    /// fault tests, so an outage shows as UNAVAILABLE quickly instead of holding calls).
+    pub async fn start_on(
+        settings: TenantSettings,
+        admin_url: &str,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let admin_url = admin_url.to_string();
         let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let tenant = format!("e2e-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
@@ -78,7 +83,7 @@ impl Platform {
             pools.push(
                 PgPoolOptions::new()
                     .max_connections(10)
-                    .acquire_timeout(Duration::from_secs(1))
+                    .acquire_timeout(acquire_timeout)
                     .connect_with(options)
                     .await?,
             );

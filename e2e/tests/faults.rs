@@ -112,7 +112,9 @@ async fn reserved_order(
 async fn a_database_restart_mid_saga_loses_nothing_and_dead_letters_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut pg = private_postgres(dir.path());
-    let mut p = Platform::start_on(settings(), &pg.url).await.unwrap();
+    let mut p = Platform::start_on(settings(), &pg.url, Duration::from_secs(1))
+        .await
+        .unwrap();
 
     let c = p
         .customers
