@@ -48,6 +48,19 @@ impl Platform {
     pub async fn start(settings: TenantSettings) -> anyhow::Result<Self> {
         let admin_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        // sqlx's default wait for a connection: generous, for tests that load the machine.
+        Self::start_on(settings, &admin_url, Duration::from_secs(30)).await
+    }
+
+    /// The same on the PostgreSQL server at `admin_url` (a private one, for fault tests), the
+    /// services' pools giving up waiting for a connection after `acquire_timeout` (short in
+    /// fault tests, so an outage shows as UNAVAILABLE quickly instead of holding calls).
+    pub async fn start_on(
+        settings: TenantSettings,
+        admin_url: &str,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let admin_url = admin_url.to_string();
         let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let tenant = format!("e2e-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         let jetstream = carerp_kit::messaging::connect(&nats_url).await?;
@@ -70,6 +83,7 @@ impl Platform {
             pools.push(
                 PgPoolOptions::new()
                     .max_connections(10)
+                    .acquire_timeout(acquire_timeout)
                     .connect_with(options)
                     .await?,
             );
@@ -163,6 +177,23 @@ impl Platform {
         .zip(&self.running)
         .map(|(name, service)| (name, format!("http://{}", service.grpc_addr)))
         .collect()
+    }
+
+    /// How many events the consumers have dead-lettered so far (every service's subject).
+    pub async fn dead_letters(&self) -> anyhow::Result<u64> {
+        let stream = self
+            .jetstream
+            .get_stream(carerp_kit::envelope::stream_name(&self.tenant))
+            .await?;
+        let mut consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                filter_subject: format!("carerp.{}.dlq.>", self.tenant),
+                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await?;
+        Ok(consumer.info().await?.num_pending)
     }
 
     /// Stops the services; their databases and the stream stay until [`Platform::stop`].

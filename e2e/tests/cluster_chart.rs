@@ -422,7 +422,7 @@ async fn alerts_and_dashboard_name_only_exported_metrics() {
     }
     assert_eq!(
         used.len(),
-        5 + 12 + 1,
+        6 + 12 + 1,
         "every rule, panel query and variable: {used:?}"
     );
     for (place, names) in used {

@@ -447,6 +447,69 @@ async fn a_completion_published_twice_invoices_and_consumes_once() {
     p.stop().await.unwrap();
 }
 
+/// Corrections (issue 14, item 6): voiding the invoice returns the work order to COMPLETED,
+/// billing issues a corrected invoice with a new number, the order is INVOICED by it, and the
+/// stock is consumed once.
+#[tokio::test]
+async fn a_voided_invoice_is_replaced_by_a_corrected_one() {
+    let mut p = Platform::start(settings()).await.unwrap();
+    let (customer_id, vehicle_id) = customer_with_vehicle(&mut p).await;
+    let belt = part(&mut p, "BLT-007", 4000, 3).await;
+    let order = work_order(&mut p, &customer_id, &vehicle_id).await;
+    set_status(&mut p, &order.id, WorkOrderStatus::InProgress).await;
+    add_part(&mut p, &order.id, &belt.id, 1).await;
+    reservations_settled(&mut p, &order.id).await;
+    set_status(&mut p, &order.id, WorkOrderStatus::Completed).await;
+    let first = invoiced(&mut p, &order.id).await.invoice_id;
+
+    let voided = p
+        .billing
+        .void_invoice(billing::VoidInvoiceRequest {
+            id: first.clone(),
+            reason: "issued to the wrong company".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(voided.status, billing::InvoiceStatus::Void as i32);
+    let corrected = eventually("the corrected invoice is issued", WAIT, async || {
+        let order = get(&mut p, &order.id).await;
+        (order.status == WorkOrderStatus::Invoiced as i32 && order.invoice_id != first)
+            .then_some(order.invoice_id)
+    })
+    .await
+    .unwrap();
+    let current = p
+        .billing
+        .get_invoice_by_work_order(billing::GetInvoiceByWorkOrderRequest {
+            work_order_id: order.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(current.id, corrected);
+    assert_eq!(current.status, billing::InvoiceStatus::Issued as i32);
+    assert_ne!(current.number, voided.number);
+    assert_eq!(current.total, voided.total);
+    let all = p
+        .billing
+        .list_invoices(billing::ListInvoicesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices;
+    assert_eq!(all.len(), 2, "the void invoice and its correction");
+    let after = part_state(&mut p, &belt.id).await;
+    assert_eq!(
+        (after.quantity_on_hand, after.quantity_reserved),
+        (2, 0),
+        "the stock is consumed once, not again for the correction"
+    );
+    assert_eq!(p.dead_letters().await.unwrap(), 0);
+    p.stop().await.unwrap();
+}
+
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }

@@ -314,7 +314,8 @@ pub enum DeletionPolicy {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MessagingSpec {
-    /// How long events are kept, as a duration such as 168h or 30m.
+    /// How long events are kept, as a duration such as 168h or 36h; at least 1h, so events
+    /// outlive an outage of their consumers and the 2-minute duplicate window fits inside.
     #[serde(default = "default_max_age")]
     #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
     pub max_age: String,

@@ -98,6 +98,7 @@ pub struct PrivatePostgres {
     pg_ctl: PathBuf,
     dir: PathBuf,
     as_postgres: bool,
+    port: u16,
     pub url: String,
 }
 
@@ -148,32 +149,47 @@ impl PrivatePostgres {
             }
         }
         let port = free_port()?;
-        let output = Self::command(pg_ctl, as_postgres)
-            .args(["-w", "-t", "30", "-D"])
-            .arg(&dir)
-            .arg("-l")
-            .arg(dir.join("server.log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-                dir.display()
-            ))
-            .arg("start")
-            .output()
-            .with_context(|| format!("running {}", pg_ctl.display()))?;
-        if !output.status.success() {
-            bail!(
-                "pg_ctl start failed (see {}): {}",
-                dir.join("server.log").display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(Self {
+        let server = Self {
             pg_ctl: pg_ctl.to_path_buf(),
             dir,
             as_postgres,
+            port,
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        })
+        };
+        server.run_server()?;
+        Ok(server)
+    }
+
+    /// Starts the server of an initialised cluster on its port and waits until it answers.
+    fn run_server(&self) -> anyhow::Result<()> {
+        let output = Self::command(&self.pg_ctl, self.as_postgres)
+            .args(["-w", "-t", "30", "-D"])
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {}",
+                self.port,
+                self.dir.display()
+            ))
+            .arg("start")
+            .output()
+            .with_context(|| format!("running {}", self.pg_ctl.display()))?;
+        if !output.status.success() {
+            bail!(
+                "pg_ctl start failed (see {}): {}",
+                self.dir.join("server.log").display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the stopped server again on the same port with the same data (fault tests stop
+    /// it with [`PrivatePostgres::stop`] in between).
+    pub fn start_again(&self) -> anyhow::Result<()> {
+        self.run_server()
     }
 
     pub fn stop(&mut self) {

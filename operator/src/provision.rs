@@ -306,13 +306,18 @@ pub async fn drop_databases(admin: &PgPool, tenant: &str) -> Result<(), Provisio
 
 pub use carerp_kit::envelope::stream_name;
 
-/// How the tenant's spec wants its stream kept; the rest of the stream's shape (subjects,
-/// file storage, the 2-minute duplicate window the outbox relay relies on) is the kit's.
+/// How the tenant's spec wants its stream kept, checked by the kit (max age at least 1h); the
+/// rest of the stream's shape (subjects, file storage, the 2-minute duplicate window the outbox
+/// relay relies on, never longer than the max age) is the kit's.
 pub fn stream_settings(spec: &MessagingSpec) -> Result<StreamSettings, ProvisionError> {
-    Ok(StreamSettings {
+    let settings = StreamSettings {
         max_age: parse_duration(&spec.max_age).map_err(ProvisionError::Spec)?,
         replicas: usize::try_from(spec.replicas.max(1)).unwrap_or(1),
-    })
+    };
+    settings
+        .check()
+        .map_err(|err| ProvisionError::Spec(format!("spec.messaging: {err}")))?;
+    Ok(settings)
 }
 
 /// Creates the stream, or updates it to match the spec.

@@ -170,10 +170,15 @@ pub fn validate(tenant: &CarErpTenant) -> Result<(), InvalidTenant> {
         }
     }
 
+    // The kit's minimum, so that the stream's 2-minute duplicate window always fits inside
+    // the max age and events outlive an outage of their consumers.
     match parse_duration(&spec.messaging.max_age) {
-        Ok(d) if d < Duration::from_secs(60) => bad(
+        Ok(d) if d < carerp_kit::stream::MIN_MAX_AGE => bad(
             "spec.messaging.maxAge",
-            format!("must be at least 1m, got {:?}", spec.messaging.max_age),
+            format!(
+                "must be at least 1h (events must outlive an outage, and the 2m duplicate window must fit inside), got {:?}",
+                spec.messaging.max_age
+            ),
         ),
         Ok(_) => {}
         Err(reason) => bad("spec.messaging.maxAge", reason),
@@ -366,6 +371,21 @@ spec:
         let (path, reason) = problem(&with_spec("  settings:\n    currency: euro\n"));
         assert_eq!(path, "spec.settings.currency");
         assert!(reason.contains("3-letter ISO 4217"), "{reason}");
+    }
+
+    /// A max age the duplicate window does not fit in, or that events would not outlive an
+    /// outage with, is refused before anything is provisioned (issue 14, item 5).
+    #[test]
+    fn a_max_age_below_an_hour_is_refused() {
+        for short in ["90s", "2m", "59m59s"] {
+            let (path, reason) =
+                problem(&with_spec(&format!("  messaging:\n    maxAge: {short}\n")));
+            assert_eq!(path, "spec.messaging.maxAge");
+            assert!(reason.contains("at least 1h"), "{short}: {reason}");
+            assert!(reason.contains("duplicate window"), "{short}: {reason}");
+        }
+        let ok = parse_tenant(&with_spec("  messaging:\n    maxAge: 1h\n")).unwrap();
+        assert!(validate(&ok).is_ok());
     }
 
     #[test]

@@ -309,22 +309,49 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
     let repeated = put_with_key().await.expect(StatusCode::OK);
     assert_eq!(repeated["invoice"]["balance"]["amountMinor"], 10000);
 
-    // A payment larger than the balance is refused.
-    let too_much = garage
+    // A payment without a key is refused before anything is paid.
+    let keyless = garage
         .post(
             &format!("/api/invoices/{first_id}/payments"),
+            json!({"amount": {"amountMinor": 100, "currency": "EUR"}, "method": "CASH"}),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(keyless.to_string().contains("Idempotency-Key"), "{keyless}");
+    // A payment larger than the balance is refused.
+    let too_much = garage
+        .call_with_key(
+            Method::POST,
+            format!("/api/invoices/{first_id}/payments"),
             json!({"amount": {"amountMinor": 10001, "currency": "EUR"}, "method": "CASH"}),
+            "till-3-0816",
         )
         .await;
     assert!(too_much.status.is_client_error(), "{}", too_much.text);
+    let settle = json!({"amount": {"amountMinor": 10000, "currency": "EUR"}, "method": "BANK_TRANSFER",
+                   "reference": "SEPA-1", "receivedAt": "2026-11-20T10:00:00Z"});
     let settled = garage
-        .post(
-            &format!("/api/invoices/{first_id}/payments"),
-            json!({"amount": {"amountMinor": 10000, "currency": "EUR"}, "method": "BANK_TRANSFER",
-                   "reference": "SEPA-1", "receivedAt": "2026-11-20T10:00:00Z"}),
+        .call_with_key(
+            Method::POST,
+            format!("/api/invoices/{first_id}/payments"),
+            settle.clone(),
+            "sepa-1",
         )
         .await
         .expect(StatusCode::CREATED);
+    // The same key with a different payment is refused, naming the key.
+    let reused = garage
+        .call_with_key(
+            Method::POST,
+            format!("/api/invoices/{first_id}/payments"),
+            json!({"amount": {"amountMinor": 1, "currency": "EUR"}, "method": "CASH"}),
+            "sepa-1",
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    let detail = reused["errors"][0]["message"].as_str().unwrap_or_default();
+    assert_eq!(reused["errors"][0]["field"], "idempotencyKey", "{reused}");
+    assert!(detail.contains("\"sepa-1\" was already used"), "{reused}");
     assert_eq!(settled["status"], "PAID");
     let transfer = settled["payments"]
         .as_array()
@@ -401,6 +428,16 @@ async fn invoices_are_listed_aggregated_paid_and_voided(pool: PgPool) {
         assert_eq!(paid["invoice"]["status"], "PAID", "{paid}");
         assert_eq!(paid["invoice"]["payments"].as_array().unwrap().len(), 1);
     }
+    // Another method is another request: the invoice is paid already (409), not a reuse of a
+    // key this client never sent (422).
+    let by_card = garage
+        .put(
+            &format!("/api/invoices/{fourth_id}/status"),
+            json!({"status": "PAID", "method": "CARD"}),
+        )
+        .await
+        .problem(StatusCode::CONFLICT);
+    assert!(by_card.to_string().contains("already paid"), "{by_card}");
     // Fields of the other action are refused by name.
     let versioned = garage
         .put(

@@ -1,5 +1,6 @@
 //! The gRPC handlers: decode and validate the request, call the store, map the result.
 
+use carerp_kit::idempotency::{self, Key};
 use carerp_kit::status::parse_id;
 use carerp_kit::{TenantSettings, Violations, grpc, page};
 use carerp_proto::billing::v1 as pb;
@@ -10,9 +11,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{
-    self, InvoiceStatus, LineKind, MAX_IDEMPOTENCY_KEY, MAX_REASON, MAX_REFERENCE, PaymentMethod,
-};
+use crate::domain::{self, InvoiceStatus, LineKind, MAX_REASON, MAX_REFERENCE, PaymentMethod};
 use crate::error::Error;
 use crate::store::{self, Invoice, ListFilter, NewPayment};
 
@@ -277,18 +276,33 @@ fn decode_payment(
             }
         }
     };
-    let idempotency_key = carerp_kit::status::text(
-        "idempotency_key",
-        &request.idempotency_key,
-        MAX_IDEMPOTENCY_KEY,
-        false,
-    )
-    .map_err(|violation| v.check(Err(violation)))
-    .ok()
-    .filter(|key| !key.is_empty());
-    let (Some(invoice_id), Some(method), true) = (invoice_id, method, v.is_empty()) else {
+    // A payment is retried when its answer is lost: without a key it could be paid twice.
+    let idempotency_key = Key::required("idempotency_key", &request.idempotency_key)
+        .map_err(|violation| v.check(Err(violation)))
+        .ok();
+    let (Some(invoice_id), Some(method), Some(idempotency_key), true) =
+        (invoice_id, method, idempotency_key, v.is_empty())
+    else {
         return Err(Error::Invalid(v));
     };
+    // The request as the client sent it (before "now" and "the balance" are filled in).
+    let fingerprint = idempotency::fingerprint(
+        crate::store::PAYMENT_OPERATION,
+        &(
+            invoice_id,
+            request
+                .amount
+                .as_ref()
+                .map(|a| (a.amount_minor, &a.currency)),
+            request.pay_balance,
+            request.method,
+            &request.reference,
+            request
+                .received_at
+                .as_ref()
+                .map(|at| (at.seconds, at.nanos)),
+        ),
+    );
     Ok(NewPayment {
         invoice_id,
         amount_minor,
@@ -297,6 +311,7 @@ fn decode_payment(
         reference,
         received_at,
         idempotency_key,
+        fingerprint,
     })
 }
 

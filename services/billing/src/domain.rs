@@ -10,7 +10,6 @@ use uuid::Uuid;
 const BP_PER_UNIT: i128 = 10_000;
 pub const MAX_REFERENCE: usize = 200;
 pub const MAX_REASON: usize = 500;
-pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 // ---- tax and totals ----
 
@@ -129,23 +128,21 @@ pub struct InvalidEvent {
 }
 
 /// Copies the work order's lines (parts first, then labour, each in the work order's order)
-/// and checks that the event is consistent: its currency is the tenant's, quantities are
+/// and checks that the event is consistent: its currency is an ISO 4217 code (the work order's, which the invoice takes), quantities are
 /// positive, amounts are not negative, and its totals are the sums of its lines.
 ///
 /// Line totals are taken as the work order computed them: the work order is where prices and
 /// labour time are agreed, and the invoice must show the same amounts.
-pub fn lines_from_event(
-    event: &WorkOrderCompleted,
-    currency: &str,
-) -> Result<Vec<LineDraft>, InvalidEvent> {
+pub fn lines_from_event(event: &WorkOrderCompleted) -> Result<Vec<LineDraft>, InvalidEvent> {
     let invalid = |reason: String| InvalidEvent {
         work_order_id: event.work_order_id,
         reason,
     };
-    if event.currency != currency {
+    // The order's own currency is the invoice's; it only has to be one.
+    let currency = &event.currency;
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
         return Err(invalid(format!(
-            "its currency is {:?}, the tenant's is {currency:?}",
-            event.currency
+            "its currency {currency:?} is not an ISO 4217 code such as EUR"
         )));
     }
     let mut lines = Vec::with_capacity(event.part_lines.len() + event.labor_lines.len());
@@ -629,13 +626,14 @@ mod tests {
             labor_total_minor: 4500,
             total_minor: 7000,
             completed_at: DateTime::<Utc>::from_timestamp(1_764_000_000, 0).unwrap(),
+            corrects_invoice_id: None,
         }
     }
 
     #[test]
     fn lines_are_copied_parts_first() {
         let e = event();
-        let lines = lines_from_event(&e, "EUR").unwrap();
+        let lines = lines_from_event(&e).unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].kind, LineKind::Part);
         assert_eq!(lines[0].description, "Oil filter (OF-1)");
@@ -666,7 +664,8 @@ mod tests {
     #[test]
     fn inconsistent_events_are_refused_with_the_reason() {
         let cases: Vec<(&str, Mutation)> = vec![
-            ("currency", Box::new(|e| e.currency = "USD".into())),
+            ("currency \"eur\"", Box::new(|e| e.currency = "eur".into())),
+            ("currency \"\"", Box::new(|e| e.currency = String::new())),
             ("quantity 0", Box::new(|e| e.part_lines[0].quantity = 0)),
             (
                 "negative amount",
@@ -684,7 +683,7 @@ mod tests {
         for (reason, mutate) in cases {
             let mut e = event();
             mutate(&mut e);
-            let err = lines_from_event(&e, "EUR").unwrap_err();
+            let err = lines_from_event(&e).unwrap_err();
             assert!(err.to_string().contains(reason), "{reason}: {err}");
             assert_eq!(err.work_order_id, e.work_order_id);
         }
@@ -698,7 +697,7 @@ mod tests {
         e.parts_total_minor = 0;
         e.labor_total_minor = 0;
         e.total_minor = 0;
-        assert!(lines_from_event(&e, "EUR").unwrap().is_empty());
+        assert!(lines_from_event(&e).unwrap().is_empty());
     }
 
     // ---- numbers and dates ----

@@ -30,8 +30,9 @@ pub enum Error {
         expected: i64,
         actual: i64,
     },
-    #[error("idempotency_key {key:?} was already used for a different payment ({existing})")]
-    IdempotencyKeyReused { key: String, existing: String },
+    /// The kit's idempotency: a key reused for a different request, or its database.
+    #[error(transparent)]
+    Idempotency(#[from] carerp_kit::idempotency::IdempotencyError),
     /// A `workorder.completed` event that cannot be invoiced; retrying cannot help.
     #[error(transparent)]
     InvalidEvent(#[from] InvalidEvent),
@@ -45,11 +46,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
-impl Error {
-    /// True when handling the event again cannot succeed, so a consumer should dead-letter
-    /// it at once rather than retry.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, Error::InvalidEvent(_))
+impl carerp_kit::consumer::EventFailure for Error {
+    /// A `workorder.completed` that cannot be invoiced never will be.
+    fn is_permanent(&self) -> bool {
+        matches!(self, Error::InvalidEvent(_) | Error::Invalid(_))
     }
 }
 
@@ -64,7 +64,7 @@ impl From<Error> for Status {
                 Status::failed_precondition(err.to_string())
             }
             Error::VersionConflict { .. } => Status::aborted(err.to_string()),
-            Error::IdempotencyKeyReused { .. } => Status::already_exists(err.to_string()),
+            Error::Idempotency(idempotency) => status::idempotency_error(idempotency),
             Error::InvalidEvent(_) => Status::invalid_argument(err.to_string()),
             Error::NotConfigured | Error::InvalidTimezone(_) => {
                 tracing::error!(error = %err, "billing misconfigured");

@@ -1,7 +1,7 @@
 //! What billing consumes (`workorder.completed`) and publishes (`invoice.created`,
 //! `invoice.paid`, `invoice.voided`, always through the outbox).
 
-use carerp_kit::consumer::{EventHandler, HandlerError, Permanent};
+use carerp_kit::consumer::{EventHandler, HandlerError, handler_error};
 use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{
     InvoiceCreated, InvoicePaid, InvoiceVoided, Money, WorkOrderCompleted, topic,
@@ -43,8 +43,21 @@ pub async fn on_workorder_completed(
         );
         return Ok(());
     }
+    if let Some(voided) =
+        store::voided_invoice_of_completion(tx, data.work_order_id, data.completed_at).await?
+    {
+        tracing::info!(
+            %event_id,
+            work_order_id = %data.work_order_id,
+            invoice = %voided,
+            "this completion was invoiced and the invoice voided since; only a newer completion is invoiced again"
+        );
+        return Ok(());
+    }
     let settings = store::load_settings(tx).await?;
-    let lines = domain::lines_from_event(data, &settings.currency)?;
+    // The work order's currency, not the tenant's current one: every amount of the order is
+    // in it, and a setting changed while the order was open must not strand it.
+    let lines = domain::lines_from_event(data)?;
     let (priced, totals) =
         domain::price_lines(&lines, settings.tax_rate_bp).map_err(|overflow| InvalidEvent {
             work_order_id: data.work_order_id,
@@ -61,16 +74,18 @@ pub async fn on_workorder_completed(
             work_order_number: &data.number,
             customer_id: data.customer_id,
             vehicle_id: data.vehicle_id,
-            currency: &settings.currency,
+            currency: &data.currency,
             tax_rate_bp: settings.tax_rate_bp,
             lines: &priced,
             totals,
             issue_date,
             due_date,
+            work_order_completed_at: data.completed_at,
+            corrects_invoice_id: data.corrects_invoice_id,
         },
     )
     .await?;
-    invoice_created(tx, context, &invoice).await?;
+    invoice_created(tx, context, &invoice, data.corrects_invoice_id).await?;
     // A work order with nothing to bill is settled the moment it is invoiced.
     if invoice.status() == InvoiceStatus::Paid {
         invoice_paid(tx, context, &invoice).await?;
@@ -89,6 +104,7 @@ pub async fn invoice_created(
     tx: &mut PgConnection,
     context: &RequestContext,
     invoice: &InvoiceRow,
+    corrects_invoice_id: Option<Uuid>,
 ) -> Result<(), Error> {
     let data = InvoiceCreated {
         invoice_id: invoice.id,
@@ -96,6 +112,7 @@ pub async fn invoice_created(
         work_order_id: invoice.work_order_id,
         customer_id: invoice.customer_id,
         total: Money::new(invoice.total_minor, &invoice.currency),
+        corrects_invoice_id,
     };
     outbox::enqueue(
         tx,
@@ -171,13 +188,7 @@ impl EventHandler for BillingEvents {
             topic::WORKORDER_COMPLETED => {
                 on_workorder_completed(tx, context, event.id, &event.data_as()?)
                     .await
-                    .map_err(|err| -> HandlerError {
-                        if err.is_permanent() {
-                            Box::new(Permanent(Box::new(err)))
-                        } else {
-                            Box::new(err)
-                        }
-                    })?
+                    .map_err(handler_error)?
             }
             other => return Err(format!("billing does not consume {other}").into()),
         }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use carerp_kit::idempotency::{self, Claimed, Key};
 use carerp_kit::{RequestContext, TenantSettings};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -226,10 +227,11 @@ pub async fn get_invoice_by_work_order(
     work_order_id: Uuid,
 ) -> Result<Invoice, Error> {
     let mut conn = pool.acquire().await?;
+    // The current invoice; while a correction is pending, the newest voided one.
     let row: InvoiceRow = sqlx::query_as(concat!(
         "SELECT ",
         invoice_columns!(),
-        " FROM invoices WHERE work_order_id = $1"
+        " FROM invoices WHERE work_order_id = $1 ORDER BY status = 'VOID', id DESC LIMIT 1"
     ))
     .bind(work_order_id)
     .fetch_optional(&mut *conn)
@@ -306,6 +308,7 @@ pub async fn lock_work_order(conn: &mut PgConnection, work_order_id: Uuid) -> Re
     Ok(())
 }
 
+/// The work order's invoice that is not void, if any.
 pub async fn invoice_for_work_order(
     conn: &mut PgConnection,
     work_order_id: Uuid,
@@ -313,9 +316,29 @@ pub async fn invoice_for_work_order(
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         invoice_columns!(),
-        " FROM invoices WHERE work_order_id = $1"
+        " FROM invoices WHERE work_order_id = $1 AND status <> 'VOID'"
     ))
     .bind(work_order_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The number of a voided invoice of the work order that billed a completion at or after
+/// `completed_at`: that completion was invoiced already, and its invoice voided since. An
+/// invoice from before completions were recorded counts from when it was created.
+pub async fn voided_invoice_of_completion(
+    conn: &mut PgConnection,
+    work_order_id: Uuid,
+    completed_at: DateTime<Utc>,
+) -> Result<Option<String>, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT number FROM invoices
+         WHERE work_order_id = $1 AND status = 'VOID'
+           AND COALESCE(work_order_completed_at, created_at) >= $2
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(work_order_id)
+    .bind(completed_at)
     .fetch_optional(conn)
     .await?)
 }
@@ -348,6 +371,10 @@ pub struct NewInvoice<'a> {
     pub totals: Totals,
     pub issue_date: NaiveDate,
     pub due_date: NaiveDate,
+    /// `completedAt` of the completion it bills.
+    pub work_order_completed_at: DateTime<Utc>,
+    /// The voided invoice it replaces.
+    pub corrects_invoice_id: Option<Uuid>,
 }
 
 pub async fn insert_invoice(
@@ -356,8 +383,9 @@ pub async fn insert_invoice(
 ) -> Result<InvoiceRow, Error> {
     let status = domain::status_for(new.totals.total_minor, 0);
     let row: InvoiceRow = sqlx::query_as(concat!("INSERT INTO invoices (id, number, work_order_id, work_order_number, customer_id, vehicle_id, currency,
-                               tax_rate_bp, subtotal_minor, tax_minor, total_minor, issue_date, due_date, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                               tax_rate_bp, subtotal_minor, tax_minor, total_minor, issue_date, due_date, status,
+                               work_order_completed_at, corrects_invoice_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          RETURNING ", invoice_columns!()
     ))
     .bind(Uuid::now_v7())
@@ -374,6 +402,8 @@ pub async fn insert_invoice(
     .bind(new.issue_date)
     .bind(new.due_date)
     .bind(status.as_str())
+    .bind(new.work_order_completed_at)
+    .bind(new.corrects_invoice_id)
     .fetch_one(&mut *conn)
     .await?;
     for (position, priced) in new.lines.iter().enumerate() {
@@ -412,20 +442,39 @@ pub struct NewPayment {
     pub method: PaymentMethod,
     pub reference: String,
     pub received_at: DateTime<Utc>,
-    pub idempotency_key: Option<String>,
+    /// Required: a retried payment must not be paid twice (`kit::idempotency`).
+    pub idempotency_key: Key,
+    /// Of the request as sent: the same key with another request is refused.
+    pub fingerprint: String,
 }
 
 /// Records a payment, or does nothing when the same payment was recorded before under the
-/// same idempotency key.
+/// same idempotency key (the kit's mechanism: a different payment under it is refused).
 ///
 /// The invoice row is locked first, so concurrent payments on one invoice run one after the
 /// other and each sees the balance the previous one left: together they can never overpay.
+/// The operation payments are fingerprinted under.
+pub const PAYMENT_OPERATION: &str = "billing.record-payment";
+
 pub async fn record_payment(
     pool: &PgPool,
     context: &RequestContext,
     payment: &NewPayment,
 ) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
+    // The key first (a repeat waits here for the first call), then the invoice.
+    let claimed: Claimed<Uuid> = idempotency::begin(
+        &mut tx,
+        &payment.idempotency_key,
+        PAYMENT_OPERATION,
+        &payment.fingerprint,
+    )
+    .await?;
+    if let Claimed::Replay(payment_id) = claimed {
+        tx.rollback().await?;
+        tracing::info!(%payment_id, key = %payment.idempotency_key, "payment repeated under its key; recorded once");
+        return Ok(());
+    }
     let invoice: InvoiceRow = sqlx::query_as(concat!(
         "SELECT ",
         invoice_columns!(),
@@ -435,20 +484,6 @@ pub async fn record_payment(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::InvoiceNotFound(payment.invoice_id))?;
-    if let Some(key) = &payment.idempotency_key {
-        let earlier: Option<PaymentRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            payment_columns!(),
-            " FROM payments WHERE idempotency_key = $1"
-        ))
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(earlier) = earlier {
-            tx.rollback().await?;
-            return replay(key, payment, &earlier);
-        }
-    }
     if !payment.currency.is_empty() && payment.currency != invoice.currency {
         return Err(carerp_kit::FieldViolation::new(
             "amount.currency",
@@ -474,14 +509,14 @@ pub async fn record_payment(
         number: invoice.number.clone(),
         reason,
     })?;
-    let inserted = sqlx::query(concat!(
+    let payment_id = Uuid::now_v7();
+    sqlx::query(concat!(
         "INSERT INTO payments (",
         payment_columns!(),
         ", idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (idempotency_key) DO NOTHING"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))
-    .bind(Uuid::now_v7())
+    .bind(payment_id)
     .bind(invoice.id)
     .bind(amount_minor)
     .bind(&invoice.currency)
@@ -489,23 +524,10 @@ pub async fn record_payment(
     .bind(&payment.reference)
     .bind(payment.received_at)
     .bind(context.actor())
-    .bind(&payment.idempotency_key)
+    .bind(payment.idempotency_key.as_str())
     .execute(&mut *tx)
     .await?;
-    if inserted.rows_affected() == 0 {
-        // The key was just used for a payment on another invoice (this one is locked).
-        tx.rollback().await?;
-        let key = payment.idempotency_key.clone().unwrap_or_default();
-        let earlier: PaymentRow = sqlx::query_as(concat!(
-            "SELECT ",
-            payment_columns!(),
-            " FROM payments WHERE idempotency_key = $1"
-        ))
-        .bind(&key)
-        .fetch_one(pool)
-        .await?;
-        return replay(&key, payment, &earlier);
-    }
+    idempotency::finish(&mut tx, &payment.idempotency_key, &payment_id).await?;
     let updated: InvoiceRow = sqlx::query_as(concat!("UPDATE invoices SET paid_minor = $2, status = $3, updated_at = now(), version = version + 1
          WHERE id = $1 RETURNING ", invoice_columns!()
     ))
@@ -533,26 +555,6 @@ pub async fn record_payment(
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// A request repeated under its idempotency key succeeds without a second payment; the key
-/// used for something else is refused. A repeated "pay the balance" matches whatever the
-/// first one paid.
-fn replay(key: &str, payment: &NewPayment, earlier: &PaymentRow) -> Result<(), Error> {
-    let same_amount = payment
-        .amount_minor
-        .is_none_or(|amount| amount == earlier.amount_minor);
-    if earlier.invoice_id == payment.invoice_id && same_amount {
-        Ok(())
-    } else {
-        Err(Error::IdempotencyKeyReused {
-            key: key.to_string(),
-            existing: format!(
-                "payment {} of {} on invoice {}",
-                earlier.id, earlier.amount_minor, earlier.invoice_id
-            ),
-        })
-    }
 }
 
 // ---- voiding ----

@@ -470,7 +470,7 @@ async fn a_payment_with_an_idempotency_key_is_recorded_once(pool: PgPool) {
     }
     assert_eq!(payments_in_db(&pool, &invoice.id).await, 2);
 
-    // The same key for a different payment is refused.
+    // The same key for a different payment is refused, naming the key, on its field.
     let status = h
         .client
         .record_payment(pb::RecordPaymentRequest {
@@ -479,7 +479,9 @@ async fn a_payment_with_an_idempotency_key_is_recorded_once(pool: PgPool) {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let violations = carerp_kit::status::field_violations(&status);
+    assert_eq!(violations[0].field, "idempotency_key", "{status:?}");
     assert!(
         status
             .message()
@@ -495,7 +497,7 @@ async fn a_payment_with_an_idempotency_key_is_recorded_once(pool: PgPool) {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(payments_in_db(&pool, &other.id).await, 0);
 }
 
@@ -540,7 +542,7 @@ async fn paying_the_balance_pays_what_is_left_once(pool: PgPool) {
     assert_eq!(again, paid);
     assert_eq!(payments_in_db(&pool, &invoice.id).await, 2);
 
-    // Without a key there is nothing to repeat: a paid invoice takes no more payments.
+    // Under a new key it is a new payment: a paid invoice takes no more.
     let refused = h
         .client
         .record_payment(pb::RecordPaymentRequest {
@@ -650,6 +652,22 @@ async fn record_payment_refuses_bad_input(pool: PgPool) {
             },
             vec!["received_at"],
             "is not a valid timestamp",
+        ),
+        (
+            pb::RecordPaymentRequest {
+                idempotency_key: String::new(),
+                ..payment(id, 100)
+            },
+            vec!["idempotency_key"],
+            "is required: a retried request must not have its effect twice",
+        ),
+        (
+            pb::RecordPaymentRequest {
+                idempotency_key: "till 7".into(),
+                ..payment(id, 100)
+            },
+            vec!["idempotency_key"],
+            "must be visible ASCII",
         ),
         (
             pb::RecordPaymentRequest {

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 
 use carerp_billing::Error;
 use carerp_billing::store;
-use carerp_kit::events::{InvoiceCreated, topic};
+use carerp_kit::consumer::EventFailure;
+use carerp_kit::events::{InvoiceCreated, WorkOrderCompleted, topic};
 use carerp_proto::billing::v1 as pb;
 use chrono::{Datelike, Duration, Utc};
 use common::*;
@@ -264,9 +265,10 @@ async fn an_inconsistent_event_is_refused_and_leaves_nothing(pool: PgPool) {
     assert!(err.to_string().contains("is not parts"), "{err}");
 
     let mut event = oil_change();
-    event.currency = "USD".into();
+    event.currency = "usd".into();
     let err = h.complete(&event).await.unwrap_err();
     assert!(matches!(err, Error::InvalidEvent(_)), "{err}");
+    assert!(err.is_permanent(), "{err}");
 
     assert_eq!(invoice_count(&pool).await, 0);
     // Nothing was numbered either.
@@ -373,4 +375,111 @@ async fn without_stored_settings_the_handler_refuses(pool: PgPool) {
     let err = apply(&pool, &oil_change()).await.unwrap_err();
     assert!(matches!(err, Error::NotConfigured), "{err}");
     assert_eq!(invoice_count(&pool).await, 0);
+}
+
+/// A work order opened before the tenant's currency changed (or in another one) is invoiced
+/// in its own currency: the setting cannot strand it (issue 14, item 5).
+#[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
+async fn the_invoice_takes_the_work_orders_currency_not_the_tenants(pool: PgPool) {
+    let mut h = Harness::start(pool.clone(), settings(2000)).await;
+    let mut event = oil_change();
+    event.currency = "CHF".into();
+    let invoice = h.invoice(&event).await;
+    assert_eq!(invoice.total.as_ref().unwrap().currency, "CHF");
+    assert_eq!(invoice.subtotal.as_ref().unwrap().currency, "CHF");
+    let created: serde_json::Value = sqlx::query_scalar(
+        "SELECT data FROM outbox WHERE topic = 'invoice.created' AND aggregate_id = $1",
+    )
+    .bind(&invoice.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(created["total"]["currency"], "CHF");
+}
+
+async fn void(h: &mut Harness, invoice_id: &str) {
+    h.client
+        .void_invoice(pb::VoidInvoiceRequest {
+            id: invoice_id.into(),
+            reason: "wrong customer address".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+}
+
+/// A voided invoice is replaced when the work order is completed again: a new invoice with a
+/// new number, naming the one it corrects, while the void one stays (issue 14, item 6).
+#[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
+async fn a_completion_after_the_void_issues_a_corrected_invoice(pool: PgPool) {
+    let mut h = Harness::start(pool.clone(), settings(2000)).await;
+    let first = oil_change();
+    let voided = h.invoice(&first).await;
+    void(&mut h, &voided.id).await;
+
+    let again = WorkOrderCompleted {
+        completed_at: first.completed_at + chrono::Duration::seconds(5),
+        corrects_invoice_id: Some(voided.id.parse().unwrap()),
+        ..first.clone()
+    };
+    let corrected = h.invoice(&again).await;
+    assert_ne!(corrected.id, voided.id);
+    assert_eq!(corrected.status(), pb::InvoiceStatus::Issued);
+    assert_eq!(
+        numbers(&pool).await,
+        vec![number(this_year(), 1), number(this_year(), 2)]
+    );
+    let created: serde_json::Value = sqlx::query_scalar(
+        "SELECT data FROM outbox WHERE topic = 'invoice.created' AND aggregate_id = $1",
+    )
+    .bind(&corrected.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(created["correctsInvoiceId"], voided.id.as_str());
+
+    // Delivered again, the correction changes nothing; the void invoice is still there.
+    h.complete(&again).await.unwrap();
+    assert_eq!(invoice_count(&pool).await, 2);
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM invoices ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(statuses, ["VOID", "ISSUED"]);
+}
+
+/// A late copy of the completion that was invoiced and voided is not a request to invoice
+/// again: only a newer completion is.
+#[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
+async fn an_old_completion_arriving_after_the_void_invoices_nothing(pool: PgPool) {
+    let mut h = Harness::start(pool.clone(), settings(2000)).await;
+    let first = oil_change();
+    let voided = h.invoice(&first).await;
+    void(&mut h, &voided.id).await;
+    h.complete(&first).await.unwrap();
+    assert_eq!(invoice_count(&pool).await, 1);
+    assert_eq!(numbers(&pool).await, vec![number(this_year(), 1)]);
+}
+
+/// The database keeps one invoice per work order that is not void, whatever the code does.
+#[sqlx::test(migrator = "carerp_billing::MIGRATOR")]
+async fn two_current_invoices_for_one_work_order_are_refused_by_the_database(pool: PgPool) {
+    let mut h = Harness::start(pool.clone(), settings(2000)).await;
+    let first = oil_change();
+    h.invoice(&first).await;
+    let copy = sqlx::query(
+        "INSERT INTO invoices (id, number, work_order_id, customer_id, vehicle_id, currency, tax_rate_bp,
+                               subtotal_minor, tax_minor, total_minor, issue_date, due_date, status)
+         SELECT $1, 'INV-COPY', work_order_id, customer_id, vehicle_id, currency, tax_rate_bp,
+                subtotal_minor, tax_minor, total_minor, issue_date, due_date, 'ISSUED'
+         FROM invoices",
+    )
+    .bind(Uuid::now_v7())
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(
+        carerp_kit::status::is_unique_violation(&copy, "invoices_work_order_current"),
+        "{copy}"
+    );
 }

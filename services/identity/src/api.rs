@@ -26,7 +26,8 @@ use crate::error::Error;
 use crate::secrets::{self, HashError};
 use crate::store::{self, ApiTokenRow, AuditRecord, UserRow};
 
-const MAX_IDEMPOTENCY_KEY: usize = 200;
+// The kit's bound on idempotency keys, one for every service.
+use carerp_kit::idempotency::MAX_KEY as MAX_IDEMPOTENCY_KEY;
 
 pub struct IdentityApi {
     pool: PgPool,

@@ -50,6 +50,13 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+impl carerp_kit::consumer::EventFailure for Error {
+    /// An audit entry the store refuses as invalid will be refused every time.
+    fn is_permanent(&self) -> bool {
+        matches!(self, Error::Invalid(_))
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match &err {

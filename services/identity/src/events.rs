@@ -5,7 +5,7 @@
 //! `audit.recorded` from every service into its audit table, where its own entries are
 //! written directly.
 
-use carerp_kit::consumer::{EventHandler, HandlerError};
+use carerp_kit::consumer::{EventHandler, HandlerError, handler_error};
 use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{AuditRecorded, SessionRevoked, topic};
 use carerp_kit::{RequestContext, outbox};
@@ -98,7 +98,8 @@ impl EventHandler for AuditEvents {
                 client_address: String::new(),
             },
         )
-        .await?;
+        .await
+        .map_err(handler_error)?;
         Ok(())
     }
 }

@@ -13,7 +13,8 @@ use tonic::{Request, Response, Status};
 use crate::domain::{Adjustment, MovementKind, NewPart, PartChanges, RawMoney};
 use crate::store::{self, Error, PartFilter};
 
-const MAX_IDEMPOTENCY_KEY: usize = 200;
+// The kit's bound on idempotency keys, one for every service.
+use carerp_kit::idempotency::MAX_KEY as MAX_IDEMPOTENCY_KEY;
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use carerp_kit::RequestContext;
-use carerp_kit::consumer::{EventHandler, HandlerError};
+use carerp_kit::consumer::{EventHandler, HandlerError, handler_error};
 use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{
     self, FailedLine, PartsReserved, ReservationFailed, ReservedLine, WorkOrderCancelled,
@@ -521,16 +521,24 @@ impl EventHandler for InventoryEvents {
     ) -> Result<(), HandlerError> {
         match event.event_type.as_str() {
             topic::WORKORDER_PARTS_ADDED => {
-                on_parts_added(tx, context, event.id, &event.data_as()?).await?
+                on_parts_added(tx, context, event.id, &event.data_as()?)
+                    .await
+                    .map_err(handler_error)?
             }
             topic::WORKORDER_PARTS_REMOVED => {
-                on_parts_removed(tx, context, event.id, &event.data_as()?).await?
+                on_parts_removed(tx, context, event.id, &event.data_as()?)
+                    .await
+                    .map_err(handler_error)?
             }
             topic::WORKORDER_COMPLETED => {
-                on_work_order_completed(tx, context, event.id, &event.data_as()?).await?
+                on_work_order_completed(tx, context, event.id, &event.data_as()?)
+                    .await
+                    .map_err(handler_error)?
             }
             topic::WORKORDER_CANCELLED => {
-                on_work_order_cancelled(tx, context, event.id, &event.data_as()?).await?
+                on_work_order_cancelled(tx, context, event.id, &event.data_as()?)
+                    .await
+                    .map_err(handler_error)?
             }
             other => return Err(format!("inventory does not consume {other}").into()),
         }

@@ -39,6 +39,14 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+impl carerp_kit::consumer::EventFailure for Error {
+    /// An event whose lines cannot be valid never will be; a missing part or a refused
+    /// reservation is answered with `reservation-failed`, not with an error.
+    fn is_permanent(&self) -> bool {
+        matches!(self, Error::Invalid(_))
+    }
+}
+
 impl From<Violations> for Error {
     fn from(violations: Violations) -> Self {
         Self::Invalid(violations)

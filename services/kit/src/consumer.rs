@@ -2,8 +2,13 @@
 //! database transaction together with its inbox row.
 //!
 //! A redelivered event finds its inbox row and has no second effect. A failing event is
-//! redelivered with growing delays; after [`MAX_DELIVERIES`] it goes to the service's dead
-//! letter subject with the error and is acked, so it never blocks the events behind it.
+//! redelivered with growing delays (capped at 64 times [`Timing::retry_base`]); after
+//! [`MAX_DELIVERIES`] it goes to the service's dead letter subject with the error and is
+//! acked, so it never blocks the events behind it. Two kinds of failure skip that count:
+//! - transient ones ([`crate::transient`]: the database away, busy or shutting down) are
+//!   retried without limit and never dead-lettered, since the event is not at fault;
+//! - permanent ones (an event that cannot parse, or that a handler marks [`Permanent`] through
+//!   [`EventFailure`] and [`handler_error`]) are dead-lettered on their first delivery.
 
 use std::future::Future;
 use std::time::Duration;
@@ -150,33 +155,42 @@ enum Failure {
 }
 
 impl Failure {
+    /// Transient first: a database outage met by any handler is retried, whatever else the
+    /// handler's error type says about it.
     fn from_handler(err: HandlerError) -> Self {
+        if crate::transient::is_transient(err.as_ref()) {
+            return Failure::Transient(err);
+        }
         // `data` that does not parse as the topic's payload never will.
         if err.is::<Permanent>() || err.is::<serde_json::Error>() {
             return Failure::Permanent(err);
         }
-        // Services wrap the database error in their own error type: look along the chain.
-        let database_error = std::iter::successors(
-            Some(err.as_ref() as &(dyn std::error::Error + 'static)),
-            |e| e.source(),
-        )
-        .find_map(|e| e.downcast_ref::<sqlx::Error>());
-        match database_error {
-            Some(db) if is_transient(db) => Failure::Transient(err),
-            _ => Failure::Handler(err),
-        }
+        Failure::Handler(err)
     }
 }
 
-/// Connection loss, pool exhaustion, server shutdown, deadlocks and serialization failures
-/// say nothing about the event: the same event succeeds once the database is back.
-fn is_transient(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
-        }),
-        _ => false,
+/// The error type of a service's event handlers says which of its errors retrying cannot fix.
+/// Every consumer marks them the same way: through [`handler_error`].
+pub trait EventFailure: std::error::Error + Send + Sync + Sized + 'static {
+    /// True when handling the same event again cannot succeed (it contradicts what the
+    /// service knows, or cannot be applied at all): it is dead-lettered on the spot.
+    fn is_permanent(&self) -> bool;
+}
+
+/// A bare database error is never the event's fault.
+impl EventFailure for sqlx::Error {
+    fn is_permanent(&self) -> bool {
+        false
+    }
+}
+
+/// A service error as the consumer runtime takes it: wrapped in [`Permanent`] when it is one
+/// (and not transient: a database outage is never the event's fault).
+pub fn handler_error<E: EventFailure>(err: E) -> HandlerError {
+    if err.is_permanent() && !crate::transient::is_transient(&err) {
+        Box::new(Permanent(Box::new(err)))
+    } else {
+        Box::new(err)
     }
 }
 
@@ -407,6 +421,38 @@ mod tests {
             Failure::Transient(_) => "transient",
             Failure::Handler(_) => "handler",
         }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum HandlerFailure {
+        #[error("contradicts what we know")]
+        Contradiction,
+        #[error("not yet")]
+        NotYet,
+        #[error("database error: {0}")]
+        Database(#[from] sqlx::Error),
+    }
+
+    impl EventFailure for HandlerFailure {
+        fn is_permanent(&self) -> bool {
+            // Deliberately wrong for databases, to show transient still wins.
+            !matches!(self, HandlerFailure::NotYet)
+        }
+    }
+
+    #[test]
+    fn marked_errors_are_permanent_unmarked_are_retried_and_transient_always_wins() {
+        assert_eq!(
+            kind(handler_error(HandlerFailure::Contradiction)),
+            "permanent"
+        );
+        assert_eq!(kind(handler_error(HandlerFailure::NotYet)), "handler");
+        assert_eq!(
+            kind(handler_error(HandlerFailure::Database(
+                sqlx::Error::PoolTimedOut
+            ))),
+            "transient"
+        );
     }
 
     #[test]

@@ -117,6 +117,11 @@ pub struct RemovedPart {
 }
 
 /// Everything billing needs to invoice the work order, and inventory to consume stock.
+///
+/// Published when the order is completed, and again when its invoice is voided: the order
+/// returns to COMPLETED and billing issues a corrected invoice (`correctsInvoiceId` names the
+/// voided one; inventory consumed the stock the first time and finds nothing left to do).
+/// Billing invoices in `currency`, the work order's own, whatever the tenant's setting is now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkOrderCompleted {
@@ -131,6 +136,10 @@ pub struct WorkOrderCompleted {
     pub labor_total_minor: i64,
     pub total_minor: i64,
     pub completed_at: DateTime<Utc>,
+    /// The voided invoice this completion asks billing to replace; absent on a first
+    /// completion (and in events from before corrections existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrects_invoice_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +250,9 @@ pub struct InvoiceCreated {
     pub work_order_id: Uuid,
     pub customer_id: Uuid,
     pub total: Money,
+    /// The voided invoice this one replaces, when it is a corrected invoice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrects_invoice_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +264,9 @@ pub struct InvoicePaid {
     pub total: Money,
 }
 
+/// An invoice voided (only while nothing is paid on it). The work order service moves its
+/// INVOICED order back to COMPLETED and announces `workorder.completed` again, so billing
+/// issues the corrected invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InvoiceVoided {

@@ -10,6 +10,7 @@ pub mod db;
 pub mod envelope;
 pub mod events;
 pub mod grpc;
+pub mod idempotency;
 pub mod messaging;
 pub mod metrics;
 pub mod outbox;
@@ -19,6 +20,7 @@ pub mod relay;
 pub mod status;
 pub mod stream;
 pub mod telemetry;
+pub mod transient;
 
 pub use config::{ConfigError, Database, ServiceConfig, TenantSettings};
 pub use context::RequestContext;

@@ -47,8 +47,14 @@ impl Messaging {
         })
     }
 
-    /// Runs the outbox relay alongside `service`, until it stops.
+    /// Runs the outbox relay alongside `service`, until it stops, and the pruner of the kit's
+    /// bookkeeping (published outbox rows after 7 days, inbox rows after 30, expired
+    /// idempotency keys; hourly, [`crate::idempotency::prune_until`]).
     pub fn relay(&self, service: &mut RunningService) {
+        let pool = self.pool.clone();
+        service.run_alongside(|shutdown| {
+            crate::idempotency::prune_until(shutdown, pool, Default::default())
+        });
         let relay = Relay::new(
             self.pool.clone(),
             self.jetstream.clone(),

@@ -5,6 +5,11 @@
 //! (`FOR UPDATE SKIP LOCKED`), so several replicas can relay at once without reordering the
 //! events of one aggregate. A publish counts only once JetStream acknowledged it; `Nats-Msg-Id`
 //! makes a retry after a lost ack a no-op inside the stream's duplicate window.
+//!
+//! An event that can never be published (larger than the broker's max payload, or not
+//! serialisable) is parked: `parked_at` set, its error kept, `carerp_outbox_parked_total`
+//! counted (the chart alerts on it), and it no longer stands in front of its aggregate's later
+//! events, which go out without it. Retrying it on every pass would block them forever.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -12,6 +17,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -44,6 +50,7 @@ pub struct Relay {
     tenant: String,
     backlog: Gauge,
     oldest_age: Gauge<f64, AtomicU64>,
+    parked: Counter,
 }
 
 impl Relay {
@@ -66,6 +73,12 @@ impl Relay {
             "Age of the oldest outbox event not yet published",
             oldest_age.clone(),
         );
+        let parked = Counter::default();
+        metrics.register(
+            "outbox_parked",
+            "Outbox events that can never be published (too large), set aside with their error",
+            parked.clone(),
+        );
         Self {
             pool,
             jetstream,
@@ -73,6 +86,7 @@ impl Relay {
             tenant: tenant.into(),
             backlog,
             oldest_age,
+            parked,
         }
     }
 
@@ -138,9 +152,10 @@ impl Relay {
             "SELECT o.seq, o.id, o.topic, o.aggregate_id, o.data, o.correlation_id, o.traceparent,
                     o.created_at, o.published_at
              FROM outbox o
-             WHERE o.published_at IS NULL
+             WHERE o.published_at IS NULL AND o.parked_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM outbox e
-                               WHERE e.aggregate_id = o.aggregate_id AND e.published_at IS NULL AND e.seq < o.seq)
+                               WHERE e.aggregate_id = o.aggregate_id AND e.published_at IS NULL
+                                 AND e.parked_at IS NULL AND e.seq < o.seq)
              ORDER BY o.seq
              LIMIT $1
              FOR UPDATE SKIP LOCKED",
@@ -152,16 +167,17 @@ impl Relay {
             return Ok(0);
         }
         // Send all, then wait for the acks: one round trip per batch, not per event. An event
-        // that can never be published (too large) is recorded and skipped, so it holds up only
-        // the later events of its own aggregate; a broker failure stops the pass.
+        // that can never be published (too large) is parked, so it holds up nothing; a broker
+        // failure stops the pass.
         let mut pending = Vec::with_capacity(rows.len());
         let mut failure = None;
         for row in &rows {
             match self.send(row).await {
                 Ok(ack) => pending.push((row, ack)),
                 Err(SendFailure::Event(reason)) => {
-                    tracing::error!(action = "outbox.relay", event_id = %row.id, topic = %row.topic, error = %reason, "event cannot be published; skipped");
-                    record_failure(&mut tx, row, &reason).await?;
+                    tracing::error!(action = "outbox.relay", event_id = %row.id, topic = %row.topic, aggregate_id = %row.aggregate_id, error = %reason, "event can never be published; parked, its aggregate's later events go on");
+                    park(&mut tx, row, &reason).await?;
+                    self.parked.inc();
                 }
                 Err(SendFailure::Broker(reason)) => {
                     failure = Some((row, reason));
@@ -219,7 +235,7 @@ impl Relay {
     async fn update_gauges(&self) {
         let stats: Result<(i64, Option<f64>), _> = sqlx::query_as(
             "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
-             FROM outbox WHERE published_at IS NULL",
+             FROM outbox WHERE published_at IS NULL AND parked_at IS NULL",
         )
         .fetch_one(&self.pool)
         .await;
@@ -235,6 +251,22 @@ enum SendFailure {
     Event(String),
     /// The broker did not take it; the next attempt may succeed.
     Broker(String),
+}
+
+/// Sets an event that can never be published aside, with its error.
+async fn park(
+    tx: &mut sqlx::PgConnection,
+    row: &OutboxRow,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, parked_at = now() WHERE seq = $1",
+    )
+    .bind(row.seq)
+    .bind(reason)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 async fn record_failure(

@@ -134,9 +134,6 @@ pub fn parse_id(field: &str, value: &str) -> Result<uuid::Uuid, FieldViolation> 
         .map_err(|_| FieldViolation::new(field, format!("{value:?} is not a valid id (UUID)")))
 }
 
-/// A database failure the caller cannot fix by changing the request: logged in full,
-/// reported without internals. Lost connections are Unavailable (retry later); deadlocks and
-/// serialization failures are Aborted (retry the whole call), as ARCHITECTURE.md maps them.
 /// A pragmatic email address check, for customers and people alike: one `@`, a local part of
 /// at most 64 characters, a dotted domain, no spaces, at most 254 characters.
 pub fn email_address(field: &str, email: &str) -> Result<(), FieldViolation> {
@@ -188,27 +185,23 @@ pub fn text(
     Ok(value.to_string())
 }
 
+/// A database failure the caller cannot fix by changing the request: logged in full,
+/// reported without internals. What [`crate::transient`] calls transient (connection lost,
+/// server shutting down, pool exhausted, a serialization failure or deadlock, a lock or
+/// statement timeout) is UNAVAILABLE: the same call succeeds later, and clients retry it.
 pub fn database_error(err: &sqlx::Error) -> Status {
+    if crate::transient::is_transient_database(err) {
+        tracing::warn!(error = %err, "database unavailable");
+        return Status::unavailable("database unavailable, retry later");
+    }
     let code = match err {
         sqlx::Error::Database(db) => db.code().map(|c| c.to_string()),
         _ => None,
     };
-    match (err, code.as_deref()) {
-        (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed, _) => {
-            tracing::error!(error = %err, "database unavailable");
-            Status::unavailable("database unavailable, retry later")
-        }
-        (_, Some(code)) if code.starts_with("08") || code.starts_with("57P") => {
-            tracing::error!(error = %err, "database unavailable");
-            Status::unavailable("database unavailable, retry later")
-        }
-        (_, Some("40001" | "40P01")) => {
-            tracing::warn!(error = %err, "transaction conflict");
-            Status::aborted("the change collided with a concurrent one; retry")
-        }
+    match code.as_deref() {
         // Text the database cannot store (a NUL byte, an invalid escape) that no field check
         // caught: the request is at fault, not the server.
-        (_, Some("22021" | "22P05")) => {
+        Some("22021" | "22P05") => {
             tracing::warn!(error = %err, "text the database cannot store");
             Status::invalid_argument(
                 "a text value contains a character that cannot be stored (such as NUL)",
@@ -217,6 +210,23 @@ pub fn database_error(err: &sqlx::Error) -> Status {
         _ => {
             tracing::error!(error = %err, "database error");
             Status::internal("internal database error")
+        }
+    }
+}
+
+/// A refusal of [`crate::idempotency`]: a key reused for a different request is
+/// INVALID_ARGUMENT on `idempotency_key`, naming the key (422 from the BFF); its database
+/// failing is mapped as any database error.
+pub fn idempotency_error(err: &crate::idempotency::IdempotencyError) -> Status {
+    use crate::idempotency::IdempotencyError;
+    match err {
+        IdempotencyError::Reused { .. } => {
+            invalid_argument(&FieldViolation::new("idempotency_key", err.to_string()).into())
+        }
+        IdempotencyError::Database(db) => database_error(db),
+        IdempotencyError::Unreadable { .. } => {
+            tracing::error!(error = %err, "idempotency record unreadable");
+            Status::internal("internal error")
         }
     }
 }
@@ -293,6 +303,60 @@ mod tests {
             "invalid request: complaint: must not contain control characters (other than tab and line breaks); found one at character 7; \
              reason: must not contain control characters (other than tab and line breaks); found one at character 2"
         );
+    }
+
+    #[test]
+    fn transient_database_errors_are_unavailable_and_others_internal() {
+        assert_eq!(
+            database_error(&sqlx::Error::PoolTimedOut).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            database_error(&sqlx::Error::Protocol("cut".into())).code(),
+            Code::Unavailable
+        );
+        let internal = database_error(&sqlx::Error::ColumnNotFound("secret_column".into()));
+        assert_eq!(internal.code(), Code::Internal);
+        assert!(
+            !internal.message().contains("secret_column"),
+            "{internal:?}"
+        );
+    }
+
+    /// A real serialization failure of a real server: retry later, not "conflict".
+    #[sqlx::test(migrations = false)]
+    async fn a_serialization_failure_is_unavailable(pool: sqlx::PgPool) {
+        sqlx::query("CREATE TABLE c (id INT PRIMARY KEY, n INT)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO c VALUES (1, 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut first = pool.begin().await.unwrap();
+        let mut second = pool.begin().await.unwrap();
+        for tx in [&mut first, &mut second] {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                .execute(&mut **tx)
+                .await
+                .unwrap();
+            sqlx::query("SELECT n FROM c WHERE id = 1")
+                .execute(&mut **tx)
+                .await
+                .unwrap();
+        }
+        sqlx::query("UPDATE c SET n = n + 1 WHERE id = 1")
+            .execute(&mut *first)
+            .await
+            .unwrap();
+        first.commit().await.unwrap();
+        let err = sqlx::query("UPDATE c SET n = n + 1 WHERE id = 1")
+            .execute(&mut *second)
+            .await
+            .unwrap_err();
+        let status = database_error(&err);
+        assert_eq!(status.code(), Code::Unavailable, "{err}: {status:?}");
     }
 
     #[test]

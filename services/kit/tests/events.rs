@@ -581,8 +581,10 @@ async fn an_event_redelivered_before_its_ack_arrived_has_one_effect(pool: PgPool
     js.delete_stream(stream_name(&tenant)).await.unwrap();
 }
 
+/// An event too large for the broker is parked with its error and counted, once: it is not
+/// retried on every pass, and its aggregate's later events go out (issue 14, item 4).
 #[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
-async fn an_event_too_large_to_publish_holds_up_only_its_own_aggregate(pool: PgPool) {
+async fn an_event_too_large_to_publish_is_parked_and_blocks_nothing(pool: PgPool) {
     let tenant = unique_tenant();
     let js = jetstream_for(&tenant).await;
     let context = RequestContext::new_root();
@@ -601,32 +603,42 @@ async fn an_event_too_large_to_publish_holds_up_only_its_own_aggregate(pool: PgP
     enqueue(&pool, &context, "customer.created", "big", 1).await;
     enqueue(&pool, &context, "customer.created", "small", 2).await;
 
-    let relay = Relay::new(
-        pool.clone(),
-        js.clone(),
-        "customer",
-        &tenant,
-        &Metrics::new(),
-    );
+    let metrics = Metrics::new();
+    let relay = Relay::new(pool.clone(), js.clone(), "customer", &tenant, &metrics);
+    relay.drain().await.unwrap();
     relay.drain().await.unwrap();
     let published = stored(&js, &tenant, &subject(&tenant, "customer.created")).await;
-    let subjects: Vec<String> = published
+    let mut ns: Vec<(String, i64)> = published
         .iter()
         .map(|m| {
-            serde_json::from_slice::<CloudEvent>(&m.payload)
-                .unwrap()
-                .subject
+            let event = serde_json::from_slice::<CloudEvent>(&m.payload).unwrap();
+            (event.subject, event.data["n"].as_i64().unwrap())
         })
         .collect();
-    assert_eq!(subjects, ["small"]);
-    let (attempts, error): (i32, Option<String>) = sqlx::query_as(
-        "SELECT attempts, last_error FROM outbox WHERE aggregate_id = 'big' ORDER BY seq LIMIT 1",
+    // Order holds within an aggregate, not across aggregates.
+    ns.sort();
+    assert_eq!(
+        ns,
+        [("big".to_string(), 1), ("small".to_string(), 2)],
+        "the big aggregate's later event is not held up"
+    );
+    let (attempts, error, parked): (i32, Option<String>, bool) = sqlx::query_as(
+        "SELECT attempts, last_error, parked_at IS NOT NULL FROM outbox WHERE aggregate_id = 'big' ORDER BY seq LIMIT 1",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert!(attempts >= 1);
+    assert_eq!(
+        attempts, 1,
+        "parked on the first try, not retried on every pass"
+    );
+    assert!(parked);
     assert!(error.unwrap().to_lowercase().contains("payload"));
+    let exposed = metrics.encode();
+    assert!(
+        exposed.contains("carerp_outbox_parked_total 1"),
+        "{exposed}"
+    );
     js.delete_stream(stream_name(&tenant)).await.unwrap();
 }
 

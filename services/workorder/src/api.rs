@@ -1,6 +1,7 @@
 //! The gRPC handlers: decode and validate the request, call the store, encode the answer.
 
 use carerp_kit::grpc::{principal, request_context};
+use carerp_kit::idempotency::Key;
 use carerp_kit::permissions;
 use carerp_kit::status::parse_id;
 use carerp_kit::{TenantSettings, Violations, page};
@@ -16,9 +17,6 @@ use crate::customers::CustomerDirectory;
 use crate::domain::{self, Intake, NewLabor, ReservationState, Status as WoStatus};
 use crate::error::Error;
 use crate::store::{self, ListFilter, NewWorkOrder, WorkOrder};
-
-/// Long enough for any client's request id; bounded so the unique index stays small.
-const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 pub struct WorkOrderApi {
     pool: PgPool,
@@ -68,6 +66,7 @@ impl WorkOrderService for WorkOrderApi {
         v.into_result(()).map_err(Error::from)?;
         // A retried create returns what the first one made, even if the customer service is
         // down by now.
+        let key = key.as_ref().map(Key::as_str);
         if let Some(key) = key
             && let Some(existing) = store::find_by_idempotency_key(&self.pool, key).await?
         {
@@ -231,7 +230,7 @@ impl WorkOrderService for WorkOrderApi {
                 part_id,
                 req.quantity,
                 req.expected_version,
-                key,
+                key.as_ref(),
             )
             .await?,
         )
@@ -292,7 +291,7 @@ impl WorkOrderService for WorkOrderApi {
                 &labor,
                 &self.settings.currency,
                 req.expected_version,
-                key,
+                key.as_ref(),
             )
             .await?,
         )
@@ -338,7 +337,10 @@ impl WorkOrderService for WorkOrderApi {
             return Err(Error::Invalid(v).into());
         };
         v.into_result(()).map_err(Error::from)?;
-        reply(store::retry_reservation(&self.pool, &context, id, req.expected_version, key).await?)
+        reply(
+            store::retry_reservation(&self.pool, &context, id, req.expected_version, key.as_ref())
+                .await?,
+        )
     }
 }
 
@@ -381,21 +383,13 @@ fn check_expected_version(v: &mut Violations, expected_version: i64) {
     }
 }
 
-/// The request's idempotency key, if it has one; longer than allowed is a violation.
-fn idempotency_key<'a>(v: &mut Violations, value: &'a str) -> Option<&'a str> {
-    let key = non_empty(value);
-    if key.is_some_and(|key| key.chars().count() > MAX_IDEMPOTENCY_KEY) {
-        v.add(
-            "idempotency_key",
-            format!("must be at most {MAX_IDEMPOTENCY_KEY} characters"),
-        );
-    }
-    key
-}
-
-fn non_empty(value: &str) -> Option<&str> {
-    let value = value.trim();
-    (!value.is_empty()).then_some(value)
+/// The request's idempotency key, if it has one (the kit's rules: visible ASCII, at most
+/// 200 characters).
+fn idempotency_key(v: &mut Violations, value: &str) -> Option<Key> {
+    Key::optional("idempotency_key", value).unwrap_or_else(|violation| {
+        v.check(Err(violation));
+        None
+    })
 }
 
 pub fn status_from_pb(value: i32) -> Option<WoStatus> {

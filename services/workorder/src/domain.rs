@@ -17,6 +17,10 @@ pub const MAX_QUANTITY: i32 = 10_000;
 pub const MAX_MINUTES: i32 = 31 * 24 * 60;
 /// Keeps `minutes * rate` far below `i64::MAX`, so labour arithmetic cannot overflow.
 pub const MAX_HOURLY_RATE_MINOR: i64 = 100_000_000;
+/// The most part lines, and labour lines, one work order may have: with every text at its
+/// maximum, `workorder.completed` stays under half the broker's 1 MiB default max payload.
+pub const MAX_PART_LINES: usize = 100;
+pub const MAX_LABOR_LINES: usize = 100;
 pub use carerp_kit::events::MAX_UNIT_PRICE_MINOR;
 
 /// Where a work order is in its life cycle.
@@ -80,6 +84,9 @@ pub enum Cause {
     ReservationFailed,
     /// Billing invoiced the work order (`invoice.created`).
     InvoiceCreated,
+    /// Billing voided the order's invoice (`invoice.voided`): the order is COMPLETED again,
+    /// waiting for the corrected invoice.
+    InvoiceVoided,
 }
 
 /// Why a status change was refused; the message says from what to what and why.
@@ -118,7 +125,8 @@ fn describe_unreserved(lines: &[(Uuid, ReservationState)]) -> String {
 /// arrived and been reserved while the order waited), and needs every part line `RESERVED`.
 /// A failed reservation moves an `OPEN` or `IN_PROGRESS` order to `AWAITING_PARTS`: parts are
 /// usually ordered at intake, before work starts. Such an order has never `started` and goes
-/// through `IN_PROGRESS` before it can be completed. `INVOICED` belongs to billing alone.
+/// through `IN_PROGRESS` before it can be completed. `INVOICED` belongs to billing alone, and
+/// so does the one way back: a voided invoice returns the order to `COMPLETED`.
 pub fn check_transition(
     from: Status,
     to: Status,
@@ -132,6 +140,10 @@ pub fn check_transition(
     }
     let refused = |why| Err(TransitionError::Refused { from, to, why });
     match (cause, from, to) {
+        (Cause::InvoiceVoided, Invoiced, Completed) => Ok(()),
+        (Cause::InvoiceVoided, _, _) => {
+            refused("only an INVOICED work order returns to COMPLETED when its invoice is voided")
+        }
         (_, Invoiced, _) => refused("an invoiced work order is final"),
         (_, Cancelled, _) => refused("a cancelled work order is final"),
         (Cause::InvoiceCreated, Completed, Invoiced) => Ok(()),
@@ -512,11 +524,18 @@ mod tests {
             for to in Status::ALL {
                 let invoice = check_transition(from, to, Cause::InvoiceCreated, true, &[]);
                 let failed = check_transition(from, to, Cause::ReservationFailed, true, &[]);
+                let voided = check_transition(from, to, Cause::InvoiceVoided, true, &[]);
                 if from == to {
                     assert_eq!(invoice, Err(TransitionError::Unchanged(from)));
                     assert_eq!(failed, Err(TransitionError::Unchanged(from)));
+                    assert_eq!(voided, Err(TransitionError::Unchanged(from)));
                     continue;
                 }
+                assert_eq!(
+                    voided.is_ok(),
+                    (from, to) == (Invoiced, Completed),
+                    "invoice.voided: {from} -> {to}: {voided:?}"
+                );
                 assert_eq!(
                     invoice.is_ok(),
                     (from, to) == (Completed, Invoiced),

@@ -29,6 +29,14 @@ pub enum Error {
         "lines of work order {id} cannot change: it is {status}; lines change only before COMPLETED"
     )]
     LinesLocked { id: Uuid, status: WorkOrderStatus },
+    #[error(
+        "work order {id} has {max} {kind} lines, the most one work order may have; remove one first, or open another work order"
+    )]
+    TooManyLines {
+        id: Uuid,
+        kind: &'static str,
+        max: usize,
+    },
     #[error("work order {0} has no FAILED part lines to retry")]
     NothingToRetry(Uuid),
     /// An event that contradicts what this service knows (e.g. a second, different invoice).
@@ -48,8 +56,25 @@ pub enum Error {
     /// The customer service answered with something this service cannot use.
     #[error("customer service failed: {0}")]
     CustomerService(String),
+    /// The kit's idempotency: a key reused for a different request, or its database.
+    #[error(transparent)]
+    Idempotency(#[from] carerp_kit::idempotency::IdempotencyError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl carerp_kit::consumer::EventFailure for Error {
+    /// An event that contradicts what this service knows, or names a work order or line it
+    /// never had, cannot be applied however often it arrives.
+    fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::Conflict(_)
+                | Error::Invalid(_)
+                | Error::WorkOrderNotFound(_)
+                | Error::PartLineNotFound { .. }
+        )
+    }
 }
 
 impl From<Error> for Status {
@@ -65,6 +90,7 @@ impl From<Error> for Status {
             | Error::Transition(_)
             | Error::LinesLocked { .. }
             | Error::NothingToRetry(_)
+            | Error::TooManyLines { .. }
             | Error::Conflict(_) => Status::failed_precondition(err.to_string()),
             Error::VersionConflict { .. } => Status::aborted(err.to_string()),
             Error::CustomerServiceUnavailable(_) => Status::unavailable(err.to_string()),
@@ -72,6 +98,7 @@ impl From<Error> for Status {
                 tracing::error!(error = %message, "customer service failed");
                 Status::internal(err.to_string())
             }
+            Error::Idempotency(idempotency) => status::idempotency_error(idempotency),
             Error::Database(db) => status::database_error(db),
         }
     }

@@ -5,12 +5,12 @@
 //! the event in the inbox in it). Each handler is idempotent by domain keys as well, so an
 //! event applied twice, even under two ids, has the effect of once.
 
-use carerp_kit::consumer::{EventHandler, HandlerError};
+use carerp_kit::consumer::{EventHandler, HandlerError, handler_error};
 use carerp_kit::envelope::CloudEvent;
 use carerp_kit::events::{
-    CompletedLaborLine, CompletedPartLine, InvoiceCreated, PartsReserved, RemovedPart,
-    RequestedPart, ReservationFailed, WorkOrderCancelled, WorkOrderCompleted, WorkOrderCreated,
-    WorkOrderPartsAdded, WorkOrderPartsRemoved, topic,
+    CompletedLaborLine, CompletedPartLine, InvoiceCreated, InvoiceVoided, PartsReserved,
+    RemovedPart, RequestedPart, ReservationFailed, WorkOrderCancelled, WorkOrderCompleted,
+    WorkOrderCreated, WorkOrderPartsAdded, WorkOrderPartsRemoved, topic,
 };
 use carerp_kit::{RequestContext, outbox};
 use chrono::Utc;
@@ -139,6 +139,7 @@ pub fn completed_event(order: &WorkOrder) -> WorkOrderCompleted {
         labor_total_minor: totals.labor_minor,
         total_minor: totals.estimated_minor,
         completed_at: order.header.completed_at.unwrap_or_else(Utc::now),
+        corrects_invoice_id: None,
     }
 }
 
@@ -325,6 +326,49 @@ pub async fn on_invoice_created(
     Ok(())
 }
 
+/// `invoice.voided`: the order's invoice is void, so the order is COMPLETED again and
+/// `workorder.completed` goes out once more, naming the voided invoice: billing issues the
+/// corrected one (and `invoice.created` moves the order to INVOICED as the first time did).
+/// A void of an invoice the order no longer carries (a redelivery, or an older invoice) changes
+/// nothing.
+pub async fn on_invoice_voided(
+    tx: &mut PgConnection,
+    context: &RequestContext,
+    event_id: Uuid,
+    data: &InvoiceVoided,
+) -> Result<(), Error> {
+    let order = store::lock(tx, data.work_order_id, 0).await?;
+    if order.header.invoice_id != Some(data.invoice_id) {
+        tracing::info!(%event_id, work_order_id = %order.id(), invoice_id = %data.invoice_id,
+            "voided invoice is not the work order's current one: nothing to do");
+        return Ok(());
+    }
+    domain::check_transition(
+        order.status,
+        Status::Completed,
+        Cause::InvoiceVoided,
+        order.header.started_at.is_some(),
+        &order.part_lines,
+    )?;
+    store::clear_invoice(tx, order.id()).await?;
+    store::set_status(tx, context, order.id(), Status::Completed, "").await?;
+    store::touch(tx, order.id()).await?;
+    let reopened = store::load(tx, order.id()).await?;
+    let data = WorkOrderCompleted {
+        corrects_invoice_id: Some(data.invoice_id),
+        ..completed_event(&reopened)
+    };
+    outbox::enqueue(
+        tx,
+        context,
+        topic::WORKORDER_COMPLETED,
+        &order.id().to_string(),
+        &data,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Routes the events the work order service consumes to their handlers, for the kit's
 /// consumer runtime.
 #[derive(Debug, Clone, Copy, Default)]
@@ -336,6 +380,7 @@ impl EventHandler for WorkOrderEvents {
             topic::INVENTORY_PARTS_RESERVED,
             topic::INVENTORY_RESERVATION_FAILED,
             topic::INVOICE_CREATED,
+            topic::INVOICE_VOIDED,
         ]
     }
 
@@ -347,14 +392,21 @@ impl EventHandler for WorkOrderEvents {
     ) -> Result<(), HandlerError> {
         match event.event_type.as_str() {
             topic::INVENTORY_PARTS_RESERVED => {
-                on_parts_reserved(tx, context, event.id, &event.data_as()?).await?
+                on_parts_reserved(tx, context, event.id, &event.data_as()?)
+                    .await
+                    .map_err(handler_error)?
             }
             topic::INVENTORY_RESERVATION_FAILED => {
-                on_reservation_failed(tx, context, event.id, &event.data_as()?).await?
+                on_reservation_failed(tx, context, event.id, &event.data_as()?)
+                    .await
+                    .map_err(handler_error)?
             }
-            topic::INVOICE_CREATED => {
-                on_invoice_created(tx, context, event.id, &event.data_as()?).await?
-            }
+            topic::INVOICE_CREATED => on_invoice_created(tx, context, event.id, &event.data_as()?)
+                .await
+                .map_err(handler_error)?,
+            topic::INVOICE_VOIDED => on_invoice_voided(tx, context, event.id, &event.data_as()?)
+                .await
+                .map_err(handler_error)?,
             other => return Err(format!("the work order service does not consume {other}").into()),
         }
         Ok(())

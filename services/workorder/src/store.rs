@@ -6,12 +6,14 @@
 //! is refused, and without one the rules are checked against the current state.
 
 use carerp_kit::RequestContext;
+use carerp_kit::idempotency::{self, Claimed, Key};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::{
-    self, Cause, Intake, LaborLine, NewLabor, PartLine, ReservationState, Status, Totals,
+    self, Cause, Intake, LaborLine, MAX_LABOR_LINES, MAX_PART_LINES, NewLabor, PartLine,
+    ReservationState, Status, Totals,
 };
 use crate::error::Error;
 use crate::events;
@@ -313,54 +315,40 @@ fn check_version(header: &Header, expected_version: i64) -> Result<(), Error> {
     Ok(())
 }
 
-/// The line tables whose "add" honours an idempotency key.
-#[derive(Debug, Clone, Copy)]
-enum LineTable {
-    Parts,
-    Labor,
-}
+/// The operations whose retries the kit's idempotency recognises (`kit::idempotency`).
+pub const ADD_PART_LINE: &str = "workorder.add-part-line";
+pub const ADD_LABOR_LINE: &str = "workorder.add-labor-line";
+pub const RETRY_RESERVATION: &str = "workorder.retry-reservation";
 
-/// What locking a work order for an "add line" found.
-enum AddLine {
-    /// The order, locked, its version checked: add the line.
-    Add(WorkOrder),
-    /// The key already added a line to this order: the order as it is now, nothing to write.
+/// What locking a work order for a keyed write found.
+enum Keyed {
+    /// The order, locked, its version checked: do the write.
+    Write(WorkOrder),
+    /// The key already did this request: the order as it is now, nothing to write.
     Repeated(WorkOrder),
 }
 
-/// Locks a work order for adding a line. A key that already added a line to this order is
-/// recognised before the version and status checks: the first call moved the version on (and
-/// the order may have moved on since), yet its retry must still get the order, not an error.
-/// The row lock serialises adds to one order, so the lookup cannot race a concurrent add.
-async fn lock_for_add(
+/// Claims the request's key (if any), then locks the work order. A key that already did this
+/// request is recognised before the version and status checks: the first call moved the
+/// version on (and the order may have moved on since), yet its retry must still get the
+/// order, not an error. The same key with a different request is refused, naming the key.
+async fn lock_keyed(
     conn: &mut PgConnection,
     id: Uuid,
     expected_version: i64,
-    table: LineTable,
-    idempotency_key: Option<&str>,
-) -> Result<AddLine, Error> {
-    let order = lock(conn, id, 0).await?;
-    if let Some(key) = idempotency_key {
-        let sql = match table {
-            LineTable::Parts => {
-                "SELECT EXISTS (SELECT 1 FROM part_lines WHERE work_order_id = $1 AND idempotency_key = $2)"
-            }
-            LineTable::Labor => {
-                "SELECT EXISTS (SELECT 1 FROM labor_lines WHERE work_order_id = $1 AND idempotency_key = $2)"
-            }
-        };
-        let repeated: bool = sqlx::query_scalar(sql)
-            .bind(id)
-            .bind(key)
-            .fetch_one(&mut *conn)
-            .await?;
-        if repeated {
-            return Ok(AddLine::Repeated(order));
+    key: Option<(&Key, &str, String)>,
+) -> Result<Keyed, Error> {
+    if let Some((key, operation, fingerprint)) = &key {
+        let claimed: Claimed<serde_json::Value> =
+            idempotency::begin(conn, key, operation, fingerprint).await?;
+        if let Claimed::Replay(_) = claimed {
+            return Ok(Keyed::Repeated(load(conn, id).await?));
         }
     }
+    let order = lock(conn, id, 0).await?;
     check_version(&order.header, expected_version)?;
     ensure_lines_editable(&order)?;
-    Ok(AddLine::Add(order))
+    Ok(Keyed::Write(order))
 }
 
 /// Records that the work order changed: every write ends here, so the version moves once
@@ -543,34 +531,41 @@ pub async fn add_part_line(
     part_id: Uuid,
     quantity: i32,
     expected_version: i64,
-    idempotency_key: Option<&str>,
+    idempotency_key: Option<&Key>,
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
-    if let AddLine::Repeated(order) = lock_for_add(
-        &mut tx,
-        id,
-        expected_version,
-        LineTable::Parts,
-        idempotency_key,
-    )
-    .await?
-    {
-        tx.rollback().await?;
-        return Ok(order);
+    let key = idempotency_key.map(|key| {
+        let fingerprint = idempotency::fingerprint(ADD_PART_LINE, &(id, part_id, quantity));
+        (key, ADD_PART_LINE, fingerprint)
+    });
+    let order = match lock_keyed(&mut tx, id, expected_version, key).await? {
+        Keyed::Write(order) => order,
+        Keyed::Repeated(order) => {
+            tx.rollback().await?;
+            return Ok(order);
+        }
+    };
+    if order.part_lines.len() >= MAX_PART_LINES {
+        return Err(Error::TooManyLines {
+            id,
+            kind: "part",
+            max: MAX_PART_LINES,
+        });
     }
     let line_id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO part_lines (id, work_order_id, part_id, quantity, reservation_state,
-                                 idempotency_key)
-         VALUES ($1, $2, $3, $4, 'PENDING', $5)",
+        "INSERT INTO part_lines (id, work_order_id, part_id, quantity, reservation_state)
+         VALUES ($1, $2, $3, $4, 'PENDING')",
     )
     .bind(line_id)
     .bind(id)
     .bind(part_id)
     .bind(quantity)
-    .bind(idempotency_key)
     .execute(&mut *tx)
     .await?;
+    if let Some(key) = idempotency_key {
+        idempotency::finish(&mut tx, key, &line_id).await?;
+    }
     touch(&mut tx, id).await?;
     let order = load(&mut tx, id).await?;
     let new_lines: Vec<&PartLine> = order
@@ -631,44 +626,58 @@ pub async fn add_labor_line(
     labor: &NewLabor,
     currency: &str,
     expected_version: i64,
-    idempotency_key: Option<&str>,
+    idempotency_key: Option<&Key>,
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
-    let order = match lock_for_add(
-        &mut tx,
-        id,
-        expected_version,
-        LineTable::Labor,
-        idempotency_key,
-    )
-    .await?
-    {
-        AddLine::Add(order) => order,
-        AddLine::Repeated(order) => {
+    let key = idempotency_key.map(|key| {
+        let fingerprint = idempotency::fingerprint(
+            ADD_LABOR_LINE,
+            &(
+                id,
+                &labor.description,
+                &labor.technician,
+                labor.minutes,
+                labor.hourly_rate_minor,
+            ),
+        );
+        (key, ADD_LABOR_LINE, fingerprint)
+    });
+    let order = match lock_keyed(&mut tx, id, expected_version, key).await? {
+        Keyed::Write(order) => order,
+        Keyed::Repeated(order) => {
             tx.rollback().await?;
             return Ok(order);
         }
     };
+    if order.labor_lines.len() >= MAX_LABOR_LINES {
+        return Err(Error::TooManyLines {
+            id,
+            kind: "labour",
+            max: MAX_LABOR_LINES,
+        });
+    }
     if order.header.currency != currency {
         return Err(Error::Conflict(format!(
             "work order {id} is kept in {}, but the tenant now uses {currency}: labour cannot be added at a {currency} rate",
             order.header.currency
         )));
     }
+    let line_id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO labor_lines (id, work_order_id, description, technician, minutes, hourly_rate_minor,
-                                  idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO labor_lines (id, work_order_id, description, technician, minutes, hourly_rate_minor)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(Uuid::now_v7())
+    .bind(line_id)
     .bind(id)
     .bind(&labor.description)
     .bind(&labor.technician)
     .bind(labor.minutes)
     .bind(labor.hourly_rate_minor)
-    .bind(idempotency_key)
     .execute(&mut *tx)
     .await?;
+    if let Some(key) = idempotency_key {
+        idempotency::finish(&mut tx, key, &line_id).await?;
+    }
     touch(&mut tx, id).await?;
     let order = load(&mut tx, id).await?;
     tx.commit().await?;
@@ -730,34 +739,23 @@ pub async fn retry_reservation(
     context: &RequestContext,
     id: Uuid,
     expected_version: i64,
-    idempotency_key: Option<&str>,
+    idempotency_key: Option<&Key>,
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
-    // The order's lock orders two calls with one key: the second sees the first's row.
-    let order = lock(&mut tx, id, 0).await?;
-    if let Some(key) = idempotency_key {
-        let seen: Option<String> = sqlx::query_scalar(
-            "SELECT idempotency_key FROM reservation_retries
-             WHERE work_order_id = $1 AND idempotency_key = $2",
-        )
-        .bind(id)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if seen.is_some() {
+    let key = idempotency_key.map(|key| {
+        let fingerprint = idempotency::fingerprint(RETRY_RESERVATION, &id);
+        (key, RETRY_RESERVATION, fingerprint)
+    });
+    let order = match lock_keyed(&mut tx, id, expected_version, key).await? {
+        Keyed::Write(order) => order,
+        Keyed::Repeated(order) => {
             tx.rollback().await?;
             return Ok(order);
         }
-        sqlx::query(
-            "INSERT INTO reservation_retries (work_order_id, idempotency_key) VALUES ($1, $2)",
-        )
-        .bind(id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
+    };
+    if let Some(key) = idempotency_key {
+        idempotency::finish(&mut tx, key, &id).await?;
     }
-    check_version(&order.header, expected_version)?;
-    ensure_lines_editable(&order)?;
     let failed: Vec<Uuid> = order
         .part_lines
         .iter()
@@ -821,6 +819,15 @@ pub(crate) async fn mark_failed(
     .bind(reason)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Forgets the order's invoice (it was voided): the order waits for the corrected one.
+pub(crate) async fn clear_invoice(conn: &mut PgConnection, id: Uuid) -> Result<(), Error> {
+    sqlx::query("UPDATE work_orders SET invoice_id = NULL, invoiced_at = NULL WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -954,7 +954,8 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
     assert_eq!(second.part_lines.len(), 2);
     assert_eq!(version(&second), version(&first) + 1);
     assert_eq!(parts_added(&g.events(&order.id).await), 2);
-    // The same key on another work order is that order's own first use.
+    // A key names one request: on another work order it is refused, naming the key, and
+    // nothing is added there.
     let other = g.order().await;
     let elsewhere = g
         .client
@@ -964,9 +965,14 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
             ..part("add-1")
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(elsewhere.part_lines.len(), 1);
+        .unwrap_err();
+    assert_eq!(elsewhere.code(), Code::InvalidArgument, "{elsewhere:?}");
+    assert_eq!(fields(&elsewhere), vec!["idempotency_key"]);
+    assert!(
+        elsewhere.message().contains("\"add-1\" was already used"),
+        "{elsewhere:?}"
+    );
+    assert!(g.get(&other.id).await.part_lines.is_empty());
 
     let labor = |key: &str| pb::AddLaborLineRequest {
         work_order_id: order.id.clone(),
@@ -979,14 +985,17 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
     };
     let with_labor = g
         .client
-        .add_labor_line(labor("add-1"))
+        .add_labor_line(labor("labor-1"))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(with_labor.labor_lines.len(), 1);
+    // A part line's key for a labour line is a different request.
+    let err = g.client.add_labor_line(labor("add-1")).await.unwrap_err();
+    assert_eq!(fields(&err), vec!["idempotency_key"]);
     let repeated = g
         .client
-        .add_labor_line(labor("add-1"))
+        .add_labor_line(labor("labor-1"))
         .await
         .unwrap()
         .into_inner();
@@ -994,7 +1003,7 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
     assert_eq!(g.count("labor_lines").await, 1);
     let more = g
         .client
-        .add_labor_line(labor("add-3"))
+        .add_labor_line(labor("labor-3"))
         .await
         .unwrap()
         .into_inner();
@@ -1004,7 +1013,7 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
     let cancelled = g.status(&order.id, S::Cancelled).await;
     let late = g
         .client
-        .add_labor_line(labor("add-1"))
+        .add_labor_line(labor("labor-1"))
         .await
         .unwrap()
         .into_inner();

@@ -3,11 +3,14 @@
 
 use carerp_kit::RequestContext;
 use carerp_kit::events::{
-    FailedLine, InvoiceCreated, Money, PartsReserved, ReservationFailed, ReservedLine,
+    FailedLine, InvoiceCreated, InvoiceVoided, Money, PartsReserved, ReservationFailed,
+    ReservedLine, WorkOrderCompleted,
 };
 use carerp_workorder::domain::{Intake, ReservationState, Status};
 use carerp_workorder::error::Error;
-use carerp_workorder::events::{on_invoice_created, on_parts_reserved, on_reservation_failed};
+use carerp_workorder::events::{
+    on_invoice_created, on_invoice_voided, on_parts_reserved, on_reservation_failed,
+};
 use carerp_workorder::store::{self, NewWorkOrder, WorkOrder};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -76,6 +79,7 @@ fn invoice(order: &WorkOrder, invoice_id: Uuid) -> InvoiceCreated {
         work_order_id: order.id(),
         customer_id: order.header.customer_id,
         total: Money::new(order.totals().estimated_minor, "EUR"),
+        corrects_invoice_id: None,
     }
 }
 
@@ -329,4 +333,69 @@ async fn numbers_take_the_year_in_the_tenant_time_zone(pool: PgPool) {
             order.header.number
         );
     }
+}
+
+fn voided(order: &WorkOrder, invoice_id: Uuid) -> InvoiceVoided {
+    InvoiceVoided {
+        invoice_id,
+        number: "INV-2026-000001".into(),
+        work_order_id: order.id(),
+        reason: "wrong address".into(),
+    }
+}
+
+/// The `workorder.completed` events in the outbox, oldest first.
+async fn completions(pool: &PgPool) -> Vec<WorkOrderCompleted> {
+    let rows: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT data FROM outbox WHERE topic = 'workorder.completed' ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|data| serde_json::from_value(data).unwrap())
+        .collect()
+}
+
+/// A voided invoice returns the order to COMPLETED and announces the completion again, naming
+/// the voided invoice; the corrected invoice then moves it to INVOICED (issue 14, item 6).
+#[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
+async fn a_voided_invoice_reopens_the_order_for_a_corrected_one(pool: PgPool) {
+    let order = completed_order(&pool).await;
+    let first = Uuid::now_v7();
+    apply!(pool, on_invoice_created, &invoice(&order, first)).unwrap();
+    let invoiced = reload(&pool, &order).await;
+
+    apply!(pool, on_invoice_voided, &voided(&order, first)).unwrap();
+    let reopened = reload(&pool, &order).await;
+    assert_eq!(reopened.status, Status::Completed);
+    assert_eq!(reopened.header.invoice_id, None);
+    assert_eq!(reopened.header.invoiced_at, None);
+    assert!(reopened.header.version > invoiced.header.version);
+    let announced = completions(&pool).await;
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    assert_eq!(announced[0].corrects_invoice_id, None);
+    assert_eq!(announced[1].corrects_invoice_id, Some(first));
+    assert!(announced[1].completed_at > announced[0].completed_at);
+    assert_eq!(announced[1].part_lines, announced[0].part_lines);
+
+    // Redelivered, the void changes nothing more.
+    apply!(pool, on_invoice_voided, &voided(&order, first)).unwrap();
+    assert_eq!(completions(&pool).await.len(), 2);
+    assert_eq!(
+        reload(&pool, &order).await.header.version,
+        reopened.header.version
+    );
+
+    let corrected = Uuid::now_v7();
+    apply!(pool, on_invoice_created, &invoice(&order, corrected)).unwrap();
+    let done = reload(&pool, &order).await;
+    assert_eq!(done.status, Status::Invoiced);
+    assert_eq!(done.header.invoice_id, Some(corrected));
+    // The old invoice's void, arriving late, leaves the corrected invoice alone.
+    apply!(pool, on_invoice_voided, &voided(&order, first)).unwrap();
+    assert_eq!(
+        reload(&pool, &order).await.header.invoice_id,
+        Some(corrected)
+    );
 }

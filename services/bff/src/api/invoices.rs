@@ -151,8 +151,16 @@ pub async fn change_status(
             // A PUT may be sent again (by the client or a proxy), and must not pay twice.
             let key = match (key.is_empty(), &body.amount) {
                 (false, _) => key,
-                // Paying the balance is "make it PAID": the same every time.
-                (true, None) => format!("put-status-paid:{id}"),
+                // Paying the balance is "make it PAID": the same every time. The key is derived
+                // from what the body says, so a PUT with another method or reference is another
+                // request (refused as already paid), not a reuse of a key the client never sent.
+                (true, None) => format!(
+                    "put-status-paid:{id}:{}",
+                    &carerp_kit::idempotency::fingerprint(
+                        "bff.put-invoice-status-paid",
+                        &(body.method.map(|m| m.to_proto() as i32), &body.reference),
+                    )[..16]
+                ),
                 (true, Some(_)) => {
                     return Err(ApiError::field(
                         "amount",
@@ -238,11 +246,13 @@ async fn void(
         .into())
 }
 
-/// Record a payment; more than the balance is refused, the balance pays the invoice.
+/// Record a payment; more than the balance is refused, the balance pays the invoice. The
+/// `Idempotency-Key` header is required: a retry under it answers the first payment, and the
+/// same key with a different payment is refused (422, naming the key).
 #[utoipa::path(post, path = "/api/invoices/{id}/payments", tag = "invoices",
     request_body = RecordPayment,
     params(("id" = String, Path, description = "Invoice id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+        ("Idempotency-Key" = String, Header, description = "Required: names this payment for 24 hours, so a retry pays once; reused for a different payment it is refused with 422")),
     responses((status = 201, description = "The invoice with the payment", body = Invoice, headers(("Location" = String, description = "The invoice")))))]
 pub async fn record_payment(
     State(state): State<AppState>,
@@ -251,6 +261,12 @@ pub async fn record_payment(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<RecordPayment>,
 ) -> Result<Created<Invoice>, ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "is required: a retried payment must not be paid twice",
+        ));
+    }
     let invoice = pay(
         &state,
         &ctx,

@@ -399,6 +399,7 @@ impl Garage {
             labor_total_minor: total,
             total_minor: total,
             completed_at: chrono::Utc::now(),
+            corrects_invoice_id: None,
         };
         let mut tx = self.billing_pool.begin().await.unwrap();
         carerp_billing::events::on_workorder_completed(

@@ -123,7 +123,7 @@ pub fn payment(invoice_id: &str, amount_minor: i64) -> pb::RecordPaymentRequest 
         method: pb::PaymentMethod::Card.into(),
         reference: "terminal 1".into(),
         received_at: None,
-        idempotency_key: String::new(),
+        idempotency_key: Uuid::now_v7().to_string(),
         pay_balance: false,
     }
 }
@@ -181,6 +181,7 @@ pub fn completed(
         labor_total_minor,
         total_minor: parts_total_minor + labor_total_minor,
         completed_at: Utc::now(),
+        corrects_invoice_id: None,
     }
 }
 

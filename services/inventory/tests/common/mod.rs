@@ -131,6 +131,7 @@ pub fn completed(work_order_id: Uuid, lines: &[RequestedPart]) -> WorkOrderCompl
         labor_total_minor: 0,
         total_minor: total,
         completed_at: chrono::Utc::now(),
+        corrects_invoice_id: None,
     }
 }
 

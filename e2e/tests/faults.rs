@@ -1,0 +1,234 @@
+//! The saga under faults that need a server of the test's own: a private PostgreSQL cluster
+//! (`initdb` and `pg_ctl` in a temporary directory, on a free port), stopped while events are
+//! in flight and started again. Every completed work order ends INVOICED exactly once, the
+//! stock ledger adds up, nothing is dead-lettered (issue 14, item 2).
+
+use std::time::Duration;
+
+use carerp_e2e::{Platform, eventually};
+use carerp_kit::TenantSettings;
+use carerp_operator::private::{PrivatePostgres, find_binary};
+use carerp_proto::billing::v1 as billing;
+use carerp_proto::common::v1::Money;
+use carerp_proto::customer::v1 as customer;
+use carerp_proto::inventory::v1 as inventory;
+use carerp_proto::workorder::v1 as wo;
+use carerp_proto::workorder::v1::{ReservationState, WorkOrderStatus};
+use tonic::Code;
+
+/// Long enough for the consumers' retries after the database is back (capped at 12.8 s) and
+/// the relay's backoff.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Longer than five deliveries of a failing event take (0.4 + 0.8 + 1.6 + 3.2 s between them,
+/// plus a 1 s connection wait each): an outage counted as ordinary failures would dead-letter.
+const OUTAGE: Duration = Duration::from_secs(13);
+
+fn settings() -> TenantSettings {
+    TenantSettings {
+        currency: "EUR".into(),
+        tax_rate_bp: 2000,
+        labor_rate_minor: 9000,
+        payment_terms_days: 14,
+        timezone: "UTC".into(),
+    }
+}
+
+fn private_postgres(dir: &std::path::Path) -> PrivatePostgres {
+    let (Some(initdb), Some(pg_ctl)) = (find_binary("initdb"), find_binary("pg_ctl")) else {
+        panic!(
+            "this test needs the PostgreSQL server binaries (initdb, pg_ctl; apt-get install postgresql)"
+        );
+    };
+    PrivatePostgres::start(&initdb, &pg_ctl, dir).expect("a private PostgreSQL starts")
+}
+
+async fn get(p: &mut Platform, id: &str) -> wo::WorkOrder {
+    p.work_orders
+        .get_work_order(wo::GetWorkOrderRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn complete(id: &str) -> wo::ChangeStatusRequest {
+    wo::ChangeStatusRequest {
+        id: id.into(),
+        status: WorkOrderStatus::Completed as i32,
+        reason: String::new(),
+        expected_version: 0,
+    }
+}
+
+/// A work order in progress with `quantity` of `part_id` reserved.
+async fn reserved_order(
+    p: &mut Platform,
+    customer_id: &str,
+    vehicle_id: &str,
+    part_id: &str,
+    quantity: i32,
+) -> String {
+    let order = p
+        .work_orders
+        .create_work_order(wo::CreateWorkOrderRequest {
+            customer_id: customer_id.into(),
+            vehicle_id: vehicle_id.into(),
+            complaint: "brakes grind".into(),
+            odometer_km: 120_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    p.work_orders
+        .change_status(wo::ChangeStatusRequest {
+            id: order.id.clone(),
+            status: WorkOrderStatus::InProgress as i32,
+            reason: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    p.work_orders
+        .add_part_line(wo::AddPartLineRequest {
+            work_order_id: order.id.clone(),
+            part_id: part_id.into(),
+            quantity,
+            expected_version: 0,
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap();
+    eventually("the part line is reserved", WAIT, async || {
+        let order = get(p, &order.id).await;
+        (order.part_lines[0].reservation_state == ReservationState::Reserved as i32).then_some(())
+    })
+    .await
+    .unwrap();
+    order.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_mid_saga_loses_nothing_and_dead_letters_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg = private_postgres(dir.path());
+    let mut p = Platform::start_on(settings(), &pg.url, Duration::from_secs(1))
+        .await
+        .unwrap();
+
+    let c = p
+        .customers
+        .create_customer(customer::CreateCustomerRequest {
+            name: "Ada Lovelace".into(),
+            email: "ada@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let v = p
+        .customers
+        .add_vehicle(customer::AddVehicleRequest {
+            customer_id: c.id.clone(),
+            vin: "WVWZZZ1KZAW654321".into(),
+            make: "Volkswagen".into(),
+            model: "Passat".into(),
+            year: 2016,
+            license_plate: "B-AL 1".into(),
+            mileage: 120_000,
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let eur = |amount_minor| {
+        Some(Money {
+            amount_minor,
+            currency: "EUR".into(),
+        })
+    };
+    let pads = p
+        .inventory
+        .create_part(inventory::CreatePartRequest {
+            sku: "PAD-100".into(),
+            name: "Brake pads".into(),
+            category: "brakes".into(),
+            unit_cost: eur(1000),
+            unit_price: eur(2500),
+            location: "B-02".into(),
+            reorder_point: 1,
+            reorder_quantity: 10,
+            initial_quantity: 20,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(reserved_order(&mut p, &c.id, &v.id, &pads.id, 2).await);
+    }
+
+    // Two completions go out, and the database goes away while their events are relayed
+    // and consumed (inventory deducting, billing invoicing, work orders recording invoices).
+    for id in &orders[..2] {
+        p.work_orders.change_status(complete(id)).await.unwrap();
+    }
+    tokio::task::block_in_place(|| pg.stop());
+    // A call during the outage is UNAVAILABLE (retry later), not an internal error.
+    let refused = p
+        .work_orders
+        .change_status(complete(&orders[2]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    tokio::time::sleep(OUTAGE).await;
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    // The client retries the refused call, as UNAVAILABLE invites it to.
+    p.work_orders
+        .change_status(complete(&orders[2]))
+        .await
+        .unwrap();
+
+    for id in &orders {
+        eventually("the work order is invoiced", WAIT, async || {
+            let order = get(&mut p, id).await;
+            (order.status == WorkOrderStatus::Invoiced as i32).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    let invoices = p
+        .billing
+        .list_invoices(billing::ListInvoicesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices;
+    let mut invoiced: Vec<&str> = invoices.iter().map(|i| i.work_order_id.as_str()).collect();
+    invoiced.sort();
+    let mut expected: Vec<&str> = orders.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(invoiced, expected, "one invoice per completed work order");
+    let stock = eventually("the stock of all three is consumed", WAIT, async || {
+        let part = p
+            .inventory
+            .get_part(inventory::GetPartRequest {
+                id: pads.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (part.quantity_reserved == 0).then_some(part)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (stock.quantity_on_hand, stock.quantity_reserved),
+        (14, 0),
+        "20 in stock, 3 x 2 consumed, none still reserved"
+    );
+    assert_eq!(p.dead_letters().await.unwrap(), 0, "nothing dead-lettered");
+    p.stop().await.unwrap();
+    pg.stop();
+}
