@@ -107,11 +107,11 @@ impl Watch {
         match subscription.missed {
             Missed::Everything => first.push_back(everything()),
             Missed::Changes(changes) => first.extend(
+                // The newest is enough: the page fetches the whole part again.
                 changes
                     .iter()
-                    .filter(|change| only.is_none_or(|id| id == change.work_order_id))
-                    .map(changed)
-                    .last(),
+                    .rfind(|change| only.is_none_or(|id| id == change.work_order_id))
+                    .map(changed),
             ),
         }
         Self {
