@@ -31,6 +31,7 @@ fn settings() -> TenantSettings {
         labor_rate_minor: 9000,
         payment_terms_days: 14,
         timezone: "UTC".into(),
+        ..Default::default()
     }
 }
 

@@ -216,6 +216,15 @@ pub struct Settings {
     #[serde(default = "default_timezone")]
     #[schemars(length(min = 1, max = 64))]
     pub timezone: String,
+    /// The garage's postal address as invoices and job cards print it, lines separated by
+    /// newlines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 300))]
+    pub address: Option<String>,
+    /// The garage's tax (VAT) number, printed on invoices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 40))]
+    pub tax_id: Option<String>,
 }
 
 fn default_currency() -> String {
@@ -236,6 +245,8 @@ impl Default for Settings {
             labor_rate_cents: 0,
             payment_terms_days: default_payment_terms_days(),
             timezone: default_timezone(),
+            address: None,
+            tax_id: None,
         }
     }
 }

@@ -218,7 +218,7 @@ pub fn secret_name(service: Svc) -> String {
 /// Settings the services read as `CARERP_*` variables.
 pub fn settings_env(tenant: &CarErpTenant) -> BTreeMap<String, String> {
     let s = &tenant.spec.settings;
-    BTreeMap::from([
+    let mut env = BTreeMap::from([
         ("CARERP_CURRENCY".into(), s.currency.clone()),
         (
             "CARERP_TAX_RATE_BP".into(),
@@ -233,7 +233,20 @@ pub fn settings_env(tenant: &CarErpTenant) -> BTreeMap<String, String> {
             s.payment_terms_days.to_string(),
         ),
         ("CARERP_TIMEZONE".into(), s.timezone.clone()),
-    ])
+        (
+            "CARERP_GARAGE_NAME".into(),
+            tenant.spec.display_name.clone(),
+        ),
+    ]);
+    for (name, value) in [
+        ("CARERP_GARAGE_ADDRESS", &s.address),
+        ("CARERP_GARAGE_TAX_ID", &s.tax_id),
+    ] {
+        if let Some(value) = value {
+            env.insert(name.into(), value.clone());
+        }
+    }
+    env
 }
 
 /// The OTLP endpoint the services' traces go to, if any (before the sidecar rewrites it).

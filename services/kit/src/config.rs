@@ -46,6 +46,32 @@ pub struct TenantSettings {
     pub payment_terms_days: i32,
     /// IANA time zone name; dates such as an invoice's issue date are taken in it.
     pub timezone: String,
+    /// Who the garage is on what it prints (invoices, job cards): its name, its postal
+    /// address (lines separated by newlines) and its tax number; empty when not given.
+    pub garage: GarageIdentity,
+}
+
+/// The garage as printed documents name it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GarageIdentity {
+    pub name: String,
+    pub address: String,
+    pub tax_id: String,
+}
+
+impl GarageIdentity {
+    pub const MAX_NAME: usize = 100;
+    pub const MAX_ADDRESS: usize = 300;
+    pub const MAX_TAX_ID: usize = 40;
+
+    /// The address's lines, as they are printed.
+    pub fn address_lines(&self) -> Vec<&str> {
+        self.address
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect()
+    }
 }
 
 impl Default for TenantSettings {
@@ -56,6 +82,7 @@ impl Default for TenantSettings {
             labor_rate_minor: 0,
             payment_terms_days: 14,
             timezone: "UTC".into(),
+            garage: GarageIdentity::default(),
         }
     }
 }
@@ -139,6 +166,11 @@ impl ServiceConfig {
             labor_rate_minor: env.parse_or("CARERP_LABOR_RATE_MINOR", 0)?,
             payment_terms_days: env.parse_or("CARERP_PAYMENT_TERMS_DAYS", 14)?,
             timezone: env.parse_or("CARERP_TIMEZONE", "UTC".to_string())?,
+            garage: GarageIdentity {
+                name: env.optional("CARERP_GARAGE_NAME").unwrap_or_default(),
+                address: env.optional("CARERP_GARAGE_ADDRESS").unwrap_or_default(),
+                tax_id: env.optional("CARERP_GARAGE_TAX_ID").unwrap_or_default(),
+            },
         };
         validate_settings(&settings)?;
         let keys = env.required(
@@ -276,6 +308,28 @@ fn validate_settings(settings: &TenantSettings) -> Result<(), ConfigError> {
         value,
         reason: reason.into(),
     };
+    let garage = &settings.garage;
+    for (name, value, max) in [
+        ("CARERP_GARAGE_NAME", &garage.name, GarageIdentity::MAX_NAME),
+        (
+            "CARERP_GARAGE_ADDRESS",
+            &garage.address,
+            GarageIdentity::MAX_ADDRESS,
+        ),
+        (
+            "CARERP_GARAGE_TAX_ID",
+            &garage.tax_id,
+            GarageIdentity::MAX_TAX_ID,
+        ),
+    ] {
+        if value.chars().count() > max {
+            return Err(invalid(
+                name,
+                value.clone(),
+                &format!("at most {max} characters"),
+            ));
+        }
+    }
     if settings.currency.len() != 3 || !settings.currency.chars().all(|c| c.is_ascii_uppercase()) {
         return Err(invalid(
             "CARERP_CURRENCY",
@@ -466,6 +520,9 @@ mod tests {
             ("CARERP_LABOR_RATE_MINOR", "-1"),
             ("CARERP_PAYMENT_TERMS_DAYS", "400"),
             ("DATABASE_URL", "mysql://x"),
+            ("CARERP_GARAGE_NAME", &"G".repeat(101)),
+            ("CARERP_GARAGE_ADDRESS", &"A".repeat(301)),
+            ("CARERP_GARAGE_TAX_ID", &"1".repeat(41)),
         ];
         for (name, value) in cases {
             let mut vars = BASE.to_vec();
@@ -489,9 +546,18 @@ mod tests {
             ("CARERP_LABOR_RATE_MINOR", "9000"),
             ("CARERP_PAYMENT_TERMS_DAYS", "30"),
             ("CARERP_TIMEZONE", "Europe/London"),
+            ("CARERP_GARAGE_NAME", "ACME Motors"),
+            ("CARERP_GARAGE_ADDRESS", "1 High Street\n\n  Leeds LS1 1AA "),
+            ("CARERP_GARAGE_TAX_ID", "GB123456789"),
             ("LOG_FORMAT", "pretty"),
         ]);
         let config = load(&vars, Database::Required).unwrap();
+        assert_eq!(config.settings.garage.name, "ACME Motors");
+        assert_eq!(
+            config.settings.garage.address_lines(),
+            ["1 High Street", "Leeds LS1 1AA"]
+        );
+        assert_eq!(config.settings.garage.tax_id, "GB123456789");
         assert_eq!(config.settings.currency, "GBP");
         assert_eq!(config.settings.tax_rate_bp, 2000);
         assert_eq!(config.settings.labor_rate_minor, 9000);

@@ -174,6 +174,13 @@ async fn the_owner_records_a_partial_payment_and_a_bad_amount_is_shown_at_its_fi
     let print = owner.get(&format!("/invoices/{id}/print")).await;
     assert_eq!(print.status, StatusCode::OK);
     assert!(print.html.contains("€216.00"), "{}", print.html);
+    for printed in [
+        "Hopper &#38; Sons Motors",
+        "<br>12 Harbour Road<br>Portsmouth PO1 3AB",
+        "Tax number: GB 123 4567 89",
+    ] {
+        assert!(print.html.contains(printed), "{printed}: {}", print.html);
+    }
     garage.stop().await;
 }
 
@@ -610,6 +617,11 @@ async fn lines_are_removed_a_status_change_is_confirmed_first_and_the_job_card_p
     let print = owner.get(&format!("/work-orders/{id}/print")).await;
     assert_eq!(print.status, StatusCode::OK, "{}", print.html);
     assert!(print.html.contains("Job card"));
+    assert!(
+        print.html.contains("Hopper &#38; Sons Motors"),
+        "{}",
+        print.html
+    );
     assert!(print.html.contains("Brakes squeal"));
     assert!(print.html.contains("Brake &#60;pads&#62;"), "escaped");
     assert!(print.html.contains("B-XY 123"));

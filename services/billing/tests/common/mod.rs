@@ -27,6 +27,7 @@ pub fn settings(tax_rate_bp: i32) -> TenantSettings {
         labor_rate_minor: 9000,
         payment_terms_days: 14,
         timezone: "Europe/Berlin".into(),
+        ..Default::default()
     }
 }
 

@@ -6,6 +6,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use carerp_kit::config::GarageIdentity;
 use carerp_proto::billing::v1 as pb;
 use carerp_proto::common::v1::{Money, PageRequest};
 use carerp_proto::customer::v1 as customer;
@@ -203,6 +204,7 @@ struct DetailPage {
 #[template(path = "invoice_print.html")]
 struct PrintPage {
     shell: Shell,
+    garage: GarageIdentity,
     invoice: InvoiceView,
     missing: Vec<&'static str>,
 }
@@ -378,6 +380,7 @@ pub async fn print(State(web): State<Web>, caller: Caller, Path(id): Path<String
                     format!("{} {}", EN.invoice, invoice.number),
                     "invoices",
                 ),
+                garage: web.settings.garage.clone(),
                 invoice,
                 missing,
             },

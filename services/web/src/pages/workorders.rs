@@ -10,6 +10,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use carerp_kit::config::GarageIdentity;
 use carerp_kit::permissions::rule;
 use carerp_proto::billing::v1 as billing;
 use carerp_proto::common::v1::PageRequest;
@@ -949,6 +950,7 @@ pub async fn confirm_status(
 #[template(path = "work_order_print.html")]
 struct JobCard {
     shell: Shell,
+    garage: GarageIdentity,
     id: String,
     number: String,
     opened: String,
@@ -1023,6 +1025,7 @@ pub async fn job_card(State(web): State<Web>, caller: Caller, Path(id): Path<Str
                 format!("{} {}", t.job_card, order.number),
                 "work-orders",
             ),
+            garage: web.settings.garage.clone(),
             opened: format::date_time(
                 t,
                 &web.zone,

@@ -18,8 +18,16 @@ use sqlx::PgPool;
 
 impl Garage {
     /// The whole garage, its HTTP entry serving the pages beside `/api`.
+    /// A garage with the pages, named and addressed as its printouts show it.
     pub async fn with_pages(pool: PgPool) -> Self {
-        Self::with_pages_and(pool, |_| {}).await
+        Self::with_pages_and(pool, |config| {
+            config.service.settings.garage = carerp_kit::config::GarageIdentity {
+                name: "Hopper & Sons Motors".into(),
+                address: "12 Harbour Road\nPortsmouth PO1 3AB".into(),
+                tax_id: "GB 123 4567 89".into(),
+            }
+        })
+        .await
     }
 
     /// [`Garage::with_pages`]; `adjust` may change the BFF's configuration first.
