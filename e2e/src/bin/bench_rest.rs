@@ -6,7 +6,7 @@
 //! signed in as the owner, each path for `BENCH_SECONDS` (default 10). pgbench runs a
 //! single-row INSERT and a SELECT by key at the same concurrency on the same server, and each
 //! path is printed with its rate, p50/p99 and its ratio to that yardstick. Before and after
-//! the load the tenant idles for `BENCH_IDLE_SECONDS` (default 20): its PostgreSQL
+//! the load the tenant idles for `BENCH_IDLE_SECONDS` (default 30): its PostgreSQL
 //! connections (`pg_stat_activity`) and the resident memory of its processes are taken then.
 //! Every figure also goes to `target/bench/bench.json` (key `rest`), so two runs compare.
 //!
@@ -48,7 +48,7 @@ fn seconds(var: &str, default: u64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let run_for = seconds("BENCH_SECONDS", 10);
-    let idle_for = seconds("BENCH_IDLE_SECONDS", 20);
+    let idle_for = seconds("BENCH_IDLE_SECONDS", 30);
     let admin_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let admin = sqlx::PgPool::connect(&admin_url).await?;
