@@ -94,12 +94,12 @@ e2e:
 # Drive N work orders (BENCH_WORK_ORDERS, default 200) through the saga; prints throughput,
 # completion -> INVOICED p50/p99 and the relay's events per second.
 bench-events:
-    cargo run --release -p carerp-e2e --bin bench-events
+    cargo run --release --bin bench-events
 
 # Sign-in p50/p99, the cost of verifying an access token, and an authenticated read's
 # throughput with the share of it that token checks take.
 bench-auth:
-    cargo run --release -p carerp-e2e --bin bench-auth
+    cargo run --release --bin bench-auth
 
 # The REST mix on release builds: a tenant under `carerp-operator local`, 16 clients on
 # POST /api/customers, GET /api/customers/{id} and GET /api/dashboard (BENCH_SECONDS each,
