@@ -94,12 +94,20 @@ e2e:
 # Drive N work orders (BENCH_WORK_ORDERS, default 200) through the saga; prints throughput,
 # completion -> INVOICED p50/p99 and the relay's events per second.
 bench-events:
-    cargo run --release -p carerp-e2e --bin bench-events
+    cargo run --release --bin bench-events
 
 # Sign-in p50/p99, the cost of verifying an access token, and an authenticated read's
 # throughput with the share of it that token checks take.
 bench-auth:
-    cargo run --release -p carerp-e2e --bin bench-auth
+    cargo run --release --bin bench-auth
 
-# Every benchmark: the saga and relay, sign-in and tokens, and the operator's render.
-bench: bench-events bench-auth bench-operator
+# The REST mix on release builds: a tenant under `carerp-operator local`, 16 clients on
+# POST /api/customers, GET /api/customers/{id} and GET /api/dashboard (BENCH_SECONDS each,
+# default 10) beside pgbench's single-row INSERT and SELECT by key; rate, p50/p99, the ratio
+# to pgbench, idle PostgreSQL connections and RSS; figures also in target/bench/bench.json.
+bench-rest:
+    cargo build --release --bin carerp-operator --bin carerp-customer --bin carerp-workorder --bin carerp-inventory --bin carerp-billing --bin carerp-identity --bin carerp-bff --bin bench-rest
+    cargo run --release --bin bench-rest
+
+# Every benchmark: the REST mix, the saga and relay, sign-in and tokens, the operator's render.
+bench: bench-rest bench-events bench-auth bench-operator

@@ -2,6 +2,7 @@
 //! on a database of its own, talking over gRPC and the tenant's JetStream stream, exactly as
 //! deployed. The clients act as the tenant's first owner, signed in for real.
 
+pub mod bench;
 pub mod cluster;
 
 use std::collections::HashMap;

@@ -109,6 +109,9 @@ pub struct PlanSize {
     pub quota_cpu: &'static str,
     pub quota_memory: &'static str,
     pub quota_pods: &'static str,
+    /// Each replica's database pool (`DATABASE_MAX_CONNECTIONS`): with five services, a tenant
+    /// holds at most `5 * replicas * db_connections` connections under load, none idle.
+    pub db_connections: u32,
 }
 
 pub fn plan_size(plan: Plan) -> PlanSize {
@@ -121,6 +124,7 @@ pub fn plan_size(plan: Plan) -> PlanSize {
             quota_cpu: "2",
             quota_memory: "4Gi",
             quota_pods: "20",
+            db_connections: 2,
         },
         Plan::Standard => PlanSize {
             replicas: 2,
@@ -130,6 +134,7 @@ pub fn plan_size(plan: Plan) -> PlanSize {
             quota_cpu: "4",
             quota_memory: "8Gi",
             quota_pods: "40",
+            db_connections: 4,
         },
         Plan::Enterprise => PlanSize {
             replicas: 3,
@@ -139,6 +144,7 @@ pub fn plan_size(plan: Plan) -> PlanSize {
             quota_cpu: "16",
             quota_memory: "32Gi",
             quota_pods: "100",
+            db_connections: 8,
         },
     }
 }
@@ -706,6 +712,10 @@ service:
                 ..EnvVar::default()
             });
             env.push(plain("GRPC_ADDR", format!("0.0.0.0:{GRPC_PORT}")));
+            env.push(plain(
+                "DATABASE_MAX_CONNECTIONS",
+                plan_size(self.tenant.spec.plan).db_connections.to_string(),
+            ));
         } else {
             env.push(plain("HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}")));
         }
@@ -1136,6 +1146,23 @@ mod tests {
             .find(|d| d.metadata.name.as_deref() == Some("workorder"))
             .unwrap();
         assert_eq!(wo.spec.as_ref().unwrap().replicas, Some(5));
+    }
+
+    #[test]
+    fn the_plan_sizes_each_database_pool() {
+        for (plan, connections) in [("Starter", "2"), ("Standard", "4"), ("Enterprise", "8")] {
+            let t = tenant(&format!("  plan: {plan}\n"));
+            let objects = desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None);
+            for service in ["customer", "workorder", "inventory", "billing", "identity"] {
+                let env = env_of(&objects, service);
+                assert_eq!(
+                    env.get("DATABASE_MAX_CONNECTIONS").map(String::as_str),
+                    Some(connections),
+                    "{plan} {service}"
+                );
+            }
+            assert!(!env_of(&objects, "bff").contains_key("DATABASE_MAX_CONNECTIONS"));
+        }
     }
 
     #[test]

@@ -412,12 +412,19 @@ where
     let mut running = Vec::new();
     for p in &planned {
         let mut child = Command::new(&p.binary)
-            // Only what the Deployment would set, plus what a developer uses to debug.
+            // Only what the Deployment would set, plus what a developer uses to debug and
+            // the BFF's per-address rate limit (a load generator on this machine is one address).
             .env_clear()
             .envs(
-                ["PATH", "RUST_LOG", "RUST_BACKTRACE"]
-                    .into_iter()
-                    .filter_map(|k| std::env::var(k).ok().map(|v| (k, v))),
+                [
+                    "PATH",
+                    "RUST_LOG",
+                    "RUST_BACKTRACE",
+                    "BFF_RATE_LIMIT_PER_SECOND",
+                    "BFF_RATE_LIMIT_BURST",
+                ]
+                .into_iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k, v))),
             )
             .envs(&p.env)
             .stdin(Stdio::null())

@@ -62,7 +62,7 @@ struct LocalArgs {
     /// Load a believable garage: customers, vehicles, parts with stock, work orders.
     #[arg(long)]
     seed_demo: bool,
-    /// Build every service binary of the workspace first (`cargo build --bins`); `cargo dev` uses it.
+    /// Build the service binaries first (`cargo build --bin carerp-customer ...`); `cargo dev` uses it.
     #[arg(long)]
     build: bool,
     /// The first owner's password, kept (not to be changed at first sign-in): for scripts and
@@ -185,10 +185,32 @@ async fn local(args: LocalArgs) -> ExitCode {
     if args.build {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         println!("carerp-operator: building the service binaries");
-        match std::process::Command::new(cargo)
-            .args(["build", "--workspace", "--bins"])
-            .status()
-        {
+        // `--bin` per service and no `-p`: cargo resolves features for the whole workspace,
+        // as `cargo dev` (`run --bin`) and `cargo test --workspace` do, so what they built is
+        // reused; the e2e and benchmark binaries are not built.
+        let bins = carerp_operator::crd::SERVICES
+            .iter()
+            .flat_map(|service| ["--bin".to_string(), format!("carerp-{}", service.name())]);
+        let mut build = std::process::Command::new(cargo);
+        build.arg("build").args(bins);
+        // What `cargo run` set for this binary is no setting for the build: a build script
+        // that reads one (ring's reads CARGO_MANIFEST_DIR) would rerun, and everything above
+        // it would rebuild, for `cargo dev` and again for the next `cargo test`.
+        for (name, _) in std::env::vars_os() {
+            if let Some(name) = name.to_str()
+                && (name.starts_with("CARGO_PKG_")
+                    || name.starts_with("CARGO_MANIFEST_")
+                    || [
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                    ]
+                    .contains(&name))
+            {
+                build.env_remove(name);
+            }
+        }
+        match build.status() {
             Ok(status) if status.success() => {}
             Ok(status) => {
                 eprintln!("carerp-operator: building the services failed ({status})");

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::auth::VerifyingKeys;
+use crate::db::PoolSettings;
 
 /// The variable holding the tenant's public token keys.
 pub const TOKEN_PUBLIC_KEYS: &str = "CARERP_TOKEN_PUBLIC_KEYS";
@@ -106,6 +107,8 @@ pub struct ServiceConfig {
     /// The tenant's public token keys (`CARERP_TOKEN_PUBLIC_KEYS`): every call is checked
     /// against them.
     pub verifying_keys: VerifyingKeys,
+    /// The database pool's size and idle timeout.
+    pub pool: PoolSettings,
 }
 
 /// Whether the service owns a database, so `DATABASE_URL` is required.
@@ -183,6 +186,7 @@ impl ServiceConfig {
                 value: keys.clone(),
                 reason: err.to_string(),
             })?;
+        let pool = pool_settings(&env)?;
         Ok(Self {
             service,
             tenant,
@@ -195,6 +199,7 @@ impl ServiceConfig {
             log_format,
             settings,
             verifying_keys,
+            pool,
         })
     }
 
@@ -212,6 +217,7 @@ impl ServiceConfig {
             log_format: LogFormat::Pretty,
             settings: TenantSettings::default(),
             verifying_keys: crate::auth::testing::verifying_keys(tenant),
+            pool: PoolSettings::default(),
         }
     }
 
@@ -282,6 +288,35 @@ impl ClosedPort {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// `DATABASE_MAX_CONNECTIONS` (1 to 100) and `DATABASE_IDLE_TIMEOUT_SECONDS` (1 to 3600).
+fn pool_settings<F: Fn(&str) -> Option<String>>(
+    env: &Env<'_, F>,
+) -> Result<PoolSettings, ConfigError> {
+    let defaults = PoolSettings::default();
+    let max_connections: u32 =
+        env.parse_or("DATABASE_MAX_CONNECTIONS", defaults.max_connections)?;
+    let idle_seconds: u64 = env.parse_or(
+        "DATABASE_IDLE_TIMEOUT_SECONDS",
+        defaults.idle_timeout.as_secs(),
+    )?;
+    for (name, value, max) in [
+        ("DATABASE_MAX_CONNECTIONS", u64::from(max_connections), 100),
+        ("DATABASE_IDLE_TIMEOUT_SECONDS", idle_seconds, 3600),
+    ] {
+        if !(1..=max).contains(&value) {
+            return Err(ConfigError::Invalid {
+                name,
+                value: value.to_string(),
+                reason: format!("expected 1 to {max}"),
+            });
+        }
+    }
+    Ok(PoolSettings {
+        max_connections,
+        idle_timeout: std::time::Duration::from_secs(idle_seconds),
+    })
 }
 
 /// A tenant id is a DNS label of at most 40 characters: it becomes part of namespace,
@@ -470,6 +505,33 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.settings, TenantSettings::default());
         assert_eq!(config.otlp_endpoint, None);
+    }
+
+    #[test]
+    fn the_pool_is_sized_and_timed_by_variables_within_bounds() {
+        assert_eq!(
+            load(BASE, Database::Required).unwrap().pool,
+            PoolSettings::default()
+        );
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            ("DATABASE_MAX_CONNECTIONS", "3"),
+            ("DATABASE_IDLE_TIMEOUT_SECONDS", "2"),
+        ]);
+        let pool = load(&vars, Database::Required).unwrap().pool;
+        assert_eq!(pool.max_connections, 3);
+        assert_eq!(pool.idle_timeout, std::time::Duration::from_secs(2));
+        for (name, bad) in [
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+            ("DATABASE_MAX_CONNECTIONS", "101"),
+            ("DATABASE_MAX_CONNECTIONS", "many"),
+            ("DATABASE_IDLE_TIMEOUT_SECONDS", "0"),
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.push((name, bad));
+            let err = load(&vars, Database::Required).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{name}=")), "{name}={bad}: {err}");
+        }
     }
 
     #[test]

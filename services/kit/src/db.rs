@@ -17,10 +17,37 @@ pub fn migrator_with(service: &Migrator) -> Migrator {
     Migrator::with_migrations(migrations)
 }
 
+/// How many connections the service's pool may open (`DATABASE_MAX_CONNECTIONS`), and how
+/// long one may stay unused before it is closed (`DATABASE_IDLE_TIMEOUT_SECONDS`).
+///
+/// Nothing is opened ahead of need, and an unused connection closes after the idle timeout:
+/// an idle service holds none, except for a moment when its relay polls (see
+/// [`crate::relay`]), so one PostgreSQL server can hold many idle tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Connects and brings the schema up to date.
-pub async fn connect_and_migrate(url: &str, migrator: &Migrator) -> Result<PgPool, StartError> {
+pub async fn connect_and_migrate(
+    url: &str,
+    migrator: &Migrator,
+    settings: PoolSettings,
+) -> Result<PgPool, StartError> {
     let pool = PgPoolOptions::new()
-        .max_connections(16)
+        .max_connections(settings.max_connections)
+        .min_connections(0)
+        .idle_timeout(settings.idle_timeout)
         .acquire_timeout(Duration::from_secs(5))
         .connect(url)
         .await

@@ -1,9 +1,15 @@
 //! The outbox relay: publishes committed outbox rows to JetStream and marks them published.
 //!
-//! It wakes on `LISTEN/NOTIFY` (the outbox notifies at commit) and polls only as a fallback
-//! for missed notifications. Each pass takes, per aggregate, only the oldest pending row
-//! (`FOR UPDATE SKIP LOCKED`), so several replicas can relay at once without reordering the
-//! events of one aggregate. A publish counts only once JetStream acknowledged it; `Nats-Msg-Id`
+//! It wakes when this process enqueues an event ([`crate::outbox::wakes`]). The event's
+//! transaction has not committed yet then, so after a wake the relay passes at 1, 2, 4, ...
+//! up to 256 ms until a later wake restarts the count: under load that is a pass every
+//! millisecond or so, each taking every event committed meanwhile. A poll every 30 s (plus
+//! up to 5 s of jitter, so a tenant's services do not poll together and its pools can close
+//! their idle connections in between) finds what no wake announced: rows of a replica that
+//! stopped before relaying them, or of a transaction that took longer than that to commit.
+//!
+//! Each pass takes, per aggregate, only the oldest pending row (`FOR UPDATE SKIP LOCKED`), so
+//! several replicas can relay at once without reordering the events of one aggregate. A publish counts only once JetStream acknowledged it; `Nats-Msg-Id`
 //! makes a retry after a lost ack a no-op inside the stream's duplicate window.
 //!
 //! An event that can never be published (larger than the broker's max payload, or not
@@ -20,15 +26,21 @@ use async_nats::jetstream::context::PublishErrorKind;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::{CloudEvent, subject};
 use crate::metrics::Metrics;
-use crate::outbox::{NOTIFY_CHANNEL, OutboxRow};
+use crate::outbox::OutboxRow;
 
 const BATCH: i64 = 200;
-const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// The fallback poll: 30 s plus up to `POLL_JITTER_MS`.
+const POLL_INTERVAL: Duration = Duration::from_secs(30);
+const POLL_JITTER_MS: u64 = 5_000;
+/// The first and the last pass after a wake (the delays between double).
+const SETTLE_FIRST: Duration = Duration::from_millis(1);
+pub const SETTLE_LAST: Duration = Duration::from_millis(256);
+/// The backlog gauges are refreshed at most this often (they cost a query).
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -92,8 +104,11 @@ impl Relay {
 
     /// Relays until `shutdown`; broker or database failures are retried with backoff.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener = self.listen().await;
+        let mut wakes = crate::outbox::wakes();
         let mut backoff = Duration::from_millis(100);
+        let mut gauges_at: Option<tokio::time::Instant> = None;
+        // After a wake: the delay before the next pass, doubling up to SETTLE_LAST.
+        let mut settle: Option<Duration> = None;
         loop {
             // Dropping a pass midway rolls its transaction back; anything it had already
             // published is deduplicated by the stream when the next relay sends it again.
@@ -114,23 +129,24 @@ impl Relay {
                     continue;
                 }
             }
-            self.update_gauges().await;
+            if gauges_at.is_none_or(|at| at.elapsed() >= GAUGE_INTERVAL) {
+                self.update_gauges().await;
+                gauges_at = Some(tokio::time::Instant::now());
+            }
+            let wait = settle.unwrap_or_else(poll_interval);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                notified = wait_notification(&mut listener) => {
-                    if !notified {
-                        listener = self.listen().await;
-                    }
+                _ = wakes.changed() => {
+                    // Give the enqueuing transaction a moment to commit; more events come
+                    // meanwhile and go in the same pass.
+                    tokio::time::sleep(SETTLE_FIRST).await;
+                    settle = Some(SETTLE_FIRST * 2);
+                }
+                _ = tokio::time::sleep(wait) => {
+                    settle = settle.map(|d| d * 2).filter(|d| *d <= SETTLE_LAST);
                 }
             }
         }
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
-        listener.listen(NOTIFY_CHANNEL).await.ok()?;
-        Some(listener)
     }
 
     /// Publishes until nothing is pending; returns how many events went out.
@@ -282,13 +298,7 @@ async fn record_failure(
     Ok(())
 }
 
-/// True when a notification arrived; false when the listener is gone (reconnect).
-async fn wait_notification(listener: &mut Option<PgListener>) -> bool {
-    match listener {
-        Some(l) => l.recv().await.is_ok(),
-        None => {
-            tokio::time::sleep(POLL_INTERVAL).await;
-            false
-        }
-    }
+/// The fallback poll's interval, with jitter.
+fn poll_interval() -> Duration {
+    POLL_INTERVAL + Duration::from_millis(rand::random_range(0..POLL_JITTER_MS))
 }

@@ -1,0 +1,635 @@
+//! The REST mix against a real tenant, beside PostgreSQL's own speed in the same run.
+//!
+//! `carerp-operator local` starts a tenant of this run's own from the binaries next to this
+//! one (release builds under `just bench-rest`), as `cargo dev` does; 16 clients then drive
+//! `POST /api/customers`, `GET /api/customers/{id}` and `GET /api/dashboard` through its BFF,
+//! signed in as the owner, each path for `BENCH_SECONDS` (default 10). pgbench runs a
+//! single-row INSERT and a SELECT by key at the same concurrency on the same server, and each
+//! path is printed with its rate, p50/p99 and its ratio to that yardstick. Before and after
+//! the load the tenant idles for `BENCH_IDLE_SECONDS` (default 30): its PostgreSQL
+//! connections (`pg_stat_activity`) and the resident memory of its processes are taken then.
+//! Every figure also goes to `target/bench/bench.json` (key `rest`), so two runs compare.
+//!
+//! Latencies are exact percentiles of every request's time, not sampled.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use carerp_e2e::bench;
+use carerp_operator::crd::Service;
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+
+const CLIENTS: usize = 16;
+const OWNER_PASSWORD: &str = "Vq7#mZ2!pL9x-garage";
+const DATABASE_SERVICES: [Service; 5] = [
+    Service::Customer,
+    Service::Workorder,
+    Service::Inventory,
+    Service::Billing,
+    Service::Identity,
+];
+
+fn seconds(var: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let run_for = seconds("BENCH_SECONDS", 10);
+    let idle_for = seconds("BENCH_IDLE_SECONDS", 30);
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = sqlx::PgPool::connect(&admin_url).await?;
+
+    // First, while the server has connections to spare: a tenant under load may hold many.
+    let yardstick = Yardstick::run(&admin, &admin_url, run_for).await?;
+    yardstick.insert.print("pgbench single-row INSERT");
+    yardstick.select.print("pgbench SELECT by key");
+
+    let tenant = Tenant::start()?;
+    let databases: Vec<String> = DATABASE_SERVICES
+        .iter()
+        .map(|s| carerp_operator::provision::database_name(&tenant.name, *s))
+        .collect();
+    println!(
+        "tenant {} up (bff {}); idling {} s",
+        tenant.name,
+        tenant.bff,
+        idle_for.as_secs()
+    );
+    tokio::time::sleep(idle_for).await;
+    let idle_before = Idle::measure(&admin, &databases, tenant.child.id()).await?;
+    idle_before.print("idle after start");
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()?;
+    let base = tenant.bff.clone();
+    let session: Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": tenant.owner_email, "password": OWNER_PASSWORD}))
+        .send()
+        .await?
+        .error_for_status()
+        .context("signing in as the owner")?
+        .json()
+        .await?;
+    let token = session["accessToken"]
+        .as_str()
+        .context("no accessToken in the sign-in answer")?
+        .to_string();
+
+    let mut paths = BTreeMap::new();
+    let (create, ids) = load(run_for, {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        move |client, n| {
+            http.post(format!("{base}/api/customers"))
+                .bearer_auth(&token)
+                .json(&json!({
+                    "name": format!("Bench Customer {client}-{n}"),
+                    "email": format!("bench-{client}-{n}@example.com"),
+                }))
+        }
+    })
+    .await?;
+    create.print("POST /api/customers");
+    anyhow::ensure!(!ids.is_empty(), "no customer was created");
+    let (read, _) = load(run_for, {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        move |client, n| {
+            let id = &ids[(client * 7919 + n) % ids.len()];
+            http.get(format!("{base}/api/customers/{id}"))
+                .bearer_auth(&token)
+        }
+    })
+    .await?;
+    read.print("GET /api/customers/{id}");
+    let (dashboard, _) = load(run_for, {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        move |_, _| {
+            http.get(format!("{base}/api/dashboard"))
+                .bearer_auth(&token)
+        }
+    })
+    .await?;
+    dashboard.print("GET /api/dashboard");
+    let connections_after_load = connections(&admin, &databases).await?;
+    println!("PostgreSQL connections of the tenant right after the load: {connections_after_load}");
+
+    let ratio = |path: &Figures, to: &Figures| path.rate / to.rate.max(f64::MIN_POSITIVE);
+    println!(
+        "ratio to the yardstick: POST /api/customers {:.2} of INSERT, GET /api/customers/{{id}} {:.2} of SELECT",
+        ratio(&create, &yardstick.insert),
+        ratio(&read, &yardstick.select)
+    );
+
+    println!("idling {} s", idle_for.as_secs());
+    tokio::time::sleep(idle_for).await;
+    let idle_after = Idle::measure(&admin, &databases, tenant.child.id()).await?;
+    idle_after.print("idle after the load");
+
+    paths.insert(
+        "post_customers",
+        create.json(Some(ratio(&create, &yardstick.insert))),
+    );
+    paths.insert(
+        "get_customer",
+        read.json(Some(ratio(&read, &yardstick.select))),
+    );
+    paths.insert("get_dashboard", dashboard.json(None));
+    let figures = json!({
+        "clients": CLIENTS,
+        "seconds_per_path": run_for.as_secs(),
+        "paths": paths,
+        "pgbench_insert": yardstick.insert.json(None),
+        "pgbench_select": yardstick.select.json(None),
+        "connections_after_load": connections_after_load,
+        "idle_after_start": idle_before.json(),
+        "idle_after_load": idle_after.json(),
+    });
+    let file = bench::record("rest", figures)?;
+    println!("figures written to {}", file.display());
+
+    let name = tenant.name.clone();
+    tenant.stop()?;
+    cleanup(&admin, &databases, &name).await?;
+    Ok(())
+}
+
+/// Rate and latency of one path (or of pgbench).
+struct Figures {
+    requests: usize,
+    errors: usize,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Figures {
+    fn from_latencies(mut latencies: Vec<Duration>, errors: usize, elapsed: Duration) -> Self {
+        latencies.sort_unstable();
+        let at = |p: f64| {
+            if latencies.is_empty() {
+                return 0.0;
+            }
+            let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+            latencies[i.min(latencies.len() - 1)].as_secs_f64() * 1000.0
+        };
+        Self {
+            requests: latencies.len(),
+            errors,
+            rate: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+        }
+    }
+
+    fn print(&self, what: &str) {
+        println!(
+            "{what}: {CLIENTS} clients, {} requests, {:.0} /s, p50 {:.2} ms, p99 {:.2} ms{}",
+            self.requests,
+            self.rate,
+            self.p50_ms,
+            self.p99_ms,
+            if self.errors > 0 {
+                format!(", {} errors", self.errors)
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    fn json(&self, ratio: Option<f64>) -> Value {
+        json!({
+            "requests": self.requests,
+            "errors": self.errors,
+            "rate_per_second": self.rate,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "ratio_to_yardstick": ratio,
+        })
+    }
+}
+
+/// `CLIENTS` clients, each sending the next request when the previous one answered, for
+/// `duration`. Returns the figures and the `id` of every JSON object answered (what a
+/// create made).
+async fn load<F>(duration: Duration, request: F) -> anyhow::Result<(Figures, Vec<String>)>
+where
+    F: Fn(usize, usize) -> reqwest::RequestBuilder + Clone + Send + 'static,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let clients = (0..CLIENTS).map(|client| {
+        let request = request.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut ids = Vec::new();
+            let mut errors = 0;
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response = request(client, n).send().await;
+                n += 1;
+                let Ok(response) = response else {
+                    errors += 1;
+                    continue;
+                };
+                let ok = response.status().is_success();
+                let body = response.bytes().await;
+                let elapsed = sent.elapsed();
+                match body {
+                    Ok(body) if ok => {
+                        latencies.push(elapsed);
+                        if ids.len() < 1000
+                            && let Ok(Value::Object(object)) = serde_json::from_slice(&body)
+                            && let Some(Value::String(id)) = object.get("id")
+                        {
+                            ids.push(id.clone());
+                        }
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, ids, errors)
+        })
+    });
+    let mut latencies = Vec::new();
+    let mut ids = Vec::new();
+    let mut errors = 0;
+    for client in futures::future::join_all(clients).await {
+        let (l, i, e) = client?;
+        latencies.extend(l);
+        ids.extend(i);
+        errors += e;
+    }
+    let figures = Figures::from_latencies(latencies, errors, started.elapsed());
+    if figures.requests == 0 {
+        bail!("every request failed ({errors} errors)");
+    }
+    Ok((figures, ids))
+}
+
+/// A tenant run by `carerp-operator local`, from the binaries next to this one.
+struct Tenant {
+    child: Child,
+    name: String,
+    bff: String,
+    owner_email: String,
+}
+
+impl Tenant {
+    fn start() -> anyhow::Result<Self> {
+        let dir = bin_dir()?;
+        let name = format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let file = std::env::temp_dir().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: carerp.io/v1alpha1\nkind: CarErpTenant\nmetadata:\n  name: {name}\nspec:\n  displayName: Bench Garage\n  settings:\n    currency: EUR\n    taxRateBasisPoints: 1900\n    laborRateCents: 6000\n"
+            ),
+        )?;
+        let operator = dir.join("carerp-operator");
+        let mut child = Command::new(&operator)
+            .args(["local", "--owner-password", OWNER_PASSWORD, "-f"])
+            .arg(&file)
+            // One client address sends everything: the per-address limit would be the figure.
+            .env("BFF_RATE_LIMIT_PER_SECOND", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {} (build it first)", operator.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        // Read the table of URLs, then keep draining so the tenant never blocks on its logs.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let next = || {
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .context("carerp-operator local printed no bff URL and sign-in line within 120 s")
+        };
+        let mut tenant = Self {
+            child,
+            name,
+            bff: String::new(),
+            owner_email: String::new(),
+        };
+        while tenant.owner_email.is_empty() {
+            let line = next()?;
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            if let ["bff", url, ..] = columns.as_slice()
+                && url.starts_with("http://")
+            {
+                tenant.bff = url.to_string();
+            } else if let Some(rest) = line.strip_prefix("sign in as ") {
+                tenant.owner_email = rest.split_whitespace().next().unwrap_or("").to_string();
+            }
+        }
+        anyhow::ensure!(!tenant.bff.is_empty(), "no bff URL in the table");
+        Ok(tenant)
+    }
+
+    /// Ctrl-C, as a developer stops it.
+    fn stop(mut self) -> anyhow::Result<()> {
+        self.interrupt()
+    }
+
+    fn interrupt(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid = i32::try_from(self.child.id())?;
+        // SAFETY: sending a signal to our own child has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child.kill()?;
+        bail!("carerp-operator local did not stop within 30 s of Ctrl-C")
+    }
+}
+
+/// A failed run still stops the tenant it started.
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        let _ = self.interrupt();
+    }
+}
+
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe
+        .parent()
+        .context("no folder of the binary")?
+        .to_path_buf())
+}
+
+/// What an idle tenant holds: connections to its databases and the memory of its processes.
+struct Idle {
+    connections: i64,
+    rss_kib: BTreeMap<String, u64>,
+}
+
+impl Idle {
+    async fn measure(
+        admin: &sqlx::PgPool,
+        databases: &[String],
+        operator: u32,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            connections: connections(admin, databases).await?,
+            rss_kib: children_rss(operator)?,
+        })
+    }
+
+    fn print(&self, when: &str) {
+        let total: u64 = self.rss_kib.values().sum();
+        let each: Vec<String> = self
+            .rss_kib
+            .iter()
+            .map(|(name, kib)| format!("{name} {:.1}", *kib as f64 / 1024.0))
+            .collect();
+        println!(
+            "{when}: {} PostgreSQL connections; RSS of the tenant's processes {:.1} MiB ({})",
+            self.connections,
+            total as f64 / 1024.0,
+            each.join(", ")
+        );
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "postgres_connections": self.connections,
+            "rss_kib_total": self.rss_kib.values().sum::<u64>(),
+            "rss_kib": self.rss_kib,
+        })
+    }
+}
+
+async fn connections(admin: &sqlx::PgPool, databases: &[String]) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)")
+            .bind(databases)
+            .fetch_one(admin)
+            .await?,
+    )
+}
+
+/// Resident memory of each child process of `parent`, by command name.
+fn children_rss(parent: u32) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut rss = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let path = entry?.path();
+        let Ok(status) = std::fs::read_to_string(path.join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        if field("PPid:").and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
+            continue;
+        }
+        let kib = field("VmRSS:")
+            .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+            .unwrap_or(0);
+        let name = field("Name:").unwrap_or_default();
+        *rss.entry(name).or_insert(0) += kib;
+    }
+    Ok(rss)
+}
+
+/// pgbench's single-row INSERT and SELECT by key, at the same concurrency, on the same server.
+struct Yardstick {
+    insert: Figures,
+    select: Figures,
+}
+
+const YARDSTICK_DB: &str = "carerp_bench_yardstick";
+
+impl Yardstick {
+    async fn run(
+        admin: &sqlx::PgPool,
+        admin_url: &str,
+        duration: Duration,
+    ) -> anyhow::Result<Self> {
+        let pgbench = pgbench()?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {YARDSTICK_DB} WITH (FORCE)"
+        )))
+        .execute(admin)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {YARDSTICK_DB}"
+        )))
+        .execute(admin)
+        .await?;
+        let options = PgConnectOptions::from_str(admin_url)?;
+        let db = sqlx::PgPool::connect_with(options.clone().database(YARDSTICK_DB)).await?;
+        // About the shape of a customer row: a UUID key, a name, an email, a timestamp.
+        for statement in [
+            "CREATE TABLE rows (id uuid PRIMARY KEY, name text NOT NULL, email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+            "CREATE TABLE keyed (k bigint PRIMARY KEY, id uuid NOT NULL, name text NOT NULL, email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+            "INSERT INTO keyed (k, id, name, email) SELECT g, gen_random_uuid(), 'Bench Customer ' || g, 'bench-' || g || '@example.com' FROM generate_series(1, 10000) g",
+            "ANALYZE keyed",
+        ] {
+            sqlx::query(statement).execute(&db).await?;
+        }
+        db.close().await;
+        let dir = tempfile::tempdir()?;
+        let insert = dir.path().join("insert.sql");
+        std::fs::write(
+            &insert,
+            "INSERT INTO rows (id, name, email) VALUES (gen_random_uuid(), 'Bench Customer', 'bench@example.com');\n",
+        )?;
+        let select = dir.path().join("select.sql");
+        std::fs::write(
+            &select,
+            "\\set k random(1, 10000)\nSELECT id, name, email, created_at FROM keyed WHERE k = :k;\n",
+        )?;
+        let run = |script: &Path, label: &str| {
+            run_pgbench(
+                &pgbench,
+                &options,
+                script,
+                &dir.path().join(label),
+                duration,
+            )
+        };
+        let insert = run(&insert, "insert")?;
+        let select = run(&select, "select")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {YARDSTICK_DB} WITH (FORCE)"
+        )))
+        .execute(admin)
+        .await?;
+        Ok(Self { insert, select })
+    }
+}
+
+/// pgbench on PATH, or in the PostgreSQL server's own folder (Debian's postgresql-contrib).
+fn pgbench() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("pgbench"))
+        .find(|p| p.is_file())
+    {
+        return Ok(path);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin/pgbench"))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .context("pgbench is not installed (Debian: apt-get install postgresql-contrib)")
+}
+
+/// One pgbench run with prepared statements (as sqlx prepares its own), its per-transaction
+/// log read back for exact percentiles.
+fn run_pgbench(
+    pgbench: &Path,
+    options: &PgConnectOptions,
+    script: &Path,
+    log_prefix: &Path,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    let output = Command::new(pgbench)
+        .args(["-n", "-M", "prepared", "-j", "2", "-l"])
+        .arg(format!("-c{CLIENTS}"))
+        .arg(format!("-T{}", duration.as_secs()))
+        .arg("-h")
+        .arg(options.get_host())
+        .arg("-p")
+        .arg(options.get_port().to_string())
+        .arg("-U")
+        .arg(options.get_username())
+        .arg("-f")
+        .arg(script)
+        .arg(format!("--log-prefix={}", log_prefix.display()))
+        .arg(YARDSTICK_DB)
+        .output()
+        .context("running pgbench")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed ({}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let failed = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("number of failed transactions: "))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    // Per transaction: client_id transaction_no time_us script_no epoch epoch_us.
+    let mut latencies = Vec::new();
+    let name = log_prefix
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let dir = log_prefix.parent().context("no log folder")?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{name}.")))
+        {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path)?.lines() {
+            if let Some(us) = line.split_whitespace().nth(2).and_then(|v| v.parse().ok()) {
+                latencies.push(Duration::from_micros(us));
+            }
+        }
+    }
+    Ok(Figures::from_latencies(latencies, failed, duration))
+}
+
+async fn cleanup(admin: &sqlx::PgPool, databases: &[String], tenant: &str) -> anyhow::Result<()> {
+    for name in databases {
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("DROP ROLE IF EXISTS {name}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(admin)
+                .await?;
+        }
+    }
+    let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let js = carerp_kit::messaging::connect(&nats).await?;
+    js.delete_stream(carerp_kit::envelope::stream_name(tenant))
+        .await?;
+    Ok(())
+}
