@@ -952,7 +952,6 @@ struct JobCard {
     shell: Shell,
     garage: GarageIdentity,
     id: String,
-    number: String,
     opened: String,
     status: &'static str,
     customer: String,
@@ -1042,7 +1041,6 @@ pub async fn job_card(State(web): State<Web>, caller: Caller, Path(id): Path<Str
             labor: lines.labor,
             missing: absent,
             id: order.id,
-            number: order.number,
         },
     )
 }
