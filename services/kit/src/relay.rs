@@ -2,8 +2,9 @@
 //!
 //! It wakes when this process enqueues an event ([`crate::outbox::wakes`]). The event's
 //! transaction has not committed yet then, so after a wake the relay passes at 1, 2, 4, ...
-//! up to 256 ms until a later wake restarts the count: under load that is a pass every
-//! millisecond or so, each taking every event committed meanwhile. A poll every 30 s (plus
+//! up to 4 s (some 8 s in all, so a slow commit is still seen within seconds) until a later
+//! wake restarts the count: under load that is a pass every millisecond or so, each taking
+//! every event committed meanwhile. A poll every 30 s (plus
 //! up to 5 s of jitter, so a tenant's services do not poll together and its pools can close
 //! their idle connections in between) finds what no wake announced: rows of a replica that
 //! stopped before relaying them, or of a transaction that took longer than that to commit.
@@ -38,7 +39,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(30);
 const POLL_JITTER_MS: u64 = 5_000;
 /// The first and the last pass after a wake (the delays between double).
 const SETTLE_FIRST: Duration = Duration::from_millis(1);
-pub const SETTLE_LAST: Duration = Duration::from_millis(256);
+pub const SETTLE_LAST: Duration = Duration::from_millis(4096);
 /// The backlog gauges are refreshed at most this often (they cost a query).
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
