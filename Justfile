@@ -109,5 +109,12 @@ bench-rest:
     cargo build --release --bin carerp-operator --bin carerp-customer --bin carerp-workorder --bin carerp-inventory --bin carerp-billing --bin carerp-identity --bin carerp-bff --bin bench-rest
     cargo run --release --bin bench-rest
 
-# Every benchmark: the REST mix, the saga and relay, sign-in and tokens, the operator's render.
-bench: bench-rest bench-events bench-auth bench-operator
+# The web app's pages with the demo garage: each page's p50/p99 (target p99 under 30 ms) and
+# the KiB a first and a repeat visit transfer; figures also in target/bench/bench.json.
+bench-pages:
+    cargo build --release --bin carerp-operator --bin carerp-customer --bin carerp-workorder --bin carerp-inventory --bin carerp-billing --bin carerp-identity --bin carerp-bff --bin bench-pages
+    cargo run --release --bin bench-pages
+
+# Every benchmark: the REST mix, the pages, the saga and relay, sign-in and tokens, the
+# operator's render.
+bench: bench-rest bench-pages bench-events bench-auth bench-operator

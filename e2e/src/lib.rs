@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod local;
 
 use std::collections::HashMap;
 use std::str::FromStr;

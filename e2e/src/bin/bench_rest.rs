@@ -13,21 +13,19 @@
 //! Latencies are exact percentiles of every request's time, not sampled.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::str::FromStr;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use carerp_e2e::bench;
+use carerp_e2e::local::{LocalTenant, OWNER_PASSWORD};
 use carerp_operator::crd::Service;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 
 const CLIENTS: usize = 16;
-const OWNER_PASSWORD: &str = "Vq7#mZ2!pL9x-garage";
 const DATABASE_SERVICES: [Service; 5] = [
     Service::Customer,
     Service::Workorder,
@@ -58,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     yardstick.insert.print("pgbench single-row INSERT");
     yardstick.select.print("pgbench SELECT by key");
 
-    let tenant = Tenant::start()?;
+    let tenant = LocalTenant::start("Bench Garage", &[])?;
     let databases: Vec<String> = DATABASE_SERVICES
         .iter()
         .map(|s| carerp_operator::provision::database_name(&tenant.name, *s))
@@ -280,108 +278,6 @@ where
         bail!("every request failed ({errors} errors)");
     }
     Ok((figures, ids))
-}
-
-/// A tenant run by `carerp-operator local`, from the binaries next to this one.
-struct Tenant {
-    child: Child,
-    name: String,
-    bff: String,
-    owner_email: String,
-}
-
-impl Tenant {
-    fn start() -> anyhow::Result<Self> {
-        let dir = bin_dir()?;
-        let name = format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-        let file = std::env::temp_dir().join(format!("{name}.yaml"));
-        std::fs::write(
-            &file,
-            format!(
-                "apiVersion: carerp.io/v1alpha1\nkind: CarErpTenant\nmetadata:\n  name: {name}\nspec:\n  displayName: Bench Garage\n  settings:\n    currency: EUR\n    taxRateBasisPoints: 1900\n    laborRateCents: 6000\n"
-            ),
-        )?;
-        let operator = dir.join("carerp-operator");
-        let mut child = Command::new(&operator)
-            .args(["local", "--owner-password", OWNER_PASSWORD, "-f"])
-            .arg(&file)
-            // One client address sends everything: the per-address limit would be the figure.
-            .env("BFF_RATE_LIMIT_PER_SECOND", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {} (build it first)", operator.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        // Read the table of URLs, then keep draining so the tenant never blocks on its logs.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let next = || {
-            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .context("carerp-operator local printed no bff URL and sign-in line within 120 s")
-        };
-        let mut tenant = Self {
-            child,
-            name,
-            bff: String::new(),
-            owner_email: String::new(),
-        };
-        while tenant.owner_email.is_empty() {
-            let line = next()?;
-            let columns: Vec<&str> = line.split_whitespace().collect();
-            if let ["bff", url, ..] = columns.as_slice()
-                && url.starts_with("http://")
-            {
-                tenant.bff = url.to_string();
-            } else if let Some(rest) = line.strip_prefix("sign in as ") {
-                tenant.owner_email = rest.split_whitespace().next().unwrap_or("").to_string();
-            }
-        }
-        anyhow::ensure!(!tenant.bff.is_empty(), "no bff URL in the table");
-        Ok(tenant)
-    }
-
-    /// Ctrl-C, as a developer stops it.
-    fn stop(mut self) -> anyhow::Result<()> {
-        self.interrupt()
-    }
-
-    fn interrupt(&mut self) -> anyhow::Result<()> {
-        if self.child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        let pid = i32::try_from(self.child.id())?;
-        // SAFETY: sending a signal to our own child has no memory-safety preconditions.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.child.kill()?;
-        bail!("carerp-operator local did not stop within 30 s of Ctrl-C")
-    }
-}
-
-/// A failed run still stops the tenant it started.
-impl Drop for Tenant {
-    fn drop(&mut self) {
-        let _ = self.interrupt();
-    }
-}
-
-fn bin_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    Ok(exe
-        .parent()
-        .context("no folder of the binary")?
-        .to_path_buf())
 }
 
 /// What an idle tenant holds: connections to its databases and the memory of its processes.
