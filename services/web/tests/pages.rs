@@ -1445,3 +1445,130 @@ async fn a_signed_out_session_hears_nothing_more(pool: PgPool) {
     assert_eq!(next_change(&mut stream, &mut seen).await, None, "{seen}");
     garage.stop().await;
 }
+
+/// The first `href="<prefix><uuid>"` of `html`.
+fn first_link(html: &str, prefix: &str) -> String {
+    let needle = format!("href=\"{prefix}");
+    html.match_indices(&needle)
+        .find_map(|(at, _)| {
+            let start = at + needle.len();
+            let id = html.get(start..start + 36)?;
+            uuid::Uuid::parse_str(id)
+                .ok()
+                .map(|_| format!("{prefix}{id}"))
+        })
+        .unwrap_or_else(|| panic!("no link to {prefix}<id>: {html}"))
+}
+
+/// Every page with the service `stopped`: each answers, in the layout, and those that need it
+/// say what is missing (or, the service's own pages, that it does not answer).
+async fn every_page_renders_with_stopped(stopped: &str, pool: PgPool) {
+    {
+        let mut garage = Garage::with_pages(pool).await;
+        garage.part("PAD-01", 5, 1).await;
+        let order = invoice(&garage).await;
+        assert!(order["id"].is_string(), "{order}");
+        let owner = garage.owner_browser().await;
+        let mut pages: Vec<String> = [
+            "/",
+            "/customers",
+            "/customers/new",
+            "/work-orders",
+            "/parts",
+            "/parts/new",
+            "/invoices",
+            "/people",
+            "/audit",
+            "/password",
+        ]
+        .map(String::from)
+        .to_vec();
+        let customer = first_link(&owner.get("/customers").await.html, "/customers/");
+        let vehicle = first_link(&owner.get(&customer).await.html, "/vehicles/");
+        let work_order = first_link(&owner.get("/work-orders").await.html, "/work-orders/");
+        let part = first_link(&owner.get("/parts").await.html, "/parts/");
+        let invoice = first_link(&owner.get("/invoices").await.html, "/invoices/");
+        pages.extend([
+            format!("{customer}/edit"),
+            format!("{work_order}/print"),
+            format!("{part}/edit"),
+            format!("{invoice}/print"),
+            customer,
+            vehicle,
+            work_order,
+            part,
+            invoice,
+        ]);
+
+        match stopped {
+            "customer" => garage.customer.take(),
+            "workorder" => garage.workorder.take(),
+            "inventory" => garage.inventory.take(),
+            _ => garage.billing.take(),
+        }
+        .unwrap()
+        .stop()
+        .await
+        .unwrap();
+        let says_missing = match stopped {
+            "customer" => "Customers are unavailable",
+            "workorder" => "Work orders are unavailable",
+            "inventory" => "Parts and stock are unavailable",
+            _ => "Invoices are unavailable",
+        };
+        let mut missing_shown = 0;
+        for path in &pages {
+            let page = owner.get(path).await;
+            match page.status {
+                StatusCode::OK => {}
+                // The page is the stopped service's own: it says which is missing, and
+                // offers a reload and the way back to Today.
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    for expected in ["does not answer", says_missing, "href=\"/\""] {
+                        assert!(
+                            page.html.contains(expected),
+                            "{stopped} stopped, {path} lacks {expected:?}: {}",
+                            page.html
+                        );
+                    }
+                }
+                other => panic!("{stopped} stopped, {path} answered {other}: {}", page.html),
+            }
+            assert!(
+                page.status != StatusCode::OK
+                    || page.html.contains("aria-label=\"Main\"")
+                    || path.ends_with("/print"),
+                "{stopped} stopped, {path} lost its navigation: {}",
+                page.html
+            );
+            if page.html.contains(says_missing) || page.status == StatusCode::SERVICE_UNAVAILABLE {
+                missing_shown += 1;
+            }
+        }
+        assert!(
+            missing_shown > 0,
+            "{stopped} stopped: no page said what is missing"
+        );
+        garage.stop().await;
+    }
+}
+
+#[sqlx::test]
+async fn every_page_renders_with_the_customer_service_stopped(pool: PgPool) {
+    every_page_renders_with_stopped("customer", pool).await;
+}
+
+#[sqlx::test]
+async fn every_page_renders_with_the_work_order_service_stopped(pool: PgPool) {
+    every_page_renders_with_stopped("workorder", pool).await;
+}
+
+#[sqlx::test]
+async fn every_page_renders_with_the_inventory_service_stopped(pool: PgPool) {
+    every_page_renders_with_stopped("inventory", pool).await;
+}
+
+#[sqlx::test]
+async fn every_page_renders_with_the_billing_service_stopped(pool: PgPool) {
+    every_page_renders_with_stopped("billing", pool).await;
+}
