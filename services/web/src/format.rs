@@ -76,6 +76,24 @@ pub fn integer(t: &Messages, n: i64) -> String {
     format!("{sign}{}", group(n.unsigned_abs(), t.group_separator))
 }
 
+/// Labour time in hours, as an invoice counts it: 45 minutes is `0.75 h`, 120 is `2 h`.
+pub fn hours(t: &Messages, minutes: i32) -> String {
+    let hundredths = (i64::from(minutes) * 100 + 30) / 60;
+    let (whole, fraction) = (hundredths / 100, hundredths % 100);
+    let number = if fraction == 0 {
+        integer(t, whole)
+    } else {
+        let digits = format!("{fraction:02}");
+        format!(
+            "{}{}{}",
+            integer(t, whole),
+            t.decimal_separator,
+            digits.trim_end_matches('0')
+        )
+    };
+    format!("{number} {}", t.hours_unit)
+}
+
 /// An amount typed into a form (`120.5`, `1,200.50` with the catalogue's separators) in minor
 /// units of `currency`; `None` when it is not an amount with at most the currency's digits.
 pub fn parse_amount(t: &Messages, input: &str, currency: &str) -> Option<i64> {
@@ -148,6 +166,16 @@ pub fn date(t: &Messages, iso: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labour_minutes_read_as_hours() {
+        let t = &crate::messages::EN;
+        assert_eq!(hours(t, 45), "0.75 h");
+        assert_eq!(hours(t, 120), "2 h");
+        assert_eq!(hours(t, 90), "1.5 h");
+        assert_eq!(hours(t, 20), "0.33 h");
+        assert_eq!(hours(t, 6000), "100 h");
+    }
     use crate::messages::EN;
 
     #[test]

@@ -11,6 +11,8 @@ pub struct Messages {
     pub skip_to_content: &'static str,
     // formats
     pub decimal_separator: char,
+    /// After a number of hours: `2 h`.
+    pub hours_unit: &'static str,
     pub group_separator: char,
     /// strftime, for jiff.
     pub date_format: &'static str,
@@ -294,6 +296,7 @@ pub static EN: Messages = Messages {
     app_name: "Car ERP",
     skip_to_content: "Skip to content",
     decimal_separator: '.',
+    hours_unit: "h",
     group_separator: ',',
     date_format: "%d %b %Y",
     date_time_format: "%d %b %Y, %H:%M",

@@ -175,6 +175,8 @@ async fn the_owner_records_a_partial_payment_and_a_bad_amount_is_shown_at_its_fi
     assert_eq!(print.status, StatusCode::OK);
     assert!(print.html.contains("€216.00"), "{}", print.html);
     for printed in [
+        // The labour line: 120 minutes at 90.00 an hour.
+        "<td class=\"num\">2 h</td>",
         "Hopper &#38; Sons Motors",
         "<br>12 Harbour Road<br>Portsmouth PO1 3AB",
         "Tax number: GB 123 4567 89",

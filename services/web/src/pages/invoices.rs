@@ -254,7 +254,12 @@ async fn view(
             .iter()
             .map(|l| Line {
                 description: l.description.clone(),
-                quantity: l.quantity.to_string(),
+                // Labour is counted in minutes and priced by the hour.
+                quantity: if l.kind == pb::LineKind::Labor as i32 {
+                    format::hours(t, l.quantity)
+                } else {
+                    format::integer(t, i64::from(l.quantity))
+                },
                 unit_price: format::money_of(t, l.unit_price.as_ref()),
                 total: format::money_of(t, l.line_total.as_ref()),
             })
