@@ -362,6 +362,27 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     wait_for_text(&client, "main", "Payment recorded.").await;
     wait_for_text(&client, "#invoice-status", "Partially paid").await;
     photograph(&client, "invoice-paid").await;
+    let invoice_url = client.current_url().await.unwrap();
+    // The final payment: the balance, as the page shows it.
+    let balance = client
+        .find(Locator::Css("#invoice-balance"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let balance: String = balance
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    fill(&client, "amount", &balance).await;
+    click(&client, "#payment-form button").await;
+    wait_for_text(&client, "main", "Payment recorded.").await;
+    wait_for_text(&client, "#invoice-status", "Paid").await;
+    assert!(
+        client.find(Locator::Css("#payment-form")).await.is_err(),
+        "a paid invoice offers no payment form"
+    );
     click(&client, "a.button.secondary").await;
     wait_for_text(&client, "h1", "Invoice").await;
     photograph(&client, "invoice-print").await;
@@ -398,10 +419,51 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     photograph(&client, "audit").await;
 
     let invoices = garage.get("/api/invoices").await.expect(StatusCode::OK);
-    assert_eq!(
-        invoices["items"][0]["status"], "PARTIALLY_PAID",
-        "{invoices}"
+    assert_eq!(invoices["items"][0]["status"], "PAID", "{invoices}");
+
+    // Signing out ends access: the app is behind sign-in again.
+    client.goto(&garage.url("/")).await.unwrap();
+    click(&client, "form.sign-out button").await;
+    wait_for_text(&client, "h1", "Sign in").await;
+    client.goto(invoice_url.as_str()).await.unwrap();
+    wait_for_text(&client, "h1", "Sign in").await;
+
+    // A technician, at first sign-in, must choose a password; invoices are not theirs (no
+    // payment form, no invoice), and a payment forged from their browser is refused.
+    let created = garage
+        .post(
+            "/api/users",
+            json!({"email": "tom@example.com", "displayName": "Tom Tech", "role": "TECHNICIAN"}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let one_time = created["oneTimePassword"].as_str().unwrap();
+    fill(&client, "email", "tom@example.com").await;
+    fill(&client, "password", one_time).await;
+    click(&client, "form button[type=submit]").await;
+    wait_for_text(&client, "main", "password").await;
+    fill(&client, "current_password", one_time).await;
+    fill(&client, "new_password", "Tom's own 2026 password").await;
+    click(&client, "main form button[type=submit]").await;
+    wait_for_text(&client, "h1", "Today").await;
+    client.goto(invoice_url.as_str()).await.unwrap();
+    wait_for_text(&client, "main", "Your role may not do this.").await;
+    assert!(
+        client.find(Locator::Css("#payment-form")).await.is_err(),
+        "technicians record no payments"
     );
+    let forged = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(location.pathname + '/payments', {method: 'POST',
+                 headers: {'content-type': 'application/x-www-form-urlencoded'},
+                 body: 'amount=1.00&method=CASH&idempotency_key=forged-1'})
+               .then(r => done(r.status), e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forged, json!(403), "the server refuses the forged payment");
     client.close().await.unwrap();
     garage.stop().await;
 }
