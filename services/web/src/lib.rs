@@ -88,6 +88,10 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             post(pages::customers::add_vehicle),
         )
         .route("/vehicles/{id}", get(pages::customers::vehicle))
+        .route(
+            "/vehicles/{id}/work-orders",
+            post(pages::customers::open_work_order),
+        )
         .route("/work-orders", get(pages::workorders::list))
         .route("/work-orders/{id}", get(pages::workorders::detail))
         .route("/work-orders/{id}/lines", get(pages::workorders::lines))

@@ -37,7 +37,9 @@ pub mod method {
     pub const RESET_PASSWORD: &str = "/carerp.identity.v1.IdentityService/ResetPassword";
     pub const LIST_AUDIT: &str = "/carerp.identity.v1.IdentityService/ListAudit";
     pub const GET_WORK_ORDER: &str = "/carerp.workorder.v1.WorkOrderService/GetWorkOrder";
+    pub const CREATE_WORK_ORDER: &str = "/carerp.workorder.v1.WorkOrderService/CreateWorkOrder";
     pub const ALL: &[&str] = &[
+        CREATE_WORK_ORDER,
         GET_WORK_ORDER,
         LIST_USERS,
         CREATE_USER,

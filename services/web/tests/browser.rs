@@ -205,8 +205,6 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     let garage = Garage::with_pages(pool).await;
     garage.part("OIL-5W30", 20, 2).await;
     let filter = garage.part("FLT-LOW", 1, 5).await;
-    let order = garage.work_order().await;
-    let order_id = order["id"].as_str().unwrap();
 
     client.goto(&garage.url("/")).await.unwrap();
     wait_for_text(&client, "h1", "Sign in").await;
@@ -258,10 +256,28 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     wait_for_text(&client, "h1", "M-GH 42").await;
     photograph(&client, "vehicle").await;
 
-    client
-        .goto(&garage.url(&format!("/work-orders/{order_id}")))
+    // The advisor opens a work order for the car from its page.
+    fill(
+        &client,
+        "complaint",
+        "Oil service due; squeak from the front left",
+    )
+    .await;
+    fill(&client, "odometer_km", "1520").await;
+    click(&client, "#open-work-order button").await;
+    wait_for_text(&client, "h1", "Work order").await;
+    let url = client.current_url().await.unwrap();
+    let order_id = url.path().trim_start_matches("/work-orders/").to_string();
+    let order_id = order_id.as_str();
+    let order = garage
+        .get(&format!("/api/work-orders/{order_id}"))
         .await
-        .unwrap();
+        .expect(StatusCode::OK);
+    assert_eq!(
+        order["complaint"],
+        "Oil service due; squeak from the front left"
+    );
+    assert_eq!(order["odometerKm"], 1520);
     wait_for_text(&client, "h1", order["number"].as_str().unwrap()).await;
     client
         .find(Locator::XPath(

@@ -1574,3 +1574,106 @@ async fn every_page_renders_with_the_inventory_service_stopped(pool: PgPool) {
 async fn every_page_renders_with_the_billing_service_stopped(pool: PgPool) {
     every_page_renders_with_stopped("billing", pool).await;
 }
+
+#[sqlx::test]
+async fn a_work_order_is_opened_from_its_vehicle_with_errors_beside_their_fields(pool: PgPool) {
+    let garage = Garage::with_pages(pool).await;
+    let (_, vehicle) = garage
+        .customer_with_vehicle("Olga Open", "WVWZZZ1JZ3W000777")
+        .await;
+    let path = format!("/vehicles/{vehicle}");
+    let owner = garage.owner_browser().await;
+    let page = owner.get(&path).await;
+    assert!(
+        page.html.contains("id=\"open-work-order\""),
+        "{}",
+        page.html
+    );
+    let key = "open-1";
+
+    let refused = owner
+        .post(
+            &format!("{path}/work-orders"),
+            &[
+                ("complaint", "Rattle"),
+                ("odometer_km", "lots"),
+                ("idempotency_key", key),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.html.contains("id=\"odometer_km-error\""),
+        "{}",
+        refused.html
+    );
+    assert!(
+        refused.html.contains(">Rattle</textarea>"),
+        "what was typed stays"
+    );
+    let refused = owner
+        .post(
+            &format!("{path}/work-orders"),
+            &[
+                ("complaint", " "),
+                ("odometer_km", "1200"),
+                ("idempotency_key", key),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.html.contains("id=\"complaint-error\""),
+        "{}",
+        refused.html
+    );
+
+    let opened = owner
+        .post(
+            &format!("{path}/work-orders"),
+            &[
+                ("complaint", "Rattle at 50 km/h"),
+                ("odometer_km", "1200"),
+                ("idempotency_key", key),
+            ],
+        )
+        .await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER, "{}", opened.html);
+    let order_path = opened.location().unwrap().to_string();
+    assert!(order_path.starts_with("/work-orders/"), "{order_path}");
+    // A second submission of the same form (a double click) opens nothing more.
+    let again = owner
+        .post(
+            &format!("{path}/work-orders"),
+            &[
+                ("complaint", "Rattle at 50 km/h"),
+                ("odometer_km", "1200"),
+                ("idempotency_key", key),
+            ],
+        )
+        .await;
+    assert_eq!(again.location(), Some(order_path.as_str()));
+    let order = owner.get(&order_path).await;
+    assert!(order.html.contains("Rattle at 50 km/h"));
+    assert!(order.html.contains("Olga Open"));
+
+    let technician = garage.browser_as("TECHNICIAN").await;
+    let theirs = technician.get(&path).await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert!(
+        !theirs.html.contains("open-work-order"),
+        "technicians open none"
+    );
+    let forged = technician
+        .post(
+            &format!("{path}/work-orders"),
+            &[
+                ("complaint", "Forged"),
+                ("odometer_km", "1"),
+                ("idempotency_key", "f"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    garage.stop().await;
+}

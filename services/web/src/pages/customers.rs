@@ -632,11 +632,124 @@ struct VehiclePage {
     history: Vec<HistoryRow>,
     reads_money: bool,
     missing: Vec<&'static str>,
+    /// The form that opens a work order for the vehicle, when the role may.
+    can_open: bool,
+    form: NewWorkOrder,
+    errors: FieldErrors,
+}
+
+/// A work order as typed into the vehicle page's form.
+#[derive(Default, Deserialize)]
+pub struct NewWorkOrder {
+    #[serde(default)]
+    complaint: String,
+    #[serde(default)]
+    odometer_km: String,
+    #[serde(default)]
+    idempotency_key: String,
 }
 
 /// A vehicle and its whole service history: every work order (newest first, as the service
 /// lists them) with the odometer at intake, and the invoice each one led to.
 pub async fn vehicle(State(web): State<Web>, caller: Caller, Path(id): Path<String>) -> Response {
+    let form = NewWorkOrder {
+        idempotency_key: uuid::Uuid::now_v7().to_string(),
+        ..NewWorkOrder::default()
+    };
+    vehicle_page(
+        &web,
+        &caller,
+        id,
+        form,
+        FieldErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Opens a work order for the vehicle (and its owner) and goes to it; refused fields are
+/// shown beside them on the vehicle page, with what was typed.
+pub async fn open_work_order(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<NewWorkOrder>,
+) -> Response {
+    use carerp_proto::workorder::v1 as workorder;
+    let t = &EN;
+    if let Err(refused) = caller.require(method::CREATE_WORK_ORDER) {
+        return refused.into_response();
+    }
+    let odometer_km = match form.odometer_km.trim() {
+        "" => Ok(0),
+        typed => typed.parse::<i64>(),
+    };
+    let Ok(odometer_km) = odometer_km else {
+        let mut errors = FieldErrors::default();
+        errors.add("odometer_km", t.number_invalid);
+        return vehicle_page(
+            &web,
+            &caller,
+            id,
+            form,
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let clients = &web.clients;
+    let vehicle = match clients
+        .customer
+        .clone()
+        .get_vehicle(clients.request(&caller.ctx, pb::GetVehicleRequest { id: id.clone() }))
+        .await
+    {
+        Ok(vehicle) => vehicle.into_inner(),
+        Err(status) => return PageError::from_status(SERVICE, &status).into_response(),
+    };
+    let answer = clients
+        .workorder
+        .clone()
+        .create_work_order(clients.request(
+            &caller.ctx,
+            workorder::CreateWorkOrderRequest {
+                customer_id: vehicle.customer_id,
+                vehicle_id: id.clone(),
+                complaint: form.complaint.trim().to_string(),
+                odometer_km,
+                notes: String::new(),
+                idempotency_key: form.idempotency_key.clone(),
+            },
+        ))
+        .await;
+    match answer {
+        Ok(order) => {
+            Redirect::to(&format!("/work-orders/{}", order.into_inner().id)).into_response()
+        }
+        Err(status) if is_refusal(&status) => {
+            let errors = refusal_errors(&status, "complaint");
+            vehicle_page(
+                &web,
+                &caller,
+                id,
+                form,
+                errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(status) => PageError::from_status("workorder", &status).into_response(),
+    }
+}
+
+async fn vehicle_page(
+    web: &Web,
+    caller: &Caller,
+    id: String,
+    form: NewWorkOrder,
+    errors: FieldErrors,
+    code: StatusCode,
+) -> Response {
     use carerp_proto::billing::v1 as billing;
     use carerp_proto::workorder::v1 as workorder;
     let t = &EN;
@@ -660,7 +773,7 @@ pub async fn vehicle(State(web): State<Web>, caller: Caller, Path(id): Path<Stri
     let (mut orders_client, mut billing_client) =
         (clients.workorder.clone(), clients.billing.clone());
     let (owner, orders, invoices) = tokio::join!(
-        fetch(&web, &caller, &vehicle.customer_id),
+        fetch(web, caller, &vehicle.customer_id),
         orders_client.list_work_orders(clients.request(
             &caller.ctx,
             workorder::ListWorkOrdersRequest {
@@ -724,10 +837,10 @@ pub async fn vehicle(State(web): State<Web>, caller: Caller, Path(id): Path<Stri
         })
         .collect();
     render(
-        StatusCode::OK,
+        code,
         &VehiclePage {
             shell: Shell::new(
-                Some(&caller),
+                Some(caller),
                 format!(
                     "{} {} {}",
                     vehicle.license_plate, vehicle.make, vehicle.model
@@ -740,6 +853,9 @@ pub async fn vehicle(State(web): State<Web>, caller: Caller, Path(id): Path<Stri
             reads_money,
             missing: absent,
             vehicle,
+            can_open: caller.can(method::CREATE_WORK_ORDER),
+            form,
+            errors,
         },
     )
 }
