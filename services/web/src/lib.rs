@@ -114,6 +114,10 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             post(pages::workorders::remove_labor),
         )
         .route(
+            "/work-orders/{id}/notes",
+            post(pages::workorders::update_notes),
+        )
+        .route(
             "/work-orders/{id}/retry",
             post(pages::workorders::retry_reservation),
         )

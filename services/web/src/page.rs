@@ -38,7 +38,9 @@ pub mod method {
     pub const LIST_AUDIT: &str = "/carerp.identity.v1.IdentityService/ListAudit";
     pub const GET_WORK_ORDER: &str = "/carerp.workorder.v1.WorkOrderService/GetWorkOrder";
     pub const CREATE_WORK_ORDER: &str = "/carerp.workorder.v1.WorkOrderService/CreateWorkOrder";
+    pub const UPDATE_NOTES: &str = "/carerp.workorder.v1.WorkOrderService/UpdateNotes";
     pub const ALL: &[&str] = &[
+        UPDATE_NOTES,
         CREATE_WORK_ORDER,
         GET_WORK_ORDER,
         LIST_USERS,
@@ -255,6 +257,18 @@ impl IntoResponse for PageError {
             },
         )
     }
+}
+
+/// The service refused a write for a reason the page shows beside its form: a field, a
+/// rule, a duplicate, or a stale version.
+pub fn is_refusal(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::AlreadyExists
+            | tonic::Code::Aborted
+    )
 }
 
 /// A form's field errors, by the field names the services report (their proto names).

@@ -1677,3 +1677,70 @@ async fn a_work_order_is_opened_from_its_vehicle_with_errors_beside_their_fields
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     garage.stop().await;
 }
+
+#[sqlx::test]
+async fn notes_are_edited_a_stale_edit_keeps_the_text_and_offers_a_reload(pool: PgPool) {
+    let garage = Garage::with_pages(pool).await;
+    let order = garage.work_order().await;
+    let id = order["id"].as_str().unwrap();
+    let version = order["audit"]["version"].to_string();
+    let technician = garage.browser_as("TECHNICIAN").await;
+    let page = technician.get(&format!("/work-orders/{id}")).await;
+    assert!(page.html.contains("id=\"notes-form\""), "{}", page.html);
+    let saved = technician
+        .post(
+            &format!("/work-orders/{id}/notes"),
+            &[
+                ("notes", "Pads at 2 mm <front>"),
+                ("expected_version", &version),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let page = technician.get(&format!("/work-orders/{id}")).await;
+    assert!(
+        page.html
+            .contains(">Pads at 2 mm &#60;front&#62;</textarea>"),
+        "{}",
+        page.html
+    );
+
+    // Someone saved first: the old version is refused, the text typed is kept.
+    let stale = technician
+        .post(
+            &format!("/work-orders/{id}/notes"),
+            &[
+                ("notes", "Discs scored too"),
+                ("expected_version", &version),
+            ],
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        stale.html
+    );
+    assert!(stale.html.contains("id=\"stale\""), "{}", stale.html);
+    assert!(
+        stale.html.contains(">Discs scored too</textarea>"),
+        "{}",
+        stale.html
+    );
+
+    let parts_manager = garage.browser_as("PARTS_MANAGER").await;
+    let theirs = parts_manager.get(&format!("/work-orders/{id}")).await;
+    assert!(!theirs.html.contains("notes-form"));
+    assert!(
+        theirs.html.contains("Pads at 2 mm"),
+        "notes are read by all"
+    );
+    let forged = parts_manager
+        .post(
+            &format!("/work-orders/{id}/notes"),
+            &[("notes", "forged"), ("expected_version", "99")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    garage.stop().await;
+}

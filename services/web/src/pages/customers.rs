@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::Web;
 use crate::messages::EN;
-use crate::page::{FieldErrors, PageError, Shell, method, missing, render};
+use crate::page::{FieldErrors, PageError, Shell, is_refusal, method, missing, render};
 use crate::session::Caller;
 
 const SERVICE: &str = "customer";
@@ -239,16 +239,6 @@ async fn fetch(web: &Web, caller: &Caller, id: &str) -> Result<pb::Customer, Pag
         .await
         .map_err(PageError::grpc(SERVICE))?
         .into_inner())
-}
-
-fn is_refusal(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::InvalidArgument
-            | tonic::Code::FailedPrecondition
-            | tonic::Code::AlreadyExists
-            | tonic::Code::Aborted
-    )
 }
 
 /// The service's field errors; its message under `field` when it named none, and a stale

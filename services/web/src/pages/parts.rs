@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::Web;
 use crate::format;
 use crate::messages::{EN, Messages};
-use crate::page::{FieldErrors, PageError, Shell, method, missing, render};
+use crate::page::{FieldErrors, PageError, Shell, is_refusal, method, missing, render};
 use crate::session::Caller;
 
 const SERVICE: &str = "inventory";
@@ -332,16 +332,6 @@ pub async fn create(
         ),
         Err(status) => PageError::from_status(SERVICE, &status).into_response(),
     }
-}
-
-fn is_refusal(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::InvalidArgument
-            | tonic::Code::FailedPrecondition
-            | tonic::Code::AlreadyExists
-            | tonic::Code::Aborted
-    )
 }
 
 /// The service's field errors; its message under `field` when it named none (a SKU taken,

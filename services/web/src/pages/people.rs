@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::Web;
 use crate::format;
 use crate::messages::{EN, Messages};
-use crate::page::{FieldErrors, PageError, Shell, method, missing, render};
+use crate::page::{FieldErrors, PageError, Shell, is_refusal, method, missing, render};
 use crate::session::Caller;
 
 const SERVICE: &str = "identity";
@@ -231,16 +231,6 @@ pub async fn create(
         }
         Err(status) => PageError::from_status(SERVICE, &status).into_response(),
     }
-}
-
-fn is_refusal(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::InvalidArgument
-            | tonic::Code::FailedPrecondition
-            | tonic::Code::AlreadyExists
-            | tonic::Code::Aborted
-    )
 }
 
 fn refusal_errors(status: &tonic::Status, field: &str) -> FieldErrors {

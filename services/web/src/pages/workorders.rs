@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::Web;
 use crate::format;
 use crate::messages::{EN, Messages};
-use crate::page::{FieldErrors, PageError, Shell, method, missing, render};
+use crate::page::{FieldErrors, PageError, Shell, is_refusal, method, missing, render};
 use crate::session::Caller;
 
 const SERVICE: &str = "workorder";
@@ -368,6 +368,8 @@ struct DetailPage {
     number: String,
     version: i64,
     complaint: String,
+    notes: String,
+    can_edit_notes: bool,
     customer: Option<String>,
     vehicle: Option<String>,
     lines: String,
@@ -507,6 +509,19 @@ async fn detail_page(
     errors: FieldErrors,
     code: StatusCode,
 ) -> Response {
+    detail_page_with_notes(web, caller, id, errors, code, None).await
+}
+
+/// [`detail_page`], its notes field holding `typed_notes` (a refused edit keeps what was
+/// typed) instead of the order's.
+async fn detail_page_with_notes(
+    web: &Web,
+    caller: &Caller,
+    id: &str,
+    errors: FieldErrors,
+    code: StatusCode,
+    typed_notes: Option<String>,
+) -> Response {
     let t = &EN;
     // Before the order is read: a change after it reaches the page.
     let live = super::live::connect_url(web, Some(id));
@@ -608,6 +623,9 @@ async fn detail_page(
             number: order.number.clone(),
             version: order.audit.as_ref().map(|a| a.version).unwrap_or_default(),
             complaint: order.complaint.clone(),
+            notes: typed_notes.unwrap_or_else(|| order.notes.clone()),
+            can_edit_notes: caller.can(method::UPDATE_NOTES)
+                && !matches!(status, S::Invoiced | S::Cancelled),
             customer,
             vehicle,
             lines,
@@ -633,14 +651,7 @@ async fn after_write(
 ) -> Response {
     match answer {
         Ok(_) => Redirect::to(&format!("/work-orders/{id}")).into_response(),
-        Err(status)
-            if matches!(
-                status.code(),
-                tonic::Code::InvalidArgument
-                    | tonic::Code::FailedPrecondition
-                    | tonic::Code::Aborted
-            ) =>
-        {
+        Err(status) if is_refusal(&status) => {
             let mut errors = FieldErrors::from_status(&status);
             if status.code() == tonic::Code::Aborted {
                 errors.add(STALE, status.message());
@@ -866,6 +877,53 @@ pub async fn remove_labor(
 }
 
 /// Asks inventory again for the lines whose reservation failed (once stock has arrived).
+#[derive(Deserialize)]
+pub struct NotesForm {
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    expected_version: i64,
+}
+
+/// The order's notes (what the technician found, what the customer said on the phone).
+pub async fn update_notes(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<NotesForm>,
+) -> Response {
+    if let Err(refused) = caller.require(method::UPDATE_NOTES) {
+        return refused.into_response();
+    }
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .update_notes(clients.request(
+            &caller.ctx,
+            pb::UpdateNotesRequest {
+                id: id.clone(),
+                notes: form.notes.clone(),
+                expected_version: form.expected_version,
+            },
+        ))
+        .await;
+    match answer {
+        Ok(_) => Redirect::to(&format!("/work-orders/{id}")).into_response(),
+        Err(status) if is_refusal(&status) => {
+            let mut errors = FieldErrors::from_status(&status);
+            if status.code() == tonic::Code::Aborted {
+                errors.add(STALE, status.message());
+            } else if errors.is_empty() {
+                errors.add("notes", status.message());
+            }
+            let code = StatusCode::UNPROCESSABLE_ENTITY;
+            detail_page_with_notes(&web, &caller, &id, errors, code, Some(form.notes)).await
+        }
+        Err(status) => PageError::from_status(SERVICE, &status).into_response(),
+    }
+}
+
 pub async fn retry_reservation(
     State(web): State<Web>,
     caller: Caller,
