@@ -140,6 +140,11 @@ pub fn router(bff: PagesContext<'_>) -> Router {
         )
         .route("/people/{id}/password", post(pages::people::reset_password))
         .route("/audit", get(pages::people::audit))
+        .route(
+            "/api-tokens",
+            get(pages::api_tokens::list).post(pages::api_tokens::create),
+        )
+        .route("/api-tokens/{id}/revoke", post(pages::api_tokens::revoke))
         .route("/invoices", get(pages::invoices::list))
         .route("/invoices/{id}", get(pages::invoices::detail))
         .route("/invoices/{id}/print", get(pages::invoices::print))

@@ -39,7 +39,13 @@ pub mod method {
     pub const GET_WORK_ORDER: &str = "/carerp.workorder.v1.WorkOrderService/GetWorkOrder";
     pub const CREATE_WORK_ORDER: &str = "/carerp.workorder.v1.WorkOrderService/CreateWorkOrder";
     pub const UPDATE_NOTES: &str = "/carerp.workorder.v1.WorkOrderService/UpdateNotes";
+    pub const LIST_API_TOKENS: &str = "/carerp.identity.v1.IdentityService/ListApiTokens";
+    pub const CREATE_API_TOKEN: &str = "/carerp.identity.v1.IdentityService/CreateApiToken";
+    pub const REVOKE_API_TOKEN: &str = "/carerp.identity.v1.IdentityService/RevokeApiToken";
     pub const ALL: &[&str] = &[
+        LIST_API_TOKENS,
+        CREATE_API_TOKEN,
+        REVOKE_API_TOKEN,
         UPDATE_NOTES,
         CREATE_WORK_ORDER,
         GET_WORK_ORDER,
@@ -86,6 +92,7 @@ pub struct NavUser {
     pub invoices: bool,
     pub people: bool,
     pub audit: bool,
+    pub api_tokens: bool,
 }
 
 impl Shell {
@@ -101,6 +108,7 @@ impl Shell {
                 invoices: caller.can(method::LIST_INVOICES),
                 people: caller.can(method::LIST_USERS),
                 audit: caller.can(method::LIST_AUDIT),
+                api_tokens: caller.can(method::LIST_API_TOKENS),
             }),
             current,
         }

@@ -433,6 +433,9 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     client.goto(&garage.url("/audit")).await.unwrap();
     wait_for_text(&client, "#audit", "user.created").await;
     photograph(&client, "audit").await;
+    client.goto(&garage.url("/api-tokens")).await.unwrap();
+    wait_for_text(&client, "h1", "API tokens").await;
+    photograph(&client, "api-tokens").await;
 
     let invoices = garage.get("/api/invoices").await.expect(StatusCode::OK);
     assert_eq!(invoices["items"][0]["status"], "PAID", "{invoices}");

@@ -1744,3 +1744,99 @@ async fn notes_are_edited_a_stale_edit_keeps_the_text_and_offers_a_reload(pool: 
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     garage.stop().await;
 }
+
+#[sqlx::test]
+async fn an_owner_creates_an_api_token_shown_once_and_revokes_it(pool: PgPool) {
+    let garage = Garage::with_pages(pool).await;
+    let owner = garage.owner_browser().await;
+    let page = owner.get("/api-tokens").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(
+        page.html.contains("href=\"/api-tokens\""),
+        "in the owner's menu"
+    );
+
+    let refused = owner
+        .post(
+            "/api-tokens",
+            &[
+                ("name", "Parts supplier"),
+                ("role", "PARTS_MANAGER"),
+                ("days", "9999"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.html.contains("id=\"days-error\""),
+        "{}",
+        refused.html
+    );
+    assert!(
+        refused.html.contains("value=\"Parts supplier\""),
+        "what was typed stays"
+    );
+
+    let created = owner
+        .post(
+            "/api-tokens",
+            &[
+                ("name", "Parts supplier"),
+                ("role", "PARTS_MANAGER"),
+                ("days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.html);
+    let at = created
+        .html
+        .find("<code>cet_")
+        .expect("the token, shown once")
+        + "<code>".len();
+    let token = &created.html[at..at + created.html[at..].find('<').unwrap()];
+    let with_token = |token: &str| {
+        garage
+            .http
+            .get(garage.url("/api/parts"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(with_token(token).await.unwrap().status(), StatusCode::OK);
+    let listed = owner.get("/api-tokens").await;
+    assert!(!listed.html.contains(token), "never shown again");
+    let id = listed
+        .html
+        .split("action=\"/api-tokens/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    let revoked = owner.post(&format!("/api-tokens/{id}/revoke"), &[]).await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.html);
+    assert!(owner.get("/api-tokens").await.html.contains("Revoked"));
+    let mut refused_after = false;
+    for _ in 0..50 {
+        if with_token(token).await.unwrap().status() == StatusCode::UNAUTHORIZED {
+            refused_after = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused_after, "a revoked token still opens the API");
+
+    let advisor = garage.browser_as("SERVICE_ADVISOR").await;
+    let theirs = advisor.get("/").await;
+    assert!(!theirs.html.contains("href=\"/api-tokens\""));
+    assert_eq!(
+        advisor.get("/api-tokens").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let forged = advisor
+        .post(
+            "/api-tokens",
+            &[("name", "Mine"), ("role", "OWNER"), ("days", "30")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    garage.stop().await;
+}

@@ -1,5 +1,6 @@
 //! The pages, one module per area.
 
+pub mod api_tokens;
 pub mod auth;
 pub mod customers;
 pub mod invoices;

@@ -40,12 +40,12 @@ pub fn role_label(t: &'static Messages, role: i32) -> &'static str {
     }
 }
 
-fn parse_role(name: &str) -> Option<pb::Role> {
+pub fn parse_role(name: &str) -> Option<pb::Role> {
     ROLES.iter().copied().find(|r| r.as_str_name() == name)
 }
 
 /// The role choices of a form: (value, label, selected).
-fn role_choices(selected: i32) -> Vec<(&'static str, &'static str, bool)> {
+pub fn role_choices(selected: i32) -> Vec<(&'static str, &'static str, bool)> {
     ROLES
         .iter()
         .map(|r| {
