@@ -14,6 +14,10 @@ use crate::controller::Provisioner;
 use crate::crd::{MessagingSpec, Service};
 use crate::provision::{self, ProvisionError};
 
+/// How often deleting a tenant's stream looks again that none came back, and how long apart.
+const STREAM_DELETE_ATTEMPTS: usize = 10;
+const STREAM_DELETE_RECHECK: Duration = Duration::from_millis(300);
+
 /// Where the PostgreSQL admin URL comes from.
 #[derive(Debug, Clone)]
 pub enum AdminSource {
@@ -139,7 +143,15 @@ impl Provisioner for Infrastructure {
     fn delete_stream<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>> {
         Box::pin(async move {
             let js = self.js().await?;
-            provision::delete_stream(&js, tenant).await.map(|_| ())
+            // A create sent by an earlier converge whose answer timed out can still be queued
+            // on a busy server and land after the delete: delete until the server has none.
+            for _ in 0..STREAM_DELETE_ATTEMPTS {
+                if !provision::delete_stream(&js, tenant).await? {
+                    return Ok(());
+                }
+                tokio::time::sleep(STREAM_DELETE_RECHECK).await;
+            }
+            Ok(())
         })
     }
 }
