@@ -105,15 +105,15 @@ impl Platform {
 
         let customer =
             carerp_customer::start_with_pool(config("customer"), pools[0].clone()).await?;
-        let directory = carerp_workorder::CustomerDirectory::connect_lazy(
+        let inventory =
+            carerp_inventory::start_with_pool(config("inventory"), pools[2].clone()).await?;
+        let peers = carerp_workorder::Peers::connect_lazy(
             &format!("http://{}", customer.grpc_addr),
+            &format!("http://{}", inventory.grpc_addr),
             Duration::from_secs(2),
         )?;
         let workorder =
-            carerp_workorder::start_with_pool(config("workorder"), pools[1].clone(), directory)
-                .await?;
-        let inventory =
-            carerp_inventory::start_with_pool(config("inventory"), pools[2].clone()).await?;
+            carerp_workorder::start_with_pool(config("workorder"), pools[1].clone(), peers).await?;
         let billing = carerp_billing::start_with_pool(config("billing"), pools[3].clone()).await?;
         let owner = OwnerAccess {
             email: format!("owner@{tenant}.local"),

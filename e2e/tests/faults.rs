@@ -97,6 +97,7 @@ async fn reserved_order(
             quantity,
             expected_version: 0,
             idempotency_key: String::new(),
+            job_id: String::new(),
         })
         .await
         .unwrap();

@@ -129,6 +129,7 @@ async fn add_part(p: &mut Platform, id: &str, part_id: &str, quantity: i32) -> w
             quantity,
             expected_version: 0,
             idempotency_key: String::new(),
+            job_id: String::new(),
         })
         .await
         .unwrap()
@@ -203,6 +204,7 @@ async fn happy_path_from_parts_to_invoice() {
             hourly_rate: None,
             expected_version: 0,
             idempotency_key: String::new(),
+            job_id: String::new(),
         })
         .await
         .unwrap();

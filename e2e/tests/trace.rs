@@ -189,6 +189,7 @@ async fn the_first_requests_trace_id_reaches_envelopes_consumer_logs_and_the_col
         quantity: 2,
         expected_version: 0,
         idempotency_key: String::new(),
+        job_id: String::new(),
     });
     request.metadata_mut().insert(
         "traceparent",

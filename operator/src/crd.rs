@@ -70,7 +70,7 @@ impl Service {
     /// The services this one calls, so the variables it is given name only those.
     pub fn calls(self) -> &'static [Service] {
         match self {
-            Service::Workorder => &[Service::Customer],
+            Service::Workorder => &[Service::Customer, Service::Inventory],
             Service::Bff => &[
                 Service::Customer,
                 Service::Workorder,

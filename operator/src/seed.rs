@@ -497,6 +497,7 @@ async fn seed_garage(
                     quantity: *quantity,
                     expected_version: 0,
                     idempotency_key: format!("demo-workorder-{i}-part-{sku}"),
+                    job_id: String::new(),
                 })
                 .await
                 .with_context(|| format!("adding {sku} to work order {}", wo.number))?;
@@ -510,6 +511,7 @@ async fn seed_garage(
                 hourly_rate: None,
                 expected_version: 0,
                 idempotency_key: format!("demo-workorder-{i}-labour"),
+                job_id: String::new(),
             })
             .await
             .with_context(|| format!("adding labour to work order {}", wo.number))?;

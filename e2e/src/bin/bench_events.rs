@@ -179,6 +179,7 @@ async fn one_work_order(
             quantity: 1,
             expected_version: 0,
             idempotency_key: String::new(),
+            job_id: String::new(),
         })
         .await?;
     let get = wo::GetWorkOrderRequest {

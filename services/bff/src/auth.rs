@@ -36,6 +36,18 @@ use crate::tenant_events::{Following, follow};
 /// The routes that need no token: how a token is had in the first place.
 pub const PUBLIC_ROUTES: &[&str] = &["/api/auth/login", "/api/auth/refresh"];
 
+/// Routes under these need no token either: the approval link's token in the path is their
+/// authorisation (checked by the work order service).
+pub const PUBLIC_PREFIXES: &[&str] = &["/api/approvals/"];
+
+/// Whether `path` (a request path, or a route template) needs no token.
+pub fn is_public(path: &str) -> bool {
+    PUBLIC_ROUTES.contains(&path)
+        || PUBLIC_PREFIXES
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+}
+
 /// The prefix of an integration's API token.
 pub const API_TOKEN_PREFIX: &str = "cet_";
 
@@ -179,14 +191,14 @@ impl Authenticator {
     }
 }
 
-/// Requires a valid token on every `/api` route but [`PUBLIC_ROUTES`].
+/// Requires a valid token on every `/api` route but the public ones ([`is_public`]).
 pub async fn authenticate(
     State(auth): State<Authenticator>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if !(path.starts_with("/api/") || path == "/api") || PUBLIC_ROUTES.contains(&path) {
+    if !(path.starts_with("/api/") || path == "/api") || is_public(path) {
         return next.run(request).await;
     }
     let header = match request.headers().get(header::AUTHORIZATION) {

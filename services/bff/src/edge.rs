@@ -87,9 +87,10 @@ pub async fn context(
     };
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let logged = loggable_path(&path);
     // The span continues the caller's trace (exported when OTLP is on); its ids are the ones
     // forwarded to the services.
-    let (span, ctx) = carerp_kit::telemetry::request_span(&format!("{method} {path}"), ctx);
+    let (span, ctx) = carerp_kit::telemetry::request_span(&format!("{method} {logged}"), ctx);
     request.extensions_mut().insert(ctx.clone());
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
@@ -111,19 +112,34 @@ pub async fn context(
             tracing::error!(
                 elapsed_ms,
                 status = status.as_u16(),
-                "{method} {path} failed"
+                "{method} {logged} failed"
             );
         } else if status.is_client_error() {
             tracing::warn!(
                 elapsed_ms,
                 status = status.as_u16(),
-                "{method} {path} refused"
+                "{method} {logged} refused"
             );
         } else {
-            tracing::info!(elapsed_ms, status = status.as_u16(), "{method} {path}");
+            tracing::info!(elapsed_ms, status = status.as_u16(), "{method} {logged}");
         }
     });
     response
+}
+
+/// Paths whose next segment is a secret (an approval link's token): logs and spans show
+/// `{token}` instead.
+const SECRET_SEGMENT_AFTER: &[&str] = &["/api/approvals/", "/approve/"];
+
+/// The request path as it may be logged: without the secret a link carries.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in SECRET_SEGMENT_AFTER {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let after = rest.find('/').map_or("", |at| &rest[at..]);
+            return format!("{prefix}{{token}}{after}").into();
+        }
+    }
+    path.into()
 }
 
 async fn finish_problem(response: Response, ctx: &RequestContext, path: &str) -> Response {

@@ -331,10 +331,12 @@ pub struct UpdateVehicle {
 // work orders
 
 api_enum! {
-    /// `OPEN -> IN_PROGRESS <-> AWAITING_PARTS -> COMPLETED -> INVOICED`; `CANCELLED` before
-    /// `COMPLETED`.
+    /// `OPEN [-> ESTIMATE] -> IN_PROGRESS <-> AWAITING_PARTS -> COMPLETED -> INVOICED`;
+    /// `CANCELLED` before `COMPLETED`. `ESTIMATE`: the estimate was sent, waiting for the
+    /// customer's decisions.
     WorkOrderStatus: workorder::WorkOrderStatus {
         Open = Open,
+        Estimate = Estimate,
         InProgress = InProgress,
         AwaitingParts = AwaitingParts,
         Completed = Completed,
@@ -344,8 +346,9 @@ api_enum! {
 }
 
 impl WorkOrderStatus {
-    pub const ALL: [WorkOrderStatus; 6] = [
+    pub const ALL: [WorkOrderStatus; 7] = [
         WorkOrderStatus::Open,
+        WorkOrderStatus::Estimate,
         WorkOrderStatus::InProgress,
         WorkOrderStatus::AwaitingParts,
         WorkOrderStatus::Completed,
@@ -356,6 +359,7 @@ impl WorkOrderStatus {
     pub fn name(self) -> &'static str {
         match self {
             WorkOrderStatus::Open => "OPEN",
+            WorkOrderStatus::Estimate => "ESTIMATE",
             WorkOrderStatus::InProgress => "IN_PROGRESS",
             WorkOrderStatus::AwaitingParts => "AWAITING_PARTS",
             WorkOrderStatus::Completed => "COMPLETED",
@@ -366,7 +370,9 @@ impl WorkOrderStatus {
 }
 
 api_enum! {
+    /// `QUOTED`: of a job not approved (yet), priced for the estimate and not reserved.
     ReservationState: workorder::ReservationState {
+        Quoted = Quoted,
         Pending = Pending,
         Reserved = Reserved,
         Failed = Failed,
@@ -377,6 +383,7 @@ api_enum! {
 #[serde(rename_all = "camelCase")]
 pub struct PartLine {
     pub id: String,
+    pub job_id: String,
     pub part_id: String,
     pub quantity: i32,
     pub reservation_state: Option<ReservationState>,
@@ -393,6 +400,7 @@ impl From<workorder::PartLine> for PartLine {
     fn from(l: workorder::PartLine) -> Self {
         Self {
             id: l.id,
+            job_id: l.job_id,
             part_id: l.part_id,
             quantity: l.quantity,
             reservation_state: ReservationState::from_proto(l.reservation_state),
@@ -409,6 +417,7 @@ impl From<workorder::PartLine> for PartLine {
 #[serde(rename_all = "camelCase")]
 pub struct LaborLine {
     pub id: String,
+    pub job_id: String,
     pub description: String,
     pub technician: String,
     pub minutes: i32,
@@ -420,6 +429,7 @@ impl From<workorder::LaborLine> for LaborLine {
     fn from(l: workorder::LaborLine) -> Self {
         Self {
             id: l.id,
+            job_id: l.job_id,
             description: l.description,
             technician: l.technician,
             minutes: l.minutes,
@@ -431,10 +441,83 @@ impl From<workorder::LaborLine> for LaborLine {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+/// Parts, labour and their sum of the APPROVED jobs (what will be invoiced), and what the
+/// PROPOSED jobs would add.
 pub struct Totals {
     pub parts: Option<Money>,
     pub labor: Option<Money>,
     pub estimated_total: Option<Money>,
+    pub proposed: Option<Money>,
+}
+
+api_enum! {
+    /// `PROPOSED` until the customer decides: `APPROVED`, `DECLINED`, or `DEFERRED` (with a
+    /// reason and a day to remind them after).
+    JobState: workorder::JobState {
+        Proposed = Proposed,
+        Approved = Approved,
+        Declined = Declined,
+        Deferred = Deferred,
+    }
+}
+
+api_enum! {
+    /// How the decision reached the garage. `LINK` and `INTAKE` are recorded by the server
+    /// only (the approval link; the job the order was opened for).
+    DecisionChannel: workorder::DecisionChannel {
+        InPerson = InPerson,
+        Phone = Phone,
+        Email = Email,
+        Link = Link,
+        Intake = Intake,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// A user or API token id, `customer` for the approval link, `system`.
+    pub decided_by: String,
+    pub channel: Option<DecisionChannel>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    /// `YYYY-MM-DD`, deferred jobs only.
+    pub remind_after: Option<String>,
+    /// The estimate version decided on; 0 without one.
+    pub estimate_version: i32,
+}
+
+/// One concern of the work order with its lines (`jobId` on each line) and the decision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: String,
+    pub title: String,
+    pub state: Option<JobState>,
+    /// The job the order was opened for, approved at intake.
+    pub intake: bool,
+    pub decision: Option<Decision>,
+    pub total: Option<Money>,
+}
+
+impl From<workorder::Job> for Job {
+    fn from(j: workorder::Job) -> Self {
+        Self {
+            id: j.id,
+            title: j.title,
+            state: JobState::from_proto(j.state),
+            intake: j.intake,
+            decision: j.decision.map(|d| Decision {
+                decided_by: d.decided_by,
+                channel: DecisionChannel::from_proto(d.channel),
+                decided_at: time(d.decided_at),
+                reason: non_empty(d.reason),
+                remind_after: non_empty(d.remind_after),
+                estimate_version: d.estimate_version,
+            }),
+            total: money(j.total),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -449,9 +532,15 @@ pub struct WorkOrder {
     pub odometer_km: i64,
     pub notes: String,
     pub status: Option<WorkOrderStatus>,
+    /// The intake job first, then in the order they were added.
+    pub jobs: Vec<Job>,
     pub part_lines: Vec<PartLine>,
     pub labor_lines: Vec<LaborLine>,
     pub totals: Option<Totals>,
+    /// The last estimate sent (0: none), and whether a job changed since (its approval link
+    /// then no longer works).
+    pub estimate_version: i32,
+    pub estimate_outdated: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub invoiced_at: Option<DateTime<Utc>>,
@@ -472,13 +561,17 @@ impl From<workorder::WorkOrder> for WorkOrder {
             odometer_km: w.odometer_km,
             notes: w.notes,
             status: WorkOrderStatus::from_proto(w.status),
+            jobs: w.jobs.into_iter().map(Job::from).collect(),
             part_lines: w.part_lines.into_iter().map(PartLine::from).collect(),
             labor_lines: w.labor_lines.into_iter().map(LaborLine::from).collect(),
             totals: w.totals.map(|t| Totals {
                 parts: money(t.parts),
                 labor: money(t.labor),
                 estimated_total: money(t.estimated_total),
+                proposed: money(t.proposed),
             }),
+            estimate_version: w.estimate_version,
+            estimate_outdated: w.estimate_outdated,
             started_at: time(w.started_at),
             completed_at: time(w.completed_at),
             invoiced_at: time(w.invoiced_at),
@@ -559,6 +652,9 @@ pub struct ChangeWorkOrderStatus {
 pub struct AddPartLine {
     pub part_id: String,
     pub quantity: i32,
+    /// Absent: the intake job. A PROPOSED job's part is quoted at its current price.
+    #[serde(default)]
+    pub job_id: String,
     #[serde(default)]
     pub expected_version: i64,
 }
@@ -573,8 +669,169 @@ pub struct AddLaborLine {
     /// Absent: the garage's labour rate.
     #[serde(default)]
     pub hourly_rate: Option<Money>,
+    /// Absent: the intake job.
+    #[serde(default)]
+    pub job_id: String,
     #[serde(default)]
     pub expected_version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddJob {
+    /// The concern as the customer reads it, e.g. "Front brakes grinding" (1-200 characters).
+    pub title: String,
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+/// The customer's decision on a job, as they told the garage.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecideJob {
+    /// `APPROVED`, `DECLINED` or `DEFERRED`.
+    pub decision: JobState,
+    /// `IN_PERSON`, `PHONE` or `EMAIL`.
+    pub channel: DecisionChannel,
+    /// Required when declining or deferring.
+    #[serde(default)]
+    pub reason: String,
+    /// Required when deferring: `YYYY-MM-DD`, after today.
+    #[serde(default)]
+    pub remind_after: String,
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendEstimate {
+    #[serde(default)]
+    pub expected_version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimateLine {
+    pub description: String,
+    pub total: Option<Money>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimateJob {
+    pub job_id: String,
+    pub title: String,
+    pub lines: Vec<EstimateLine>,
+    pub total: Option<Money>,
+}
+
+/// An estimate as it was sent: never changed afterwards.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Estimate {
+    pub id: String,
+    pub version: i32,
+    pub sent_by: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub jobs: Vec<EstimateJob>,
+    pub total: Option<Money>,
+    pub link_expires_at: Option<DateTime<Utc>>,
+    /// A job changed after it was sent, or a newer version was sent: its link no longer works.
+    pub outdated: bool,
+}
+
+impl From<workorder::Estimate> for Estimate {
+    fn from(e: workorder::Estimate) -> Self {
+        Self {
+            id: e.id,
+            version: e.version,
+            sent_by: e.sent_by,
+            sent_at: time(e.sent_at),
+            jobs: e
+                .jobs
+                .into_iter()
+                .map(|j| EstimateJob {
+                    job_id: j.job_id,
+                    title: j.title,
+                    lines: j
+                        .lines
+                        .into_iter()
+                        .map(|l| EstimateLine {
+                            description: l.description,
+                            total: money(l.total),
+                        })
+                        .collect(),
+                    total: money(j.total),
+                })
+                .collect(),
+            total: money(e.total),
+            link_expires_at: time(e.link_expires_at),
+            outdated: e.outdated,
+        }
+    }
+}
+
+/// What sending an estimate gives: the order, the estimate as kept, and the approval link
+/// (shown once: only its SHA-256 is kept).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SentEstimate {
+    pub work_order: WorkOrder,
+    pub estimate: Estimate,
+    pub approval_token: String,
+    /// The customer's page: `/approve/{approvalToken}` on this server.
+    pub approval_path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimateList {
+    /// Newest first.
+    pub items: Vec<Estimate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDecision {
+    pub job_id: String,
+    pub state: Option<JobState>,
+}
+
+/// What the approval link opens: the estimate as sent and each job's decision now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    pub estimate: Option<Estimate>,
+    pub work_order_number: String,
+    pub decisions: Vec<JobDecision>,
+}
+
+impl From<workorder::EstimateForCustomer> for Approval {
+    fn from(a: workorder::EstimateForCustomer) -> Self {
+        Self {
+            estimate: a.estimate.map(Estimate::from),
+            work_order_number: a.work_order_number,
+            decisions: a
+                .decisions
+                .into_iter()
+                .map(|d| JobDecision {
+                    job_id: d.job_id,
+                    state: JobState::from_proto(d.state),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The customer's decision on the approval page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomerDecision {
+    /// `APPROVED` or `DECLINED`.
+    pub decision: JobState,
+    #[serde(default)]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -943,6 +1200,8 @@ pub struct InvoiceStatusChanged {
 #[serde(rename_all = "camelCase")]
 pub struct WorkOrderCounts {
     pub open: u64,
+    /// Estimate sent, waiting for the customer.
+    pub estimate: u64,
     pub in_progress: u64,
     pub awaiting_parts: u64,
     pub completed: u64,

@@ -38,6 +38,13 @@ to make retries safe; x-correlation-id is accepted or generated and returned on 
         api::workorders::add_labor_line,
         api::workorders::remove_labor_line,
         api::workorders::retry_reservation,
+        api::estimates::add_job,
+        api::estimates::remove_job,
+        api::estimates::decide_job,
+        api::estimates::send_estimate,
+        api::estimates::list_estimates,
+        api::estimates::get_approval,
+        api::estimates::decide_by_link,
         api::parts::list_parts,
         api::parts::create_part,
         api::parts::low_stock,
@@ -76,6 +83,7 @@ to make retries safe; x-correlation-id is accepted or generated and returned on 
     tags(
         (name = "customers", description = "Customers and their vehicles"),
         (name = "work orders", description = "Repair orders from intake to invoice"),
+        (name = "estimates", description = "Jobs, estimates and the customer's approval (the approval routes need no sign-in)"),
         (name = "parts", description = "Parts, stock and its ledger"),
         (name = "invoices", description = "Invoices and payments"),
         (name = "dashboard", description = "The garage at a glance"),
@@ -141,7 +149,7 @@ impl Modify for ErrorResponses {
                 if has_path_params {
                     add("404", "No such resource");
                 }
-                if !crate::auth::PUBLIC_ROUTES.contains(&path.as_str()) {
+                if !crate::auth::is_public(path) {
                     add(
                         "401",
                         "No valid token: missing, malformed, expired, revoked or another tenant's",

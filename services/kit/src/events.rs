@@ -18,6 +18,13 @@ pub mod topic {
     pub const WORKORDER_PARTS_REMOVED: &str = "workorder.parts-removed";
     pub const WORKORDER_COMPLETED: &str = "workorder.completed";
     pub const WORKORDER_CANCELLED: &str = "workorder.cancelled";
+    /// An estimate went to the customer: a version of the PROPOSED jobs, kept as sent.
+    pub const ESTIMATE_SENT: &str = "estimate.sent";
+    /// The customer's decision on a job: approved (its parts are reserved next), declined or
+    /// deferred (remembered for a later visit).
+    pub const JOB_APPROVED: &str = "job.approved";
+    pub const JOB_DECLINED: &str = "job.declined";
+    pub const JOB_DEFERRED: &str = "job.deferred";
     pub const INVENTORY_PARTS_RESERVED: &str = "inventory.parts-reserved";
     pub const INVENTORY_RESERVATION_FAILED: &str = "inventory.reservation-failed";
     pub const INVENTORY_STOCK_ADJUSTED: &str = "inventory.stock-adjusted";
@@ -170,6 +177,36 @@ pub struct CompletedLaborLine {
 pub struct WorkOrderCancelled {
     pub work_order_id: Uuid,
     pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimateSent {
+    pub work_order_id: Uuid,
+    pub estimate_id: Uuid,
+    pub version: i32,
+    pub job_ids: Vec<Uuid>,
+    pub total: Money,
+    pub link_expires_at: DateTime<Utc>,
+}
+
+/// `job.approved`, `job.declined` and `job.deferred`: who decided, how, and on which estimate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDecided {
+    pub work_order_id: Uuid,
+    pub job_id: Uuid,
+    pub title: String,
+    /// `IN_PERSON`, `PHONE`, `EMAIL` or `LINK`.
+    pub channel: String,
+    /// A user or API token id, or `customer` for the approval link.
+    pub decided_by: String,
+    pub reason: String,
+    /// Deferred jobs: the day after which to remind the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remind_after: Option<chrono::NaiveDate>,
+    /// 0 when decided without an estimate.
+    pub estimate_version: i32,
 }
 
 // ---- inventory ----

@@ -105,6 +105,31 @@ pub const TABLE: &[(&str, Access)] = &[
         "/carerp.workorder.v1.WorkOrderService/RetryReservation",
         RESERVATIONS,
     ),
+    // jobs and estimates: the workshop proposes jobs, the front desk sends the estimate and
+    // records the customer's decisions; the customer decides through the approval link,
+    // whose token is the authorisation (no sign-in).
+    ("/carerp.workorder.v1.WorkOrderService/AddJob", WORKSHOP),
+    ("/carerp.workorder.v1.WorkOrderService/RemoveJob", WORKSHOP),
+    (
+        "/carerp.workorder.v1.WorkOrderService/DecideJob",
+        FRONT_DESK,
+    ),
+    (
+        "/carerp.workorder.v1.WorkOrderService/SendEstimate",
+        FRONT_DESK,
+    ),
+    (
+        "/carerp.workorder.v1.WorkOrderService/ListEstimates",
+        EVERYONE,
+    ),
+    (
+        "/carerp.workorder.v1.WorkOrderService/GetEstimateByLink",
+        Access::Public,
+    ),
+    (
+        "/carerp.workorder.v1.WorkOrderService/DecideJobByLink",
+        Access::Public,
+    ),
     // parts and stock
     ("/carerp.inventory.v1.InventoryService/CreatePart", STOCK),
     ("/carerp.inventory.v1.InventoryService/GetPart", EVERYONE),

@@ -121,6 +121,19 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             "/work-orders/{id}/retry",
             post(pages::workorders::retry_reservation),
         )
+        .route("/work-orders/{id}/jobs", post(pages::workorders::add_job))
+        .route(
+            "/work-orders/{id}/jobs/{job}/remove",
+            post(pages::workorders::remove_job),
+        )
+        .route(
+            "/work-orders/{id}/jobs/{job}/decision",
+            post(pages::workorders::decide_job),
+        )
+        .route(
+            "/work-orders/{id}/estimate",
+            post(pages::workorders::send_estimate),
+        )
         .route("/work-orders/{id}/print", get(pages::workorders::job_card))
         .route("/parts", get(pages::parts::list).post(pages::parts::create))
         .route("/parts/new", get(pages::parts::new_form))
@@ -163,6 +176,9 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             get(pages::auth::sign_in_form).post(pages::auth::sign_in),
         )
         .route("/assets/{file}", get(assets::serve))
+        // The customer's page: the link's token is its authorisation, no sign-in.
+        .route("/approve/{token}", get(pages::approval::show))
+        .route("/approve/{token}/jobs/{job}", post(pages::approval::decide))
         .merge(signed_in)
         .with_state(web)
         .layer(middleware::from_fn(session::same_origin))
@@ -186,7 +202,8 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         )
     };
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // Without the approval link's token.
+    let path = carerp_bff::edge::loggable_path(request.uri().path()).into_owned();
     let (span, ctx) = carerp_kit::telemetry::request_span(&format!("{method} {path}"), ctx);
     request.extensions_mut().insert(ctx.clone());
     let started = Instant::now();

@@ -25,6 +25,10 @@ pub mod method {
     pub const REMOVE_PART_LINE: &str = "/carerp.workorder.v1.WorkOrderService/RemovePartLine";
     pub const REMOVE_LABOR_LINE: &str = "/carerp.workorder.v1.WorkOrderService/RemoveLaborLine";
     pub const RETRY_RESERVATION: &str = "/carerp.workorder.v1.WorkOrderService/RetryReservation";
+    pub const ADD_JOB: &str = "/carerp.workorder.v1.WorkOrderService/AddJob";
+    pub const REMOVE_JOB: &str = "/carerp.workorder.v1.WorkOrderService/RemoveJob";
+    pub const DECIDE_JOB: &str = "/carerp.workorder.v1.WorkOrderService/DecideJob";
+    pub const SEND_ESTIMATE: &str = "/carerp.workorder.v1.WorkOrderService/SendEstimate";
     pub const CREATE_PART: &str = "/carerp.inventory.v1.InventoryService/CreatePart";
     pub const UPDATE_PART: &str = "/carerp.inventory.v1.InventoryService/UpdatePart";
     pub const ADJUST_STOCK: &str = "/carerp.inventory.v1.InventoryService/AdjustStock";
@@ -43,6 +47,10 @@ pub mod method {
     pub const CREATE_API_TOKEN: &str = "/carerp.identity.v1.IdentityService/CreateApiToken";
     pub const REVOKE_API_TOKEN: &str = "/carerp.identity.v1.IdentityService/RevokeApiToken";
     pub const ALL: &[&str] = &[
+        ADD_JOB,
+        REMOVE_JOB,
+        DECIDE_JOB,
+        SEND_ESTIMATE,
         LIST_API_TOKENS,
         CREATE_API_TOKEN,
         REVOKE_API_TOKEN,

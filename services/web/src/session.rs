@@ -271,11 +271,18 @@ pub fn is_same_origin(headers: &HeaderMap) -> bool {
     if let Some(site) = get("sec-fetch-site") {
         return site == "same-origin";
     }
-    let (Some(origin), Some(host)) = (get("origin"), get("host")) else {
-        return false;
-    };
+    match (get("origin"), own_origin(headers)) {
+        (Some(origin), Some(own)) => origin == own,
+        _ => false,
+    }
+}
+
+/// This request's own origin, `https://garage.example` (scheme from `X-Forwarded-Proto`,
+/// host from `Host`): where a link handed to someone else must point.
+pub fn own_origin(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get("host").and_then(|v| v.to_str().ok())?;
     let scheme = if is_tls(headers) { "https" } else { "http" };
-    origin == format!("{scheme}://{host}")
+    Some(format!("{scheme}://{host}"))
 }
 
 #[cfg(test)]

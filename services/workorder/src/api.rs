@@ -13,24 +13,32 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::customers::CustomerDirectory;
+use crate::approval::{self, Estimate, ForCustomer};
 use crate::domain::{self, Intake, NewLabor, ReservationState, Status as WoStatus};
 use crate::error::Error;
-use crate::store::{self, ListFilter, NewWorkOrder, WorkOrder};
+use crate::jobs::{self, Channel, Job, JobState, Verdict};
+use crate::peers::Peers;
+use crate::store::{self, ListFilter, NewPartLine, NewWorkOrder, WorkOrder};
 
 pub struct WorkOrderApi {
     pool: PgPool,
     settings: TenantSettings,
-    customers: CustomerDirectory,
+    peers: Peers,
 }
 
 impl WorkOrderApi {
-    pub fn new(pool: PgPool, settings: TenantSettings, customers: CustomerDirectory) -> Self {
+    pub fn new(pool: PgPool, settings: TenantSettings, peers: Peers) -> Self {
         Self {
             pool,
             settings,
-            customers,
+            peers,
         }
+    }
+
+    /// Today in the garage's time zone (checked at start, see [`store::usable_timezone`]): a
+    /// deferral's reminder day must come after it.
+    async fn today(&self) -> Result<chrono::NaiveDate, Error> {
+        store::today(&self.pool, &self.settings.timezone).await
     }
 }
 
@@ -72,7 +80,8 @@ impl WorkOrderService for WorkOrderApi {
         {
             return reply(existing);
         }
-        self.customers
+        self.peers
+            .customers
             .check_vehicle_of(&context, customer_id, vehicle_id)
             .await?;
         let new = NewWorkOrder {
@@ -218,17 +227,32 @@ impl WorkOrderService for WorkOrderApi {
         v.check(domain::check_quantity(req.quantity));
         check_expected_version(&mut v, req.expected_version);
         let key = idempotency_key(&mut v, &req.idempotency_key);
+        let job_id = optional_id(&mut v, "job_id", &req.job_id);
         let (Some(id), Some(part_id)) = (id, part_id) else {
             return Err(Error::Invalid(v).into());
         };
         v.into_result(()).map_err(Error::from)?;
+        // A PROPOSED job's part is quoted at its current price, asked before the write.
+        let quote = match job_id {
+            Some(job_id)
+                if store::job_state(&self.pool, id, job_id).await? == JobState::Proposed =>
+            {
+                Some(self.peers.parts.quote(&context, part_id).await?)
+            }
+            _ => None,
+        };
+        let line = NewPartLine {
+            part_id,
+            quantity: req.quantity,
+            job_id,
+            quote,
+        };
         reply(
             store::add_part_line(
                 &self.pool,
                 &context,
                 id,
-                part_id,
-                req.quantity,
+                &line,
                 req.expected_version,
                 key.as_ref(),
             )
@@ -280,6 +304,7 @@ impl WorkOrderService for WorkOrderApi {
         }
         check_expected_version(&mut v, req.expected_version);
         let key = idempotency_key(&mut v, &req.idempotency_key);
+        let job_id = optional_id(&mut v, "job_id", &req.job_id);
         let (Some(id), Ok(labor)) = (id, labor) else {
             return Err(Error::Invalid(v).into());
         };
@@ -288,6 +313,7 @@ impl WorkOrderService for WorkOrderApi {
             store::add_labor_line(
                 &self.pool,
                 id,
+                job_id,
                 &labor,
                 &self.settings.currency,
                 req.expected_version,
@@ -342,6 +368,188 @@ impl WorkOrderService for WorkOrderApi {
                 .await?,
         )
     }
+
+    async fn add_job(&self, request: Request<pb::AddJobRequest>) -> Reply<pb::WorkOrder> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = required_id(&mut v, "work_order_id", &req.work_order_id);
+        let title = jobs::check_title(&req.title).unwrap_or_else(|violation| {
+            v.check(Err(violation));
+            String::new()
+        });
+        check_expected_version(&mut v, req.expected_version);
+        let key = idempotency_key(&mut v, &req.idempotency_key);
+        let Some(id) = id else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        reply(approval::add_job(&self.pool, id, &title, req.expected_version, key.as_ref()).await?)
+    }
+
+    async fn remove_job(&self, request: Request<pb::RemoveJobRequest>) -> Reply<pb::WorkOrder> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = required_id(&mut v, "work_order_id", &req.work_order_id);
+        let job_id = required_id(&mut v, "job_id", &req.job_id);
+        check_expected_version(&mut v, req.expected_version);
+        let (Some(id), Some(job_id)) = (id, job_id) else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        reply(approval::remove_job(&self.pool, id, job_id, req.expected_version).await?)
+    }
+
+    async fn decide_job(&self, request: Request<pb::DecideJobRequest>) -> Reply<pb::WorkOrder> {
+        let context = request_context(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = required_id(&mut v, "work_order_id", &req.work_order_id);
+        let job_id = required_id(&mut v, "job_id", &req.job_id);
+        let today = self.today().await?;
+        let verdict = verdict(&mut v, req.decision, &req.reason, &req.remind_after, today);
+        let channel = match channel_from_pb(req.channel) {
+            Some(channel @ (Channel::InPerson | Channel::Phone | Channel::Email)) => Some(channel),
+            _ => {
+                v.add(
+                    "channel",
+                    "must be IN_PERSON, PHONE or EMAIL: how the customer told the garage",
+                );
+                None
+            }
+        };
+        check_expected_version(&mut v, req.expected_version);
+        let (Some(id), Some(job_id), Some(verdict), Some(channel)) = (id, job_id, verdict, channel)
+        else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        reply(
+            approval::decide_job(
+                &self.pool,
+                &context,
+                id,
+                job_id,
+                &verdict,
+                channel,
+                req.expected_version,
+            )
+            .await?,
+        )
+    }
+
+    async fn send_estimate(
+        &self,
+        request: Request<pb::SendEstimateRequest>,
+    ) -> Reply<pb::SendEstimateResponse> {
+        let context = request_context(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = required_id(&mut v, "work_order_id", &req.work_order_id);
+        check_expected_version(&mut v, req.expected_version);
+        let Some(id) = id else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        let sent = approval::send_estimate(&self.pool, &context, id, req.expected_version).await?;
+        Ok(Response::new(pb::SendEstimateResponse {
+            work_order: Some(to_pb(sent.order)),
+            estimate: Some(estimate_to_pb(sent.estimate)),
+            approval_token: sent.token,
+        }))
+    }
+
+    async fn list_estimates(
+        &self,
+        request: Request<pb::ListEstimatesRequest>,
+    ) -> Reply<pb::ListEstimatesResponse> {
+        let id =
+            parse_id("work_order_id", &request.get_ref().work_order_id).map_err(Error::from)?;
+        let estimates = approval::list_estimates(&self.pool, id).await?;
+        Ok(Response::new(pb::ListEstimatesResponse {
+            estimates: estimates.into_iter().map(estimate_to_pb).collect(),
+        }))
+    }
+
+    async fn get_estimate_by_link(
+        &self,
+        request: Request<pb::GetEstimateByLinkRequest>,
+    ) -> Reply<pb::EstimateForCustomer> {
+        let token = link_token(&request.get_ref().token)?;
+        let found = approval::estimate_by_link(&self.pool, token).await?;
+        Ok(Response::new(for_customer_to_pb(found)))
+    }
+
+    async fn decide_job_by_link(
+        &self,
+        request: Request<pb::DecideJobByLinkRequest>,
+    ) -> Reply<pb::EstimateForCustomer> {
+        let context = request_context(&request);
+        let req = request.into_inner();
+        let token = link_token(&req.token)?;
+        let mut v = Violations::new();
+        let job_id = required_id(&mut v, "job_id", &req.job_id);
+        // On the link the customer approves or declines; deferring is agreed with the garage.
+        let decision = match job_state_from_pb(req.decision) {
+            Some(state @ (JobState::Approved | JobState::Declined)) => state,
+            _ => {
+                v.add("decision", "must be APPROVED or DECLINED");
+                JobState::Approved
+            }
+        };
+        let reason = if decision == JobState::Declined && req.reason.trim().is_empty() {
+            // The customer need not explain a no.
+            "declined by the customer"
+        } else {
+            req.reason.as_str()
+        };
+        let verdict = verdict(
+            &mut v,
+            job_state_to_pb(decision) as i32,
+            reason,
+            "",
+            self.today().await?,
+        );
+        let (Some(job_id), Some(verdict)) = (job_id, verdict) else {
+            return Err(Error::Invalid(v).into());
+        };
+        v.into_result(()).map_err(Error::from)?;
+        let found = approval::decide_by_link(&self.pool, &context, token, job_id, &verdict).await?;
+        Ok(Response::new(for_customer_to_pb(found)))
+    }
+}
+
+/// A link token as [`approval::send_estimate`] makes them (43 URL-safe characters); anything
+/// else is not one, and gets the answer an unknown token gets.
+fn link_token(token: &str) -> Result<&str, Error> {
+    let plausible = token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if plausible {
+        Ok(token)
+    } else {
+        Err(Error::Link(crate::error::LinkError::Unknown))
+    }
+}
+
+fn verdict(
+    v: &mut Violations,
+    decision: i32,
+    reason: &str,
+    remind_after: &str,
+    today: chrono::NaiveDate,
+) -> Option<Verdict> {
+    let Some(state) = job_state_from_pb(decision) else {
+        v.add("decision", "must be APPROVED, DECLINED or DEFERRED");
+        return None;
+    };
+    Verdict::validate(state, reason, remind_after, today)
+        .map_err(|violations| {
+            for violation in violations.as_slice() {
+                v.check(Err(violation.clone()));
+            }
+        })
+        .ok()
 }
 
 fn ids_of_line(
@@ -396,6 +604,7 @@ pub fn status_from_pb(value: i32) -> Option<WoStatus> {
     match pb::WorkOrderStatus::try_from(value).ok()? {
         pb::WorkOrderStatus::Unspecified => None,
         pb::WorkOrderStatus::Open => Some(WoStatus::Open),
+        pb::WorkOrderStatus::Estimate => Some(WoStatus::Estimate),
         pb::WorkOrderStatus::InProgress => Some(WoStatus::InProgress),
         pb::WorkOrderStatus::AwaitingParts => Some(WoStatus::AwaitingParts),
         pb::WorkOrderStatus::Completed => Some(WoStatus::Completed),
@@ -407,6 +616,7 @@ pub fn status_from_pb(value: i32) -> Option<WoStatus> {
 pub fn status_to_pb(status: WoStatus) -> pb::WorkOrderStatus {
     match status {
         WoStatus::Open => pb::WorkOrderStatus::Open,
+        WoStatus::Estimate => pb::WorkOrderStatus::Estimate,
         WoStatus::InProgress => pb::WorkOrderStatus::InProgress,
         WoStatus::AwaitingParts => pb::WorkOrderStatus::AwaitingParts,
         WoStatus::Completed => pb::WorkOrderStatus::Completed,
@@ -417,9 +627,125 @@ pub fn status_to_pb(status: WoStatus) -> pb::WorkOrderStatus {
 
 fn reservation_to_pb(state: ReservationState) -> pb::ReservationState {
     match state {
+        ReservationState::Quoted => pb::ReservationState::Quoted,
         ReservationState::Pending => pb::ReservationState::Pending,
         ReservationState::Reserved => pb::ReservationState::Reserved,
         ReservationState::Failed => pb::ReservationState::Failed,
+    }
+}
+
+pub fn job_state_from_pb(value: i32) -> Option<JobState> {
+    match pb::JobState::try_from(value).ok()? {
+        pb::JobState::Unspecified => None,
+        pb::JobState::Proposed => Some(JobState::Proposed),
+        pb::JobState::Approved => Some(JobState::Approved),
+        pb::JobState::Declined => Some(JobState::Declined),
+        pb::JobState::Deferred => Some(JobState::Deferred),
+    }
+}
+
+pub fn job_state_to_pb(state: JobState) -> pb::JobState {
+    match state {
+        JobState::Proposed => pb::JobState::Proposed,
+        JobState::Approved => pb::JobState::Approved,
+        JobState::Declined => pb::JobState::Declined,
+        JobState::Deferred => pb::JobState::Deferred,
+    }
+}
+
+fn channel_from_pb(value: i32) -> Option<Channel> {
+    match pb::DecisionChannel::try_from(value).ok()? {
+        pb::DecisionChannel::Unspecified => None,
+        pb::DecisionChannel::InPerson => Some(Channel::InPerson),
+        pb::DecisionChannel::Phone => Some(Channel::Phone),
+        pb::DecisionChannel::Email => Some(Channel::Email),
+        pb::DecisionChannel::Link => Some(Channel::Link),
+        pb::DecisionChannel::Intake => Some(Channel::Intake),
+    }
+}
+
+fn channel_to_pb(channel: Channel) -> pb::DecisionChannel {
+    match channel {
+        Channel::InPerson => pb::DecisionChannel::InPerson,
+        Channel::Phone => pb::DecisionChannel::Phone,
+        Channel::Email => pb::DecisionChannel::Email,
+        Channel::Link => pb::DecisionChannel::Link,
+        Channel::Intake => pb::DecisionChannel::Intake,
+    }
+}
+
+fn job_to_pb(job: &Job, order: &WorkOrder, money: &impl Fn(i64) -> Money) -> pb::Job {
+    pb::Job {
+        id: job.id.to_string(),
+        title: job.title.clone(),
+        state: job_state_to_pb(job.state) as i32,
+        intake: job.intake,
+        decision: job.decision.as_ref().map(|decision| pb::Decision {
+            decided_by: decision.decided_by.clone(),
+            channel: channel_to_pb(decision.channel) as i32,
+            decided_at: Some(timestamp(decision.decided_at)),
+            reason: decision.reason.clone(),
+            remind_after: decision
+                .remind_after
+                .map(|day| day.to_string())
+                .unwrap_or_default(),
+            estimate_version: decision.estimate_version,
+        }),
+        total: Some(money(jobs::job_total_minor(
+            job.id,
+            &order.part_lines,
+            &order.labor_lines,
+        ))),
+    }
+}
+
+fn estimate_to_pb(estimate: Estimate) -> pb::Estimate {
+    let currency = estimate.content.currency.clone();
+    let money = |amount_minor: i64| Money {
+        amount_minor,
+        currency: currency.clone(),
+    };
+    pb::Estimate {
+        id: estimate.id.to_string(),
+        version: estimate.version,
+        sent_by: estimate.sent_by,
+        sent_at: Some(timestamp(estimate.sent_at)),
+        jobs: estimate
+            .content
+            .jobs
+            .iter()
+            .map(|job| pb::EstimateJob {
+                job_id: job.job_id.to_string(),
+                title: job.title.clone(),
+                lines: job
+                    .lines
+                    .iter()
+                    .map(|line| pb::EstimateLine {
+                        description: line.description.clone(),
+                        total: Some(money(line.total_minor)),
+                    })
+                    .collect(),
+                total: Some(money(job.total_minor)),
+            })
+            .collect(),
+        total: Some(money(estimate.content.total_minor)),
+        link_expires_at: Some(timestamp(estimate.link_expires_at)),
+        outdated: estimate.outdated,
+    }
+}
+
+fn for_customer_to_pb(found: ForCustomer) -> pb::EstimateForCustomer {
+    pb::EstimateForCustomer {
+        work_order_number: found.number,
+        decisions: found
+            .decisions
+            .iter()
+            .map(|(job_id, state)| pb::JobDecision {
+                job_id: job_id.to_string(),
+                state: job_state_to_pb(*state) as i32,
+            })
+            .collect(),
+        estimate: Some(estimate_to_pb(found.estimate)),
     }
 }
 
@@ -450,6 +776,7 @@ fn to_pb(order: WorkOrder) -> pb::WorkOrder {
             name: line.name.clone(),
             unit_price: line.unit_price_minor.map(money),
             line_total: line.line_total_minor().map(money),
+            job_id: line.job_id.to_string(),
         })
         .collect();
     let labor_lines = order
@@ -462,8 +789,17 @@ fn to_pb(order: WorkOrder) -> pb::WorkOrder {
             minutes: line.minutes,
             hourly_rate: Some(money(line.hourly_rate_minor)),
             line_total: Some(money(line.line_total_minor())),
+            job_id: line.job_id.to_string(),
         })
         .collect();
+    let jobs = order
+        .jobs
+        .iter()
+        .map(|job| job_to_pb(job, &order, &money))
+        .collect();
+    let (estimate_version, estimate_outdated) = order
+        .latest_estimate
+        .map_or((0, false), |mark| (mark.version, mark.outdated));
     let h = order.header;
     pb::WorkOrder {
         id: h.id.to_string(),
@@ -480,7 +816,11 @@ fn to_pb(order: WorkOrder) -> pb::WorkOrder {
             parts: Some(money(totals.parts_minor)),
             labor: Some(money(totals.labor_minor)),
             estimated_total: Some(money(totals.estimated_minor)),
+            proposed: Some(money(totals.proposed_minor)),
         }),
+        jobs,
+        estimate_version,
+        estimate_outdated,
         started_at: h.started_at.map(timestamp),
         completed_at: h.completed_at.map(timestamp),
         invoiced_at: h.invoiced_at.map(timestamp),

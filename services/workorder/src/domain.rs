@@ -4,6 +4,8 @@
 use carerp_kit::{FieldViolation, Violations};
 use uuid::Uuid;
 
+pub use crate::jobs::{Job, JobState};
+
 const MAX_COMPLAINT: usize = 2000;
 const MAX_NOTES: usize = 4000;
 const MAX_TEXT: usize = 200;
@@ -27,6 +29,8 @@ pub use carerp_kit::events::MAX_UNIT_PRICE_MINOR;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     Open,
+    /// The estimate was sent: waiting for the customer's decisions before work starts.
+    Estimate,
     InProgress,
     AwaitingParts,
     Completed,
@@ -35,8 +39,9 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Open,
+        Status::Estimate,
         Status::InProgress,
         Status::AwaitingParts,
         Status::Completed,
@@ -48,6 +53,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Open => "OPEN",
+            Status::Estimate => "ESTIMATE",
             Status::InProgress => "IN_PROGRESS",
             Status::AwaitingParts => "AWAITING_PARTS",
             Status::Completed => "COMPLETED",
@@ -64,7 +70,7 @@ impl Status {
     pub fn allows_line_changes(self) -> bool {
         matches!(
             self,
-            Status::Open | Status::InProgress | Status::AwaitingParts
+            Status::Open | Status::Estimate | Status::InProgress | Status::AwaitingParts
         )
     }
 }
@@ -87,6 +93,8 @@ pub enum Cause {
     /// Billing voided the order's invoice (`invoice.voided`): the order is COMPLETED again,
     /// waiting for the corrected invoice.
     InvoiceVoided,
+    /// The estimate went to the customer (`SendEstimate`).
+    EstimateSent,
 }
 
 /// Why a status change was refused; the message says from what to what and why.
@@ -101,13 +109,29 @@ pub enum TransitionError {
         why: &'static str,
     },
     #[error(
-        "cannot change status from {from} to COMPLETED: every part line must be RESERVED, these are not: {}",
+        "cannot change status from {from} to COMPLETED: every part line of an approved job must be RESERVED, these are not: {}",
         describe_unreserved(.lines)
     )]
     UnreservedLines {
         from: Status,
         lines: Vec<(Uuid, ReservationState)>,
     },
+    #[error(
+        "cannot change status from {from} to {to}: the customer has not decided on these jobs yet: {}; approve, decline or defer them (or remove them) first",
+        describe_jobs(.jobs)
+    )]
+    UndecidedJobs {
+        from: Status,
+        to: Status,
+        jobs: Vec<(Uuid, String)>,
+    },
+}
+
+fn describe_jobs(jobs: &[(Uuid, String)]) -> String {
+    jobs.iter()
+        .map(|(id, title)| format!("{id} ({title:?})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn describe_unreserved(lines: &[(Uuid, ReservationState)]) -> String {
@@ -118,11 +142,14 @@ fn describe_unreserved(lines: &[(Uuid, ReservationState)]) -> String {
         .join(", ")
 }
 
-/// The life cycle `OPEN -> IN_PROGRESS <-> AWAITING_PARTS -> COMPLETED -> INVOICED`, with
-/// `CANCELLED` from any state before `COMPLETED`.
+/// The life cycle `OPEN [-> ESTIMATE] -> IN_PROGRESS <-> AWAITING_PARTS -> COMPLETED ->
+/// INVOICED`, with `CANCELLED` from any state before `COMPLETED`.
 ///
-/// Completing is allowed from `IN_PROGRESS` and from `AWAITING_PARTS` (the parts may have
-/// arrived and been reserved while the order waited), and needs every part line `RESERVED`.
+/// Sending the estimate moves an `OPEN` order to `ESTIMATE`; work on it starts once the
+/// customer has decided on at least one of its jobs (an order whose jobs are all still
+/// PROPOSED waits). Completing is allowed from `IN_PROGRESS` and from `AWAITING_PARTS` (the
+/// parts may have arrived and been reserved while the order waited), needs every job decided
+/// and every part line of the APPROVED jobs `RESERVED`.
 /// A failed reservation moves an `OPEN` or `IN_PROGRESS` order to `AWAITING_PARTS`: parts are
 /// usually ordered at intake, before work starts. Such an order has never `started` and goes
 /// through `IN_PROGRESS` before it can be completed. `INVOICED` belongs to billing alone, and
@@ -132,6 +159,7 @@ pub fn check_transition(
     to: Status,
     cause: Cause,
     started: bool,
+    jobs: &[Job],
     part_lines: &[PartLine],
 ) -> Result<(), TransitionError> {
     use Status::*;
@@ -153,9 +181,16 @@ pub fn check_transition(
         (_, _, Invoiced) => {
             refused("INVOICED is reached only when billing creates the invoice (invoice.created)")
         }
-        (Cause::ReservationFailed, Open | InProgress, AwaitingParts) => Ok(()),
+        (Cause::ReservationFailed, Open | Estimate | InProgress, AwaitingParts) => Ok(()),
+        (Cause::EstimateSent, Open, Estimate) => Ok(()),
+        (Cause::EstimateSent, _, _) => {
+            refused("only an OPEN work order moves to ESTIMATE when its estimate is sent")
+        }
         (Cause::ReservationFailed | Cause::InvoiceCreated, _, _) => {
             refused("this event does not lead to that status")
+        }
+        (Cause::Request, _, Estimate) => {
+            refused("ESTIMATE is reached by sending the estimate (SendEstimate)")
         }
         (Cause::Request, Completed, Cancelled) => {
             refused("a completed work order cannot be cancelled")
@@ -165,7 +200,22 @@ pub fn check_transition(
         }
         (Cause::Request, _, Open) => refused("a work order never returns to OPEN"),
         (Cause::Request, Open, InProgress) => Ok(()),
-        (Cause::Request, Open, AwaitingParts | Completed) => {
+        (Cause::Request, Estimate, InProgress) => {
+            let undecided = undecided(jobs);
+            let any_decided = jobs
+                .iter()
+                .any(|job| !job.intake && job.state != JobState::Proposed);
+            if undecided.is_empty() || any_decided {
+                Ok(())
+            } else {
+                Err(TransitionError::UndecidedJobs {
+                    from,
+                    to,
+                    jobs: undecided,
+                })
+            }
+        }
+        (Cause::Request, Open | Estimate, AwaitingParts | Completed) => {
             refused("work has not started: move it to IN_PROGRESS first")
         }
         (Cause::Request, InProgress, AwaitingParts)
@@ -174,8 +224,15 @@ pub fn check_transition(
             refused("work has not started: move it to IN_PROGRESS first")
         }
         (Cause::Request, InProgress | AwaitingParts, Completed) => {
-            let lines: Vec<_> = part_lines
-                .iter()
+            let undecided = undecided(jobs);
+            if !undecided.is_empty() {
+                return Err(TransitionError::UndecidedJobs {
+                    from,
+                    to,
+                    jobs: undecided,
+                });
+            }
+            let lines: Vec<_> = approved_lines(jobs, part_lines)
                 .filter(|line| line.state != ReservationState::Reserved)
                 .map(|line| (line.id, line.state))
                 .collect();
@@ -185,15 +242,41 @@ pub fn check_transition(
                 Err(TransitionError::UnreservedLines { from, lines })
             }
         }
-        (Cause::Request, Open | InProgress | AwaitingParts, Cancelled) => Ok(()),
+        (Cause::Request, Open | Estimate | InProgress | AwaitingParts, Cancelled) => Ok(()),
         // Every remaining pair has `from == to`, handled above; kept total for the compiler.
         (Cause::Request, _, _) => refused("this transition is not part of the life cycle"),
     }
 }
 
+/// The PROPOSED jobs, by id and title.
+fn undecided(jobs: &[Job]) -> Vec<(Uuid, String)> {
+    jobs.iter()
+        .filter(|job| job.state == JobState::Proposed)
+        .map(|job| (job.id, job.title.clone()))
+        .collect()
+}
+
+/// Whether a job is one the customer approved (the intake job included).
+pub fn is_approved(jobs: &[Job], job_id: Uuid) -> bool {
+    jobs.iter()
+        .any(|job| job.id == job_id && job.state == JobState::Approved)
+}
+
+/// The part lines that are the garage's to reserve, do and invoice.
+pub fn approved_lines<'a>(
+    jobs: &'a [Job],
+    part_lines: &'a [PartLine],
+) -> impl Iterator<Item = &'a PartLine> + 'a {
+    part_lines
+        .iter()
+        .filter(move |line| is_approved(jobs, line.job_id))
+}
+
 /// Whether inventory holds the parts of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReservationState {
+    /// Of a job not approved (yet): priced for the estimate, not reserved.
+    Quoted,
     Pending,
     Reserved,
     Failed,
@@ -202,6 +285,7 @@ pub enum ReservationState {
 impl ReservationState {
     pub fn as_str(self) -> &'static str {
         match self {
+            ReservationState::Quoted => "QUOTED",
             ReservationState::Pending => "PENDING",
             ReservationState::Reserved => "RESERVED",
             ReservationState::Failed => "FAILED",
@@ -210,6 +294,7 @@ impl ReservationState {
 
     pub fn parse(value: &str) -> Option<ReservationState> {
         [
+            ReservationState::Quoted,
             ReservationState::Pending,
             ReservationState::Reserved,
             ReservationState::Failed,
@@ -225,11 +310,13 @@ impl std::fmt::Display for ReservationState {
     }
 }
 
-/// A part the job needs. SKU, name and price are snapshots taken when inventory reserved
-/// it, so later price changes do not alter the order.
+/// A part the job needs. SKU, name and price are snapshots taken when the line was quoted
+/// for an estimate or, without a quote, when inventory reserved it, so later price changes do
+/// not alter the order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartLine {
     pub id: Uuid,
+    pub job_id: Uuid,
     pub part_id: Uuid,
     pub quantity: i32,
     pub state: ReservationState,
@@ -252,6 +339,7 @@ impl PartLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaborLine {
     pub id: Uuid,
+    pub job_id: Uuid,
     pub description: String,
     pub technician: String,
     pub minutes: i32,
@@ -271,27 +359,45 @@ impl LaborLine {
 /// The money of a work order; always derived from its lines, never stored on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Totals {
-    /// Priced (reserved) part lines; unpriced lines count once inventory prices them.
+    /// Priced part lines of the APPROVED jobs; unpriced lines count once inventory prices them.
     pub parts_minor: i64,
+    /// Labour of the APPROVED jobs.
     pub labor_minor: i64,
+    /// What will be invoiced: the APPROVED jobs.
     pub estimated_minor: i64,
+    /// What waits for the customer's decision: the PROPOSED jobs.
+    pub proposed_minor: i64,
 }
 
 /// The one place where totals are computed.
-pub fn totals(part_lines: &[PartLine], labor_lines: &[LaborLine]) -> Totals {
-    let parts_minor = part_lines
-        .iter()
+pub fn totals(jobs: &[Job], part_lines: &[PartLine], labor_lines: &[LaborLine]) -> Totals {
+    let parts_minor = approved_lines(jobs, part_lines)
         .filter_map(PartLine::line_total_minor)
         .fold(0i64, i64::saturating_add);
     let labor_minor = labor_lines
         .iter()
+        .filter(|line| is_approved(jobs, line.job_id))
         .map(LaborLine::line_total_minor)
+        .fold(0i64, i64::saturating_add);
+    let proposed_minor = jobs
+        .iter()
+        .filter(|job| job.state == JobState::Proposed)
+        .map(|job| crate::jobs::job_total_minor(job.id, part_lines, labor_lines))
         .fold(0i64, i64::saturating_add);
     Totals {
         parts_minor,
         labor_minor,
         estimated_minor: parts_minor.saturating_add(labor_minor),
+        proposed_minor,
     }
+}
+
+/// Minutes as people read labour: `0.25 h`, `1.5 h`, `2 h`.
+pub fn format_hours(minutes: i32) -> String {
+    let hundredths = (i64::from(minutes) * 100 + 30) / 60;
+    let text = format!("{}.{:02}", hundredths / 100, hundredths % 100);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} h")
 }
 
 /// The number people see: `WO-2026-000042`.
@@ -429,9 +535,23 @@ mod tests {
     use super::*;
     use Status::*;
 
+    const INTAKE: Uuid = Uuid::from_u128(1);
+
+    /// The intake job, approved, that the lines of these tests belong to.
+    fn intake() -> Vec<Job> {
+        vec![Job {
+            id: INTAKE,
+            title: "brakes squeal".into(),
+            state: JobState::Approved,
+            intake: true,
+            decision: None,
+        }]
+    }
+
     fn part(state: ReservationState, quantity: i32, price: Option<i64>) -> PartLine {
         PartLine {
             id: Uuid::now_v7(),
+            job_id: INTAKE,
             part_id: Uuid::now_v7(),
             quantity,
             state,
@@ -445,6 +565,7 @@ mod tests {
     fn labor(minutes: i32, rate: i64) -> LaborLine {
         LaborLine {
             id: Uuid::now_v7(),
+            job_id: INTAKE,
             description: "work".into(),
             technician: String::new(),
             minutes,
@@ -459,6 +580,8 @@ mod tests {
         let allowed: HashMap<(Status, Status), ()> = [
             (Open, InProgress),
             (Open, Cancelled),
+            (Estimate, InProgress),
+            (Estimate, Cancelled),
             (InProgress, AwaitingParts),
             (InProgress, Completed),
             (InProgress, Cancelled),
@@ -481,7 +604,8 @@ mod tests {
                     "a completed work order only moves on to INVOICED, when billing invoices it"
                 }
                 (_, Open) => "a work order never returns to OPEN",
-                (Open, AwaitingParts | Completed) => {
+                (_, Estimate) => "ESTIMATE is reached by sending the estimate (SendEstimate)",
+                (Open | Estimate, AwaitingParts | Completed) => {
                     "work has not started: move it to IN_PROGRESS first"
                 }
                 other => panic!("no expected refusal for {other:?}"),
@@ -491,7 +615,7 @@ mod tests {
         for from in Status::ALL {
             for to in Status::ALL {
                 checked += 1;
-                let result = check_transition(from, to, Cause::Request, true, &[]);
+                let result = check_transition(from, to, Cause::Request, true, &[], &[]);
                 if from == to {
                     assert_eq!(result, Err(TransitionError::Unchanged(from)));
                 } else if allowed.contains_key(&(from, to)) {
@@ -514,7 +638,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 36);
+        assert_eq!(checked, 49);
     }
 
     /// What the events may do: only their own transition, every other pair refused.
@@ -522,9 +646,9 @@ mod tests {
     fn event_transitions_table() {
         for from in Status::ALL {
             for to in Status::ALL {
-                let invoice = check_transition(from, to, Cause::InvoiceCreated, true, &[]);
-                let failed = check_transition(from, to, Cause::ReservationFailed, true, &[]);
-                let voided = check_transition(from, to, Cause::InvoiceVoided, true, &[]);
+                let invoice = check_transition(from, to, Cause::InvoiceCreated, true, &[], &[]);
+                let failed = check_transition(from, to, Cause::ReservationFailed, true, &[], &[]);
+                let voided = check_transition(from, to, Cause::InvoiceVoided, true, &[], &[]);
                 if from == to {
                     assert_eq!(invoice, Err(TransitionError::Unchanged(from)));
                     assert_eq!(failed, Err(TransitionError::Unchanged(from)));
@@ -543,13 +667,13 @@ mod tests {
                 );
                 assert_eq!(
                     failed.is_ok(),
-                    matches!((from, to), (Open | InProgress, AwaitingParts)),
+                    matches!((from, to), (Open | Estimate | InProgress, AwaitingParts)),
                     "reservation-failed: {from} -> {to}: {failed:?}"
                 );
             }
         }
-        let err =
-            check_transition(InProgress, Invoiced, Cause::InvoiceCreated, true, &[]).unwrap_err();
+        let err = check_transition(InProgress, Invoiced, Cause::InvoiceCreated, true, &[], &[])
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot change status from IN_PROGRESS to INVOICED: only a COMPLETED work order can be invoiced"
@@ -563,7 +687,8 @@ mod tests {
         let failed = part(ReservationState::Failed, 2, None);
         let lines = vec![reserved.clone(), pending.clone(), failed.clone()];
         for from in [InProgress, AwaitingParts] {
-            let err = check_transition(from, Completed, Cause::Request, true, &lines).unwrap_err();
+            let err = check_transition(from, Completed, Cause::Request, true, &intake(), &lines)
+                .unwrap_err();
             assert_eq!(
                 err,
                 TransitionError::UnreservedLines {
@@ -590,6 +715,7 @@ mod tests {
                     Completed,
                     Cause::Request,
                     true,
+                    &intake(),
                     std::slice::from_ref(&reserved)
                 ),
                 Ok(())
@@ -602,6 +728,7 @@ mod tests {
                 Completed,
                 Cause::Request,
                 false,
+                &intake(),
                 std::slice::from_ref(&reserved)
             ),
             Err(TransitionError::Refused {
@@ -612,39 +739,112 @@ mod tests {
         );
     }
 
+    /// Work starts once the customer decided on a job of the estimate, and ends with every
+    /// job decided; only approved jobs' parts must be reserved.
+    #[test]
+    fn the_estimate_holds_work_until_the_customer_decides() {
+        let mut jobs = intake();
+        let brakes = Job {
+            id: Uuid::now_v7(),
+            title: "Front brakes".into(),
+            state: JobState::Proposed,
+            intake: false,
+            decision: None,
+        };
+        jobs.push(brakes.clone());
+        let quoted = PartLine {
+            job_id: brakes.id,
+            ..part(ReservationState::Quoted, 1, Some(100))
+        };
+        let lines = vec![part(ReservationState::Reserved, 1, Some(100)), quoted];
+        let err = check_transition(Estimate, InProgress, Cause::Request, false, &jobs, &lines)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            TransitionError::UndecidedJobs {
+                from: Estimate,
+                to: InProgress,
+                jobs: vec![(brakes.id, "Front brakes".into())]
+            }
+        );
+        assert!(err.to_string().contains("has not decided"), "{err}");
+        let err = check_transition(InProgress, Completed, Cause::Request, true, &jobs, &lines)
+            .unwrap_err();
+        assert!(
+            matches!(err, TransitionError::UndecidedJobs { .. }),
+            "{err}"
+        );
+
+        jobs[1].state = JobState::Declined;
+        assert_eq!(
+            check_transition(Estimate, InProgress, Cause::Request, false, &jobs, &lines),
+            Ok(())
+        );
+        // The declined job's QUOTED line is not the garage's to reserve.
+        assert_eq!(
+            check_transition(InProgress, Completed, Cause::Request, true, &jobs, &lines),
+            Ok(())
+        );
+        assert_eq!(totals(&jobs, &lines, &[]).estimated_minor, 100);
+        jobs[1].state = JobState::Proposed;
+        assert_eq!(totals(&jobs, &lines, &[]).proposed_minor, 100);
+
+        assert_eq!(
+            check_transition(Open, Estimate, Cause::EstimateSent, false, &jobs, &lines),
+            Ok(())
+        );
+        assert!(
+            check_transition(
+                InProgress,
+                Estimate,
+                Cause::EstimateSent,
+                true,
+                &jobs,
+                &lines
+            )
+            .is_err()
+        );
+        assert_eq!(format_hours(15), "0.25 h");
+        assert_eq!(format_hours(90), "1.5 h");
+        assert_eq!(format_hours(120), "2 h");
+        assert_eq!(format_hours(50), "0.83 h");
+    }
+
     #[test]
     fn totals_follow_every_line_change() {
         let mut parts = vec![part(ReservationState::Reserved, 2, Some(1250))];
         let mut labors = vec![labor(90, 9000)];
         assert_eq!(
-            totals(&parts, &labors),
+            totals(&intake(), &parts, &labors),
             Totals {
                 parts_minor: 2500,
                 labor_minor: 13500,
-                estimated_minor: 16000
+                estimated_minor: 16000,
+                proposed_minor: 0
             }
         );
         // An unpriced line counts nothing until inventory prices it.
         parts.push(part(ReservationState::Pending, 3, None));
-        assert_eq!(totals(&parts, &labors).parts_minor, 2500);
+        assert_eq!(totals(&intake(), &parts, &labors).parts_minor, 2500);
         parts[1].unit_price_minor = Some(100);
         parts[1].state = ReservationState::Reserved;
-        assert_eq!(totals(&parts, &labors).parts_minor, 2800);
+        assert_eq!(totals(&intake(), &parts, &labors).parts_minor, 2800);
         labors.push(labor(1, 9000));
-        assert_eq!(totals(&parts, &labors).labor_minor, 13500 + 150);
+        assert_eq!(totals(&intake(), &parts, &labors).labor_minor, 13500 + 150);
         parts.remove(0);
         labors.remove(0);
         assert_eq!(
-            totals(&parts, &labors),
+            totals(&intake(), &parts, &labors),
             Totals {
                 parts_minor: 300,
                 labor_minor: 150,
-                estimated_minor: 450
+                estimated_minor: 450,
+                proposed_minor: 0
             }
         );
         parts.clear();
         labors.clear();
-        assert_eq!(totals(&parts, &labors), Totals::default());
+        assert_eq!(totals(&intake(), &parts, &labors), Totals::default());
     }
 
     #[test]
@@ -678,7 +878,7 @@ mod tests {
             .into_iter()
             .filter(|s| s.allows_line_changes())
             .collect();
-        assert_eq!(editable, vec![Open, InProgress, AwaitingParts]);
+        assert_eq!(editable, vec![Open, Estimate, InProgress, AwaitingParts]);
     }
 
     #[test]

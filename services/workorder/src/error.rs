@@ -50,12 +50,34 @@ pub enum Error {
         expected: i64,
         actual: i64,
     },
-    /// The customer service could not be asked; nothing was written.
-    #[error("customer service unavailable: {0}")]
-    CustomerServiceUnavailable(String),
-    /// The customer service answered with something this service cannot use.
-    #[error("customer service failed: {0}")]
-    CustomerService(String),
+    /// Another service (customer, inventory) could not be asked; nothing was written.
+    #[error("{service} service unavailable: {reason}")]
+    PeerUnavailable {
+        service: &'static str,
+        reason: String,
+    },
+    /// Another service answered with something this service cannot use.
+    #[error("{service} service failed: {reason}")]
+    PeerFailed {
+        service: &'static str,
+        reason: String,
+    },
+    #[error("part {0} not found")]
+    PartNotFound(Uuid),
+    #[error("part {id} ({sku}) is inactive: it cannot be quoted on an estimate")]
+    PartInactive { id: Uuid, sku: String },
+    #[error("job {job_id} not found on work order {work_order_id}")]
+    JobNotFound { work_order_id: Uuid, job_id: Uuid },
+    #[error(transparent)]
+    Job(#[from] crate::jobs::JobError),
+    #[error(transparent)]
+    Estimate(#[from] crate::jobs::EstimateError),
+    #[error("work order {id} has {max} jobs, the most one work order may have")]
+    TooManyJobs { id: Uuid, max: usize },
+    /// An approval link that is not (or no longer) one: unknown, expired, or of an estimate
+    /// that changed since. Unknown tokens all get the same answer.
+    #[error("{0}")]
+    Link(LinkError),
     /// The kit's idempotency: a key reused for a different request, or its database.
     #[error(transparent)]
     Idempotency(#[from] carerp_kit::idempotency::IdempotencyError),
@@ -85,17 +107,25 @@ impl From<Error> for Status {
             | Error::PartLineNotFound { .. }
             | Error::LaborLineNotFound { .. }
             | Error::CustomerNotFound(_)
-            | Error::VehicleNotFound(_) => Status::not_found(err.to_string()),
+            | Error::VehicleNotFound(_)
+            | Error::PartNotFound(_)
+            | Error::JobNotFound { .. }
+            | Error::Link(LinkError::Unknown) => Status::not_found(err.to_string()),
             Error::CustomerArchived(_)
             | Error::Transition(_)
             | Error::LinesLocked { .. }
             | Error::NothingToRetry(_)
             | Error::TooManyLines { .. }
+            | Error::TooManyJobs { .. }
+            | Error::PartInactive { .. }
+            | Error::Job(_)
+            | Error::Estimate(_)
+            | Error::Link(_)
             | Error::Conflict(_) => Status::failed_precondition(err.to_string()),
             Error::VersionConflict { .. } => Status::aborted(err.to_string()),
-            Error::CustomerServiceUnavailable(_) => Status::unavailable(err.to_string()),
-            Error::CustomerService(message) => {
-                tracing::error!(error = %message, "customer service failed");
+            Error::PeerUnavailable { .. } => Status::unavailable(err.to_string()),
+            Error::PeerFailed { service, reason } => {
+                tracing::error!(service, error = %reason, "another service failed");
                 Status::internal(err.to_string())
             }
             Error::Idempotency(idempotency) => status::idempotency_error(idempotency),
@@ -108,4 +138,17 @@ impl From<FieldViolation> for Error {
     fn from(violation: FieldViolation) -> Self {
         Error::Invalid(violation.into())
     }
+}
+
+/// What is wrong with an approval link, as its holder is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("this approval link is not valid")]
+    Unknown,
+    #[error("this approval link expired on {0}: ask the garage to send the estimate again")]
+    Expired(chrono::DateTime<chrono::Utc>),
+    #[error("the estimate changed after this link was sent: ask the garage for the new one")]
+    Outdated,
+    #[error("job {0} is not part of this estimate")]
+    JobNotInEstimate(Uuid),
 }

@@ -110,9 +110,8 @@ pub fn completed_event(order: &WorkOrder) -> WorkOrderCompleted {
         customer_id: order.header.customer_id,
         vehicle_id: order.header.vehicle_id,
         currency: order.header.currency.clone(),
-        part_lines: order
-            .part_lines
-            .iter()
+        // Only what the customer approved is invoiced and consumed.
+        part_lines: domain::approved_lines(&order.jobs, &order.part_lines)
             .map(|line| CompletedPartLine {
                 line_id: line.id,
                 part_id: line.part_id,
@@ -126,6 +125,7 @@ pub fn completed_event(order: &WorkOrder) -> WorkOrderCompleted {
         labor_lines: order
             .labor_lines
             .iter()
+            .filter(|line| domain::is_approved(&order.jobs, line.job_id))
             .map(|line| CompletedLaborLine {
                 line_id: line.id,
                 description: line.description.clone(),
@@ -274,6 +274,7 @@ pub async fn on_reservation_failed(
         Status::AwaitingParts,
         Cause::ReservationFailed,
         order.header.started_at.is_some(),
+        &order.jobs,
         &order.part_lines,
     )
     .is_ok()
@@ -318,6 +319,7 @@ pub async fn on_invoice_created(
         Status::Invoiced,
         Cause::InvoiceCreated,
         order.header.started_at.is_some(),
+        &order.jobs,
         &order.part_lines,
     )?;
     store::set_invoice(tx, order.id(), data.invoice_id).await?;
@@ -348,6 +350,7 @@ pub async fn on_invoice_voided(
         Status::Completed,
         Cause::InvoiceVoided,
         order.header.started_at.is_some(),
+        &order.jobs,
         &order.part_lines,
     )?;
     store::clear_invoice(tx, order.id()).await?;

@@ -5,10 +5,12 @@
 //! invoiced it.
 
 pub mod api;
-pub mod customers;
+pub mod approval;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod jobs;
+pub mod peers;
 pub mod store;
 
 use std::sync::LazyLock;
@@ -21,7 +23,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tonic::service::Routes;
 
-pub use customers::CustomerDirectory;
+pub use peers::{CustomerDirectory, PartCatalogue, Peers};
 
 /// The kit's tables and ours, for start-up and `#[sqlx::test(migrator = ...)]`.
 pub static MIGRATOR: LazyLock<Migrator> =
@@ -29,18 +31,16 @@ pub static MIGRATOR: LazyLock<Migrator> =
 
 pub const SERVICE_NAME: &str = "carerp.workorder.v1.WorkOrderService";
 
-/// Connects to the database, migrates it, and serves until stopped. `customers` is how the
-/// service reaches the customer service (from `CUSTOMER_GRPC_URL` in production).
-pub async fn start(
-    config: ServiceConfig,
-    customers: CustomerDirectory,
-) -> anyhow::Result<RunningService> {
+/// Connects to the database, migrates it, and serves until stopped. `peers` is how the
+/// service reaches the customer service and inventory (from `CUSTOMER_GRPC_URL` and
+/// `INVENTORY_GRPC_URL` in production).
+pub async fn start(config: ServiceConfig, peers: Peers) -> anyhow::Result<RunningService> {
     let url = config
         .database_url
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is not set"))?;
     let pool = carerp_kit::db::connect_and_migrate(url, &MIGRATOR, config.pool).await?;
-    start_with_pool(config, pool, customers).await
+    start_with_pool(config, pool, peers).await
 }
 
 /// Serves on an existing, migrated pool (what tests use), relaying its outbox and
@@ -48,11 +48,11 @@ pub async fn start(
 pub async fn start_with_pool(
     config: ServiceConfig,
     pool: PgPool,
-    customers: CustomerDirectory,
+    peers: Peers,
 ) -> anyhow::Result<RunningService> {
     let mut settings = config.settings.clone();
     settings.timezone = store::usable_timezone(&pool, &settings.timezone).await;
-    let api = api::WorkOrderApi::new(pool.clone(), settings, customers);
+    let api = api::WorkOrderApi::new(pool.clone(), settings, peers);
     let routes = Routes::new(WorkOrderServiceServer::new(api));
     let metrics = Metrics::new();
     let mut service = grpc::start(

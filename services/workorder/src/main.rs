@@ -1,16 +1,16 @@
 use carerp_kit::{Database, ServiceConfig};
-use carerp_workorder::CustomerDirectory;
+use carerp_workorder::Peers;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let configured = ServiceConfig::from_env("workorder", Database::Required)
         .map_err(|err| err.to_string())
         .and_then(|config| {
-            CustomerDirectory::from_env()
-                .map(|customers| (config, customers))
+            Peers::from_env()
+                .map(|peers| (config, peers))
                 .map_err(|err| err.to_string())
         });
-    let (config, customers) = match configured {
+    let (config, peers) = match configured {
         Ok(configured) => configured,
         Err(err) => {
             eprintln!("carerp-workorder: configuration error: {err}");
@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let _telemetry = carerp_kit::telemetry::init(&config)?;
-    let service = carerp_workorder::start(config, customers).await?;
+    let service = carerp_workorder::start(config, peers).await?;
     carerp_kit::grpc::shutdown_signal().await;
     tracing::info!("shutting down: draining requests in flight");
     service.stop().await?;

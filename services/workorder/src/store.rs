@@ -17,6 +17,8 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::events;
+use crate::jobs::{self, Channel, Decision, Job, JobState};
+use crate::peers::Quote;
 
 /// The work order row, without its lines.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -43,13 +45,24 @@ pub struct Header {
     pub version: i64,
 }
 
-/// A work order with its lines, as read in one transaction.
+/// A work order with its jobs and lines, as read in one transaction.
 #[derive(Debug, Clone)]
 pub struct WorkOrder {
     pub header: Header,
     pub status: Status,
+    /// The intake job first, then in the order they were added.
+    pub jobs: Vec<Job>,
     pub part_lines: Vec<PartLine>,
     pub labor_lines: Vec<LaborLine>,
+    /// The last estimate sent, if any.
+    pub latest_estimate: Option<EstimateMark>,
+}
+
+/// Which estimate version was sent last, and whether it still stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EstimateMark {
+    pub version: i32,
+    pub outdated: bool,
 }
 
 impl WorkOrder {
@@ -58,13 +71,26 @@ impl WorkOrder {
     }
 
     pub fn totals(&self) -> Totals {
-        domain::totals(&self.part_lines, &self.labor_lines)
+        domain::totals(&self.jobs, &self.part_lines, &self.labor_lines)
+    }
+
+    /// The job a line is for: the named one, or the intake job.
+    pub fn job(&self, job_id: Option<Uuid>) -> Result<&Job, Error> {
+        let found = match job_id {
+            Some(job_id) => self.jobs.iter().find(|job| job.id == job_id),
+            None => self.jobs.iter().find(|job| job.intake),
+        };
+        found.ok_or_else(|| Error::JobNotFound {
+            work_order_id: self.id(),
+            job_id: job_id.unwrap_or_default(),
+        })
     }
 }
 
 #[derive(Debug, sqlx::FromRow)]
 struct PartLineRow {
     id: Uuid,
+    job_id: Uuid,
     work_order_id: Uuid,
     part_id: Uuid,
     quantity: i32,
@@ -78,6 +104,7 @@ struct PartLineRow {
 #[derive(Debug, sqlx::FromRow)]
 struct LaborLineRow {
     id: Uuid,
+    job_id: Uuid,
     work_order_id: Uuid,
     description: String,
     technician: String,
@@ -122,6 +149,15 @@ pub async fn usable_timezone(pool: &PgPool, timezone: &str) -> String {
     }
 }
 
+/// Today's date in `timezone`.
+pub async fn today(pool: &PgPool, timezone: &str) -> Result<chrono::NaiveDate, Error> {
+    let (today,): (chrono::NaiveDate,) = sqlx::query_as("SELECT (now() AT TIME ZONE $1)::date")
+        .bind(timezone)
+        .fetch_one(pool)
+        .await?;
+    Ok(today)
+}
+
 /// The work order created earlier with this idempotency key, if any.
 pub async fn find_by_idempotency_key(pool: &PgPool, key: &str) -> Result<Option<WorkOrder>, Error> {
     let mut conn = snapshot(pool).await?;
@@ -143,7 +179,9 @@ pub async fn find_by_idempotency_key(pool: &PgPool, key: &str) -> Result<Option<
 
 /// A read-only transaction that sees one snapshot: a work order's header (with its version)
 /// and its lines are read in several statements, and must agree with each other.
-async fn snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Error> {
+pub(crate) async fn snapshot(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -193,10 +231,29 @@ pub async fn create_work_order(
             .await?
             .ok_or_else(|| Error::Conflict(format!("idempotency key {key:?} vanished")));
     }
+    // The intake job: the complaint the order was opened for, authorised at intake.
+    sqlx::query(
+        "INSERT INTO jobs (id, work_order_id, title, state, intake, decided_by, decided_via, decided_at)
+         VALUES ($1, $2, $3, 'APPROVED', true, $4, 'INTAKE', now())",
+    )
+    .bind(Uuid::now_v7())
+    .bind(id)
+    .bind(intake_title(&new.intake.complaint))
+    .bind(context.actor())
+    .execute(&mut *tx)
+    .await?;
     let order = load(&mut tx, id).await?;
     events::work_order_created(&mut tx, context, &order).await?;
     tx.commit().await?;
     Ok(order)
+}
+
+/// The complaint, shortened to a job's title where it is longer.
+fn intake_title(complaint: &str) -> String {
+    match complaint.char_indices().nth(jobs::MAX_TITLE - 1) {
+        Some((cut, _)) => format!("{}…", &complaint[..cut]),
+        None => complaint.to_string(),
+    }
 }
 
 /// Takes the next number of `year`; the counter row stays locked until the transaction
@@ -321,7 +378,7 @@ pub const ADD_LABOR_LINE: &str = "workorder.add-labor-line";
 pub const RETRY_RESERVATION: &str = "workorder.retry-reservation";
 
 /// What locking a work order for a keyed write found.
-enum Keyed {
+pub(crate) enum Keyed {
     /// The order, locked, its version checked: do the write.
     Write(WorkOrder),
     /// The key already did this request: the order as it is now, nothing to write.
@@ -332,7 +389,7 @@ enum Keyed {
 /// request is recognised before the version and status checks: the first call moved the
 /// version on (and the order may have moved on since), yet its retry must still get the
 /// order, not an error. The same key with a different request is refused, naming the key.
-async fn lock_keyed(
+pub(crate) async fn lock_keyed(
     conn: &mut PgConnection,
     id: Uuid,
     expected_version: i64,
@@ -361,26 +418,91 @@ pub async fn touch(conn: &mut PgConnection, id: Uuid) -> Result<(), Error> {
     Ok(())
 }
 
+#[derive(Debug, sqlx::FromRow)]
+struct JobRow {
+    id: Uuid,
+    work_order_id: Uuid,
+    title: String,
+    state: String,
+    intake: bool,
+    decided_by: String,
+    decided_via: String,
+    decided_at: Option<DateTime<Utc>>,
+    decision_reason: String,
+    remind_after: Option<chrono::NaiveDate>,
+    estimate_version: i32,
+}
+
+impl JobRow {
+    fn into_job(self) -> Result<Job, Error> {
+        let state = JobState::parse(&self.state)
+            .ok_or_else(|| corrupt(format!("unknown job state {:?}", self.state)))?;
+        let decision = match self.decided_at {
+            None => None,
+            Some(decided_at) => Some(Decision {
+                decided_by: self.decided_by,
+                channel: Channel::parse(&self.decided_via).ok_or_else(|| {
+                    corrupt(format!("unknown decision channel {:?}", self.decided_via))
+                })?,
+                decided_at,
+                reason: self.decision_reason,
+                remind_after: self.remind_after,
+                estimate_version: self.estimate_version,
+            }),
+        };
+        Ok(Job {
+            id: self.id,
+            title: self.title,
+            state,
+            intake: self.intake,
+            decision,
+        })
+    }
+}
+
 async fn with_lines(
     conn: &mut PgConnection,
     headers: Vec<Header>,
 ) -> Result<Vec<WorkOrder>, Error> {
     let ids: Vec<Uuid> = headers.iter().map(|h| h.id).collect();
+    let job_rows: Vec<JobRow> = sqlx::query_as(
+        "SELECT id, work_order_id, title, state, intake, decided_by, decided_via, decided_at,
+                decision_reason, remind_after, estimate_version
+         FROM jobs WHERE work_order_id = ANY($1) ORDER BY intake DESC, created_at, id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
     let parts: Vec<PartLineRow> = sqlx::query_as(
-        "SELECT id, work_order_id, part_id, quantity, reservation_state, failure_reason, sku, name,
-                unit_price_minor
+        "SELECT id, job_id, work_order_id, part_id, quantity, reservation_state, failure_reason,
+                sku, name, unit_price_minor
          FROM part_lines WHERE work_order_id = ANY($1) ORDER BY id",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
     let labor: Vec<LaborLineRow> = sqlx::query_as(
-        "SELECT id, work_order_id, description, technician, minutes, hourly_rate_minor
+        "SELECT id, job_id, work_order_id, description, technician, minutes, hourly_rate_minor
          FROM labor_lines WHERE work_order_id = ANY($1) ORDER BY id",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
+    let estimates: Vec<(Uuid, i32, bool)> = sqlx::query_as(
+        "SELECT DISTINCT ON (work_order_id) work_order_id, version, outdated_at IS NOT NULL
+         FROM estimates WHERE work_order_id = ANY($1) ORDER BY work_order_id, version DESC",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut jobs_of: std::collections::HashMap<Uuid, Vec<Job>> = Default::default();
+    for row in job_rows {
+        let work_order_id = row.work_order_id;
+        jobs_of
+            .entry(work_order_id)
+            .or_default()
+            .push(row.into_job()?);
+    }
     headers
         .into_iter()
         .map(|header| {
@@ -392,6 +514,7 @@ async fn with_lines(
                 .map(|row| {
                     Ok(PartLine {
                         id: row.id,
+                        job_id: row.job_id,
                         part_id: row.part_id,
                         quantity: row.quantity,
                         state: ReservationState::parse(&row.reservation_state).ok_or_else(
@@ -414,17 +537,24 @@ async fn with_lines(
                 .filter(|row| row.work_order_id == header.id)
                 .map(|row| LaborLine {
                     id: row.id,
+                    job_id: row.job_id,
                     description: row.description.clone(),
                     technician: row.technician.clone(),
                     minutes: row.minutes,
                     hourly_rate_minor: row.hourly_rate_minor,
                 })
                 .collect();
+            let latest_estimate = estimates
+                .iter()
+                .find(|(work_order_id, _, _)| *work_order_id == header.id)
+                .map(|&(_, version, outdated)| EstimateMark { version, outdated });
             Ok(WorkOrder {
+                jobs: jobs_of.remove(&header.id).unwrap_or_default(),
                 header,
                 status,
                 part_lines,
                 labor_lines,
+                latest_estimate,
             })
         })
         .collect()
@@ -458,6 +588,7 @@ pub async fn change_status(
         to,
         Cause::Request,
         order.header.started_at.is_some(),
+        &order.jobs,
         &order.part_lines,
     )?;
     set_status(&mut tx, context, id, to, reason).await?;
@@ -511,7 +642,7 @@ pub(crate) async fn set_status(
     Ok(())
 }
 
-fn ensure_lines_editable(order: &WorkOrder) -> Result<(), Error> {
+pub(crate) fn ensure_lines_editable(order: &WorkOrder) -> Result<(), Error> {
     if order.status.allows_line_changes() {
         Ok(())
     } else {
@@ -522,20 +653,49 @@ fn ensure_lines_editable(order: &WorkOrder) -> Result<(), Error> {
     }
 }
 
-/// Adds a part line, PENDING until inventory reserves it, and asks inventory to reserve it.
-/// A retry with the same idempotency key writes nothing and returns the order as it is now.
+/// The state of a job, read before a write that depends on it asks another service (a part
+/// is quoted for a PROPOSED job only); the write checks it again under the lock.
+pub async fn job_state(pool: &PgPool, id: Uuid, job_id: Uuid) -> Result<JobState, Error> {
+    let state: Option<(String,)> =
+        sqlx::query_as("SELECT state FROM jobs WHERE id = $1 AND work_order_id = $2")
+            .bind(job_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    let (state,) = state.ok_or(Error::JobNotFound {
+        work_order_id: id,
+        job_id,
+    })?;
+    JobState::parse(&state).ok_or_else(|| corrupt(format!("unknown job state {state:?}")))
+}
+
+/// A part line to add: which part, how many, for which job (`None`: the intake job), and its
+/// quote when the job is PROPOSED.
+#[derive(Debug, Clone)]
+pub struct NewPartLine {
+    pub part_id: Uuid,
+    pub quantity: i32,
+    pub job_id: Option<Uuid>,
+    pub quote: Option<Quote>,
+}
+
+/// Adds a part line. For an APPROVED job it is PENDING until inventory reserves it, and
+/// inventory is asked to; for a PROPOSED job it is QUOTED at the part's current price and
+/// reserved once the customer approves. A retry with the same idempotency key writes nothing
+/// and returns the order as it is now.
 pub async fn add_part_line(
     pool: &PgPool,
     context: &RequestContext,
     id: Uuid,
-    part_id: Uuid,
-    quantity: i32,
+    line: &NewPartLine,
     expected_version: i64,
     idempotency_key: Option<&Key>,
 ) -> Result<WorkOrder, Error> {
+    let (part_id, quantity) = (line.part_id, line.quantity);
     let mut tx = pool.begin().await?;
     let key = idempotency_key.map(|key| {
-        let fingerprint = idempotency::fingerprint(ADD_PART_LINE, &(id, part_id, quantity));
+        let fingerprint =
+            idempotency::fingerprint(ADD_PART_LINE, &(id, part_id, quantity, line.job_id));
         (key, ADD_PART_LINE, fingerprint)
     });
     let order = match lock_keyed(&mut tx, id, expected_version, key).await? {
@@ -552,30 +712,88 @@ pub async fn add_part_line(
             max: MAX_PART_LINES,
         });
     }
+    let job = order.job(line.job_id)?;
+    jobs::check_lines_editable(job)?;
+    let (job_id, job_state) = (job.id, job.state);
+    let state = match (job_state, &line.quote) {
+        (JobState::Approved, _) => ReservationState::Pending,
+        (_, Some(_)) => ReservationState::Quoted,
+        // Approved meanwhile is handled above; any other change was refused; so this is a
+        // PROPOSED job that the caller did not quote for.
+        (_, None) => {
+            return Err(Error::Conflict(format!(
+                "job {job_id} is PROPOSED: its part lines are quoted, and part {part_id} was not"
+            )));
+        }
+    };
+    if let Some(quote) = &line.quote
+        && quote.currency != order.header.currency
+    {
+        return Err(Error::Conflict(format!(
+            "inventory prices part {part_id} in {}, but work order {id} is kept in {}",
+            quote.currency, order.header.currency
+        )));
+    }
     let line_id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO part_lines (id, work_order_id, part_id, quantity, reservation_state)
-         VALUES ($1, $2, $3, $4, 'PENDING')",
+        "INSERT INTO part_lines (id, work_order_id, job_id, part_id, quantity, reservation_state,
+                                 sku, name, unit_price_minor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(line_id)
     .bind(id)
+    .bind(job_id)
     .bind(part_id)
     .bind(quantity)
+    .bind(state.as_str())
+    .bind(line.quote.as_ref().map_or("", |q| q.sku.as_str()))
+    .bind(line.quote.as_ref().map_or("", |q| q.name.as_str()))
+    .bind(line.quote.as_ref().map(|q| q.unit_price_minor))
     .execute(&mut *tx)
     .await?;
     if let Some(key) = idempotency_key {
         idempotency::finish(&mut tx, key, &line_id).await?;
     }
+    if job_state == JobState::Proposed {
+        mark_estimate_outdated(&mut tx, id).await?;
+    }
     touch(&mut tx, id).await?;
     let order = load(&mut tx, id).await?;
-    let new_lines: Vec<&PartLine> = order
-        .part_lines
-        .iter()
-        .filter(|l| l.id == line_id)
-        .collect();
-    events::parts_added(&mut tx, context, id, &new_lines).await?;
+    if state == ReservationState::Pending {
+        let new_lines: Vec<&PartLine> = order
+            .part_lines
+            .iter()
+            .filter(|l| l.id == line_id)
+            .collect();
+        events::parts_added(&mut tx, context, id, &new_lines).await?;
+    }
     tx.commit().await?;
     Ok(order)
+}
+
+/// The last estimate sent no longer shows what the PROPOSED jobs are: its link stops working.
+pub(crate) async fn mark_estimate_outdated(conn: &mut PgConnection, id: Uuid) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE estimates SET outdated_at = now() WHERE work_order_id = $1 AND outdated_at IS NULL",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether changing a line of `job_id` is allowed, and whether it changes the estimate.
+async fn check_line_change(
+    conn: &mut PgConnection,
+    order: &WorkOrder,
+    job_id: Uuid,
+) -> Result<(), Error> {
+    let job = order.job(Some(job_id))?;
+    jobs::check_lines_editable(job)?;
+    if job.state == JobState::Proposed {
+        mark_estimate_outdated(conn, order.id()).await?;
+    }
+    Ok(())
 }
 
 /// Removes a part line before the work is completed. A line that inventory reserved, or may
@@ -591,6 +809,9 @@ pub async fn remove_part_line(
     let mut tx = pool.begin().await?;
     let order = lock(&mut tx, id, expected_version).await?;
     ensure_lines_editable(&order)?;
+    if let Some(line) = order.part_lines.iter().find(|line| line.id == line_id) {
+        check_line_change(&mut tx, &order, line.job_id).await?;
+    }
     let held = order.part_lines.iter().find(|line| {
         line.id == line_id
             && matches!(
@@ -623,6 +844,7 @@ pub async fn remove_part_line(
 pub async fn add_labor_line(
     pool: &PgPool,
     id: Uuid,
+    job_id: Option<Uuid>,
     labor: &NewLabor,
     currency: &str,
     expected_version: i64,
@@ -638,6 +860,7 @@ pub async fn add_labor_line(
                 &labor.technician,
                 labor.minutes,
                 labor.hourly_rate_minor,
+                job_id,
             ),
         );
         (key, ADD_LABOR_LINE, fingerprint)
@@ -662,13 +885,17 @@ pub async fn add_labor_line(
             order.header.currency
         )));
     }
+    let job_id = order.job(job_id)?.id;
+    check_line_change(&mut tx, &order, job_id).await?;
     let line_id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO labor_lines (id, work_order_id, description, technician, minutes, hourly_rate_minor)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO labor_lines (id, work_order_id, job_id, description, technician, minutes,
+                                  hourly_rate_minor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(line_id)
     .bind(id)
+    .bind(job_id)
     .bind(&labor.description)
     .bind(&labor.technician)
     .bind(labor.minutes)
@@ -693,6 +920,9 @@ pub async fn remove_labor_line(
     let mut tx = pool.begin().await?;
     let order = lock(&mut tx, id, expected_version).await?;
     ensure_lines_editable(&order)?;
+    if let Some(line) = order.labor_lines.iter().find(|line| line.id == line_id) {
+        check_line_change(&mut tx, &order, line.job_id).await?;
+    }
     let deleted = sqlx::query("DELETE FROM labor_lines WHERE id = $1 AND work_order_id = $2")
         .bind(line_id)
         .bind(id)
@@ -794,8 +1024,9 @@ pub(crate) async fn mark_reserved(
     unit_price_minor: i64,
 ) -> Result<(), Error> {
     sqlx::query(
+        // A quoted line keeps the price the customer approved.
         "UPDATE part_lines SET reservation_state = 'RESERVED', failure_reason = '',
-                sku = $2, name = $3, unit_price_minor = $4
+                sku = $2, name = $3, unit_price_minor = COALESCE(unit_price_minor, $4)
          WHERE id = $1",
     )
     .bind(line_id)

@@ -265,10 +265,9 @@ async fn create_gives_up_on_a_customer_service_that_does_not_answer(pool: PgPool
         }
     });
     let deadline = std::time::Duration::from_millis(300);
-    let directory =
-        carerp_workorder::CustomerDirectory::connect_lazy(&format!("http://{addr}"), deadline)
-            .unwrap();
-    let mut g = Garage::start_with_directory(pool, directory).await;
+    let url = format!("http://{addr}");
+    let peers = carerp_workorder::Peers::connect_lazy(&url, &url, deadline).unwrap();
+    let mut g = Garage::start_with_peers(pool, peers).await;
     let started = std::time::Instant::now();
     let err = g
         .client
@@ -837,6 +836,7 @@ async fn part_line_bad_input_unknown_ids_and_stale_versions_are_refused(pool: Pg
         quantity,
         expected_version: 0,
         idempotency_key: String::new(),
+        job_id: String::new(),
     };
     for quantity in [0, -3, 10_001] {
         let err = g.client.add_part_line(add(quantity)).await.unwrap_err();
@@ -917,6 +917,7 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
         quantity: 2,
         expected_version: version(&order),
         idempotency_key: key.into(),
+        job_id: String::new(),
     };
     let first = g
         .client
@@ -982,6 +983,7 @@ async fn retried_line_additions_with_the_same_idempotency_key_add_one_line(pool:
         hourly_rate: None,
         expected_version: 0,
         idempotency_key: key.into(),
+        job_id: String::new(),
     };
     let with_labor = g
         .client
@@ -1079,6 +1081,7 @@ async fn labour_lines_default_to_the_tenant_rate_and_refuse_bad_input(pool: PgPo
         hourly_rate: None,
         expected_version: 0,
         idempotency_key: String::new(),
+        job_id: String::new(),
     };
     for minutes in [0, -15, 31 * 24 * 60 + 1] {
         let err = g.client.add_labor_line(add(minutes)).await.unwrap_err();
@@ -1266,6 +1269,7 @@ async fn lines_cannot_change_on_a_completed_or_cancelled_order(pool: PgPool) {
                     quantity: 1,
                     expected_version: 0,
                     idempotency_key: String::new(),
+                    job_id: String::new(),
                 })
                 .await
                 .unwrap_err(),
@@ -1618,6 +1622,7 @@ async fn concurrent_line_additions_on_one_version_add_exactly_one_line(pool: PgP
         quantity: 1,
         expected_version: 1,
         idempotency_key: String::new(),
+        job_id: String::new(),
     };
     let mut a = g.client.clone();
     let mut b = g.client.clone();
@@ -1693,6 +1698,7 @@ async fn technicians_start_and_complete_but_neither_cancel_nor_price(pool: PgPoo
         }),
         expected_version: 0,
         idempotency_key: String::new(),
+        job_id: String::new(),
     };
     let err = technician.add_labor_line(labor(Some(1))).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");

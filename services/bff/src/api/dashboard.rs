@@ -80,6 +80,7 @@ async fn work_order_counts(
         let count = u64::try_from(counted.count).unwrap_or(0);
         match WorkOrderStatus::from_proto(counted.status) {
             Some(WorkOrderStatus::Open) => counts.open = count,
+            Some(WorkOrderStatus::Estimate) => counts.estimate = count,
             Some(WorkOrderStatus::InProgress) => counts.in_progress = count,
             Some(WorkOrderStatus::AwaitingParts) => counts.awaiting_parts = count,
             Some(WorkOrderStatus::Completed) => counts.completed = count,

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod customers;
 pub mod dashboard;
+pub mod estimates;
 pub mod invoices;
 pub mod parts;
 pub mod people;
@@ -195,6 +196,41 @@ pub fn routes() -> Vec<Route> {
             M::POST,
             "/api/work-orders/{id}/retry-reservation",
             post(workorders::retry_reservation),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/jobs",
+            post(estimates::add_job),
+        ),
+        route(
+            M::DELETE,
+            "/api/work-orders/{id}/jobs/{jobId}",
+            delete(estimates::remove_job),
+        ),
+        route(
+            M::PUT,
+            "/api/work-orders/{id}/jobs/{jobId}/decision",
+            put(estimates::decide_job),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/estimates",
+            post(estimates::send_estimate),
+        ),
+        route(
+            M::GET,
+            "/api/work-orders/{id}/estimates",
+            get(estimates::list_estimates),
+        ),
+        route(
+            M::GET,
+            "/api/approvals/{token}",
+            get(estimates::get_approval),
+        ),
+        route(
+            M::PUT,
+            "/api/approvals/{token}/jobs/{jobId}",
+            put(estimates::decide_by_link),
         ),
         route(M::GET, "/api/parts", get(parts::list_parts)),
         route(M::POST, "/api/parts", post(parts::create_part)),

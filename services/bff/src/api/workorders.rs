@@ -48,7 +48,7 @@ pub struct VersionQuery {
 fn statuses(param: Option<String>) -> Result<Vec<i32>, ApiError> {
     super::status_filter(
         param,
-        "OPEN, IN_PROGRESS, AWAITING_PARTS, COMPLETED, INVOICED or CANCELLED",
+        "OPEN, ESTIMATE, IN_PROGRESS, AWAITING_PARTS, COMPLETED, INVOICED or CANCELLED",
         |s: WorkOrderStatus| s.to_proto() as i32,
     )
 }
@@ -322,6 +322,7 @@ pub async fn add_part_line(
                 quantity: body.quantity,
                 expected_version: body.expected_version,
                 idempotency_key: key,
+                job_id: body.job_id,
             },
         ))
         .await
@@ -386,6 +387,7 @@ pub async fn add_labor_line(
                 hourly_rate: body.hourly_rate.map(Into::into),
                 expected_version: body.expected_version,
                 idempotency_key: key,
+                job_id: body.job_id,
             },
         ))
         .await

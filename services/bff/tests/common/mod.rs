@@ -126,22 +126,23 @@ impl Garage {
         )
         .await
         .expect("customer service starts");
-        let directory = carerp_workorder::CustomerDirectory::connect_lazy(
+        let inventory =
+            carerp_inventory::start_with_pool(service_config("inventory", &tenant), inventory_pool)
+                .await
+                .expect("inventory service starts");
+        let peers = carerp_workorder::Peers::connect_lazy(
             &url(&customer),
+            &url(&inventory),
             Duration::from_secs(2),
         )
         .unwrap();
         let workorder = carerp_workorder::start_with_pool(
             service_config("workorder", &tenant),
             workorder_pool,
-            directory,
+            peers,
         )
         .await
         .expect("work order service starts");
-        let inventory =
-            carerp_inventory::start_with_pool(service_config("inventory", &tenant), inventory_pool)
-                .await
-                .expect("inventory service starts");
         let billing = carerp_billing::start_with_pool(
             service_config("billing", &tenant),
             billing_pool.clone(),

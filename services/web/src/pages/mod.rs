@@ -1,6 +1,7 @@
 //! The pages, one module per area.
 
 pub mod api_tokens;
+pub mod approval;
 pub mod auth;
 pub mod customers;
 pub mod invoices;

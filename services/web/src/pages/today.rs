@@ -73,6 +73,11 @@ pub async fn today(State(web): State<Web>, caller: Caller) -> Response {
                 href: "/work-orders?status=OPEN",
             },
             Count {
+                label: t.status_estimate,
+                count: c.estimate,
+                href: "/work-orders?status=ESTIMATE",
+            },
+            Count {
                 label: t.status_in_progress,
                 count: c.in_progress,
                 href: "/work-orders?status=IN_PROGRESS",

@@ -34,6 +34,7 @@ use pb::WorkOrderStatus as S;
 pub fn status_label(t: &'static Messages, status: i32) -> &'static str {
     match S::try_from(status) {
         Ok(S::Open) => t.status_open,
+        Ok(S::Estimate) => t.status_estimate,
         Ok(S::InProgress) => t.status_in_progress,
         Ok(S::AwaitingParts) => t.status_awaiting_parts,
         Ok(S::Completed) => t.status_completed,
@@ -46,6 +47,7 @@ pub fn status_label(t: &'static Messages, status: i32) -> &'static str {
 fn status_name(status: S) -> &'static str {
     match status {
         S::Open => "OPEN",
+        S::Estimate => "ESTIMATE",
         S::InProgress => "IN_PROGRESS",
         S::AwaitingParts => "AWAITING_PARTS",
         S::Completed => "COMPLETED",
@@ -58,6 +60,7 @@ fn status_name(status: S) -> &'static str {
 fn parse_status(name: &str) -> Option<S> {
     [
         S::Open,
+        S::Estimate,
         S::InProgress,
         S::AwaitingParts,
         S::Completed,
@@ -72,7 +75,7 @@ fn parse_status(name: &str) -> Option<S> {
 /// its message is shown when it refuses).
 fn next_statuses(status: S) -> &'static [S] {
     match status {
-        S::Open => &[S::InProgress, S::Cancelled],
+        S::Open | S::Estimate => &[S::InProgress, S::Cancelled],
         S::InProgress => &[S::Completed, S::AwaitingParts, S::Cancelled],
         S::AwaitingParts => &[S::InProgress, S::Cancelled],
         S::Completed | S::Invoiced | S::Cancelled | S::Unspecified => &[],
@@ -100,6 +103,7 @@ pub struct Column {
 /// The board's columns, in the order of the life cycle; cancelled ones behind the filter.
 const BOARD: &[S] = &[
     S::Open,
+    S::Estimate,
     S::InProgress,
     S::AwaitingParts,
     S::Completed,
@@ -316,6 +320,7 @@ async fn parties(web: &Web, caller: &Caller, orders: &[pb::WorkOrder]) -> (Names
 
 pub struct PartRow {
     pub id: String,
+    pub job: String,
     pub label: String,
     pub quantity: i32,
     pub state: &'static str,
@@ -327,6 +332,7 @@ pub struct PartRow {
 
 pub struct LaborRow {
     pub id: String,
+    pub job: String,
     pub description: String,
     pub technician: String,
     pub minutes: i32,
@@ -347,12 +353,102 @@ struct Lines {
     can_remove_parts: bool,
     can_remove_labor: bool,
     can_retry: bool,
+    jobs: Vec<JobRow>,
+    /// The front desk records the customer's decisions and sends the estimate.
+    can_decide: bool,
+    can_remove_jobs: bool,
+    can_send_estimate: bool,
+    /// "Estimate 2 sent" / "... changed since it was sent".
+    estimate_note: Option<String>,
     parts: Vec<PartRow>,
     labor: Vec<LaborRow>,
     parts_total: String,
     labor_total: String,
     estimated_total: String,
+    proposed_total: String,
     invoice_id: Option<String>,
+}
+
+/// A job as the lines section shows it: its state, total and decision.
+pub struct JobRow {
+    pub id: String,
+    pub title: String,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub proposed: bool,
+    pub intake: bool,
+    pub total: String,
+    /// "Approved by link, 2 Dec 2026" and the reason or reminder day.
+    pub decision: String,
+}
+
+fn job_state_label(t: &'static Messages, state: i32) -> (&'static str, &'static str) {
+    match pb::JobState::try_from(state) {
+        Ok(pb::JobState::Approved) => (t.job_approved, "ok"),
+        Ok(pb::JobState::Declined) => (t.job_declined, "bad"),
+        Ok(pb::JobState::Deferred) => (t.job_deferred, "wait"),
+        _ => (t.job_proposed, "wait"),
+    }
+}
+
+fn channel_label(t: &'static Messages, channel: i32) -> &'static str {
+    match pb::DecisionChannel::try_from(channel) {
+        Ok(pb::DecisionChannel::InPerson) => t.channel_in_person,
+        Ok(pb::DecisionChannel::Phone) => t.channel_phone,
+        Ok(pb::DecisionChannel::Email) => t.channel_email,
+        Ok(pb::DecisionChannel::Link) => t.channel_link,
+        Ok(pb::DecisionChannel::Intake) => t.channel_intake,
+        _ => "",
+    }
+}
+
+fn job_rows(zone: &jiff::tz::TimeZone, order: &pb::WorkOrder) -> Vec<JobRow> {
+    let t = &EN;
+    order
+        .jobs
+        .iter()
+        .map(|job| {
+            let (state, state_class) = job_state_label(t, job.state);
+            let decision = job
+                .decision
+                .as_ref()
+                .map(|d| {
+                    let mut text = format!(
+                        "{} · {}",
+                        channel_label(t, d.channel),
+                        format::date_time(t, zone, d.decided_at.as_ref())
+                    );
+                    if !d.reason.is_empty() {
+                        text.push_str(&format!(" · {}", d.reason));
+                    }
+                    if !d.remind_after.is_empty() {
+                        text.push_str(&format!(" · {} {}", t.remind_after, d.remind_after));
+                    }
+                    text
+                })
+                .unwrap_or_default();
+            JobRow {
+                id: job.id.clone(),
+                title: job.title.clone(),
+                state,
+                state_class,
+                proposed: job.state == pb::JobState::Proposed as i32,
+                intake: job.intake,
+                total: format::money_of(t, job.total.as_ref()),
+                decision,
+            }
+        })
+        .collect()
+}
+
+/// The job a line belongs to, by title.
+fn job_title(order: &pb::WorkOrder, job_id: &str) -> String {
+    order
+        .jobs
+        .iter()
+        .find(|job| job.id == job_id)
+        .map(|job| job.title.clone())
+        .unwrap_or_default()
 }
 
 pub struct PartChoice {
@@ -375,7 +471,10 @@ struct DetailPage {
     lines: String,
     can_add_part: bool,
     can_add_labor: bool,
+    can_add_job: bool,
     parts: Vec<PartChoice>,
+    /// The jobs a line may go to (PROPOSED and APPROVED), the intake job first.
+    job_choices: Vec<PartChoice>,
     moves: Vec<(&'static str, &'static str)>,
     can_cancel: bool,
     errors: FieldErrors,
@@ -419,7 +518,7 @@ async fn fetch(web: &Web, caller: &Caller, id: &str) -> Result<pb::WorkOrder, Pa
     Ok(order)
 }
 
-fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
+fn lines_of(web: &Web, caller: &Caller, order: &pb::WorkOrder) -> Lines {
     let t = &EN;
     let parts: Vec<PartRow> = order
         .part_lines
@@ -428,10 +527,12 @@ fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
             let (state, class) = match pb::ReservationState::try_from(l.reservation_state) {
                 Ok(pb::ReservationState::Reserved) => (t.reservation_reserved, "ok"),
                 Ok(pb::ReservationState::Failed) => (t.reservation_failed, "bad"),
+                Ok(pb::ReservationState::Quoted) => (t.reservation_quoted, "wait"),
                 _ => (t.reservation_pending, "wait"),
             };
             PartRow {
                 id: l.id.clone(),
+                job: job_title(order, &l.job_id),
                 label: if l.sku.is_empty() {
                     l.part_id.clone()
                 } else {
@@ -457,9 +558,24 @@ fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
         .any(|l| l.reservation_state == pb::ReservationState::Failed as i32);
     let editable = matches!(
         S::try_from(order.status),
-        Ok(S::Open | S::InProgress | S::AwaitingParts)
+        Ok(S::Open | S::Estimate | S::InProgress | S::AwaitingParts)
     );
     let totals = order.totals.as_ref();
+    let jobs = job_rows(&web.zone, order);
+    let any_proposed = jobs.iter().any(|job| job.proposed);
+    let estimate_note = (order.estimate_version > 0).then(|| {
+        if order.estimate_outdated {
+            format!(
+                "{} {} · {}",
+                t.estimate, order.estimate_version, t.estimate_outdated
+            )
+        } else {
+            format!(
+                "{} {} {}",
+                t.estimate, order.estimate_version, t.estimate_sent
+            )
+        }
+    });
     Lines {
         shell: Shell::new(Some(caller), "", "work-orders"),
         id: order.id.clone(),
@@ -469,12 +585,18 @@ fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
         can_remove_parts: editable && caller.can(method::REMOVE_PART_LINE),
         can_remove_labor: editable && caller.can(method::REMOVE_LABOR_LINE),
         can_retry: editable && failed && caller.can(method::RETRY_RESERVATION),
+        can_decide: editable && caller.can(method::DECIDE_JOB),
+        can_remove_jobs: editable && caller.can(method::REMOVE_JOB),
+        can_send_estimate: editable && any_proposed && caller.can(method::SEND_ESTIMATE),
+        estimate_note,
+        jobs,
         parts,
         labor: order
             .labor_lines
             .iter()
             .map(|l| LaborRow {
                 id: l.id.clone(),
+                job: job_title(order, &l.job_id),
                 description: l.description.clone(),
                 technician: l.technician.clone(),
                 minutes: l.minutes,
@@ -485,6 +607,7 @@ fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
         parts_total: format::money_of(t, totals.and_then(|t| t.parts.as_ref())),
         labor_total: format::money_of(t, totals.and_then(|t| t.labor.as_ref())),
         estimated_total: format::money_of(t, totals.and_then(|t| t.estimated_total.as_ref())),
+        proposed_total: format::money_of(t, totals.and_then(|t| t.proposed.as_ref())),
         invoice_id: (!order.invoice_id.is_empty() && caller.can(method::LIST_INVOICES))
             .then(|| order.invoice_id.clone()),
     }
@@ -493,7 +616,7 @@ fn lines_of(caller: &Caller, order: &pb::WorkOrder) -> Lines {
 /// The lines section alone, fetched again when the order changes.
 pub async fn lines(State(web): State<Web>, caller: Caller, Path(id): Path<String>) -> Response {
     match fetch(&web, &caller, &id).await {
-        Ok(order) => render(StatusCode::OK, &lines_of(&caller, &order)),
+        Ok(order) => render(StatusCode::OK, &lines_of(&web, &caller, &order)),
         Err(err) => err.into_response(),
     }
 }
@@ -531,8 +654,25 @@ async fn detail_page_with_notes(
     };
     let clients = &web.clients;
     let status = S::try_from(order.status).unwrap_or(S::Unspecified);
-    let editable = matches!(status, S::Open | S::InProgress | S::AwaitingParts);
+    let editable = matches!(
+        status,
+        S::Open | S::Estimate | S::InProgress | S::AwaitingParts
+    );
     let can_add_part = editable && caller.can(method::ADD_PART_LINE);
+    let job_choices: Vec<PartChoice> = order
+        .jobs
+        .iter()
+        .filter(|job| {
+            matches!(
+                pb::JobState::try_from(job.state),
+                Ok(pb::JobState::Proposed | pb::JobState::Approved)
+            )
+        })
+        .map(|job| PartChoice {
+            id: job.id.clone(),
+            label: format!("{} ({})", job.title, job_state_label(t, job.state).0),
+        })
+        .collect();
     let (mut customers, mut vehicles) = (clients.customer.clone(), clients.customer.clone());
     let (found_customer, found_vehicle, catalogue) = tokio::join!(
         customers.get_customer(clients.request(
@@ -607,7 +747,7 @@ async fn detail_page_with_notes(
     let may_move = caller.can(method::CHANGE_STATUS);
     let any_status = caller.can(rule::WORK_ORDER_ANY_STATUS);
     let can_cancel = may_move && any_status && next_statuses(status).contains(&S::Cancelled);
-    let lines = match lines_of(caller, &order).render() {
+    let lines = match lines_of(web, caller, &order).render() {
         Ok(html) => html,
         Err(err) => return PageError::Internal(err.to_string()).into_response(),
     };
@@ -631,7 +771,9 @@ async fn detail_page_with_notes(
             lines,
             can_add_part: can_add_part && !parts.is_empty(),
             can_add_labor: editable && caller.can(method::ADD_LABOR_LINE),
+            can_add_job: editable && caller.can(method::ADD_JOB),
             parts,
+            job_choices,
             moves,
             can_cancel,
             stale: errors.0.iter().any(|(field, _)| field == STALE),
@@ -669,6 +811,8 @@ pub struct AddPart {
     #[serde(default)]
     part_id: String,
     #[serde(default)]
+    job_id: String,
+    #[serde(default)]
     quantity: String,
     #[serde(default)]
     idempotency_key: String,
@@ -700,6 +844,7 @@ pub async fn add_part(
                 quantity,
                 expected_version: 0,
                 idempotency_key: form.idempotency_key,
+                job_id: form.job_id,
             },
         ))
         .await;
@@ -708,6 +853,8 @@ pub async fn add_part(
 
 #[derive(Deserialize)]
 pub struct AddLabor {
+    #[serde(default)]
+    job_id: String,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -746,6 +893,7 @@ pub async fn add_labor(
                 hourly_rate: None,
                 expected_version: 0,
                 idempotency_key: form.idempotency_key,
+                job_id: form.job_id,
             },
         ))
         .await;
@@ -949,6 +1097,181 @@ pub async fn retry_reservation(
     after_write(&web, &caller, &id, answer).await
 }
 
+#[derive(Deserialize)]
+pub struct AddJob {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    idempotency_key: String,
+}
+
+pub async fn add_job(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<AddJob>,
+) -> Response {
+    if let Err(refused) = caller.require(method::ADD_JOB) {
+        return refused.into_response();
+    }
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .add_job(clients.request(
+            &caller.ctx,
+            pb::AddJobRequest {
+                work_order_id: id.clone(),
+                title: form.title,
+                expected_version: 0,
+                idempotency_key: form.idempotency_key,
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}
+
+pub async fn remove_job(
+    State(web): State<Web>,
+    caller: Caller,
+    Path((id, job_id)): Path<(String, String)>,
+    Form(form): Form<Versioned>,
+) -> Response {
+    if let Err(refused) = caller.require(method::REMOVE_JOB) {
+        return refused.into_response();
+    }
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .remove_job(clients.request(
+            &caller.ctx,
+            pb::RemoveJobRequest {
+                work_order_id: id.clone(),
+                job_id,
+                expected_version: form.expected_version,
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}
+
+#[derive(Deserialize)]
+pub struct DecideJob {
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    remind_after: String,
+    #[serde(default)]
+    expected_version: i64,
+}
+
+/// The customer's decision as told to the front desk; the service checks every field.
+pub async fn decide_job(
+    State(web): State<Web>,
+    caller: Caller,
+    Path((id, job_id)): Path<(String, String)>,
+    Form(form): Form<DecideJob>,
+) -> Response {
+    if let Err(refused) = caller.require(method::DECIDE_JOB) {
+        return refused.into_response();
+    }
+    let decision = pb::JobState::from_str_name(&format!("JOB_STATE_{}", form.decision))
+        .map_or(0, |state| state as i32);
+    let channel = pb::DecisionChannel::from_str_name(&format!("DECISION_CHANNEL_{}", form.channel))
+        .map_or(0, |channel| channel as i32);
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .decide_job(clients.request(
+            &caller.ctx,
+            pb::DecideJobRequest {
+                work_order_id: id.clone(),
+                job_id,
+                decision,
+                channel,
+                reason: form.reason,
+                remind_after: form.remind_after,
+                expected_version: form.expected_version,
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}
+
+#[derive(Template)]
+#[template(path = "estimate_sent.html")]
+struct EstimateSentPage {
+    shell: Shell,
+    id: String,
+    number: String,
+    version: i32,
+    total: String,
+    link: String,
+}
+
+/// Sends the estimate and shows its approval link, once: only its digest is kept.
+pub async fn send_estimate(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+    Form(form): Form<Versioned>,
+) -> Response {
+    if let Err(refused) = caller.require(method::SEND_ESTIMATE) {
+        return refused.into_response();
+    }
+    let t = &EN;
+    let clients = &web.clients;
+    let answer = clients
+        .workorder
+        .clone()
+        .send_estimate(clients.request(
+            &caller.ctx,
+            pb::SendEstimateRequest {
+                work_order_id: id.clone(),
+                expected_version: form.expected_version,
+            },
+        ))
+        .await;
+    let sent = match answer {
+        Ok(sent) => sent.into_inner(),
+        Err(status) if is_refusal(&status) => {
+            let mut errors = FieldErrors::from_status(&status);
+            if status.code() == tonic::Code::Aborted {
+                errors.add(STALE, status.message());
+            } else if errors.is_empty() {
+                errors.add("estimate", status.message());
+            }
+            return detail_page(&web, &caller, &id, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+        Err(status) => return PageError::from_status(SERVICE, &status).into_response(),
+    };
+    let estimate = sent.estimate.unwrap_or_default();
+    let number = sent.work_order.map(|o| o.number).unwrap_or_default();
+    let path = carerp_bff::api::estimates::approval_path(&sent.approval_token);
+    render(
+        StatusCode::OK,
+        &EstimateSentPage {
+            shell: Shell::new(
+                Some(&caller),
+                format!("{} {number}", t.estimate),
+                "work-orders",
+            ),
+            id,
+            number,
+            version: estimate.version,
+            total: format::money_of(t, estimate.total.as_ref()),
+            link: crate::session::own_origin(&headers).unwrap_or_default() + &path,
+        },
+    )
+}
+
 #[derive(Template)]
 #[template(path = "work_order_confirm.html")]
 struct ConfirmPage {
@@ -1073,7 +1396,7 @@ pub async fn job_card(State(web): State<Web>, caller: Caller, Path(id): Path<Str
             String::new()
         }
     };
-    let lines = lines_of(&caller, &order);
+    let lines = lines_of(&web, &caller, &order);
     render(
         StatusCode::OK,
         &JobCard {

@@ -1,6 +1,6 @@
-//! A garage for tests: the real customer service and the work order service, both served
-//! in-process on ephemeral ports, on one real PostgreSQL database per test (the customer
-//! service in a schema of its own, as if it had its own database).
+//! A garage for tests: the real customer, inventory and work order services, served
+//! in-process on ephemeral ports, on one real PostgreSQL database per test (the customer and
+//! inventory services in schemas of their own, as if they had their own databases).
 
 #![allow(dead_code)]
 
@@ -11,9 +11,11 @@ use carerp_kit::auth::testing::{self, AuthedChannel};
 use carerp_kit::{RunningService, ServiceConfig};
 use carerp_proto::customer::v1 as cpb;
 use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
+use carerp_proto::inventory::v1 as ipb;
+use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use carerp_proto::workorder::v1 as pb;
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
-use carerp_workorder::CustomerDirectory;
+use carerp_workorder::Peers;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -22,8 +24,10 @@ pub const LABOR_RATE: i64 = 9000;
 pub struct Garage {
     pub workorder: RunningService,
     pub customer_service: Option<RunningService>,
+    pub inventory_service: Option<RunningService>,
     pub client: WorkOrderServiceClient<AuthedChannel>,
     pub customers: Option<CustomerServiceClient<AuthedChannel>>,
+    pub parts: Option<InventoryServiceClient<AuthedChannel>>,
     pub tenant: String,
     pub pool: PgPool,
 }
@@ -35,63 +39,74 @@ fn workorder_config(tenant: &str) -> ServiceConfig {
     config
 }
 
-/// The customer service's tables in their own schema of the test database.
-async fn customer_pool(pool: &PgPool) -> PgPool {
-    sqlx::query("CREATE SCHEMA customer_service")
-        .execute(pool)
-        .await
-        .unwrap();
+/// A schema of its own in the test database, for another service's tables.
+async fn schema_pool(pool: &PgPool, schema: &str) -> PgPool {
+    let create = match schema {
+        "customer_service" => "CREATE SCHEMA customer_service",
+        _ => "CREATE SCHEMA inventory_service",
+    };
+    sqlx::query(create).execute(pool).await.unwrap();
     let options = (*pool.connect_options())
         .clone()
-        .options([("search_path", "customer_service")]);
-    let customer_pool = PgPoolOptions::new()
+        .options([("search_path", schema)]);
+    PgPoolOptions::new()
         .max_connections(4)
         .connect_with(options)
         .await
-        .unwrap();
-    carerp_customer::MIGRATOR.run(&customer_pool).await.unwrap();
-    customer_pool
+        .unwrap()
 }
 
 impl Garage {
-    /// Both services, the work order service pointing at the customer service.
+    /// All three services, the work order service pointing at the other two.
     pub async fn start(pool: PgPool) -> Self {
         let tenant = carerp_kit::config::test_tenant();
+        let customer_pool = schema_pool(&pool, "customer_service").await;
+        carerp_customer::MIGRATOR.run(&customer_pool).await.unwrap();
         let customer_config = ServiceConfig::for_tests("customer", &tenant, None);
-        let customer_service =
-            carerp_customer::start_with_pool(customer_config, customer_pool(&pool).await)
-                .await
-                .unwrap();
-        let url = format!("http://{}", customer_service.grpc_addr);
-        let customers =
-            CustomerServiceClient::new(testing::connect(url.clone(), &tenant, Role::Owner).await);
-        let mut garage = Self::start_for(pool, &tenant, &url).await;
+        let customer_service = carerp_customer::start_with_pool(customer_config, customer_pool)
+            .await
+            .unwrap();
+        let inventory_pool = schema_pool(&pool, "inventory_service").await;
+        carerp_inventory::MIGRATOR
+            .run(&inventory_pool)
+            .await
+            .unwrap();
+        let mut inventory_config = ServiceConfig::for_tests("inventory", &tenant, None);
+        inventory_config.settings.currency = "EUR".into();
+        let inventory_service = carerp_inventory::start_with_pool(inventory_config, inventory_pool)
+            .await
+            .unwrap();
+        let customer_url = format!("http://{}", customer_service.grpc_addr);
+        let inventory_url = format!("http://{}", inventory_service.grpc_addr);
+        let customers = CustomerServiceClient::new(
+            testing::connect(customer_url.clone(), &tenant, Role::Owner).await,
+        );
+        let parts = InventoryServiceClient::new(
+            testing::connect(inventory_url.clone(), &tenant, Role::Owner).await,
+        );
+        let peers =
+            Peers::connect_lazy(&customer_url, &inventory_url, Duration::from_secs(2)).unwrap();
+        let mut garage = Self::start_with_peers_for(pool, &tenant, peers).await;
         garage.customer_service = Some(customer_service);
+        garage.inventory_service = Some(inventory_service);
         garage.customers = Some(customers);
+        garage.parts = Some(parts);
         garage
     }
 
-    /// The work order service alone, with its customer client pointing at `url`.
+    /// The work order service alone, with its clients of the others pointing at `url`.
     pub async fn start_pointing_at(pool: PgPool, url: &str) -> Self {
-        Self::start_for(pool, &carerp_kit::config::test_tenant(), url).await
+        let peers = Peers::connect_lazy(url, url, Duration::from_secs(2)).unwrap();
+        Self::start_with_peers(pool, peers).await
     }
 
-    async fn start_for(pool: PgPool, tenant: &str, url: &str) -> Self {
-        let directory = CustomerDirectory::connect_lazy(url, Duration::from_secs(2)).unwrap();
-        Self::start_with_directory_for(pool, tenant, directory).await
+    pub async fn start_with_peers(pool: PgPool, peers: Peers) -> Self {
+        Self::start_with_peers_for(pool, &carerp_kit::config::test_tenant(), peers).await
     }
 
-    pub async fn start_with_directory(pool: PgPool, directory: CustomerDirectory) -> Self {
-        Self::start_with_directory_for(pool, &carerp_kit::config::test_tenant(), directory).await
-    }
-
-    async fn start_with_directory_for(
-        pool: PgPool,
-        tenant: &str,
-        directory: CustomerDirectory,
-    ) -> Self {
+    async fn start_with_peers_for(pool: PgPool, tenant: &str, peers: Peers) -> Self {
         let workorder =
-            carerp_workorder::start_with_pool(workorder_config(tenant), pool.clone(), directory)
+            carerp_workorder::start_with_pool(workorder_config(tenant), pool.clone(), peers)
                 .await
                 .unwrap();
         let client = WorkOrderServiceClient::new(
@@ -105,8 +120,10 @@ impl Garage {
         Self {
             workorder,
             customer_service: None,
+            inventory_service: None,
             client,
             customers: None,
+            parts: None,
             tenant: tenant.to_string(),
             pool,
         }
@@ -126,8 +143,11 @@ impl Garage {
 
     pub async fn stop(self) {
         self.workorder.stop().await.unwrap();
-        if let Some(customer) = self.customer_service {
-            customer.stop().await.unwrap();
+        for service in [self.customer_service, self.inventory_service]
+            .into_iter()
+            .flatten()
+        {
+            service.stop().await.unwrap();
         }
     }
 
@@ -207,6 +227,7 @@ impl Garage {
                 quantity,
                 expected_version: 0,
                 idempotency_key: String::new(),
+                job_id: String::new(),
             })
             .await
             .unwrap()
@@ -226,6 +247,7 @@ impl Garage {
                 }),
                 expected_version: 0,
                 idempotency_key: String::new(),
+                job_id: String::new(),
             })
             .await
             .unwrap()
@@ -361,4 +383,30 @@ pub async fn fail_reservation(pool: &PgPool, order: &pb::WorkOrder, reason: &str
     .await
     .unwrap();
     tx.commit().await.unwrap();
+}
+
+impl Garage {
+    /// An active part priced `price_minor` EUR cents, with `stock` on hand: its id.
+    pub async fn part(&mut self, sku: &str, price_minor: i64, stock: i32) -> String {
+        let parts = self.parts.as_mut().expect("inventory running");
+        parts
+            .create_part(ipb::CreatePartRequest {
+                sku: sku.into(),
+                name: format!("Part {sku}"),
+                unit_cost: Some(carerp_proto::common::v1::Money {
+                    amount_minor: price_minor / 2,
+                    currency: "EUR".into(),
+                }),
+                unit_price: Some(carerp_proto::common::v1::Money {
+                    amount_minor: price_minor,
+                    currency: "EUR".into(),
+                }),
+                initial_quantity: stock,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+    }
 }
