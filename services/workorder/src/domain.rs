@@ -189,9 +189,6 @@ pub fn check_transition(
         (Cause::ReservationFailed | Cause::InvoiceCreated, _, _) => {
             refused("this event does not lead to that status")
         }
-        (Cause::Request, _, Estimate) => {
-            refused("ESTIMATE is reached by sending the estimate (SendEstimate)")
-        }
         (Cause::Request, Completed, Cancelled) => {
             refused("a completed work order cannot be cancelled")
         }
@@ -199,6 +196,9 @@ pub fn check_transition(
             refused("a completed work order only moves on to INVOICED, when billing invoices it")
         }
         (Cause::Request, _, Open) => refused("a work order never returns to OPEN"),
+        (Cause::Request, _, Estimate) => {
+            refused("ESTIMATE is reached by sending the estimate (SendEstimate)")
+        }
         (Cause::Request, Open, InProgress) => Ok(()),
         (Cause::Request, Estimate, InProgress) => {
             let undecided = undecided(jobs);

@@ -31,12 +31,36 @@ async fn order_with_parts(pool: &PgPool) -> WorkOrder {
     let order = store::create_work_order(pool, &context(), &new, None)
         .await
         .unwrap();
-    store::add_part_line(pool, &context(), order.id(), Uuid::now_v7(), 2, 0, None)
-        .await
-        .unwrap();
-    store::add_part_line(pool, &context(), order.id(), Uuid::now_v7(), 1, 0, None)
-        .await
-        .unwrap()
+    store::add_part_line(
+        pool,
+        &context(),
+        order.id(),
+        &store::NewPartLine {
+            part_id: Uuid::now_v7(),
+            quantity: 2,
+            job_id: None,
+            quote: None,
+        },
+        0,
+        None,
+    )
+    .await
+    .unwrap();
+    store::add_part_line(
+        pool,
+        &context(),
+        order.id(),
+        &store::NewPartLine {
+            part_id: Uuid::now_v7(),
+            quantity: 1,
+            job_id: None,
+            quote: None,
+        },
+        0,
+        None,
+    )
+    .await
+    .unwrap()
 }
 
 fn reserved(order: &WorkOrder, price: i64, currency: &str) -> PartsReserved {

@@ -31,7 +31,13 @@ fn longest_labor() -> NewLabor {
 
 async fn add_part(pool: &PgPool, order: &WorkOrder) -> Result<WorkOrder, Error> {
     let context = RequestContext::new_root();
-    store::add_part_line(pool, &context, order.id(), Uuid::now_v7(), 1, 0, None).await
+    let line = store::NewPartLine {
+        part_id: Uuid::now_v7(),
+        quantity: 1,
+        job_id: None,
+        quote: None,
+    };
+    store::add_part_line(pool, &context, order.id(), &line, 0, None).await
 }
 
 #[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
@@ -62,11 +68,11 @@ async fn the_101st_labour_line_is_refused(pool: PgPool) {
     let order = order(&pool).await;
     let labor = longest_labor();
     for _ in 0..MAX_LABOR_LINES {
-        store::add_labor_line(&pool, order.id(), &labor, "EUR", 0, None)
+        store::add_labor_line(&pool, order.id(), None, &labor, "EUR", 0, None)
             .await
             .unwrap();
     }
-    let err = store::add_labor_line(&pool, order.id(), &labor, "EUR", 0, None)
+    let err = store::add_labor_line(&pool, order.id(), None, &labor, "EUR", 0, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("has 100 labour lines"), "{err}");
@@ -82,7 +88,7 @@ async fn a_completion_at_every_limit_fits_the_broker_with_room_to_spare(pool: Pg
     }
     let labor = longest_labor();
     for _ in 0..MAX_LABOR_LINES {
-        store::add_labor_line(&pool, order.id(), &labor, "EUR", 0, None)
+        store::add_labor_line(&pool, order.id(), None, &labor, "EUR", 0, None)
             .await
             .unwrap();
     }

@@ -51,16 +51,40 @@ async fn a_line_key_from_before_the_upgrade_still_recognises_its_retry(pool: PgP
 
     carerp_workorder::MIGRATOR.run(&pool).await.unwrap();
     let key = Key::required("idempotency_key", "legacy-add-1").unwrap();
-    let retried = store::add_part_line(&pool, &context, order.id(), part_id, 2, 0, Some(&key))
-        .await
-        .unwrap();
+    let retried = store::add_part_line(
+        &pool,
+        &context,
+        order.id(),
+        &store::NewPartLine {
+            part_id: part_id,
+            quantity: 2,
+            job_id: None,
+            quote: None,
+        },
+        0,
+        Some(&key),
+    )
+    .await
+    .unwrap();
     assert_eq!(retried.part_lines.len(), 1, "the retry added nothing");
     // A new key adds a line, and its own retry is recognised as well.
     let fresh = Key::required("idempotency_key", "new-add-2").unwrap();
     for _ in 0..2 {
-        store::add_part_line(&pool, &context, order.id(), part_id, 1, 0, Some(&fresh))
-            .await
-            .unwrap();
+        store::add_part_line(
+            &pool,
+            &context,
+            order.id(),
+            &store::NewPartLine {
+                part_id: part_id,
+                quantity: 1,
+                job_id: None,
+                quote: None,
+            },
+            0,
+            Some(&fresh),
+        )
+        .await
+        .unwrap();
     }
     let lines: i64 = sqlx::query_scalar("SELECT count(*) FROM part_lines")
         .fetch_one(&pool)
