@@ -405,6 +405,7 @@ async fn list_filters_and_pages_without_gaps_or_repeats(pool: PgPool) {
         counts,
         vec![
             (S::Open as i32, 4),
+            (S::Estimate as i32, 0),
             (S::InProgress as i32, 1),
             (S::AwaitingParts as i32, 0),
             (S::Completed as i32, 0),
