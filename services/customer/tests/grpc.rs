@@ -509,7 +509,7 @@ async fn plates_are_found_as_typed(pool: PgPool) {
             .into_iter()
             .map(|v| v.id)
             .collect();
-        assert_eq!(found, [wanted.id.clone()], "plate {typed:?}");
+        assert_eq!(found, std::slice::from_ref(&wanted.id), "plate {typed:?}");
     }
     for typed in ["B-AB 12", "BA B1 23 4X"] {
         let found = h.client.list_vehicles(by_plate(typed)).await.unwrap();

@@ -77,11 +77,10 @@ pub fn check_digit(vin: &str) -> char {
 /// Whether the VIN's region makes position 9 a mandatory check digit (see the module doc).
 pub fn region_uses_check_digit(vin: &str) -> bool {
     let mut chars = vin.chars();
-    match (chars.next(), chars.next()) {
-        (Some('1'..='5' | 'L'), _) => true,
-        (Some('7'), Some('F'..='Z')) => true,
-        _ => false,
-    }
+    matches!(
+        (chars.next(), chars.next()),
+        (Some('1'..='5' | 'L'), _) | (Some('7'), Some('F'..='Z'))
+    )
 }
 
 /// Whether the model-year cycle is settled by position 7 (North American VINs).
