@@ -244,11 +244,56 @@ pub struct Vehicle {
     /// Kilometres.
     pub mileage: i64,
     pub audit: Audit,
+    /// What the VIN says of itself; absent when the stored VIN is not 17 VIN characters.
+    pub vin_decoding: Option<VinDecoding>,
+}
+
+api_enum! {
+    /// Position 9 of the VIN. `NOT_USED`: the region does not use a check digit (only WMIs
+    /// starting `1`-`5` or `7F`-`7Z`, North America, and `L`, China, do). `INVALID` is only
+    /// seen on vehicles stored before the check digit was enforced.
+    CheckDigit: customer::CheckDigit {
+        NotUsed = NotUsed,
+        Valid = Valid,
+        Invalid = Invalid,
+    }
+}
+
+/// Decoded offline from the VIN's WMI (positions 1-3) and year code (position 10). The
+/// vehicle's `make` and `year` stay as typed; `makeDiffers` and `yearDiffers` say where they
+/// disagree with the VIN.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VinDecoding {
+    /// The WMI's manufacturer, e.g. `Volkswagen`; absent when the table does not list it.
+    pub manufacturer: Option<String>,
+    /// From position 10; absent when it holds no year code.
+    pub model_year: Option<i32>,
+    /// `true`: settled by position 7 (North American VINs) or by the typed year falling in
+    /// the same 30-year cycle; `false`: the latest year of the cycle not after next year.
+    pub model_year_certain: bool,
+    pub check_digit: Option<CheckDigit>,
+    pub make_differs: bool,
+    pub year_differs: bool,
+}
+
+impl From<customer::VinDecoding> for VinDecoding {
+    fn from(d: customer::VinDecoding) -> Self {
+        Self {
+            manufacturer: non_empty(d.manufacturer),
+            model_year: (d.model_year != 0).then_some(d.model_year),
+            model_year_certain: d.model_year_certain,
+            check_digit: CheckDigit::from_proto(d.check_digit),
+            make_differs: d.make_differs,
+            year_differs: d.year_differs,
+        }
+    }
 }
 
 impl From<customer::Vehicle> for Vehicle {
     fn from(v: customer::Vehicle) -> Self {
         Self {
+            vin_decoding: v.vin_decoding.map(VinDecoding::from),
             id: v.id,
             customer_id: v.customer_id,
             vin: v.vin,
@@ -300,7 +345,8 @@ pub struct UpdateCustomer {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateVehicle {
-    /// 17 characters, unique in the garage.
+    /// 17 characters (no I, O, Q), unique in the garage; where the region uses a check digit
+    /// (WMI starting `1`-`5`, `7F`-`7Z`, `L`), position 9 must be the right one.
     pub vin: String,
     pub make: String,
     pub model: String,

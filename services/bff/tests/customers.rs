@@ -245,3 +245,47 @@ async fn a_retried_post_with_the_same_idempotency_key_creates_one_record(pool: P
     assert_eq!(field_errors(&refused)[0].0, "Idempotency-Key");
     garage.stop().await;
 }
+
+#[sqlx::test]
+async fn vehicles_carry_their_vin_decoding_and_are_found_by_plate_as_typed(pool: PgPool) {
+    let garage = Garage::start(pool).await;
+    let (customer, vehicle) = garage
+        .customer_with_vehicle("Vic Vin", "WVWZZZAUZKW000001")
+        .await;
+    let found = garage
+        .get("/api/vehicles?plate=b%20xy-123")
+        .await
+        .expect(StatusCode::OK);
+    let items = found["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{found}");
+    assert_eq!(items[0]["id"], vehicle.as_str());
+    assert_eq!(items[0]["customerId"], customer.as_str());
+    let decoding = &items[0]["vinDecoding"];
+    assert_eq!(decoding["manufacturer"], "Volkswagen", "{decoding}");
+    assert_eq!(decoding["modelYear"], 2019);
+    assert_eq!(decoding["modelYearCertain"], false);
+    assert_eq!(decoding["checkDigit"], "NOT_USED");
+    assert_eq!(decoding["makeDiffers"], false);
+    assert_eq!(decoding["yearDiffers"], false);
+    let none = garage
+        .get("/api/vehicles?plate=BXY12")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(none["items"].as_array().unwrap().len(), 0, "{none}");
+
+    // A North American VIN with a wrong check digit: 422 naming the digit.
+    let refused = garage
+        .post(
+            &format!("/api/customers/{customer}/vehicles"),
+            json!({"vin": "1HGCM82633A004353", "make": "Honda", "model": "Accord", "year": 2003}),
+        )
+        .await
+        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    let errors = field_errors(&refused);
+    assert_eq!(errors.len(), 1, "{refused}");
+    assert_eq!(errors[0].0, "vin");
+    assert!(
+        errors[0].1.starts_with("check digit is 5, the VIN says 3"),
+        "{refused}"
+    );
+}

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{Address, CustomerFields, VehicleFields};
+use crate::domain::{Address, CustomerFields, VehicleFields, vin};
 use crate::error::Error;
 use crate::store::{self, CustomerRow, VehicleRow};
 
@@ -149,7 +149,7 @@ impl CustomerService for CustomerApi {
         let req = request.into_inner();
         let id = parse_id("id", &req.id).map_err(Error::from)?;
         let current = store::get_vehicle(&self.pool, id).await?;
-        let fields = VehicleFields::validate(
+        let fields = VehicleFields::validate_update(
             VehicleFields {
                 vin: current.vin,
                 make: req.make,
@@ -187,7 +187,8 @@ impl CustomerService for CustomerApi {
             }
         };
         let (limit, after) = page_of(req.page.as_ref())?;
-        let rows = store::list_vehicles(&self.pool, customer_id, after, limit + 1).await?;
+        let plate = non_empty(&req.license_plate);
+        let rows = store::list_vehicles(&self.pool, customer_id, plate, after, limit + 1).await?;
         let (rows, next_page_token) = page::split_page(rows, limit, |row| row.id);
         Ok(Response::new(pb::ListVehiclesResponse {
             vehicles: rows.into_iter().map(vehicle_to_pb).collect(),
@@ -288,7 +289,22 @@ fn customer_to_pb(row: CustomerRow, vehicles: Vec<VehicleRow>) -> pb::Customer {
 }
 
 fn vehicle_to_pb(row: VehicleRow) -> pb::Vehicle {
+    let vin_decoding =
+        vin::decode(&row.vin, &row.make, row.year, current_year()).map(|d| pb::VinDecoding {
+            manufacturer: d.manufacturer.unwrap_or_default().to_string(),
+            model_year: d.model_year.map_or(0, |m| m.year),
+            model_year_certain: d.model_year.is_some_and(|m| m.certain),
+            check_digit: match d.check_digit {
+                vin::CheckDigit::NotUsed => pb::CheckDigit::NotUsed,
+                vin::CheckDigit::Valid => pb::CheckDigit::Valid,
+                vin::CheckDigit::Invalid { .. } => pb::CheckDigit::Invalid,
+            }
+            .into(),
+            make_differs: d.make_differs,
+            year_differs: d.year_differs,
+        });
     pb::Vehicle {
+        vin_decoding,
         id: row.id.to_string(),
         customer_id: row.customer_id.to_string(),
         vin: row.vin,

@@ -125,7 +125,9 @@ pub async fn get_customer(pool: &PgPool, id: Uuid) -> Result<CustomerRow, Error>
 }
 
 /// Customers in creation order (UUIDv7), after `after`, matching `query` over name, email,
-/// phone, licence plate and VIN. Fetches `limit` rows; callers ask one more to detect a next page.
+/// phone, licence plate and VIN; a plate matches as typed (`plate_key` of the migrations:
+/// without spaces, hyphens and dots, any case). Fetches `limit` rows; callers ask one more to
+/// detect a next page.
 pub async fn list_customers(
     pool: &PgPool,
     query: &str,
@@ -135,7 +137,10 @@ pub async fn list_customers(
 ) -> Result<Vec<CustomerRow>, Error> {
     let pattern = like_pattern(query);
     let compact = compact_pattern(query);
-    let rows = sqlx::query_as(concat!("SELECT ", customer_columns!(), " FROM customers c
+    let rows = sqlx::query_as(concat!(
+        "SELECT ",
+        customer_columns!(),
+        " FROM customers c
          WHERE ($1::uuid IS NULL OR c.id > $1)
            AND ($2 OR NOT c.archived)
            AND ($3::text IS NULL
@@ -144,14 +149,17 @@ pub async fn list_customers(
                 OR EXISTS (SELECT 1 FROM vehicles v
                            WHERE v.customer_id = c.id
                              AND (v.license_plate ILIKE $3 OR v.vin ILIKE $3
-                                  OR regexp_replace(v.license_plate, '[^A-Z0-9]', '', 'g') LIKE $5)))
+                                  OR (plate_key($6) <> ''
+                                      AND strpos(plate_key(v.license_plate), plate_key($6)) > 0))))
          ORDER BY c.id
-         LIMIT $4"))
+         LIMIT $4"
+    ))
     .bind(after)
     .bind(include_archived)
     .bind(pattern)
     .bind(limit)
     .bind(compact)
+    .bind(query.trim())
     .fetch_all(pool)
     .await?;
     Ok(rows)
@@ -378,10 +386,13 @@ pub async fn get_vehicle(pool: &PgPool, id: Uuid) -> Result<VehicleRow, Error> {
     .ok_or(Error::VehicleNotFound(id))
 }
 
-/// Vehicles in creation order after `after`, of one customer or of all.
+/// Vehicles in creation order after `after`, of one customer or of all, and with the plate
+/// `plate` as typed when given (compared by `plate_key`, which the index `vehicles_plate_key`
+/// holds).
 pub async fn list_vehicles(
     pool: &PgPool,
     customer_id: Option<Uuid>,
+    plate: Option<&str>,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<VehicleRow>, Error> {
@@ -390,11 +401,13 @@ pub async fn list_vehicles(
         vehicle_columns!(),
         " FROM vehicles
          WHERE ($1::uuid IS NULL OR customer_id = $1) AND ($2::uuid IS NULL OR id > $2)
+           AND ($4::text IS NULL OR plate_key(license_plate) = plate_key($4))
          ORDER BY id LIMIT $3"
     ))
     .bind(customer_id)
     .bind(after)
     .bind(limit)
+    .bind(plate)
     .fetch_all(pool)
     .await?;
     Ok(rows)
@@ -413,9 +426,9 @@ pub async fn vehicles_of(pool: &PgPool, customer_ids: &[Uuid]) -> Result<Vec<Veh
     Ok(rows)
 }
 
-/// The query as phone numbers are stored and plates (stored upper-case) compare without
-/// separators: letters upper-cased, digits and a leading `+` kept, everything else dropped (`"+44 20 7946"` ->
-/// `%+44207946%`, `"m-xy 99"` -> `%MXY99%`). `None` when nothing is left.
+/// The query as phone numbers are stored: letters upper-cased, digits and a leading `+`
+/// kept, everything else dropped (`"+44 20 7946"` -> `%+44207946%`). `None` when nothing is left. (Plates compare
+/// by `plate_key` in SQL instead.)
 fn compact_pattern(query: &str) -> Option<String> {
     let compact: String = query
         .trim()

@@ -295,6 +295,277 @@ async fn every_invalid_vehicle_field_is_named(pool: PgPool) {
     assert_eq!(h.count("vehicles").await, 0);
 }
 
+/// A real Honda Accord's VIN (check digit 3), and the same with its last digit mistyped.
+const GOOD_US_VIN: &str = "1HGCM82633A004352";
+const MISTYPED_US_VIN: &str = "1HGCM82633A004353";
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn a_vin_with_a_wrong_check_digit_is_refused_and_says_which_digit(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let customer = h.create("Carla Check").await;
+    let status = h
+        .client
+        .add_vehicle(new_vehicle(&customer.id, MISTYPED_US_VIN))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let violations = field_violations(&status);
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].field, "vin");
+    assert!(
+        violations[0]
+            .description
+            .starts_with("check digit is 5, the VIN says 3"),
+        "{}",
+        violations[0].description
+    );
+    // A Chinese VIN carries one too.
+    let status = h
+        .client
+        .add_vehicle(new_vehicle(&customer.id, "LRW3E7EK0NC000000"))
+        .await
+        .unwrap_err();
+    assert!(
+        field_violations(&status)[0]
+            .description
+            .contains("check digit is 3")
+    );
+    // A character outside the alphabet is named with its position.
+    let status = h
+        .client
+        .add_vehicle(new_vehicle(&customer.id, "1HGCM8263OA004352"))
+        .await
+        .unwrap_err();
+    assert!(
+        field_violations(&status)[0]
+            .description
+            .contains("'O' at position 10")
+    );
+    assert_eq!(h.count("vehicles").await, 0);
+
+    let honda = h
+        .client
+        .add_vehicle(pb::AddVehicleRequest {
+            make: "Honda".into(),
+            model: "Accord".into(),
+            year: 2003,
+            ..new_vehicle(&customer.id, &GOOD_US_VIN.to_lowercase())
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(honda.vin, GOOD_US_VIN);
+    let decoded = honda.vin_decoding.unwrap();
+    assert_eq!(decoded.manufacturer, "Honda");
+    assert_eq!(decoded.model_year, 2003);
+    assert!(decoded.model_year_certain);
+    assert_eq!(decoded.check_digit(), pb::CheckDigit::Valid);
+    assert!(!decoded.make_differs && !decoded.year_differs);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn a_vehicle_shows_what_its_vin_says_beside_what_was_typed(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let customer = h.create("Vera Vin").await;
+    // Year code K of a European VIN: 2019 (1989 is a cycle earlier), not settled by position 7.
+    let typed_agrees = h
+        .client
+        .add_vehicle(pb::AddVehicleRequest {
+            make: "VW".into(),
+            year: 2019,
+            ..new_vehicle(&customer.id, "WVWZZZAUZKW000001")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let decoded = typed_agrees.vin_decoding.unwrap();
+    assert_eq!(
+        (decoded.manufacturer.as_str(), decoded.model_year),
+        ("Volkswagen", 2019)
+    );
+    assert!(!decoded.model_year_certain);
+    assert_eq!(decoded.check_digit(), pb::CheckDigit::NotUsed);
+    assert!(!decoded.make_differs && !decoded.year_differs);
+
+    let typed_differs = h
+        .client
+        .add_vehicle(pb::AddVehicleRequest {
+            make: "Audi".into(),
+            year: 2018,
+            ..new_vehicle(&customer.id, "WVWZZZAUZKW000002")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // What was typed is kept; the decoding says where it disagrees.
+    assert_eq!(
+        (typed_differs.make.as_str(), typed_differs.year),
+        ("Audi", 2018)
+    );
+    let decoded = typed_differs.vin_decoding.unwrap();
+    assert_eq!(decoded.model_year, 2019);
+    assert!(decoded.make_differs && decoded.year_differs);
+
+    // An unknown WMI and a position 10 without a year code decode to nothing, not an error.
+    let unknown = h
+        .add_vehicle(&customer.id, "AAAZZZAUZZW000003")
+        .await
+        .vin_decoding
+        .unwrap();
+    assert_eq!((unknown.manufacturer.as_str(), unknown.model_year), ("", 0));
+    assert!(!unknown.make_differs && !unknown.year_differs);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn a_vin_stored_before_the_check_digit_rule_stays_readable_and_editable(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let customer = h.create("Olaf Old").await;
+    // As a row written before the rule (the migration judged no stored VIN).
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO vehicles (id, customer_id, vin, make, model, year, license_plate, mileage)
+         VALUES ($1, $2, $3, 'Honda', 'Accord', 2003, 'HH-OL 1', 1000)",
+    )
+    .bind(id)
+    .bind(uuid::Uuid::parse_str(&customer.id).unwrap())
+    .bind(MISTYPED_US_VIN)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let stored = h
+        .client
+        .get_vehicle(pb::GetVehicleRequest { id: id.to_string() })
+        .await
+        .unwrap()
+        .into_inner();
+    let decoded = stored.vin_decoding.unwrap();
+    assert_eq!(decoded.check_digit(), pb::CheckDigit::Invalid);
+    assert_eq!(decoded.manufacturer, "Honda");
+    let updated = h
+        .client
+        .update_vehicle(pb::UpdateVehicleRequest {
+            id: id.to_string(),
+            make: "Honda".into(),
+            model: "Accord".into(),
+            year: 2003,
+            license_plate: "HH-OL 1".into(),
+            mileage: 2000,
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (updated.vin.as_str(), updated.mileage),
+        (MISTYPED_US_VIN, 2000)
+    );
+    // The same VIN is refused for a new vehicle (here: before its duplicate would be).
+    let status = h
+        .client
+        .add_vehicle(new_vehicle(&customer.id, MISTYPED_US_VIN))
+        .await
+        .unwrap_err();
+    assert_invalid(status, &["vin"]);
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn plates_are_found_as_typed(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let owner = h.create("Petra Plate").await;
+    let other = h.create("Otto Other").await;
+    let wanted = h
+        .client
+        .add_vehicle(pb::AddVehicleRequest {
+            license_plate: "B-AB 123".into(),
+            ..new_vehicle(&owner.id, "WVWZZZ1KZAW000011")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for (plate, vin) in [
+        ("M-AB 1234", "WVWZZZ1KZAW000012"),
+        ("", "WVWZZZ1KZAW000013"),
+    ] {
+        h.client
+            .add_vehicle(pb::AddVehicleRequest {
+                license_plate: plate.into(),
+                ..new_vehicle(&other.id, vin)
+            })
+            .await
+            .unwrap();
+    }
+    let by_plate = |plate: &str| pb::ListVehiclesRequest {
+        license_plate: plate.into(),
+        ..Default::default()
+    };
+    for typed in ["b-ab 123", "BAB123", "B AB 123", "B-AB 123", " b.ab-123 "] {
+        let found: Vec<String> = h
+            .client
+            .list_vehicles(by_plate(typed))
+            .await
+            .unwrap()
+            .into_inner()
+            .vehicles
+            .into_iter()
+            .map(|v| v.id)
+            .collect();
+        assert_eq!(found, std::slice::from_ref(&wanted.id), "plate {typed:?}");
+    }
+    for typed in ["B-AB 12", "BA B1 23 4X"] {
+        let found = h.client.list_vehicles(by_plate(typed)).await.unwrap();
+        assert!(found.into_inner().vehicles.is_empty(), "plate {typed:?}");
+    }
+    // Empty or only separators: no plate filter, every vehicle.
+    let all = h.client.list_vehicles(by_plate(" ")).await.unwrap();
+    assert_eq!(all.into_inner().vehicles.len(), 3);
+    // The customer search finds the owner by the plate as typed, and part of it.
+    for query in ["b-ab 123", "BAB123", "B AB 123", "ab 12"] {
+        let found: Vec<String> = h
+            .client
+            .list_customers(pb::ListCustomersRequest {
+                query: query.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customers
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        let expected: &[&str] = if query == "ab 12" {
+            &["Petra Plate", "Otto Other"]
+        } else {
+            &["Petra Plate", "Otto Other"][..1]
+        };
+        assert_eq!(found, expected, "query {query:?}");
+    }
+}
+
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn the_plate_lookup_is_served_by_the_index(pool: PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id FROM vehicles WHERE plate_key(license_plate) = plate_key('b-ab 123')",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|line| line.contains("vehicles_plate_key")),
+        "{plan:#?}"
+    );
+    let key: String = sqlx::query_scalar("SELECT plate_key(' b.Ab-1 23\t')")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(key, "BAB123");
+}
+
 #[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
 async fn unknown_ids_are_not_found(pool: PgPool) {
     let mut h = Harness::start(pool).await;
@@ -337,6 +608,7 @@ async fn unknown_ids_are_not_found(pool: PgPool) {
         c.list_vehicles(pb::ListVehiclesRequest {
             customer_id: unknown.clone(),
             page: None,
+            ..Default::default()
         })
         .await
         .unwrap_err(),
@@ -743,6 +1015,7 @@ async fn list_vehicles_of_a_customer_and_of_the_tenant(pool: PgPool) {
         .list_vehicles(pb::ListVehiclesRequest {
             customer_id: a.id.clone(),
             page: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -758,6 +1031,7 @@ async fn list_vehicles_of_a_customer_and_of_the_tenant(pool: PgPool) {
                 page_size: 2,
                 page_token: String::new(),
             }),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -771,6 +1045,7 @@ async fn list_vehicles_of_a_customer_and_of_the_tenant(pool: PgPool) {
                 page_size: 2,
                 page_token: page.page.unwrap().next_page_token,
             }),
+            ..Default::default()
         })
         .await
         .unwrap()

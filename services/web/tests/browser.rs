@@ -245,7 +245,7 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     photograph(&client, "customers").await;
     click(&client, "#results a").await;
     wait_for_text(&client, "h1", "Grace Hopper").await;
-    fill(&client, "vin", "1FADP3F21JL000333").await;
+    fill(&client, "vin", "1FADP3F27JL000333").await;
     fill(&client, "license_plate", "M-GH 42").await;
     fill(&client, "make", "Ford").await;
     fill(&client, "model", "Focus").await;

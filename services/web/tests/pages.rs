@@ -941,11 +941,32 @@ async fn a_customer_is_edited_with_errors_beside_their_fields_and_gets_a_vehicle
     let input = bad.html.find("id=\"vin\"").unwrap();
     let error = bad.html.find("id=\"vin-error\"").unwrap();
     assert!(input < error);
-    let added = owner
+    // A North American VIN with one character mistyped: the check digit says which it should be.
+    let mistyped = owner
         .post(
             &vehicles,
             &[
                 ("vin", "1FADP3F21JL000222"),
+                ("make", "Ford"),
+                ("model", "Focus"),
+                ("year", "2021"),
+                ("license_plate", "L-AB 1"),
+                ("idempotency_key", "v1"),
+            ],
+        )
+        .await;
+    assert_eq!(mistyped.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let error = &mistyped.html[mistyped.html.find("id=\"vin-error\"").unwrap()..];
+    assert!(
+        error.contains("check digit is 9, the VIN says 1"),
+        "{}",
+        mistyped.html
+    );
+    let added = owner
+        .post(
+            &vehicles,
+            &[
+                ("vin", "1FADP3F29JL000222"),
                 ("make", "Ford"),
                 ("model", "Focus"),
                 ("year", "2021"),
@@ -959,6 +980,17 @@ async fn a_customer_is_edited_with_errors_beside_their_fields_and_gets_a_vehicle
     assert!(added.location().unwrap().starts_with("/vehicles/"));
     let page = owner.get(&path).await;
     assert!(page.html.contains("L-AB 1"));
+    // The vehicle page shows what the VIN decodes to beside what was typed: year code J with
+    // a letter at position 7 is 2018, the form said 2021.
+    let vehicle = owner.get(added.location().unwrap()).await;
+    let from_vin = &vehicle.html[vehicle.html.find("id=\"from-vin\"").unwrap()..];
+    let from_vin = &from_vin[..from_vin.find("</dd>").unwrap()];
+    assert!(from_vin.contains("Ford · 2018 (from VIN)"), "{from_vin}");
+    assert!(
+        from_vin.contains("differs from what was entered: year 2021"),
+        "{from_vin}"
+    );
+    assert!(!from_vin.contains("make"), "{from_vin}");
     let technician = garage.browser_as("TECHNICIAN").await;
     let theirs = technician.get(&path).await;
     assert!(!theirs.html.contains("vehicle-form"));

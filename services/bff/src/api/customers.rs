@@ -26,7 +26,8 @@ pub struct CustomerQuery {
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
-    /// Case-insensitive search over name, email, phone, licence plate and VIN.
+    /// Case-insensitive search over name, email, phone, licence plate and VIN; plates match
+    /// as typed (spaces, hyphens and dots ignored).
     pub q: Option<String>,
     /// Include archived customers.
     pub include_archived: Option<bool>,
@@ -50,6 +51,9 @@ pub struct VehicleQuery {
     pub cursor: Option<String>,
     /// Only this customer's vehicles.
     pub customer_id: Option<String>,
+    /// Only vehicles with this licence plate, as typed: spaces, hyphens, dots and case are
+    /// ignored (`b-ab 123`, `BAB123` and `B AB 123` find `B-AB 123`).
+    pub plate: Option<String>,
 }
 
 /// List or search customers.
@@ -201,10 +205,10 @@ pub async fn list_customer_vehicles(
     if id.trim().is_empty() {
         return Err(ApiError::field("id", "is required"));
     }
-    list(&state, &ctx, query.limit, query.cursor, id).await
+    list(&state, &ctx, query.limit, query.cursor, id, String::new()).await
 }
 
-/// Every vehicle of the garage, or one customer's.
+/// Every vehicle of the garage, or one customer's, or those with a plate as typed.
 #[utoipa::path(get, path = "/api/vehicles", tag = "customers", params(VehicleQuery),
     responses((status = 200, description = "A page of vehicles", body = VehiclePage)))]
 pub async fn list_vehicles(
@@ -218,6 +222,7 @@ pub async fn list_vehicles(
         query.limit,
         query.cursor,
         query.customer_id.unwrap_or_default(),
+        query.plate.unwrap_or_default(),
     )
     .await
 }
@@ -228,6 +233,7 @@ async fn list(
     limit: Option<i32>,
     cursor: Option<String>,
     customer_id: String,
+    license_plate: String,
 ) -> Result<Json<VehiclePage>, ApiError> {
     let clients = &state.clients;
     let response = clients
@@ -238,6 +244,7 @@ async fn list(
             pb::ListVehiclesRequest {
                 page: page(limit, cursor),
                 customer_id,
+                license_plate,
             },
         ))
         .await

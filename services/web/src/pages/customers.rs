@@ -612,11 +612,58 @@ pub struct InvoiceCell {
     pub total: String,
 }
 
+/// What the VIN decodes to, as the vehicle page shows it beside what was typed:
+/// "Volkswagen · 2019 (from VIN)", and what of the typed make and year disagrees.
+pub struct VinFacts {
+    pub summary: String,
+    pub differs: Option<String>,
+    pub check_digit_invalid: bool,
+}
+
+/// `None` when the VIN decodes to nothing the page could show.
+fn vin_facts(t: &crate::messages::Messages, vehicle: &pb::Vehicle) -> Option<VinFacts> {
+    let d = vehicle.vin_decoding.as_ref()?;
+    let year = match (d.model_year, d.model_year_certain) {
+        (0, _) => None,
+        (year, true) => Some(year.to_string()),
+        (year, false) => Some(format!("{} {year}", t.vin_year_uncertain)),
+    };
+    let parts: Vec<String> = [non_blank(&d.manufacturer), year]
+        .into_iter()
+        .flatten()
+        .collect();
+    let check_digit_invalid = d.check_digit() == pb::CheckDigit::Invalid;
+    if parts.is_empty() && !check_digit_invalid {
+        return None;
+    }
+    let mut typed = Vec::new();
+    if d.make_differs {
+        typed.push(format!("{} {}", t.make.to_lowercase(), vehicle.make));
+    }
+    if d.year_differs {
+        typed.push(format!("{} {}", t.year.to_lowercase(), vehicle.year));
+    }
+    Some(VinFacts {
+        summary: if parts.is_empty() {
+            String::new()
+        } else {
+            format!("{} {}", parts.join(" · "), t.from_vin_note)
+        },
+        differs: (!typed.is_empty()).then(|| format!("{} {}", t.vin_differs, typed.join(", "))),
+        check_digit_invalid,
+    })
+}
+
+fn non_blank(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}
+
 #[derive(Template)]
 #[template(path = "vehicle.html")]
 struct VehiclePage {
     shell: Shell,
     vehicle: pb::Vehicle,
+    from_vin: Option<VinFacts>,
     mileage: String,
     owner: Option<(String, String)>,
     history: Vec<HistoryRow>,
@@ -838,6 +885,7 @@ async fn vehicle_page(
                 "customers",
             ),
             mileage: km(t, vehicle.mileage),
+            from_vin: vin_facts(t, &vehicle),
             owner: owner.ok().map(|c| (c.id, c.name)),
             history,
             reads_money,
