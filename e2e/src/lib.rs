@@ -181,21 +181,14 @@ impl Platform {
         .collect()
     }
 
-    /// How many events the consumers have dead-lettered so far (every service's subject).
+    /// How many events the consumers have dead-lettered so far (the tenant's dead-letter
+    /// stream).
     pub async fn dead_letters(&self) -> anyhow::Result<u64> {
-        let stream = self
+        let mut stream = self
             .jetstream
-            .get_stream(carerp_kit::envelope::stream_name(&self.tenant))
+            .get_stream(carerp_kit::envelope::dlq_stream_name(&self.tenant))
             .await?;
-        let mut consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::pull::Config {
-                filter_subject: format!("carerp.{}.dlq.>", self.tenant),
-                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
-                inactive_threshold: Duration::from_secs(30),
-                ..Default::default()
-            })
-            .await?;
-        Ok(consumer.info().await?.num_pending)
+        Ok(stream.info().await?.state.messages)
     }
 
     /// Stops the services; their databases and the stream stay until [`Platform::stop`].
@@ -219,9 +212,7 @@ impl Platform {
             .execute(&self.admin)
             .await?;
         }
-        self.jetstream
-            .delete_stream(carerp_kit::envelope::stream_name(&self.tenant))
-            .await?;
+        carerp_kit::stream::delete_streams(&self.jetstream, &self.tenant).await?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod context;
+pub mod dead_letter;
 pub mod convert;
 pub mod db;
 pub mod envelope;

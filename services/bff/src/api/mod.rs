@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod customers;
 pub mod dashboard;
+pub mod dead_letters;
 pub mod invoices;
 pub mod parts;
 pub mod people;
@@ -195,6 +196,21 @@ pub fn routes() -> Vec<Route> {
             M::POST,
             "/api/work-orders/{id}/retry-reservation",
             post(workorders::retry_reservation),
+        ),
+        route(
+            M::GET,
+            "/api/dead-letters",
+            get(dead_letters::list_dead_letters),
+        ),
+        route(
+            M::GET,
+            "/api/dead-letters/{sequence}",
+            get(dead_letters::get_dead_letter),
+        ),
+        route(
+            M::POST,
+            "/api/dead-letters/{sequence}/replay",
+            post(dead_letters::replay_dead_letter),
         ),
         route(M::GET, "/api/parts", get(parts::list_parts)),
         route(M::POST, "/api/parts", post(parts::create_part)),
