@@ -62,8 +62,20 @@ impl Platform {
         admin_url: &str,
         acquire_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let admin_url = admin_url.to_string();
         let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        Self::start_with(settings, admin_url, &nats_url, acquire_timeout).await
+    }
+
+    /// [`Platform::start_on`] with the JetStream server at `nats_url` (a private one, for
+    /// fault tests that stop it).
+    pub async fn start_with(
+        settings: TenantSettings,
+        admin_url: &str,
+        nats_url: &str,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let admin_url = admin_url.to_string();
+        let nats_url = nats_url.to_string();
         let tenant = format!("e2e-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         let jetstream = carerp_kit::messaging::connect(&nats_url).await?;
         carerp_kit::stream::ensure_stream(&jetstream, &tenant, &Default::default()).await?;

@@ -100,10 +100,17 @@ async fn owners_list_show_and_replay_dead_letters_through_the_consumers(pool: Pg
             "{refused}"
         );
     }
-    garage
-        .get("/api/dead-letters?consumer=a.b")
-        .await
-        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    for bad in [
+        "/api/dead-letters?consumer=a.b",
+        "/api/dead-letters?limit=0",
+        "/api/dead-letters/0",
+        "/api/dead-letters/seventeen",
+    ] {
+        garage
+            .get(bad)
+            .await
+            .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    }
 
     // Replayed, it leaves the dead letters and goes through both consumers again: still
     // unreadable, each gives up on it once more (new dead letters, new sequences).

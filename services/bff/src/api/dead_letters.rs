@@ -104,6 +104,14 @@ fn failed(err: DeadLetterError) -> ApiError {
     }
 }
 
+/// A sequence from the path: a positive integer, refused as 422 like any invalid parameter.
+fn sequence(raw: &str) -> Result<u64, ApiError> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::field("sequence", "must be a positive integer"))
+}
+
 fn not_found(sequence: u64) -> ApiError {
     ApiError::Status(
         StatusCode::NOT_FOUND,
@@ -120,7 +128,7 @@ pub async fn list_dead_letters(
     QueryParams(query): QueryParams<DeadLetterQuery>,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
     require(&ctx, rule::DEAD_LETTERS_READ)?;
-    if query.limit == Some(0) {
+    if query.limit.is_some_and(|n| !(1..=200).contains(&n)) {
         return Err(ApiError::field("limit", "must be 1 to 200"));
     }
     let filter = dead_letter::Filter {
@@ -146,9 +154,10 @@ pub async fn list_dead_letters(
 pub async fn get_dead_letter(
     Extension(store): Extension<DeadLetterStore>,
     Ctx(ctx): Ctx,
-    Path(sequence): Path<u64>,
+    Path(raw): Path<String>,
 ) -> Result<Json<DeadLetter>, ApiError> {
     require(&ctx, rule::DEAD_LETTERS_READ)?;
+    let sequence = sequence(&raw)?;
     dead_letter::get(&store.jetstream, &store.tenant, sequence)
         .await
         .map_err(failed)?
@@ -164,9 +173,10 @@ pub async fn get_dead_letter(
 pub async fn replay_dead_letter(
     Extension(store): Extension<DeadLetterStore>,
     Ctx(ctx): Ctx,
-    Path(sequence): Path<u64>,
+    Path(raw): Path<String>,
 ) -> Result<Json<DeadLetter>, ApiError> {
     require(&ctx, rule::DEAD_LETTERS_REPLAY)?;
+    let sequence = sequence(&raw)?;
     let letter = dead_letter::replay(&store.jetstream, &store.tenant, sequence)
         .await
         .map_err(failed)?
