@@ -297,7 +297,7 @@ async fn garage(p: &mut Platform, stock: i32) -> (String, String, String) {
 async fn all_invoiced_once(p: &mut Platform, orders: &[String]) {
     for id in orders {
         eventually("the work order is invoiced", WAIT, async || {
-            let order = get(p, id).await;
+            let order = get(&mut *p, id).await;
             (order.status == WorkOrderStatus::Invoiced as i32).then_some(())
         })
         .await
