@@ -35,7 +35,7 @@ pub struct DeadLetter {
     /// The consuming service that gave up on it.
     pub consumer: String,
     pub topic: String,
-    #[schema(format = "uuid")]
+    #[schema(format = Uuid)]
     pub event_id: Option<String>,
     pub error: String,
     /// Deliveries before the consumer gave up.
@@ -44,6 +44,7 @@ pub struct DeadLetter {
     pub original_subject: String,
     /// The CloudEvent as it arrived (only on `GET /api/dead-letters/{sequence}`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub event: Option<serde_json::Value>,
 }
 
