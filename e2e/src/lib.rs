@@ -62,8 +62,20 @@ impl Platform {
         admin_url: &str,
         acquire_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let admin_url = admin_url.to_string();
         let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        Self::start_with(settings, admin_url, &nats_url, acquire_timeout).await
+    }
+
+    /// [`Platform::start_on`] with the JetStream server at `nats_url` (a private one, for
+    /// fault tests that stop it).
+    pub async fn start_with(
+        settings: TenantSettings,
+        admin_url: &str,
+        nats_url: &str,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let admin_url = admin_url.to_string();
+        let nats_url = nats_url.to_string();
         let tenant = format!("e2e-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         let jetstream = carerp_kit::messaging::connect(&nats_url).await?;
         carerp_kit::stream::ensure_stream(&jetstream, &tenant, &Default::default()).await?;
@@ -181,21 +193,14 @@ impl Platform {
         .collect()
     }
 
-    /// How many events the consumers have dead-lettered so far (every service's subject).
+    /// How many events the consumers have dead-lettered so far (the tenant's dead-letter
+    /// stream).
     pub async fn dead_letters(&self) -> anyhow::Result<u64> {
-        let stream = self
+        let mut stream = self
             .jetstream
-            .get_stream(carerp_kit::envelope::stream_name(&self.tenant))
+            .get_stream(carerp_kit::envelope::dlq_stream_name(&self.tenant))
             .await?;
-        let mut consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::pull::Config {
-                filter_subject: format!("carerp.{}.dlq.>", self.tenant),
-                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
-                inactive_threshold: Duration::from_secs(30),
-                ..Default::default()
-            })
-            .await?;
-        Ok(consumer.info().await?.num_pending)
+        Ok(stream.info().await?.state.messages)
     }
 
     /// Stops the services; their databases and the stream stay until [`Platform::stop`].
@@ -219,9 +224,7 @@ impl Platform {
             .execute(&self.admin)
             .await?;
         }
-        self.jetstream
-            .delete_stream(carerp_kit::envelope::stream_name(&self.tenant))
-            .await?;
+        carerp_kit::stream::delete_streams(&self.jetstream, &self.tenant).await?;
         Ok(())
     }
 }

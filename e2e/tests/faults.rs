@@ -1,13 +1,14 @@
-//! The saga under faults that need a server of the test's own: a private PostgreSQL cluster
-//! (`initdb` and `pg_ctl` in a temporary directory, on a free port), stopped while events are
-//! in flight and started again. Every completed work order ends INVOICED exactly once, the
-//! stock ledger adds up, nothing is dead-lettered (issue 14, item 2).
+//! The saga under faults: a private PostgreSQL cluster (`initdb` and `pg_ctl` in a temporary
+//! directory, on a free port) or a private `nats-server`, stopped while events are in flight
+//! and started again, and 50 reservations at once for 10 in stock. Every completed work order
+//! ends INVOICED exactly once, the stock ledger adds up, nothing is dead-lettered (issue 14,
+//! items 2 and 9).
 
 use std::time::Duration;
 
 use carerp_e2e::{Platform, eventually};
 use carerp_kit::TenantSettings;
-use carerp_operator::private::{PrivatePostgres, find_binary};
+use carerp_operator::private::{PrivateNats, PrivatePostgres, find_binary};
 use carerp_proto::billing::v1 as billing;
 use carerp_proto::common::v1::Money;
 use carerp_proto::customer::v1 as customer;
@@ -233,4 +234,248 @@ async fn a_database_restart_mid_saga_loses_nothing_and_dead_letters_nothing() {
     assert_eq!(p.dead_letters().await.unwrap(), 0, "nothing dead-lettered");
     p.stop().await.unwrap();
     pg.stop();
+}
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A customer with a vehicle, and a part with `stock` in stock: (customer, vehicle, part).
+async fn garage(p: &mut Platform, stock: i32) -> (String, String, String) {
+    let c = p
+        .customers
+        .create_customer(customer::CreateCustomerRequest {
+            name: "Grace Hopper".into(),
+            email: "grace@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let v = p
+        .customers
+        .add_vehicle(customer::AddVehicleRequest {
+            customer_id: c.id.clone(),
+            vin: "WVWZZZ1KZAW123456".into(),
+            make: "Volkswagen".into(),
+            model: "Golf".into(),
+            year: 2018,
+            license_plate: "B-GH 2".into(),
+            mileage: 80_000,
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let eur = |amount_minor| {
+        Some(Money {
+            amount_minor,
+            currency: "EUR".into(),
+        })
+    };
+    let part = p
+        .inventory
+        .create_part(inventory::CreatePartRequest {
+            sku: "FLT-300".into(),
+            name: "Oil filter".into(),
+            category: "engine".into(),
+            unit_cost: eur(400),
+            unit_price: eur(1200),
+            location: "A-01".into(),
+            reorder_point: 0,
+            reorder_quantity: 10,
+            initial_quantity: stock,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (c.id, v.id, part.id)
+}
+
+/// Every one of `orders` INVOICED, with one invoice each and no other invoice.
+async fn all_invoiced_once(p: &mut Platform, orders: &[String]) {
+    for id in orders {
+        eventually("the work order is invoiced", WAIT, async || {
+            let order = get(&mut *p, id).await;
+            (order.status == WorkOrderStatus::Invoiced as i32).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    let invoices = p
+        .billing
+        .list_invoices(billing::ListInvoicesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices;
+    let mut invoiced: Vec<&str> = invoices.iter().map(|i| i.work_order_id.as_str()).collect();
+    invoiced.sort();
+    let mut expected: Vec<&str> = orders.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(invoiced, expected, "one invoice per completed work order");
+}
+
+async fn stock(p: &mut Platform, part_id: &str) -> (i32, i32) {
+    let part = p
+        .inventory
+        .get_part(inventory::GetPartRequest { id: part_id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    (part.quantity_on_hand, part.quantity_reserved)
+}
+
+fn nats_server() -> std::path::PathBuf {
+    find_binary("nats-server")
+        .or_else(|| {
+            ["/usr/sbin/nats-server", "/usr/local/bin/nats-server"]
+                .into_iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.exists())
+        })
+        .expect("this test needs nats-server (.ci/services installs it)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_stopped_for_ten_seconds_mid_saga_loses_nothing_and_dead_letters_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = PrivateNats::start(&nats_server(), dir.path()).unwrap();
+    let mut p = Platform::start_with(settings(), &admin_url(), &nats.url, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (c, v, part) = garage(&mut p, 20).await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(reserved_order(&mut p, &c, &v, &part, 2).await);
+    }
+
+    // Two completions go out and the broker goes away while their events are relayed and
+    // consumed; the third completion is written during the outage, into the outbox only.
+    for id in &orders[..2] {
+        p.work_orders.change_status(complete(id)).await.unwrap();
+    }
+    nats.stop();
+    p.work_orders
+        .change_status(complete(&orders[2]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    nats.start_again().unwrap();
+    let back = std::time::Instant::now();
+
+    all_invoiced_once(&mut p, &orders).await;
+    println!(
+        "recovery after NATS was stopped for 10 s: every work order INVOICED {:.1} s after it was back",
+        back.elapsed().as_secs_f64()
+    );
+    let ledger = eventually("the stock of all three is consumed", WAIT, async || {
+        let s = stock(&mut p, &part).await;
+        (s.1 == 0).then_some(s)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        ledger,
+        (14, 0),
+        "20 in stock, 3 x 2 consumed, none reserved"
+    );
+    assert_eq!(p.dead_letters().await.unwrap(), 0, "nothing dead-lettered");
+    p.stop().await.unwrap();
+    nats.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_reservations_at_once_for_ten_in_stock_reserve_exactly_ten() {
+    let mut p = Platform::start(settings()).await.unwrap();
+    let (c, v, part) = garage(&mut p, 10).await;
+    let mut orders = Vec::new();
+    for _ in 0..50 {
+        let order = p
+            .work_orders
+            .create_work_order(wo::CreateWorkOrderRequest {
+                customer_id: c.clone(),
+                vehicle_id: v.clone(),
+                complaint: "oil change".into(),
+                odometer_km: 80_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        p.work_orders
+            .change_status(wo::ChangeStatusRequest {
+                id: order.id.clone(),
+                status: WorkOrderStatus::InProgress as i32,
+                reason: String::new(),
+                expected_version: 0,
+            })
+            .await
+            .unwrap();
+        orders.push(order.id);
+    }
+    // All 50 lines at once: 50 reservation requests race for 10 filters.
+    let mut adds = tokio::task::JoinSet::new();
+    for id in &orders {
+        let mut client = p.work_orders.clone();
+        let id = id.clone();
+        let part = part.clone();
+        adds.spawn(async move {
+            client
+                .add_part_line(wo::AddPartLineRequest {
+                    work_order_id: id,
+                    part_id: part,
+                    quantity: 1,
+                    expected_version: 0,
+                    idempotency_key: String::new(),
+                })
+                .await
+                .map(|_| ())
+        });
+    }
+    while let Some(added) = adds.join_next().await {
+        added.unwrap().unwrap();
+    }
+    let mut reserved = Vec::new();
+    let mut failed = 0;
+    for id in &orders {
+        let state = eventually("the reservation is settled", WAIT, async || {
+            let state = get(&mut p, id).await.part_lines[0].reservation_state;
+            (state != ReservationState::Pending as i32).then_some(state)
+        })
+        .await
+        .unwrap();
+        if state == ReservationState::Reserved as i32 {
+            reserved.push(id.clone());
+        } else {
+            assert_eq!(state, ReservationState::Failed as i32);
+            failed += 1;
+        }
+    }
+    assert_eq!(
+        (reserved.len(), failed),
+        (10, 40),
+        "exactly the stock is reserved"
+    );
+    assert_eq!(stock(&mut p, &part).await, (10, 10));
+
+    for id in &reserved {
+        p.work_orders.change_status(complete(id)).await.unwrap();
+    }
+    all_invoiced_once(&mut p, &reserved).await;
+    let ledger = eventually("the reserved stock is consumed", WAIT, async || {
+        let s = stock(&mut p, &part).await;
+        (s.1 == 0).then_some(s)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        ledger,
+        (0, 0),
+        "all ten consumed, nothing reserved, nothing below zero"
+    );
+    assert_eq!(p.dead_letters().await.unwrap(), 0, "nothing dead-lettered");
+    p.stop().await.unwrap();
 }

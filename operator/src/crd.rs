@@ -321,7 +321,8 @@ pub enum DeletionPolicy {
     Delete,
 }
 
-/// The tenant's JetStream stream `CARERP_<TENANT>`.
+/// The tenant's JetStream streams: its events, `CARERP_<TENANT>`, and its dead letters,
+/// `CARERP_<TENANT>-DLQ`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MessagingSpec {
@@ -334,10 +335,18 @@ pub struct MessagingSpec {
     #[serde(default = "default_stream_replicas")]
     #[schemars(range(min = 1, max = 5))]
     pub replicas: i32,
+    /// How long dead letters (events a consumer gave up on, with the error) are kept for
+    /// someone to look at and replay, as a duration such as 720h; at least 24h.
+    #[serde(default = "default_dead_letter_max_age")]
+    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub dead_letter_max_age: String,
 }
 
 fn default_max_age() -> String {
     "168h".into()
+}
+fn default_dead_letter_max_age() -> String {
+    "720h".into()
 }
 fn default_stream_replicas() -> i32 {
     1
@@ -348,6 +357,7 @@ impl Default for MessagingSpec {
         Self {
             max_age: default_max_age(),
             replicas: default_stream_replicas(),
+            dead_letter_max_age: default_dead_letter_max_age(),
         }
     }
 }

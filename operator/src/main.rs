@@ -30,6 +30,44 @@ enum Command {
     Local(LocalArgs),
     /// Run the controller in the cluster.
     Run(Box<RunArgs>),
+    /// A tenant's dead letters: list them, show one, replay some.
+    Dlq(DlqArgs),
+}
+
+#[derive(Args)]
+struct DlqArgs {
+    /// The tenant id (its metadata.name).
+    #[arg(short = 't', long)]
+    tenant: String,
+    /// JetStream server of the tenant's streams.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    #[command(subcommand)]
+    action: DlqAction,
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// The dead letters, oldest first: sequence, consumer, topic, attempts, when, event, error.
+    List {
+        /// Only this consuming service's (billing, inventory, workorder, identity).
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Only those after this sequence (the last of the previous page).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many (1-200).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=200))]
+        limit: u16,
+    },
+    /// One dead letter as JSON: the event as it arrived, the error, consumer and attempts.
+    Show { sequence: u64 },
+    /// Publish the events again to their subjects, through the consumers as any event (the
+    /// inbox of a consumer that handled one already turns it away), and remove them here.
+    Replay {
+        #[arg(required = true)]
+        sequences: Vec<u64>,
+    },
 }
 
 #[derive(Args)]
@@ -143,6 +181,44 @@ fn main() -> ExitCode {
         Command::Render(args) => render(&args),
         Command::Local(args) => runtime().block_on(local(args)),
         Command::Run(args) => runtime().block_on(run(*args)),
+        Command::Dlq(args) => runtime().block_on(dlq(args)),
+    }
+}
+
+async fn dlq(args: DlqArgs) -> ExitCode {
+    use carerp_operator::dlq::Action;
+    let action = match args.action {
+        DlqAction::List {
+            consumer,
+            after,
+            limit,
+        } => Action::List(carerp_kit::dead_letter::Filter {
+            consumer,
+            after,
+            limit: usize::from(limit),
+        }),
+        DlqAction::Show { sequence } => Action::Show(sequence),
+        DlqAction::Replay { sequences } => Action::Replay(sequences),
+    };
+    let js = match async_nats::connect(&args.nats_url).await {
+        Ok(client) => async_nats::jetstream::new(client),
+        Err(err) => {
+            eprintln!(
+                "carerp-operator: cannot reach NATS at {}: {err}",
+                args.nats_url
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match carerp_operator::dlq::execute(&js, &args.tenant, &action).await {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("carerp-operator: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

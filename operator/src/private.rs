@@ -55,30 +55,49 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
 pub struct PrivateNats {
     child: Child,
     pub url: String,
+    binary: PathBuf,
+    dir: PathBuf,
+    port: u16,
 }
 
 impl PrivateNats {
     pub fn start(binary: &Path, dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let port = free_port()?;
-        let log = std::fs::File::create(dir.join("nats.log"))?;
-        let child = Command::new(binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let child = Self::spawn(binary, dir, port)?;
         let mut nats = Self {
             child,
             url: format!("nats://127.0.0.1:{port}"),
+            binary: binary.to_path_buf(),
+            dir: dir.to_path_buf(),
+            port,
         };
         if let Err(err) = wait_for_port(port, "private NATS", Duration::from_secs(10)) {
             nats.stop();
             return Err(err);
         }
         Ok(nats)
+    }
+
+    fn spawn(binary: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("nats.log"))?;
+        Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))
+    }
+
+    /// Starts it again after [`PrivateNats::stop`], on the same port and store (fault tests).
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.child = Self::spawn(&self.binary, &self.dir, self.port)?;
+        wait_for_port(self.port, "private NATS", Duration::from_secs(10))
     }
 
     pub fn stop(&mut self) {

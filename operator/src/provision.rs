@@ -313,6 +313,8 @@ pub fn stream_settings(spec: &MessagingSpec) -> Result<StreamSettings, Provision
     let settings = StreamSettings {
         max_age: parse_duration(&spec.max_age).map_err(ProvisionError::Spec)?,
         replicas: usize::try_from(spec.replicas.max(1)).unwrap_or(1),
+        dead_letter_max_age: parse_duration(&spec.dead_letter_max_age)
+            .map_err(|reason| ProvisionError::Spec(format!("deadLetterMaxAge: {reason}")))?,
     };
     settings
         .check()
@@ -334,23 +336,19 @@ pub async fn ensure_stream(
         })
 }
 
-/// Deletes the stream; returns whether there was one.
+/// Deletes the events stream and the dead-letter stream; returns whether there was either.
 pub async fn delete_stream(js: &jetstream::Context, tenant: &str) -> Result<bool, ProvisionError> {
-    let name = stream_name(tenant);
-    match js.delete_stream(&name).await {
-        Ok(_) => Ok(true),
-        Err(err) => match err.kind() {
-            jetstream::context::GetStreamErrorKind::JetStream(e)
-                if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-            {
-                Ok(false)
-            }
-            _ => Err(ProvisionError::Nats {
-                action: format!("delete stream {name}"),
-                message: err.to_string(),
-            }),
-        },
-    }
+    carerp_kit::stream::delete_streams(js, tenant)
+        .await
+        .map(|deleted| deleted > 0)
+        .map_err(|err| ProvisionError::Nats {
+            action: format!(
+                "delete streams {} and {}",
+                stream_name(tenant),
+                carerp_kit::envelope::dlq_stream_name(tenant)
+            ),
+            message: err.to_string(),
+        })
 }
 
 #[cfg(test)]

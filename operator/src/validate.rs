@@ -183,6 +183,17 @@ pub fn validate(tenant: &CarErpTenant) -> Result<(), InvalidTenant> {
         Ok(_) => {}
         Err(reason) => bad("spec.messaging.maxAge", reason),
     }
+    match parse_duration(&spec.messaging.dead_letter_max_age) {
+        Ok(d) if d < carerp_kit::stream::MIN_DEAD_LETTER_MAX_AGE => bad(
+            "spec.messaging.deadLetterMaxAge",
+            format!(
+                "must be at least 24h (dead letters must wait for someone to look at them), got {:?}",
+                spec.messaging.dead_letter_max_age
+            ),
+        ),
+        Ok(_) => {}
+        Err(reason) => bad("spec.messaging.deadLetterMaxAge", reason),
+    }
     if !(1..=5).contains(&spec.messaging.replicas) {
         bad(
             "spec.messaging.replicas",
@@ -375,6 +386,17 @@ spec:
 
     /// A max age the duplicate window does not fit in, or that events would not outlive an
     /// outage with, is refused before anything is provisioned (issue 14, item 5).
+    #[test]
+    fn dead_letters_are_kept_thirty_days_unless_said_otherwise_and_at_least_a_day() {
+        let t = parse_tenant(&with_spec("")).unwrap();
+        assert_eq!(t.spec.messaging.dead_letter_max_age, "720h");
+        let (path, reason) = problem(&with_spec("  messaging:\n    deadLetterMaxAge: 23h\n"));
+        assert_eq!(path, "spec.messaging.deadLetterMaxAge");
+        assert!(reason.contains("at least 24h"), "{reason}");
+        let ok = parse_tenant(&with_spec("  messaging:\n    deadLetterMaxAge: 2160h\n")).unwrap();
+        assert_eq!(ok.spec.messaging.dead_letter_max_age, "2160h");
+    }
+
     #[test]
     fn a_max_age_below_an_hour_is_refused() {
         for short in ["90s", "2m", "59m59s"] {

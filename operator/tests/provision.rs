@@ -363,12 +363,20 @@ async fn stream_is_created_updated_and_deleted() {
     provision::ensure_stream(&js, &tenant, &spec).await.unwrap();
     let shorter = MessagingSpec {
         max_age: "1h".into(),
-        replicas: 1,
+        dead_letter_max_age: "48h".into(),
+        ..MessagingSpec::default()
     };
     let info = provision::ensure_stream(&js, &tenant, &shorter)
         .await
         .unwrap();
     assert_eq!(info.config.max_age, Duration::from_secs(3600));
+    let dead_letters = carerp_kit::envelope::dlq_stream_name(&tenant);
+    let mut dlq = js.get_stream(&dead_letters).await.unwrap();
+    assert_eq!(
+        dlq.info().await.unwrap().config.max_age,
+        Duration::from_secs(48 * 3600),
+        "the dead letters are kept as the spec says"
+    );
 
     // The duplicate window drops a message published twice with the same id.
     let subject = format!("carerp.{tenant}.customer.created");
@@ -386,6 +394,10 @@ async fn stream_is_created_updated_and_deleted() {
 
     assert!(provision::delete_stream(&js, &tenant).await.unwrap());
     assert!(js.get_stream(&name).await.is_err(), "stream is gone");
+    assert!(
+        js.get_stream(&dead_letters).await.is_err(),
+        "and so are the dead letters"
+    );
     assert!(
         !provision::delete_stream(&js, &tenant).await.unwrap(),
         "deleting again reports there was nothing"

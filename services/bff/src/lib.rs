@@ -214,7 +214,14 @@ pub async fn start_with_pages(
         live: &live,
         shutdown: &shutdown,
     });
-    let app = router(&config, state, authenticator.clone(), http_metrics, pages);
+    // Connecting returns at once; a broker that is down is retried in the background.
+    let jetstream = carerp_kit::messaging::connect(&config.service.nats_url).await?;
+    let app = router(&config, state, authenticator.clone(), http_metrics, pages).layer(
+        axum::Extension(api::dead_letters::DeadLetterStore {
+            jetstream: jetstream.clone(),
+            tenant: config.service.tenant.clone(),
+        }),
+    );
     let http_listener = bind(config.service.http_addr).await?;
     let admin_listener = bind(config.service.admin_addr).await?;
     let http_addr = http_listener.local_addr()?;
@@ -229,7 +236,6 @@ pub async fn start_with_pages(
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
         .await
     });
-    let jetstream = carerp_kit::messaging::connect(&config.service.nats_url).await?;
     let revocations = tokio::spawn(auth::watch_revocations(
         jetstream.clone(),
         config.service.tenant.clone(),

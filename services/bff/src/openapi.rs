@@ -72,6 +72,9 @@ to make retries safe; x-correlation-id is accepted or generated and returned on 
         api::people::create_api_token,
         api::people::revoke_api_token,
         api::people::list_audit,
+        api::dead_letters::list_dead_letters,
+        api::dead_letters::get_dead_letter,
+        api::dead_letters::replay_dead_letter,
     ),
     components(schemas(
         crate::problem::Problem,
@@ -89,6 +92,7 @@ to make retries safe; x-correlation-id is accepted or generated and returned on 
         (name = "dashboard", description = "The garage at a glance"),
         (name = "auth", description = "Signing in and out; your own password"),
         (name = "people", description = "People, API tokens and the audit trail (owners)"),
+        (name = "dead letters", description = "Events a service gave up on: look at them, replay them (owners)"),
     )
 )]
 pub struct ApiDoc;

@@ -3,8 +3,8 @@
 //!
 //! A redelivered event finds its inbox row and has no second effect. A failing event is
 //! redelivered with growing delays (capped at 64 times [`Timing::retry_base`]); after
-//! [`MAX_DELIVERIES`] it goes to the service's dead letter subject with the error and is
-//! acked, so it never blocks the events behind it. Two kinds of failure skip that count:
+//! [`MAX_DELIVERIES`] it goes to the tenant's dead-letter stream ([`crate::dead_letter`]) with
+//! the error and is acked, so it never blocks the events behind it. Two kinds of failure skip that count:
 //! - transient ones ([`crate::transient`]: the database away, busy or shutting down) are
 //!   retried without limit and never dead-lettered, since the event is not at fault;
 //! - permanent ones (an event that cannot parse, or that a handler marks [`Permanent`] through
@@ -13,7 +13,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::context::RequestContext;
-use crate::envelope::{CloudEvent, dlq_subject, stream_name, subject};
+use crate::envelope::{CloudEvent, stream_name, subject};
 use crate::outbox::record_in_inbox;
 use crate::telemetry::request_span;
 
@@ -123,17 +122,30 @@ pub struct Consumer<H> {
 
 /// How long the server waits for an ack before redelivering, and the first retry delay
 /// (doubled per delivery, capped at 64 times).
+///
+/// The ack wait is what a crashed consumer costs: its unacked events come back after it. It
+/// is short (5 s) without making the server redeliver events that are merely slow: while
+/// the handler works, the consumer tells the server every third of the ack wait that the
+/// event is in progress (`+WPI`, when `keep_alive`), and it pulls [`BATCH`] events at a
+/// time, so none waits long in the client's buffer with its ack wait running.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub ack_wait: Duration,
     pub retry_base: Duration,
+    /// Send in-progress acks while handling; off only to play a consumer that hangs.
+    pub keep_alive: bool,
 }
+
+/// Events pulled per request: enough to keep the consumer busy, few enough that the last
+/// of them is reached well within the ack wait.
+pub const BATCH: usize = 10;
 
 impl Default for Timing {
     fn default() -> Self {
         Self {
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(5),
             retry_base: Duration::from_millis(200),
+            keep_alive: true,
         }
     }
 }
@@ -246,6 +258,8 @@ impl<H: EventHandler> Consumer<H> {
             reason,
         };
         let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(BATCH)
             .messages()
             .await
             .map_err(|err| lost(err.to_string()))?;
@@ -314,7 +328,10 @@ impl<H: EventHandler> Consumer<H> {
             }
         };
         let (span, context) = request_span(&event.event_type, event.context());
-        let outcome = self.apply(&context, &event).instrument(span.clone()).await;
+        let outcome = self
+            .keeping_alive(&message, self.apply(&context, &event))
+            .instrument(span.clone())
+            .await;
         let _entered = span.enter();
         match outcome {
             Ok(true) => {
@@ -337,6 +354,27 @@ impl<H: EventHandler> Consumer<H> {
                 let delay = self.retry_delay(deliveries);
                 tracing::warn!(event_id = %event.id, deliveries, error = %err, retry_in_ms = delay.as_millis() as u64, "{} failed; will retry", event.event_type);
                 ack(&message, AckKind::Nak(Some(delay))).await;
+            }
+        }
+    }
+
+    /// Runs `work`, telling the server every third of the ack wait that `message` is in
+    /// progress, so a slow handler (a busy database) is not taken for a dead consumer.
+    async fn keeping_alive<T>(
+        &self,
+        message: &jetstream::Message,
+        work: impl Future<Output = T>,
+    ) -> T {
+        if !self.timing.keep_alive {
+            return work.await;
+        }
+        let every = (self.timing.ack_wait / 3).max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => ack(message, AckKind::Progress).await,
             }
         }
     }
@@ -365,34 +403,36 @@ impl<H: EventHandler> Consumer<H> {
         Ok(true)
     }
 
-    /// Publishes the event as it arrived to the dead letter subject, with the error, then acks.
-    /// If the dead letter cannot be stored the message is left for redelivery, so nothing is lost.
+    /// Stores the event as it arrived in the tenant's dead-letter stream with the error, the
+    /// consumer, its topic and the deliveries it took ([`crate::dead_letter::store`]), then
+    /// acks. If the dead letter cannot be stored the message is left for redelivery, so
+    /// nothing is lost.
     async fn dead_letter(&self, message: &jetstream::Message, reason: &str) {
-        let mut headers = HeaderMap::new();
-        headers.insert("CarErp-Error", reason.replace(['\r', '\n'], " ").as_str());
-        headers.insert("CarErp-Original-Subject", message.subject.as_str());
-        let subject = dlq_subject(&self.tenant, &self.service);
         let topic = message
             .subject
             .as_str()
             .strip_prefix(&format!("carerp.{}.", self.tenant))
             .unwrap_or(message.subject.as_str())
             .to_string();
-        let stored = match self
-            .jetstream
-            .publish_with_headers(subject.clone(), headers, message.payload.clone())
-            .await
-        {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|err| err.to_string()),
-            Err(err) => Err(err.to_string()),
+        let attempts = message
+            .info()
+            .map(|info| info.delivered)
+            .unwrap_or(MAX_DELIVERIES);
+        let failed = crate::dead_letter::Failed {
+            consumer: &self.service,
+            topic: &topic,
+            original_subject: message.subject.as_str(),
+            payload: message.payload.clone(),
+            error: reason,
+            attempts,
         };
-        match stored {
+        match crate::dead_letter::store(&self.jetstream, &self.tenant, failed).await {
             Ok(()) => {
                 self.metrics.dead_lettered(&self.service, &topic);
                 ack(message, AckKind::Ack).await
             }
             Err(err) => {
-                tracing::error!(action = "consumer.dead_letter", error = %err, "cannot dead-letter to {subject}; leaving for redelivery");
+                tracing::error!(action = "consumer.dead_letter", error = %err, "cannot dead-letter; leaving for redelivery");
                 ack(message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
             }
         }

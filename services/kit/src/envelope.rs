@@ -59,9 +59,17 @@ pub fn subject(tenant: &str, topic: &str) -> String {
     format!("carerp.{tenant}.{topic}")
 }
 
-/// Where a service's poison events go: `carerp.<tenant>.dlq.<service>`.
-pub fn dlq_subject(tenant: &str, service: &str) -> String {
-    format!("carerp.{tenant}.dlq.{service}")
+/// Where `service`'s dead letters of `topic` go: `carerp-dlq.<tenant>.<service>.<topic>`, in
+/// the tenant's dead-letter stream ([`dlq_stream_name`]). Outside `carerp.<tenant>.>` on
+/// purpose: the events stream owns those subjects, and a dead letter must outlive it.
+pub fn dlq_subject(tenant: &str, service: &str, topic: &str) -> String {
+    format!("carerp-dlq.{tenant}.{service}.{topic}")
+}
+
+/// `CARERP_<TENANT>-DLQ`: the tenant's dead letters. The `-` keeps it apart from every
+/// tenant's events stream (a tenant named `<tenant>-dlq` has `CARERP_<TENANT>_DLQ`).
+pub fn dlq_stream_name(tenant: &str) -> String {
+    format!("{}-DLQ", stream_name(tenant))
 }
 
 /// `CARERP_<TENANT>`, upper case, `-` to `_` (stream names allow neither `.` nor `-` well).
@@ -80,10 +88,12 @@ mod tests {
             "carerp.acme-motors.workorder.completed"
         );
         assert_eq!(
-            dlq_subject("acme-motors", "billing"),
-            "carerp.acme-motors.dlq.billing"
+            dlq_subject("acme-motors", "billing", "workorder.completed"),
+            "carerp-dlq.acme-motors.billing.workorder.completed"
         );
         assert_eq!(stream_name("acme-motors"), "CARERP_ACME_MOTORS");
+        assert_eq!(dlq_stream_name("acme-motors"), "CARERP_ACME_MOTORS-DLQ");
+        assert_ne!(dlq_stream_name("acme"), stream_name("acme-dlq"));
     }
 
     #[test]

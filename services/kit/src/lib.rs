@@ -7,6 +7,7 @@ pub mod consumer;
 pub mod context;
 pub mod convert;
 pub mod db;
+pub mod dead_letter;
 pub mod envelope;
 pub mod events;
 pub mod grpc;

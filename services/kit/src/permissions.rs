@@ -195,10 +195,17 @@ pub mod rule {
     pub const WORK_ORDER_ANY_STATUS: &str = "workorder.ChangeStatus:any-status";
     /// Setting a labour line's hourly rate instead of the tenant's: prices are front desk's.
     pub const LABOR_RATE: &str = "workorder.AddLaborLine:hourly-rate";
+    /// Reading the tenant's dead letters (events and errors of every service): owners. The
+    /// BFF serves them from the dead-letter stream and checks it itself.
+    pub const DEAD_LETTERS_READ: &str = "bff.DeadLetters:read";
+    /// Replaying a dead letter through the consumers: owners.
+    pub const DEAD_LETTERS_REPLAY: &str = "bff.DeadLetters:replay";
 
     pub const RULES: &[(&str, Access)] = &[
         (WORK_ORDER_ANY_STATUS, FRONT_DESK),
         (LABOR_RATE, FRONT_DESK),
+        (DEAD_LETTERS_READ, OWNERS),
+        (DEAD_LETTERS_REPLAY, OWNERS),
     ];
 }
 

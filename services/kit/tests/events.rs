@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use carerp_kit::consumer::{Consumer, EventHandler, HandlerError, MAX_DELIVERIES, Timing};
-use carerp_kit::envelope::{CloudEvent, dlq_subject, stream_name, subject};
+use carerp_kit::dead_letter::{self, DeadLetter};
+use carerp_kit::envelope::{CloudEvent, stream_name, subject};
 use carerp_kit::relay::Relay;
 use carerp_kit::stream::{StreamSettings, ensure_stream};
 use carerp_kit::{Metrics, RequestContext, outbox};
@@ -51,6 +52,13 @@ async fn enqueue(
     .unwrap();
     tx.commit().await.unwrap();
     id
+}
+
+/// The tenant's dead letters, oldest first.
+async fn dead_letters(js: &jetstream::Context, tenant: &str) -> Vec<DeadLetter> {
+    dead_letter::list(js, tenant, &dead_letter::Filter::default())
+        .await
+        .unwrap()
 }
 
 /// Every message of the stream on `subject`, in stream order.
@@ -162,7 +170,9 @@ async fn the_relay_publishes_committed_events_in_order_once(pool: PgPool) {
             .len(),
         5
     );
-    js.delete_stream(stream_name(&tenant)).await.unwrap();
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
 }
 
 /// Counts what it applies; fails on `{"poison": true}`.
@@ -266,20 +276,22 @@ async fn a_duplicated_event_has_one_effect_and_a_poison_event_is_dead_lettered(p
         handler.applied.load(Ordering::SeqCst) == 1
     })
     .await;
-    let dlq = dlq_subject(&tenant, "tester");
     eventually("the poison event is dead-lettered", async || {
-        !stored(&js, &tenant, &dlq).await.is_empty()
+        !dead_letters(&js, &tenant).await.is_empty()
     })
     .await;
-    let dead = stored(&js, &tenant, &dlq).await;
+    let dead = dead_letters(&js, &tenant).await;
     assert_eq!(dead.len(), 1);
-    let headers = dead[0].headers.as_ref().unwrap();
+    assert_eq!(dead[0].error, "this event can never be handled");
+    assert_eq!(dead[0].consumer, "tester");
+    assert_eq!(dead[0].topic, "test.happened");
     assert_eq!(
-        headers.get("CarErp-Error").unwrap().as_str(),
-        "this event can never be handled"
+        dead[0].attempts, MAX_DELIVERIES,
+        "given up after the last delivery"
     );
-    let dead_event: CloudEvent = serde_json::from_slice(&dead[0].payload).unwrap();
-    assert_eq!(dead_event.id, poison.id);
+    assert_eq!(dead[0].event_id, Some(poison.id));
+    let dead_event: CloudEvent = serde_json::from_value(dead[0].event.clone()).unwrap();
+    assert_eq!(dead_event, poison);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(handler.applied.load(Ordering::SeqCst), 1);
@@ -290,7 +302,9 @@ async fn a_duplicated_event_has_one_effect_and_a_poison_event_is_dead_lettered(p
     assert_eq!(inbox, 1);
     shutdown.cancel();
     running.await.unwrap().unwrap();
-    js.delete_stream(stream_name(&tenant)).await.unwrap();
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
 }
 
 /// A NATS server of the test's own, so it can be stopped without disturbing anyone else.
@@ -513,6 +527,7 @@ async fn a_database_outage_is_retried_past_the_delivery_limit_and_never_dead_let
     let timing = Timing {
         ack_wait: Duration::from_secs(30),
         retry_base: Duration::from_millis(5),
+        ..Timing::default()
     };
     let (tenant, js, shutdown, running) = run_flaky(&pool, handler.clone(), timing).await;
     publish_raw(
@@ -529,20 +544,19 @@ async fn a_database_outage_is_retried_past_the_delivery_limit_and_never_dead_let
     )
     .await;
     assert_eq!(handler.calls.load(Ordering::SeqCst), failures + 1);
-    assert!(
-        stored(&js, &tenant, &dlq_subject(&tenant, "flaky"))
-            .await
-            .is_empty()
-    );
+    assert!(dead_letters(&js, &tenant).await.is_empty());
     shutdown.cancel();
     running.await.unwrap().unwrap();
-    js.delete_stream(stream_name(&tenant)).await.unwrap();
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
 }
 
 #[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
 async fn an_event_redelivered_before_its_ack_arrived_has_one_effect(pool: PgPool) {
-    // The first attempt outlives the ack wait, as a consumer that crashed before acking
-    // would: the server delivers the event again, and the inbox turns the copy away.
+    // The first attempt outlives the ack wait without a word, as a consumer that hangs or
+    // crashed before acking would: the server delivers the event again, and the inbox turns
+    // the copy away.
     let handler = Flaky {
         calls: Arc::default(),
         failures: 0,
@@ -551,6 +565,7 @@ async fn an_event_redelivered_before_its_ack_arrived_has_one_effect(pool: PgPool
     let timing = Timing {
         ack_wait: Duration::from_secs(1),
         retry_base: Duration::from_millis(5),
+        keep_alive: false,
     };
     let (tenant, js, shutdown, running) = run_flaky(&pool, handler.clone(), timing).await;
     let sent = event(&tenant, serde_json::json!({}));
@@ -578,7 +593,47 @@ async fn an_event_redelivered_before_its_ack_arrived_has_one_effect(pool: PgPool
     );
     shutdown.cancel();
     running.await.unwrap().unwrap();
-    js.delete_stream(stream_name(&tenant)).await.unwrap();
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn a_slow_handler_keeps_its_event_past_the_ack_wait_with_in_progress_acks(pool: PgPool) {
+    // The same slow first attempt, but the consumer says it is working on it: the server
+    // waits instead of delivering it again.
+    let handler = Flaky {
+        calls: Arc::default(),
+        failures: 0,
+        first_call_takes: Duration::from_millis(3500),
+    };
+    let timing = Timing {
+        ack_wait: Duration::from_secs(1),
+        retry_base: Duration::from_millis(5),
+        keep_alive: true,
+    };
+    let (tenant, js, shutdown, running) = run_flaky(&pool, handler.clone(), timing).await;
+    publish_raw(&js, &tenant, &event(&tenant, serde_json::json!({})), "slow").await;
+    eventually("the event is applied", async || effects(&pool).await == 1).await;
+    let stream = js.get_stream(stream_name(&tenant)).await.unwrap();
+    eventually("the event is acknowledged", async || {
+        let mut consumer: jetstream::consumer::PullConsumer =
+            stream.get_consumer("flaky").await.unwrap();
+        consumer.info().await.unwrap().num_ack_pending == 0
+    })
+    .await;
+    let mut consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer("flaky").await.unwrap();
+    assert_eq!(
+        consumer.info().await.unwrap().delivered.consumer_sequence,
+        1,
+        "delivered once, though it took more than three ack waits"
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
 }
 
 /// An event too large for the broker is parked with its error and counted, once: it is not
@@ -639,7 +694,9 @@ async fn an_event_too_large_to_publish_is_parked_and_blocks_nothing(pool: PgPool
         exposed.contains("carerp_outbox_parked_total 1"),
         "{exposed}"
     );
-    js.delete_stream(stream_name(&tenant)).await.unwrap();
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
 }
 
 #[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
@@ -658,6 +715,7 @@ async fn a_permanently_wrong_event_is_dead_lettered_on_its_first_delivery(pool: 
         timing: Timing {
             ack_wait: Duration::from_secs(30),
             retry_base: Duration::from_secs(10),
+            ..Timing::default()
         },
         metrics: metrics.clone(),
     };
@@ -665,22 +723,13 @@ async fn a_permanently_wrong_event_is_dead_lettered_on_its_first_delivery(pool: 
     let wrong = event(&tenant, serde_json::json!({ "poison": "permanent" }));
     publish_raw(&js, &tenant, &wrong, "wrong").await;
     // With 10 s between retries, only a first-delivery dead letter arrives within the wait.
-    let dlq = dlq_subject(&tenant, "tester");
     eventually("the event is dead-lettered", async || {
-        !stored(&js, &tenant, &dlq).await.is_empty()
+        !dead_letters(&js, &tenant).await.is_empty()
     })
     .await;
-    let dead = stored(&js, &tenant, &dlq).await;
-    assert_eq!(
-        dead[0]
-            .headers
-            .as_ref()
-            .unwrap()
-            .get("CarErp-Error")
-            .unwrap()
-            .as_str(),
-        "contradicts itself"
-    );
+    let dead = dead_letters(&js, &tenant).await;
+    assert_eq!(dead[0].error, "contradicts itself");
+    assert_eq!(dead[0].attempts, 1, "dead-lettered on its first delivery");
     // Counted by service and topic, and exposed on /metrics with the consumer's lag.
     assert_eq!(metrics.dead_letters("tester", "test.happened"), 1);
     let exposed = registry.encode();
@@ -697,5 +746,176 @@ async fn a_permanently_wrong_event_is_dead_lettered_on_its_first_delivery(pool: 
     );
     shutdown.cancel();
     running.await.unwrap().unwrap();
-    js.delete_stream(stream_name(&tenant)).await.unwrap();
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
+}
+
+/// Refuses every event as permanently wrong until `fixed`, then counts what it applies (a
+/// handler whose bug was fixed by a new release).
+#[derive(Clone, Default)]
+struct FixedLater {
+    fixed: Arc<std::sync::atomic::AtomicBool>,
+    applied: Arc<AtomicUsize>,
+}
+
+impl EventHandler for FixedLater {
+    fn topics(&self) -> &'static [&'static str] {
+        &["test.happened"]
+    }
+
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        _: &RequestContext,
+        _: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        if !self.fixed.load(Ordering::SeqCst) {
+            return Err(Box::new(carerp_kit::consumer::Permanent(
+                "a bug refuses it".into(),
+            )));
+        }
+        sqlx::query("SELECT 1").execute(&mut *tx).await?;
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn a_replayed_dead_letter_goes_through_the_consumer_once_and_leaves_the_dead_letters(
+    pool: PgPool,
+) {
+    let tenant = unique_tenant();
+    let js = jetstream_for(&tenant).await;
+    let handler = FixedLater::default();
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer {
+        pool: pool.clone(),
+        jetstream: js.clone(),
+        service: "tester".into(),
+        tenant: tenant.clone(),
+        handler: handler.clone(),
+        timing: Default::default(),
+        metrics: Default::default(),
+    };
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+    let refused = event(&tenant, serde_json::json!({ "n": 1 }));
+    publish_raw(&js, &tenant, &refused, "refused").await;
+    eventually("the event is dead-lettered", async || {
+        !dead_letters(&js, &tenant).await.is_empty()
+    })
+    .await;
+    let dead = dead_letters(&js, &tenant).await;
+    assert_eq!(dead.len(), 1);
+    let sequence = dead[0].sequence;
+    assert_eq!(
+        dead_letter::get(&js, &tenant, sequence).await.unwrap(),
+        Some(dead[0].clone())
+    );
+    // Filtered by consumer: another service has none.
+    let others = dead_letter::list(
+        &js,
+        &tenant,
+        &dead_letter::Filter {
+            consumer: Some("someone-else".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(others.is_empty());
+
+    // Fixed; the replay reaches the same consumer, which applies it once.
+    handler.fixed.store(true, Ordering::SeqCst);
+    let replayed = dead_letter::replay(&js, &tenant, sequence)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replayed.event_id, Some(refused.id));
+    eventually("the replayed event is applied", async || {
+        handler.applied.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(
+        dead_letters(&js, &tenant).await.is_empty(),
+        "replayed, so gone"
+    );
+    assert_eq!(
+        dead_letter::get(&js, &tenant, sequence).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        dead_letter::replay(&js, &tenant, sequence).await.unwrap(),
+        None,
+        "a second replay finds nothing"
+    );
+
+    // A dead letter of an event the consumer has applied already (say another consumer of the
+    // topic gave up on it) is replayed to every consumer; this one's inbox turns it away.
+    dead_letter::store(
+        &js,
+        &tenant,
+        dead_letter::Failed {
+            consumer: "another",
+            topic: "test.happened",
+            original_subject: &subject(&tenant, "test.happened"),
+            payload: serde_json::to_vec(&refused).unwrap().into(),
+            error: "another consumer's failure",
+            attempts: 5,
+        },
+    )
+    .await
+    .unwrap();
+    let other = dead_letters(&js, &tenant).await;
+    assert_eq!(other[0].consumer, "another");
+    dead_letter::replay(&js, &tenant, other[0].sequence)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(handler.applied.load(Ordering::SeqCst), 1, "one effect");
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(inbox, 1);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
+}
+
+/// A dead letter is data: one naming a subject outside the tenant's events is not replayed
+/// there.
+#[tokio::test]
+async fn a_dead_letter_is_replayed_only_into_its_own_tenants_events() {
+    let tenant = unique_tenant();
+    let js = jetstream_for(&tenant).await;
+    dead_letter::store(
+        &js,
+        &tenant,
+        dead_letter::Failed {
+            consumer: "tester",
+            topic: "test.happened",
+            original_subject: "carerp.someone-else.workorder.completed",
+            payload: Default::default(),
+            error: "x",
+            attempts: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let dead = dead_letters(&js, &tenant).await;
+    let err = dead_letter::replay(&js, &tenant, dead[0].sequence)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, dead_letter::DeadLetterError::NotReplayable { .. }),
+        "{err}"
+    );
+    assert_eq!(dead_letters(&js, &tenant).await.len(), 1, "kept");
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod customers;
 pub mod dashboard;
+pub mod dead_letters;
 pub mod estimates;
 pub mod invoices;
 pub mod parts;
@@ -231,6 +232,21 @@ pub fn routes() -> Vec<Route> {
             M::PUT,
             "/api/approvals/{token}/jobs/{jobId}",
             put(estimates::decide_by_link),
+        ),
+        route(
+            M::GET,
+            "/api/dead-letters",
+            get(dead_letters::list_dead_letters),
+        ),
+        route(
+            M::GET,
+            "/api/dead-letters/{sequence}",
+            get(dead_letters::get_dead_letter),
+        ),
+        route(
+            M::POST,
+            "/api/dead-letters/{sequence}/replay",
+            post(dead_letters::replay_dead_letter),
         ),
         route(M::GET, "/api/parts", get(parts::list_parts)),
         route(M::POST, "/api/parts", post(parts::create_part)),

@@ -246,9 +246,7 @@ impl Garage {
             service.stop().await.unwrap();
         }
         if let Ok(jetstream) = carerp_kit::messaging::connect("nats://127.0.0.1:4222").await {
-            let _ = jetstream
-                .delete_stream(carerp_kit::envelope::stream_name(&self.tenant))
-                .await;
+            let _ = carerp_kit::stream::delete_streams(&jetstream, &self.tenant).await;
         }
     }
 
