@@ -164,6 +164,66 @@ pub struct Report {
     pub busiest_connections: i64,
     /// Completion -> INVOICED of each tenant's saga, in order.
     pub sagas: Vec<Duration>,
+    /// Where each saga's time went, from the services' own tables.
+    pub hops: Vec<Hops>,
+}
+
+/// The stretches of completion -> INVOICED, in milliseconds, from the timestamps the
+/// services keep: outbox `created_at` (the writing transaction's start) and `published_at`
+/// (the relay's update after JetStream's ack), inbox `handled_at` (the handler's
+/// transaction start).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hops {
+    /// Work order's completion transaction to `workorder.completed` acked by JetStream.
+    pub completed_relayed: f64,
+    /// Acked to billing's handler starting.
+    pub to_billing: f64,
+    /// Billing's handler starting to `invoice.created` acked.
+    pub invoiced_relayed: f64,
+    /// Acked to the work order's handler starting (it then sets INVOICED).
+    pub to_workorder: f64,
+}
+
+/// Reads [`Hops`] of the tenant's last saga from its workorder and billing databases.
+async fn saga_hops(admin_url: &str, tenant: &str) -> anyhow::Result<Hops> {
+    use carerp_operator::crd::Service;
+    let on = |service| {
+        let db = carerp_operator::provision::database_name(tenant, service);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(base, _)| base);
+        format!("{base}/{db}")
+    };
+    let workorder = PgPool::connect(&on(Service::Workorder)).await?;
+    let billing = PgPool::connect(&on(Service::Billing)).await?;
+    let ms = |sql: &'static str, pool: PgPool| async move {
+        sqlx::query_scalar::<_, f64>(sql)
+            .fetch_one(&pool)
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    // Epoch milliseconds of each moment, so the stretches are differences.
+    let completed_created = ms("SELECT extract(epoch FROM created_at)::float8 * 1000 FROM outbox WHERE topic = 'workorder.completed' ORDER BY seq DESC LIMIT 1", workorder.clone()).await?;
+    let completed_published = ms("SELECT extract(epoch FROM published_at)::float8 * 1000 FROM outbox WHERE topic = 'workorder.completed' ORDER BY seq DESC LIMIT 1", workorder.clone()).await?;
+    let billing_handled = ms("SELECT extract(epoch FROM handled_at)::float8 * 1000 FROM inbox WHERE topic = 'workorder.completed' ORDER BY handled_at DESC LIMIT 1", billing.clone()).await?;
+    let invoice_published = ms("SELECT extract(epoch FROM published_at)::float8 * 1000 FROM outbox WHERE topic = 'invoice.created' ORDER BY seq DESC LIMIT 1", billing.clone()).await?;
+    let workorder_handled = ms("SELECT extract(epoch FROM handled_at)::float8 * 1000 FROM inbox WHERE topic = 'invoice.created' ORDER BY handled_at DESC LIMIT 1", workorder.clone()).await?;
+    workorder.close().await;
+    billing.close().await;
+    Ok(Hops {
+        completed_relayed: completed_published - completed_created,
+        to_billing: billing_handled - completed_published,
+        invoiced_relayed: invoice_published - billing_handled,
+        to_workorder: workorder_handled - invoice_published,
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    (values[values.len() / 2] * 10.0).round() / 10.0
 }
 
 impl Report {
@@ -190,6 +250,12 @@ impl Report {
             "saga_invoiced_p50_ms": ms(self.saga_percentile(50.0)),
             "saga_invoiced_p99_ms": ms(self.saga_percentile(99.0)),
             "saga_invoiced_max_ms": ms(self.saga_percentile(100.0)),
+            "saga_hops_median_ms": {
+                "completed_relayed": median(self.hops.iter().map(|h| h.completed_relayed).collect()),
+                "to_billing": median(self.hops.iter().map(|h| h.to_billing).collect()),
+                "invoiced_relayed": median(self.hops.iter().map(|h| h.invoiced_relayed).collect()),
+                "to_workorder": median(self.hops.iter().map(|h| h.to_workorder).collect()),
+            },
         })
     }
 }
@@ -230,8 +296,9 @@ pub async fn run(
 
     let started = Instant::now();
     let mut running: Vec<LocalTenant> = Vec::with_capacity(tenants);
-    // A few at a time: each provisions five databases and migrates them.
-    const AT_ONCE: usize = 4;
+    // One at a time: `carerp-operator local` picks free ports by binding and releasing
+    // them, so two starting together can pick the same one.
+    const AT_ONCE: usize = 1;
     while running.len() < tenants {
         let batch = AT_ONCE.min(tenants - running.len());
         let handles: Vec<_> = (0..batch)
@@ -285,6 +352,10 @@ pub async fn run(
     }
 
     let names: Vec<String> = running.iter().map(|t| t.name.clone()).collect();
+    let mut hops = Vec::with_capacity(tenants);
+    for name in &names {
+        hops.push(saga_hops(&pg.url, name).await?);
+    }
     for tenant in running {
         tenant.stop()?;
     }
@@ -300,6 +371,7 @@ pub async fn run(
         idle_connections,
         busiest_connections: busiest,
         sagas,
+        hops,
     })
 }
 
