@@ -115,6 +115,15 @@ bench-pages:
     cargo build --release --bin carerp-operator --bin carerp-customer --bin carerp-workorder --bin carerp-inventory --bin carerp-billing --bin carerp-identity --bin carerp-bff --bin bench-pages
     cargo run --release --bin bench-pages
 
+# 50 tenants (BENCH_TENANTS) from the release binaries on one private PostgreSQL
+# (max_connections = 100) behind PgBouncer (`.ci/pgbouncer` installs 1.21+), one NATS: idle
+# RSS and connections, then one saga per tenant while the others idle (completion ->
+# INVOICED p50/p99); figures also in target/bench/bench.json (`density`).
+bench-density:
+    bash .ci/pgbouncer >/dev/null
+    cargo build --release --bin carerp-operator --bin carerp-customer --bin carerp-workorder --bin carerp-inventory --bin carerp-billing --bin carerp-identity --bin carerp-bff --bin bench-density
+    cargo run --release --bin bench-density
+
 # Every benchmark: the REST mix, the pages, the saga and relay, sign-in and tokens, the
-# operator's render.
-bench: bench-rest bench-pages bench-events bench-auth bench-operator
+# operator's render, the density of 50 tenants.
+bench: bench-rest bench-pages bench-events bench-auth bench-operator bench-density

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod density;
 pub mod local;
 
 use std::collections::HashMap;

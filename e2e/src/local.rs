@@ -27,7 +27,15 @@ impl LocalTenant {
     /// Starts a tenant of its own named `display_name`, with `args` after `local` (such
     /// as `--seed-demo`), and waits for the table of URLs and the sign-in line.
     pub fn start(display_name: &str, args: &[&str]) -> anyhow::Result<Self> {
-        let dir = bin_dir()?;
+        Self::start_in(&bin_dir()?, display_name, args)
+    }
+
+    /// [`LocalTenant::start`] with the binaries in `dir`.
+    pub fn start_in(
+        dir: &std::path::Path,
+        display_name: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let name = format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         let file = std::env::temp_dir().join(format!("{name}.yaml"));
         std::fs::write(
@@ -65,7 +73,7 @@ impl LocalTenant {
         };
         while tenant.owner_email.is_empty() {
             let line = tenant
-                .wait_for_line("", Duration::from_secs(120))
+                .wait_for_line("", Duration::from_secs(360))
                 .context("carerp-operator local printed no bff URL and sign-in line")?;
             let columns: Vec<&str> = line.split_whitespace().collect();
             if let ["bff", url, ..] = columns.as_slice()

@@ -14,6 +14,9 @@ pub struct OperatorConfig {
     /// Host and port of PostgreSQL as the tenant's pods reach it (goes into each `DATABASE_URL`).
     pub database_host: String,
     pub database_port: u16,
+    /// A PgBouncer in transaction mode in front of that server, as the pods reach it: when
+    /// set, each `DATABASE_URL` names it and `DATABASE_MIGRATION_URL` the server itself.
+    pub database_pooler: Option<DatabasePooler>,
     /// JetStream as the tenant's pods reach it.
     pub nats_url: String,
     pub nats_port: u16,
@@ -36,6 +39,7 @@ impl OperatorConfig {
             namespace_prefix: "carerp-".into(),
             database_host: "postgres.carerp-system.svc".into(),
             database_port: 5432,
+            database_pooler: None,
             nats_url: "nats://nats.carerp-system.svc:4222".into(),
             nats_port: 4222,
             default_otlp_endpoint: None,
@@ -103,6 +107,36 @@ impl OperatorConfig {
     }
 }
 
+/// Where a connection pooler listens (`host:port`), reaching the same databases, roles and
+/// passwords as the server behind it (PgBouncer 1.21+, `pool_mode = transaction`,
+/// `max_prepared_statements` > 0, `ignore_startup_parameters = extra_float_digits`, and an
+/// `auth_query` so the operator's roles need no entry of their own; see the README).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabasePooler {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::str::FromStr for DatabasePooler {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (host, port) = value
+            .rsplit_once(':')
+            .ok_or_else(|| format!("database pooler {value:?} must be host:port"))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("database pooler {value:?}: port must be 1 to 65535"))?;
+        if host.is_empty() || port == 0 {
+            return Err(format!("database pooler {value:?} must be host:port"));
+        }
+        Ok(Self {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
 /// A Kubernetes namespace name (RFC 1123 label).
 fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
@@ -139,6 +173,10 @@ pub struct OperatorArgs {
     pub database_host: String,
     #[arg(long, env = "CARERP_DATABASE_PORT", default_value_t = 5432)]
     pub database_port: u16,
+    /// PgBouncer (transaction mode) in front of that server, `host:port`, as the tenants'
+    /// pods reach it; unset: the pods connect to the server.
+    #[arg(long, env = "CARERP_DATABASE_POOLER")]
+    pub database_pooler: Option<DatabasePooler>,
     /// JetStream URL as the tenants' pods reach it.
     #[arg(
         long,
@@ -187,6 +225,7 @@ impl OperatorArgs {
             namespace_prefix: self.namespace_prefix.clone(),
             database_host: self.database_host.clone(),
             database_port: self.database_port,
+            database_pooler: self.database_pooler.clone(),
             nats_url: self.tenant_nats_url.clone(),
             nats_port,
             default_otlp_endpoint: self.default_otlp_endpoint.clone(),

@@ -629,7 +629,7 @@ async fn apply_objects(
     let hashes = databases
         .urls
         .iter()
-        .map(|(service, url)| (*service, desired::secret_hash(url)))
+        .map(|(service, url)| (*service, desired::database_secret_hash(&ctx.config, url)))
         .collect();
     let namespace_object = desired::desired(tenant, &ctx.config, &hashes, None)
         .into_iter()

@@ -285,6 +285,40 @@ pub fn secret_hash(database_url: &str) -> String {
     content_hash(database_url)
 }
 
+/// What a service's database Secret holds, from its URL on the server: `DATABASE_URL`
+/// alone, or with a pooler configured, `DATABASE_URL` through the pooler (same role,
+/// password and database) and `DATABASE_MIGRATION_URL` on the server.
+pub fn database_secret_data(config: &OperatorConfig, server_url: &str) -> BTreeMap<String, String> {
+    let mut data = BTreeMap::new();
+    match &config.database_pooler {
+        Some(pooler) => {
+            let server = format!("@{}:{}/", config.database_host, config.database_port);
+            let through = format!("@{}:{}/", pooler.host, pooler.port);
+            data.insert(
+                "DATABASE_URL".to_string(),
+                server_url.replacen(&server, &through, 1),
+            );
+            data.insert("DATABASE_MIGRATION_URL".to_string(), server_url.to_string());
+        }
+        None => {
+            data.insert("DATABASE_URL".to_string(), server_url.to_string());
+        }
+    }
+    data
+}
+
+/// [`secret_hash`] of what [`database_secret_data`] puts in the Secret, so pointing the
+/// tenants at a pooler (or another one) restarts their pods too.
+pub fn database_secret_hash(config: &OperatorConfig, server_url: &str) -> String {
+    match &config.database_pooler {
+        Some(_) => {
+            let data = database_secret_data(config, server_url);
+            secret_hash(&data.values().cloned().collect::<Vec<_>>().join("\n"))
+        }
+        None => secret_hash(server_url),
+    }
+}
+
 /// Every object the tenant's namespace should hold, in apply order.
 ///
 /// `secret_hashes` holds [`secret_hash`] of each service's database Secret as it is (or is
@@ -357,10 +391,7 @@ pub fn database_secret(
     let ctx = Ctx::new(tenant, config);
     Secret {
         metadata: ctx.meta(&secret_name(service), ctx.service_labels(service)),
-        string_data: Some(BTreeMap::from([(
-            "DATABASE_URL".to_string(),
-            database_url.to_string(),
-        )])),
+        string_data: Some(database_secret_data(config, database_url)),
         type_: Some("Opaque".into()),
         ..Secret::default()
     }
@@ -711,6 +742,20 @@ service:
                 }),
                 ..EnvVar::default()
             });
+            if self.config.database_pooler.is_some() {
+                env.push(EnvVar {
+                    name: "DATABASE_MIGRATION_URL".into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret_name(service),
+                            key: "DATABASE_MIGRATION_URL".into(),
+                            optional: Some(false),
+                        }),
+                        ..EnvVarSource::default()
+                    }),
+                    ..EnvVar::default()
+                });
+            }
             env.push(plain("GRPC_ADDR", format!("0.0.0.0:{GRPC_PORT}")));
             env.push(plain(
                 "DATABASE_MAX_CONNECTIONS",
@@ -1022,6 +1067,9 @@ service:
             port(i32::from(self.config.database_port)),
             port(i32::from(self.config.nats_port)),
         ];
+        if let Some(pooler) = &self.config.database_pooler {
+            outside_ports.push(port(i32::from(pooler.port)));
+        }
         if otlp_endpoint(self.tenant, self.config).is_some() {
             outside_ports.push(port(4317));
         }
@@ -1376,6 +1424,73 @@ mod tests {
         assert!(
             !pod_annotations(&desired(&t, &config, &bff_hash, None), "bff")
                 .contains_key(SECRET_HASH_ANNOTATION)
+        );
+    }
+
+    #[test]
+    fn with_a_pooler_services_connect_through_it_and_migrate_on_the_server() {
+        let t = tenant("");
+        let mut config = OperatorConfig::example();
+        let server = "postgres://t_t1_customer:pw@postgres.carerp-system.svc:5432/t_t1_customer";
+        assert_eq!(
+            database_secret_data(&config, server),
+            BTreeMap::from([("DATABASE_URL".to_string(), server.to_string())])
+        );
+        let direct_hash = database_secret_hash(&config, server);
+        config.database_pooler = Some("pgbouncer.carerp-system.svc:6432".parse().unwrap());
+        assert_eq!(
+            database_secret_data(&config, server),
+            BTreeMap::from([
+                (
+                    "DATABASE_URL".to_string(),
+                    "postgres://t_t1_customer:pw@pgbouncer.carerp-system.svc:6432/t_t1_customer"
+                        .to_string()
+                ),
+                ("DATABASE_MIGRATION_URL".to_string(), server.to_string()),
+            ])
+        );
+        assert_ne!(database_secret_hash(&config, server), direct_hash);
+        let objects = desired(&t, &config, &BTreeMap::new(), None);
+        let customer = deployments(&objects)
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some("customer"))
+            .unwrap();
+        let env = customer
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap_or_default();
+        let migration = env
+            .iter()
+            .find(|e| e.name == "DATABASE_MIGRATION_URL")
+            .and_then(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+            .unwrap();
+        assert_eq!(migration.key, "DATABASE_MIGRATION_URL");
+        let egress = objects
+            .iter()
+            .find_map(|o| match o {
+                Object::NetworkPolicy(p) if p.metadata.name.as_deref() == Some("allow-egress") => {
+                    Some(p)
+                }
+                _ => None,
+            })
+            .unwrap();
+        let yaml = serde_saphyr::to_string(egress).unwrap();
+        assert!(yaml.contains("6432"), "{yaml}");
+        assert!(
+            "pgbouncer:0"
+                .parse::<crate::config::DatabasePooler>()
+                .is_err()
+                && "pgbouncer"
+                    .parse::<crate::config::DatabasePooler>()
+                    .is_err()
         );
     }
 

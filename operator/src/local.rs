@@ -26,6 +26,9 @@ use crate::provision;
 pub struct LocalOptions {
     /// Admin connection used to create the tenant's roles and databases.
     pub admin_database_url: String,
+    /// A PgBouncer in front of that server (`--database-pooler`): the services' pools go
+    /// through it, their migrations to the server.
+    pub database_pooler: Option<crate::config::DatabasePooler>,
     pub nats_url: String,
     /// Folder holding the service binaries (`carerp-customer`, ...).
     pub bin_dir: PathBuf,
@@ -220,10 +223,25 @@ pub fn plan(
             let password = passwords
                 .get(&p.service)
                 .with_context(|| format!("no password for {}", p.service.name()))?;
-            env.insert(
-                "DATABASE_URL".into(),
-                provision::database_url(&db_host, db_port, name, p.service, password),
-            );
+            let server = provision::database_url(&db_host, db_port, name, p.service, password);
+            match &options.database_pooler {
+                Some(pooler) => {
+                    env.insert(
+                        "DATABASE_URL".into(),
+                        provision::database_url(
+                            &pooler.host,
+                            pooler.port,
+                            name,
+                            p.service,
+                            password,
+                        ),
+                    );
+                    env.insert("DATABASE_MIGRATION_URL".into(), server);
+                }
+                None => {
+                    env.insert("DATABASE_URL".into(), server);
+                }
+            }
         } else {
             env.insert("HTTP_ADDR".into(), p.main_addr.to_string());
         }
@@ -596,6 +614,7 @@ mod tests {
         let tenant = crate::validate::parse_tenant(yaml).unwrap();
         let options = LocalOptions {
             admin_database_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            database_pooler: None,
             nats_url: "nats://127.0.0.1:4222".into(),
             bin_dir: dir.clone(),
             ready_timeout: Duration::from_secs(1),
@@ -615,7 +634,21 @@ mod tests {
             },
         };
         let planned = plan(&tenant, &options, &passwords, &identity).unwrap();
+        let pooled = LocalOptions {
+            database_pooler: Some("127.0.0.1:6432".parse().unwrap()),
+            ..options.clone()
+        };
+        let through_pooler = plan(&tenant, &pooled, &passwords, &identity).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            through_pooler[1].env["DATABASE_URL"],
+            "postgres://t_demo_workorder:pw2@127.0.0.1:6432/t_demo_workorder"
+        );
+        assert_eq!(
+            through_pooler[1].env["DATABASE_MIGRATION_URL"],
+            "postgres://t_demo_workorder:pw2@127.0.0.1:5432/t_demo_workorder"
+        );
+        assert!(!planned[1].env.contains_key("DATABASE_MIGRATION_URL"));
 
         let names: Vec<_> = planned.iter().map(|p| p.service).collect();
         assert_eq!(

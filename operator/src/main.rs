@@ -91,6 +91,10 @@ struct LocalArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     admin_database_url: String,
+    /// PgBouncer (transaction mode) in front of that server, `host:port`: the services'
+    /// pools connect through it, their migrations to the server.
+    #[arg(long, env = "CARERP_DATABASE_POOLER")]
+    database_pooler: Option<carerp_operator::config::DatabasePooler>,
     /// JetStream server of the tenant's stream.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
@@ -304,6 +308,7 @@ async fn local(args: LocalArgs) -> ExitCode {
     };
     let options = carerp_operator::local::LocalOptions {
         admin_database_url: args.admin_database_url,
+        database_pooler: args.database_pooler,
         nats_url: args.nats_url,
         bin_dir,
         ready_timeout: Duration::from_secs(args.ready_timeout),

@@ -51,7 +51,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, StartFailure
         .database_url
         .clone()
         .ok_or(StartFailure::NoDatabase)?;
-    let pool = db::connect_and_migrate(&url, &MIGRATOR, config.pool).await?;
+    let pool = db::connect_and_migrate(&url, &MIGRATOR, &config.pool).await?;
     start_with_pool(config, pool).await
 }
 

@@ -62,7 +62,7 @@ pub async fn start(config: IdentityConfig) -> Result<RunningService, StartFailur
         .database_url
         .clone()
         .ok_or(StartFailure::NoDatabase)?;
-    let pool = db::connect_and_migrate(&url, &MIGRATOR, config.service.pool).await?;
+    let pool = db::connect_and_migrate(&url, &MIGRATOR, &config.service.pool).await?;
     start_with_pool(config, pool).await
 }
 

@@ -47,7 +47,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, StartFailure
         .database_url
         .as_deref()
         .ok_or(StartFailure::NoDatabase)?;
-    let pool = connect_and_migrate(url, &MIGRATOR, config.pool).await?;
+    let pool = connect_and_migrate(url, &MIGRATOR, &config.pool).await?;
     start_with_pool(config, pool).await
 }
 

@@ -290,7 +290,8 @@ impl ClosedPort {
     }
 }
 
-/// `DATABASE_MAX_CONNECTIONS` (1 to 100) and `DATABASE_IDLE_TIMEOUT_SECONDS` (1 to 3600).
+/// `DATABASE_MAX_CONNECTIONS` (1 to 100), `DATABASE_IDLE_TIMEOUT_SECONDS` (1 to 3600) and
+/// `DATABASE_MIGRATION_URL` (a postgres:// URL, optional).
 fn pool_settings<F: Fn(&str) -> Option<String>>(
     env: &Env<'_, F>,
 ) -> Result<PoolSettings, ConfigError> {
@@ -313,9 +314,20 @@ fn pool_settings<F: Fn(&str) -> Option<String>>(
             });
         }
     }
+    let migration_url = env.optional("DATABASE_MIGRATION_URL");
+    if let Some(url) = &migration_url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        return Err(ConfigError::Invalid {
+            name: "DATABASE_MIGRATION_URL",
+            value: redact_url(url),
+            reason: "expected a postgres:// URL".into(),
+        });
+    }
     Ok(PoolSettings {
         max_connections,
         idle_timeout: std::time::Duration::from_secs(idle_seconds),
+        migration_url,
     })
 }
 
@@ -521,6 +533,7 @@ mod tests {
         let pool = load(&vars, Database::Required).unwrap().pool;
         assert_eq!(pool.max_connections, 3);
         assert_eq!(pool.idle_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(pool.migration_url, None);
         for (name, bad) in [
             ("DATABASE_MAX_CONNECTIONS", "0"),
             ("DATABASE_MAX_CONNECTIONS", "101"),
@@ -532,6 +545,22 @@ mod tests {
             let err = load(&vars, Database::Required).unwrap_err().to_string();
             assert!(err.starts_with(&format!("{name}=")), "{name}={bad}: {err}");
         }
+    }
+
+    #[test]
+    fn migrations_may_run_over_a_url_of_their_own_named_without_its_password() {
+        let mut vars = BASE.to_vec();
+        vars.push(("DATABASE_MIGRATION_URL", "postgres://u:pw@db:5432/x"));
+        let pool = load(&vars, Database::Required).unwrap().pool;
+        assert_eq!(
+            pool.migration_url.as_deref(),
+            Some("postgres://u:pw@db:5432/x")
+        );
+        vars.pop();
+        vars.push(("DATABASE_MIGRATION_URL", "mysql://u:secret@db/x"));
+        let err = load(&vars, Database::Required).unwrap_err().to_string();
+        assert!(err.starts_with("DATABASE_MIGRATION_URL="), "{err}");
+        assert!(!err.contains("secret"), "{err}");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 /// The tables every service has: the outbox and the inbox.
 pub static KIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -17,16 +18,32 @@ pub fn migrator_with(service: &Migrator) -> Migrator {
     Migrator::with_migrations(migrations)
 }
 
-/// How many connections the service's pool may open (`DATABASE_MAX_CONNECTIONS`), and how
-/// long one may stay unused before it is closed (`DATABASE_IDLE_TIMEOUT_SECONDS`).
+/// How many connections the service's pool may open (`DATABASE_MAX_CONNECTIONS`), how long
+/// one may stay unused before it is closed (`DATABASE_IDLE_TIMEOUT_SECONDS`), and where the
+/// migrations run (`DATABASE_MIGRATION_URL`).
 ///
 /// Nothing is opened ahead of need, and an unused connection closes after the idle timeout:
 /// an idle service holds none, except for a moment when its relay polls (see
 /// [`crate::relay`]), so one PostgreSQL server can hold many idle tenants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// # Behind PgBouncer
+///
+/// `DATABASE_URL` may name a PgBouncer (1.21 or later) in transaction mode with
+/// `max_prepared_statements` set: what the services send keeps no session state across
+/// transactions. Their statements are sqlx's named prepared statements, which PgBouncer
+/// tracks per client and prepares again on whichever server connection runs them; their
+/// locks are `pg_advisory_xact_lock` and their `SET`s are `SET LOCAL`, both ending with the
+/// transaction; nothing LISTENs (the relay is woken in-process). sqlx's `extra_float_digits`
+/// start-up parameter must be let through (`ignore_startup_parameters = extra_float_digits`).
+/// The one exception is the migrator, which holds a session-level advisory lock between
+/// statements: with `DATABASE_MIGRATION_URL` set (a direct connection to the server), the
+/// migrations run over one connection of their own, closed when they are done.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
     pub max_connections: u32,
     pub idle_timeout: Duration,
+    /// Where the migrations run; `None`: through the pool.
+    pub migration_url: Option<String>,
 }
 
 impl Default for PoolSettings {
@@ -34,6 +51,7 @@ impl Default for PoolSettings {
         Self {
             max_connections: 8,
             idle_timeout: Duration::from_secs(10),
+            migration_url: None,
         }
     }
 }
@@ -42,7 +60,7 @@ impl Default for PoolSettings {
 pub async fn connect_and_migrate(
     url: &str,
     migrator: &Migrator,
-    settings: PoolSettings,
+    settings: &PoolSettings,
 ) -> Result<PgPool, StartError> {
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
@@ -52,10 +70,21 @@ pub async fn connect_and_migrate(
         .connect(url)
         .await
         .map_err(|err| StartError::Connect(err.to_string()))?;
-    migrator
-        .run(&pool)
-        .await
-        .map_err(|err| StartError::Migrate(err.to_string()))?;
+    match &settings.migration_url {
+        Some(direct) => {
+            let mut conn = PgConnection::connect(direct)
+                .await
+                .map_err(|err| StartError::Connect(format!("DATABASE_MIGRATION_URL: {err}")))?;
+            let migrated = migrator.run(&mut conn).await;
+            // Closing is best effort: the migrations' outcome is what counts.
+            let _ = conn.close().await;
+            migrated.map_err(|err| StartError::Migrate(err.to_string()))?;
+        }
+        None => migrator
+            .run(&pool)
+            .await
+            .map_err(|err| StartError::Migrate(err.to_string()))?,
+    }
     Ok(pool)
 }
 

@@ -39,7 +39,7 @@ pub async fn start(config: ServiceConfig, peers: Peers) -> anyhow::Result<Runnin
         .database_url
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is not set"))?;
-    let pool = carerp_kit::db::connect_and_migrate(url, &MIGRATOR, config.pool).await?;
+    let pool = carerp_kit::db::connect_and_migrate(url, &MIGRATOR, &config.pool).await?;
     start_with_pool(config, pool, peers).await
 }
 
