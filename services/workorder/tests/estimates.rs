@@ -207,7 +207,9 @@ async fn the_customer_approves_one_job_and_declines_another_through_the_link(poo
     assert_eq!(estimate.jobs.len(), 2);
     assert_eq!(estimate.total.as_ref().unwrap().amount_minor, 20300);
     assert!(
-        estimate.jobs[0].lines[0].description.starts_with("2 × Part BP-"),
+        estimate.jobs[0].lines[0]
+            .description
+            .starts_with("2 × Part BP-"),
         "{}",
         estimate.jobs[0].lines[0].description
     );
