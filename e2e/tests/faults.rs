@@ -430,6 +430,7 @@ async fn fifty_reservations_at_once_for_ten_in_stock_reserve_exactly_ten() {
                     quantity: 1,
                     expected_version: 0,
                     idempotency_key: String::new(),
+                    job_id: String::new(),
                 })
                 .await
                 .map(|_| ())

@@ -386,11 +386,7 @@ mod tests {
         for from in JobState::ALL {
             for to in [Approved, Declined, Deferred] {
                 let result = check_decision(&job(from, false), to);
-                let allowed = match (from, to) {
-                    (Proposed, _) => true,
-                    (Declined | Deferred, Approved) => true,
-                    _ => false,
-                };
+                let allowed = matches!((from, to), (Proposed, _) | (Declined | Deferred, Approved));
                 assert_eq!(result.is_ok(), allowed, "{from} -> {to}: {result:?}");
             }
         }

@@ -56,7 +56,7 @@ async fn a_line_key_from_before_the_upgrade_still_recognises_its_retry(pool: PgP
         &context,
         order.id(),
         &store::NewPartLine {
-            part_id: part_id,
+            part_id,
             quantity: 2,
             job_id: None,
             quote: None,
@@ -75,7 +75,7 @@ async fn a_line_key_from_before_the_upgrade_still_recognises_its_retry(pool: PgP
             &context,
             order.id(),
             &store::NewPartLine {
-                part_id: part_id,
+                part_id,
                 quantity: 1,
                 job_id: None,
                 quote: None,
