@@ -89,8 +89,9 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
                 responses.keys().any(|s| s.starts_with('2')),
                 "{method} {path} has no success response"
             );
-            // Every route but sign-in and refresh declares the bearer scheme and its refusals.
-            let public = carerp_bff::auth::PUBLIC_ROUTES.contains(&path.as_str());
+            // Every route but sign-in, refresh and the approval link declares the bearer scheme and
+            // its refusals.
+            let public = carerp_bff::auth::is_public(path);
             let security = operation.get("security").or(doc.get("security"));
             let open = security.is_some_and(|s| {
                 s.as_array().is_some_and(|a| {
