@@ -311,7 +311,7 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
     for _ in 0..150 {
         states = client
             .execute(
-                "return [...document.querySelectorAll('#lines .badge')].map(b => b.textContent);",
+                "return [...document.querySelectorAll('#lines table .badge')].map(b => b.textContent);",
                 vec![],
             )
             .await

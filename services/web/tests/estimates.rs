@@ -103,7 +103,7 @@ async fn the_front_desk_sends_an_estimate_and_the_customer_decides_on_its_page(p
     let page = customer.get(&format!("/approve/{token}")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.html);
     assert!(
-        page.html.contains("Hopper &amp; Sons Motors"),
+        page.html.contains("Hopper &#38; Sons Motors"),
         "{}",
         page.html
     );
