@@ -73,12 +73,7 @@ fn with_estimate(mut view: ApprovalPage, found: pb::EstimateForCustomer) -> Appr
                 .iter()
                 .find(|d| d.job_id == job.job_id)
                 .map_or(pb::JobState::Proposed as i32, |d| d.state);
-            let (label, class) = match pb::JobState::try_from(state) {
-                Ok(pb::JobState::Approved) => (t.job_approved, "ok"),
-                Ok(pb::JobState::Declined) => (t.job_declined, "bad"),
-                Ok(pb::JobState::Deferred) => (t.job_deferred, "wait"),
-                _ => (t.job_proposed, "wait"),
-            };
+            let (label, class) = super::workorders::job_state_label(t, state);
             JobView {
                 id: job.job_id,
                 title: job.title,

@@ -382,7 +382,8 @@ pub struct JobRow {
     pub decision: String,
 }
 
-fn job_state_label(t: &'static Messages, state: i32) -> (&'static str, &'static str) {
+/// A job's state as a badge: its label and class.
+pub fn job_state_label(t: &'static Messages, state: i32) -> (&'static str, &'static str) {
     match pb::JobState::try_from(state) {
         Ok(pb::JobState::Approved) => (t.job_approved, "ok"),
         Ok(pb::JobState::Declined) => (t.job_declined, "bad"),
