@@ -518,10 +518,10 @@ impl WorkOrderService for WorkOrderApi {
     }
 }
 
-/// A link token as [`approval::send_estimate`] makes them (43 URL-safe characters); anything
+/// A link token as [`approval::send_estimate`] makes them ([`approval::TOKEN_LENGTH`] URL-safe characters); anything
 /// else is not one, and gets the answer an unknown token gets.
 fn link_token(token: &str) -> Result<&str, Error> {
-    let plausible = token.len() == 43
+    let plausible = token.len() == approval::TOKEN_LENGTH
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');

@@ -25,6 +25,10 @@ use crate::store::{self, Keyed, WorkOrder};
 
 pub const ADD_JOB: &str = "workorder.add-job";
 
+/// An approval link's secret: 32 random bytes, sent as 43 characters of URL-safe base64.
+const TOKEN_BYTES: usize = 32;
+pub const TOKEN_LENGTH: usize = (TOKEN_BYTES * 4).div_ceil(3);
+
 /// An estimate as it was sent.
 #[derive(Debug, Clone)]
 pub struct Estimate {
@@ -289,7 +293,7 @@ pub async fn send_estimate(
         &order.labor_lines,
     )?;
     let version = order.latest_estimate.map_or(0, |mark| mark.version) + 1;
-    let mut secret = [0u8; 32];
+    let mut secret = [0u8; TOKEN_BYTES];
     rand::rng().fill_bytes(&mut secret);
     let token = URL_SAFE_NO_PAD.encode(secret);
     let estimate_id = Uuid::now_v7();
