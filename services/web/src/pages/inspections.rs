@@ -502,6 +502,16 @@ pub async fn propose_jobs(
 // ---------------------------------------------------------------------------------------
 // templates (owners)
 
+/// A template form the service refused, as it was typed, and why.
+#[derive(Clone)]
+pub struct Refused {
+    /// The template's id; empty for a new one.
+    pub id: String,
+    pub name: String,
+    pub lines: String,
+    pub why: String,
+}
+
 pub struct TemplateView {
     pub id: String,
     pub name: String,
@@ -509,6 +519,7 @@ pub struct TemplateView {
     /// One item per line, `Section: Label`.
     pub lines: String,
     pub count: usize,
+    pub refused: Option<Refused>,
 }
 
 #[derive(Template)]
@@ -517,9 +528,8 @@ struct TemplatesPage {
     shell: Shell,
     templates: Vec<TemplateView>,
     can_edit: bool,
-    /// The form that was refused, as typed: (template id or empty for a new one, name,
-    /// default, lines, the refusal).
-    refused: Option<(String, String, bool, String, String)>,
+    /// The new-template form, refused.
+    refused_new: Option<Refused>,
 }
 
 fn template_lines(items: &[pb::TemplateItem]) -> String {
@@ -550,11 +560,7 @@ fn parse_lines(lines: &str) -> Vec<pb::TemplateItem> {
     items
 }
 
-async fn templates_page(
-    web: &Web,
-    caller: &Caller,
-    refused: Option<(String, String, bool, String, String)>,
-) -> Response {
+async fn templates_page(web: &Web, caller: &Caller, refused: Option<Refused>) -> Response {
     let clients = &web.clients;
     let listed = clients
         .inspection
@@ -579,13 +585,14 @@ async fn templates_page(
                 .map(|template| TemplateView {
                     lines: template_lines(&template.items),
                     count: template.items.len(),
+                    refused: refused.clone().filter(|r| r.id == template.id),
                     id: template.id,
                     name: template.name,
                     is_default: template.is_default,
                 })
                 .collect(),
             can_edit: caller.can(method::SAVE_TEMPLATE),
-            refused,
+            refused_new: refused.filter(|r| r.id.is_empty()),
         },
     )
 }
@@ -644,12 +651,13 @@ async fn save_template(web: &Web, caller: &Caller, id: String, form: SaveTemplat
         Ok(_) => Redirect::to("/inspection-templates").into_response(),
         Err(status) if is_refusal(&status) || status.code() == tonic::Code::NotFound => {
             let why = refusal_message(&status);
-            templates_page(
-                web,
-                caller,
-                Some((id, form.name, is_default, form.lines, why)),
-            )
-            .await
+            let refused = Refused {
+                id,
+                name: form.name,
+                lines: form.lines,
+                why,
+            };
+            templates_page(web, caller, Some(refused)).await
         }
         Err(status) => PageError::from_status(SERVICE, &status).into_response(),
     }
