@@ -383,7 +383,7 @@ async fn bad_photos_items_and_orders_are_refused_with_the_reason(pool: PgPool) {
     truncated.truncate(truncated.len() / 3);
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"%PDF-1.7\n%\xe2\xe3".to_vec(), "not a JPEG, PNG or WebP"),
-        (truncated, "cannot be read"),
+        (truncated, "cut off"),
         (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(), "gif images are not taken"),
         (vec![0xFF; 10 * 1024 * 1024 + 1], "the most taken is 10485760 bytes"),
         (Vec::new(), "empty"),

@@ -47,6 +47,8 @@ pub enum PhotoError {
     TooManyPixels { max: u32 },
     #[error("the image cannot be read: {0}")]
     Unreadable(String),
+    #[error("the JPEG is cut off (its end marker is missing): send the photo again")]
+    Truncated,
 }
 
 /// Checks an upload and makes the photo that is kept of it. CPU-bound (a 12 MP JPEG takes
@@ -70,6 +72,11 @@ pub fn prepare(upload: &[u8]) -> Result<StoredPhoto, PhotoError> {
                 other.extensions_str().first().copied().unwrap_or("these"),
             ));
         }
+    }
+    // The JPEG decoder fills a cut-off image with grey rather than failing: an upload broken
+    // off on a weak connection must be refused, not kept half grey.
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(upload) {
+        return Err(PhotoError::Truncated);
     }
     let mut reader = ImageReader::with_format(Cursor::new(upload), format);
     let mut limits = Limits::default();
@@ -99,6 +106,18 @@ pub fn prepare(upload: &[u8]) -> Result<StoredPhoto, PhotoError> {
         width: rgb.width(),
         height: rgb.height(),
     })
+}
+
+/// Whether the scan of the (first) image ends with its end-of-image marker. Metadata before
+/// the scan may hold a thumbnail with its own markers, and cameras may append more images
+/// after it, so the marker is looked for after the first start-of-scan.
+fn jpeg_is_complete(jpeg: &[u8]) -> bool {
+    const START_OF_SCAN: [u8; 2] = [0xFF, 0xDA];
+    const END_OF_IMAGE: [u8; 2] = [0xFF, 0xD9];
+    let Some(scan) = jpeg.windows(2).position(|w| w == START_OF_SCAN) else {
+        return false;
+    };
+    jpeg[scan..].windows(2).any(|w| w == END_OF_IMAGE)
 }
 
 fn unreadable(err: image::ImageError) -> PhotoError {
@@ -166,8 +185,14 @@ mod tests {
         );
         let mut truncated = phone_jpeg(64, 64);
         truncated.truncate(truncated.len() / 2);
+        assert_eq!(prepare(&truncated).unwrap_err(), PhotoError::Truncated);
+        let mut png = Vec::new();
+        PngEncoder::new(&mut png)
+            .write_image(&[7u8; 64 * 64 * 3], 64, 64, image::ExtendedColorType::Rgb8)
+            .expect("png");
+        png.truncate(png.len() - 20);
         assert!(matches!(
-            prepare(&truncated).unwrap_err(),
+            prepare(&png).unwrap_err(),
             PhotoError::Unreadable(_)
         ));
         let big = vec![0xFFu8; MAX_UPLOAD_BYTES + 1];

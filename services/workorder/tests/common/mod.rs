@@ -283,6 +283,7 @@ impl Garage {
             "labor_lines" => "SELECT count(*) FROM public.labor_lines",
             "work_order_counters" => "SELECT count(*) FROM public.work_order_counters",
             "outbox" => "SELECT count(*) FROM public.outbox",
+            "inspection_photos" => "SELECT count(*) FROM public.inspection_photos",
             other => panic!("no count for {other}"),
         };
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
