@@ -601,8 +601,8 @@ async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPoo
             .expect(StatusCode::OK);
     }
     client.refresh().await.unwrap();
-    click(&client, "#send-estimate").await;
-    wait_for_text(&client, "h1", "").await;
+    click(&client, "#send-estimate button").await;
+    wait_for_text(&client, "main", "Approval link for the customer").await;
     let link = client
         .find(Locator::Css("#approval-link"))
         .await
