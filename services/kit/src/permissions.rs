@@ -137,7 +137,10 @@ pub const TABLE: &[(&str, Access)] = &[
         "/carerp.workorder.v1.InspectionService/ListTemplates",
         EVERYONE,
     ),
-    ("/carerp.workorder.v1.InspectionService/SaveTemplate", OWNERS),
+    (
+        "/carerp.workorder.v1.InspectionService/SaveTemplate",
+        OWNERS,
+    ),
     (
         "/carerp.workorder.v1.InspectionService/StartInspection",
         WORKSHOP,
@@ -148,13 +151,19 @@ pub const TABLE: &[(&str, Access)] = &[
     ),
     ("/carerp.workorder.v1.InspectionService/RateItem", WORKSHOP),
     ("/carerp.workorder.v1.InspectionService/AddPhoto", WORKSHOP),
-    ("/carerp.workorder.v1.InspectionService/RemovePhoto", WORKSHOP),
+    (
+        "/carerp.workorder.v1.InspectionService/RemovePhoto",
+        WORKSHOP,
+    ),
     ("/carerp.workorder.v1.InspectionService/GetPhoto", EVERYONE),
     (
         "/carerp.workorder.v1.InspectionService/CompleteInspection",
         WORKSHOP,
     ),
-    ("/carerp.workorder.v1.InspectionService/ProposeJobs", WORKSHOP),
+    (
+        "/carerp.workorder.v1.InspectionService/ProposeJobs",
+        WORKSHOP,
+    ),
     (
         "/carerp.workorder.v1.InspectionService/GetInspectionByLink",
         Access::Public,

@@ -217,7 +217,10 @@ pub fn router(bff: PagesContext<'_>) -> Router {
         // The customer's page: the link's token is its authorisation, no sign-in.
         .route("/approve/{token}", get(pages::approval::show))
         .route("/approve/{token}/jobs/{job}", post(pages::approval::decide))
-        .route("/approve/{token}/photos/{photo}", get(pages::approval::photo))
+        .route(
+            "/approve/{token}/photos/{photo}",
+            get(pages::approval::photo),
+        )
         .merge(signed_in)
         .with_state(web)
         .layer(middleware::from_fn(session::same_origin))

@@ -50,7 +50,8 @@ pub mod method {
     pub const RATE_ITEM: &str = "/carerp.workorder.v1.InspectionService/RateItem";
     pub const ADD_PHOTO: &str = "/carerp.workorder.v1.InspectionService/AddPhoto";
     pub const REMOVE_PHOTO: &str = "/carerp.workorder.v1.InspectionService/RemovePhoto";
-    pub const COMPLETE_INSPECTION: &str = "/carerp.workorder.v1.InspectionService/CompleteInspection";
+    pub const COMPLETE_INSPECTION: &str =
+        "/carerp.workorder.v1.InspectionService/CompleteInspection";
     pub const PROPOSE_JOBS: &str = "/carerp.workorder.v1.InspectionService/ProposeJobs";
     pub const SAVE_TEMPLATE: &str = "/carerp.workorder.v1.InspectionService/SaveTemplate";
     pub const ALL: &[&str] = &[

@@ -500,9 +500,11 @@ async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPoo
     let order = garage.work_order().await;
     let order_id = order["id"].as_str().unwrap();
     let photo = std::env::temp_dir().join(format!("carerp-brake-{order_id}.png"));
-    image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x / 3) as u8, (y / 2) as u8, 90]))
-        .save(&photo)
-        .unwrap();
+    image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x / 3) as u8, (y / 2) as u8, 90])
+    })
+    .save(&photo)
+    .unwrap();
 
     client.goto(&garage.url("/")).await.unwrap();
     fill(&client, "email", &garage.owner_email).await;
@@ -591,7 +593,10 @@ async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPoo
         jobs[1]["id"].as_str().unwrap().to_string(),
         jobs[2]["id"].as_str().unwrap().to_string(),
     );
-    for (job, description, minutes) in [(&brake_job, "Replace pads and discs", 120), (&wiper_job, "Fit blades", 10)] {
+    for (job, description, minutes) in [
+        (&brake_job, "Replace pads and discs", 120),
+        (&wiper_job, "Fit blades", 10),
+    ] {
         garage
             .post(
                 &format!("/api/work-orders/{order_id}/labor"),
@@ -666,7 +671,10 @@ async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPoo
     }
     let lines = invoice.to_string();
     assert!(lines.contains("Replace pads and discs"), "{invoice}");
-    assert!(!lines.contains("Fit blades"), "a declined job is not invoiced: {invoice}");
+    assert!(
+        !lines.contains("Fit blades"),
+        "a declined job is not invoiced: {invoice}"
+    );
     client.close().await.unwrap();
     garage.stop().await;
     let _ = std::fs::remove_file(photo);

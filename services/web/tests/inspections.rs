@@ -92,7 +92,12 @@ async fn an_inspection_over_rest_takes_photos_as_bodies_and_refuses_what_is_not_
             json!({"rating": "BROKEN"}),
         )
         .await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text);
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
 
     let photos = format!("/api/work-orders/{id}/inspection/items/{brakes}/photos");
     let (status, added) = upload(&g, &photos, "image/jpeg", jpeg(40, 30)).await;
@@ -159,11 +164,17 @@ async fn an_inspection_over_rest_takes_photos_as_bodies_and_refuses_what_is_not_
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 
     let refused = g
-        .post(&format!("/api/work-orders/{id}/inspection/complete"), json!({}))
+        .post(
+            &format!("/api/work-orders/{id}/inspection/complete"),
+            json!({}),
+        )
         .await
         .expect(StatusCode::CONFLICT);
     assert!(
-        refused["detail"].as_str().unwrap().contains("19 items are not rated"),
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("19 items are not rated"),
         "{refused}"
     );
     g.stop().await;
@@ -178,9 +189,16 @@ async fn a_technician_inspects_on_the_page_and_the_customer_sees_the_photos(pool
 
     let empty = tech.get(&format!("/work-orders/{id}/inspection")).await;
     assert_eq!(empty.status, StatusCode::OK, "{}", empty.html);
-    assert!(empty.html.contains("id=\"start-inspection\""), "{}", empty.html);
+    assert!(
+        empty.html.contains("id=\"start-inspection\""),
+        "{}",
+        empty.html
+    );
     let started = tech
-        .post(&format!("/work-orders/{id}/inspection"), &[("template_id", "")])
+        .post(
+            &format!("/work-orders/{id}/inspection"),
+            &[("template_id", "")],
+        )
         .await;
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.html);
     let inspection = g
@@ -265,10 +283,18 @@ async fn a_technician_inspects_on_the_page_and_the_customer_sees_the_photos(pool
     )
     .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(refused.html.contains("not a JPEG, PNG or WebP"), "{}", refused.html);
+    assert!(
+        refused.html.contains("not a JPEG, PNG or WebP"),
+        "{}",
+        refused.html
+    );
 
     let page = tech.get(&format!("/work-orders/{id}/inspection")).await;
-    assert!(page.html.contains("Smearing &#60;badly&#62;"), "{}", page.html);
+    assert!(
+        page.html.contains("Smearing &#60;badly&#62;"),
+        "{}",
+        page.html
+    );
     assert!(page.html.contains("/inspection/photos/"), "{}", page.html);
     let done = tech
         .post(&format!("/work-orders/{id}/inspection/complete"), &[])
@@ -283,7 +309,10 @@ async fn a_technician_inspects_on_the_page_and_the_customer_sees_the_photos(pool
         .await
         .expect(StatusCode::OK);
     let job = order["jobs"][1].clone();
-    assert_eq!(job["title"], "Wiper blades and washer fluid: Smearing <badly>");
+    assert_eq!(
+        job["title"],
+        "Wiper blades and washer fluid: Smearing <badly>"
+    );
     assert_eq!(job["state"], "PROPOSED");
     let job_id = job["id"].as_str().unwrap();
     g.post(
@@ -303,7 +332,11 @@ async fn a_technician_inspects_on_the_page_and_the_customer_sees_the_photos(pool
     let customer = Browser::new(&g.base);
     let approval = customer.get(&format!("/approve/{token}")).await;
     assert_eq!(approval.status, StatusCode::OK, "{}", approval.html);
-    assert!(approval.html.contains("id=\"inspection\""), "{}", approval.html);
+    assert!(
+        approval.html.contains("id=\"inspection\""),
+        "{}",
+        approval.html
+    );
     let photo_path = {
         let start = approval
             .html
@@ -311,7 +344,12 @@ async fn a_technician_inspects_on_the_page_and_the_customer_sees_the_photos(pool
             .expect("a photo on the approval page");
         approval.html[start..start + format!("/approve/{token}/photos/").len() + 36].to_string()
     };
-    let photo = customer.http.get(format!("{}{photo_path}", g.base)).send().await.unwrap();
+    let photo = customer
+        .http
+        .get(format!("{}{photo_path}", g.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(photo.status(), StatusCode::OK);
     assert_eq!(photo.headers()["content-type"], "image/jpeg");
     let forged = customer

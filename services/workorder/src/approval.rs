@@ -410,7 +410,10 @@ pub struct ForCustomer {
 }
 
 /// The estimate the token opens, if it still stands (not expired, not outdated).
-pub(crate) async fn estimate_by_token(conn: &mut PgConnection, token: &str) -> Result<Estimate, Error> {
+pub(crate) async fn estimate_by_token(
+    conn: &mut PgConnection,
+    token: &str,
+) -> Result<Estimate, Error> {
     let row: Option<EstimateRow> = sqlx::query_as(concat!(
         "SELECT ",
         estimate_columns!(),

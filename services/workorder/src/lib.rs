@@ -55,8 +55,9 @@ pub async fn start_with_pool(
     let mut settings = config.settings.clone();
     settings.timezone = store::usable_timezone(&pool, &settings.timezone).await;
     let api = api::WorkOrderApi::new(pool.clone(), settings, peers);
-    let inspections = InspectionServiceServer::new(inspection::api::InspectionApi::new(pool.clone()))
-        .max_decoding_message_size(inspection::api::MAX_REQUEST_BYTES);
+    let inspections =
+        InspectionServiceServer::new(inspection::api::InspectionApi::new(pool.clone()))
+            .max_decoding_message_size(inspection::api::MAX_REQUEST_BYTES);
     let routes = Routes::new(WorkOrderServiceServer::new(api)).add_service(inspections);
     let metrics = Metrics::new();
     let mut service = grpc::start(

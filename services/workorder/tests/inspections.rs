@@ -21,7 +21,9 @@ type Inspections = InspectionServiceClient<AuthedChannel>;
 
 /// A phone photo: 2400 × 1800 pixels, an EXIF block with a location marker.
 fn phone_photo() -> Vec<u8> {
-    let pixels = RgbImage::from_fn(2400, 1800, |x, y| Rgb([(x % 255) as u8, (y % 255) as u8, 80]));
+    let pixels = RgbImage::from_fn(2400, 1800, |x, y| {
+        Rgb([(x % 255) as u8, (y % 255) as u8, 80])
+    });
     let mut jpeg = Vec::new();
     let mut encoder = JpegEncoder::new(&mut jpeg);
     let mut exif = b"II\x2a\x00\x08\x00\x00\x00\x00\x00".to_vec();
@@ -126,7 +128,9 @@ async fn a_technician_inspects_with_photos_and_the_findings_become_proposed_jobs
     let (brakes, wipers) = rate_all(&mut tech, &inspection).await;
     let upload = phone_photo();
     assert!(upload.windows(11).any(|w| w == b"GPSLatitude"));
-    let with_photo = add_photo(&mut tech, &order.id, &brakes, upload).await.unwrap();
+    let with_photo = add_photo(&mut tech, &order.id, &brakes, upload)
+        .await
+        .unwrap();
     let item = with_photo.items.iter().find(|i| i.id == brakes).unwrap();
     assert_eq!(item.rating, R::Urgent as i32);
     let photo = &item.photos[0];
@@ -165,7 +169,9 @@ async fn a_technician_inspects_with_photos_and_the_findings_become_proposed_jobs
     assert_eq!(completed["workOrderId"], order.id.as_str());
 
     // A completed inspection no longer changes.
-    let err = rate(&mut tech, &order.id, &brakes, R::Ok, "").await.unwrap_err();
+    let err = rate(&mut tech, &order.id, &brakes, R::Ok, "")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("is completed"), "{err:?}");
     let err = add_photo(&mut tech, &order.id, &brakes, phone_photo())
@@ -184,7 +190,12 @@ async fn a_technician_inspects_with_photos_and_the_findings_become_proposed_jobs
         .into_inner();
     assert_eq!(proposed.job_ids.len(), 2);
     let order_now = g.get(&order.id).await;
-    let titles: Vec<_> = order_now.jobs.iter().skip(1).map(|j| j.title.as_str()).collect();
+    let titles: Vec<_> = order_now
+        .jobs
+        .iter()
+        .skip(1)
+        .map(|j| j.title.as_str())
+        .collect();
     assert_eq!(
         titles,
         [
@@ -192,9 +203,21 @@ async fn a_technician_inspects_with_photos_and_the_findings_become_proposed_jobs
             "Wiper blades and washer fluid: Smearing"
         ]
     );
-    assert!(order_now.jobs[1..].iter().all(|j| j.state == J::Proposed as i32));
+    assert!(
+        order_now.jobs[1..]
+            .iter()
+            .all(|j| j.state == J::Proposed as i32)
+    );
     let linked = proposed.inspection.unwrap();
-    let job_of = |id: &str| linked.items.iter().find(|i| i.id == id).unwrap().job_id.clone();
+    let job_of = |id: &str| {
+        linked
+            .items
+            .iter()
+            .find(|i| i.id == id)
+            .unwrap()
+            .job_id
+            .clone()
+    };
     assert_eq!(job_of(&brakes), proposed.job_ids[0]);
     assert_eq!(job_of(&wipers), proposed.job_ids[1]);
     // Again: nothing twice.
@@ -307,10 +330,7 @@ async fn the_customer_sees_the_completed_inspection_through_the_link_and_nothing
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let forged: String = token
-        .chars()
-        .rev()
-        .collect();
+    let forged: String = token.chars().rev().collect();
     for bad in [forged.as_str(), "short", ""] {
         let err = public
             .get_inspection_by_link(pb::GetInspectionByLinkRequest { token: bad.into() })
@@ -358,24 +378,39 @@ async fn bad_photos_items_and_orders_are_refused_with_the_reason(pool: PgPool) {
     assert_eq!(err.code(), Code::AlreadyExists);
 
     // An item of another inspection, an unknown order, an order without inspection.
-    let err = rate(&mut tech, &order.id, &other_item, R::Ok, "").await.unwrap_err();
+    let err = rate(&mut tech, &order.id, &other_item, R::Ok, "")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    assert!(err.message().contains("is not an item of the inspection"), "{err:?}");
+    assert!(
+        err.message().contains("is not an item of the inspection"),
+        "{err:?}"
+    );
     let unknown = uuid::Uuid::now_v7().to_string();
-    let err = rate(&mut tech, &unknown, &item, R::Ok, "").await.unwrap_err();
+    let err = rate(&mut tech, &unknown, &item, R::Ok, "")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("work order"), "{err:?}");
     let fresh = g.order().await;
-    let err = rate(&mut tech, &fresh.id, &item, R::Ok, "").await.unwrap_err();
+    let err = rate(&mut tech, &fresh.id, &item, R::Ok, "")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("has no inspection"), "{err:?}");
 
     // A finding that needs work needs a note; a rating must be one.
-    let err = rate(&mut tech, &order.id, &item, R::Urgent, " ").await.unwrap_err();
+    let err = rate(&mut tech, &order.id, &item, R::Urgent, " ")
+        .await
+        .unwrap_err();
     assert_eq!(fields(&err), ["note"]);
-    let err = rate(&mut tech, &order.id, &item, R::Unspecified, "").await.unwrap_err();
+    let err = rate(&mut tech, &order.id, &item, R::Unspecified, "")
+        .await
+        .unwrap_err();
     assert_eq!(fields(&err), ["rating"]);
-    let err = rate(&mut tech, &order.id, "not-an-id", R::Ok, "").await.unwrap_err();
+    let err = rate(&mut tech, &order.id, "not-an-id", R::Ok, "")
+        .await
+        .unwrap_err();
     assert_eq!(fields(&err), ["item_id"]);
 
     // Photos: not an image, a truncated one, an unsupported type, too large, empty.
@@ -384,12 +419,20 @@ async fn bad_photos_items_and_orders_are_refused_with_the_reason(pool: PgPool) {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"%PDF-1.7\n%\xe2\xe3".to_vec(), "not a JPEG, PNG or WebP"),
         (truncated, "cut off"),
-        (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(), "gif images are not taken"),
-        (vec![0xFF; 10 * 1024 * 1024 + 1], "the most taken is 10485760 bytes"),
+        (
+            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(),
+            "gif images are not taken",
+        ),
+        (
+            vec![0xFF; 10 * 1024 * 1024 + 1],
+            "the most taken is 10485760 bytes",
+        ),
         (Vec::new(), "empty"),
     ];
     for (content, expected) in cases {
-        let err = add_photo(&mut tech, &order.id, &item, content).await.unwrap_err();
+        let err = add_photo(&mut tech, &order.id, &item, content)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{expected}: {err:?}");
         assert_eq!(fields(&err), ["content"]);
         let message = &carerp_kit::status::field_violations(&err)[0].description;
@@ -406,15 +449,21 @@ async fn bad_photos_items_and_orders_are_refused_with_the_reason(pool: PgPool) {
         jpeg
     };
     for _ in 0..6 {
-        add_photo(&mut tech, &order.id, &item, small.clone()).await.unwrap();
+        add_photo(&mut tech, &order.id, &item, small.clone())
+            .await
+            .unwrap();
     }
-    let err = add_photo(&mut tech, &order.id, &item, small).await.unwrap_err();
+    let err = add_photo(&mut tech, &order.id, &item, small)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("6 photos"), "{err:?}");
 
     // Who may do what: an accountant reads, never inspects.
     let mut accountant = g.inspections_as(Role::Accountant).await;
-    let err = rate(&mut accountant, &order.id, &item, R::Ok, "").await.unwrap_err();
+    let err = rate(&mut accountant, &order.id, &item, R::Ok, "")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     accountant
         .get_inspection(pb::GetInspectionRequest {
@@ -438,9 +487,7 @@ async fn bad_photos_items_and_orders_are_refused_with_the_reason(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
-async fn owners_keep_the_templates_and_an_inspection_keeps_the_items_it_started_with(
-    pool: PgPool,
-) {
+async fn owners_keep_the_templates_and_an_inspection_keeps_the_items_it_started_with(pool: PgPool) {
     let mut g = Garage::start(pool).await;
     let mut owner = g.inspections_as(Role::Owner).await;
     let mut tech = g.inspections_as(Role::Technician).await;
@@ -457,7 +504,11 @@ async fn owners_keep_the_templates_and_an_inspection_keeps_the_items_it_started_
 
     let err = tech.save_template(quick.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    let saved = owner.save_template(quick.clone()).await.unwrap().into_inner();
+    let saved = owner
+        .save_template(quick.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!saved.is_default);
     let err = owner
         .save_template(pb::SaveTemplateRequest {
@@ -513,7 +564,11 @@ async fn owners_keep_the_templates_and_an_inspection_keeps_the_items_it_started_
         .unwrap()
         .into_inner()
         .templates;
-    let defaults: Vec<_> = listed.iter().filter(|t| t.is_default).map(|t| &t.name).collect();
+    let defaults: Vec<_> = listed
+        .iter()
+        .filter(|t| t.is_default)
+        .map(|t| &t.name)
+        .collect();
     assert_eq!(defaults, ["Quick check"]);
     assert_eq!(listed[0].name, "Quick check");
     let err = owner

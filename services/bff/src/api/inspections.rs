@@ -86,22 +86,24 @@ async fn save_template(
     let saved = clients
         .inspection
         .clone()
-        .save_template(clients.request(
-            ctx,
-            pb::SaveTemplateRequest {
-                id,
-                name: body.name,
-                is_default: body.is_default,
-                items: body
-                    .items
-                    .into_iter()
-                    .map(|item| pb::TemplateItem {
-                        section: item.section,
-                        label: item.label,
-                    })
-                    .collect(),
-            },
-        ))
+        .save_template(
+            clients.request(
+                ctx,
+                pb::SaveTemplateRequest {
+                    id,
+                    name: body.name,
+                    is_default: body.is_default,
+                    items: body
+                        .items
+                        .into_iter()
+                        .map(|item| pb::TemplateItem {
+                            section: item.section,
+                            label: item.label,
+                        })
+                        .collect(),
+                },
+            ),
+        )
         .await
         .map_err(ApiError::grpc(SERVICE))?
         .into_inner();

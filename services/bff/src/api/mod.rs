@@ -267,9 +267,8 @@ pub fn routes() -> Vec<Route> {
         route(
             M::POST,
             "/api/work-orders/{id}/inspection/items/{itemId}/photos",
-            post(inspections::add_photo).layer(DefaultBodyLimit::max(
-                inspections::MAX_PHOTO_BODY_BYTES,
-            )),
+            post(inspections::add_photo)
+                .layer(DefaultBodyLimit::max(inspections::MAX_PHOTO_BODY_BYTES)),
         ),
         route(
             M::GET,

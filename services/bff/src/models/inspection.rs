@@ -31,7 +31,11 @@ pub struct TemplateItem {
     #[schema(min_length = 1, max_length = 60, example = "Brakes")]
     pub section: String,
     /// 1–120 characters, unique within its section.
-    #[schema(min_length = 1, max_length = 120, example = "Front brake pads and discs")]
+    #[schema(
+        min_length = 1,
+        max_length = 120,
+        example = "Front brake pads and discs"
+    )]
     pub label: String,
 }
 

@@ -68,7 +68,10 @@ struct InspectionPage {
 }
 
 /// The finding's name, its words and its badge class.
-pub fn rating_label(t: &'static Messages, rating: i32) -> (&'static str, &'static str, &'static str) {
+pub fn rating_label(
+    t: &'static Messages,
+    rating: i32,
+) -> (&'static str, &'static str, &'static str) {
     match pb::Rating::try_from(rating) {
         Ok(pb::Rating::Ok) => ("OK", t.rating_ok, "ok"),
         Ok(pb::Rating::Advise) => ("ADVISE", t.rating_advise, "wait"),
@@ -148,10 +151,9 @@ async fn inspection_page(web: &Web, caller: &Caller, id: &str, refusal: Refusal)
         clients.inspection.clone(),
     );
     let (order, inspection, listed) = tokio::join!(
-        orders.get_work_order(clients.request(
-            &caller.ctx,
-            pb::GetWorkOrderRequest { id: id.to_string() }
-        )),
+        orders.get_work_order(
+            clients.request(&caller.ctx, pb::GetWorkOrderRequest { id: id.to_string() })
+        ),
         inspections.get_inspection(clients.request(
             &caller.ctx,
             pb::GetInspectionRequest {
@@ -255,7 +257,9 @@ async fn after_write<T>(
 ) -> Response {
     match answer {
         Ok(_) => {
-            let anchor = item_id.map(|item| format!("#item-{item}")).unwrap_or_default();
+            let anchor = item_id
+                .map(|item| format!("#item-{item}"))
+                .unwrap_or_default();
             Redirect::to(&format!("/work-orders/{id}/inspection{anchor}")).into_response()
         }
         Err(status) if is_refusal(&status) || status.code() == tonic::Code::NotFound => {

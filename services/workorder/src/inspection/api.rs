@@ -202,7 +202,8 @@ impl InspectionService for InspectionApi {
     ) -> Reply<pb::Photo> {
         let req = request.into_inner();
         let token = link_token(&req.token)?;
-        let photo_id = carerp_kit::status::parse_id("photo_id", &req.photo_id).map_err(Error::from)?;
+        let photo_id =
+            carerp_kit::status::parse_id("photo_id", &req.photo_id).map_err(Error::from)?;
         let content = store::photo_by_link(&self.pool, token, photo_id).await?;
         Ok(Response::new(photo_to_pb(photo_id, content)))
     }

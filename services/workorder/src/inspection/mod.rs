@@ -110,7 +110,11 @@ pub fn check_template(
     }
     let mut checked: Vec<TemplateItem> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let section = v.required_text(&format!("items[{index}].section"), &item.section, MAX_SECTION);
+        let section = v.required_text(
+            &format!("items[{index}].section"),
+            &item.section,
+            MAX_SECTION,
+        );
         let label = v.required_text(&format!("items[{index}].label"), &item.label, MAX_LABEL);
         let twice = checked.iter().any(|earlier| {
             earlier.section.to_lowercase() == section.to_lowercase()
@@ -185,10 +189,7 @@ pub enum InspectionError {
     #[error(
         "work order {work_order_id} is {status}: an inspection is filled before the work is completed"
     )]
-    OrderClosed {
-        work_order_id: Uuid,
-        status: Status,
-    },
+    OrderClosed { work_order_id: Uuid, status: Status },
     #[error("{count} items are not rated yet, the first is \"{first}\"; rate every item first")]
     Unrated { count: usize, first: String },
     #[error("item {item_id} is not an item of the inspection of work order {work_order_id}")]
@@ -244,10 +245,13 @@ mod tests {
             .map(|i| item("Brakes", &format!("Item {i}")))
             .collect();
         let err = checked("Big", &many).unwrap_err();
-        assert!(err.as_slice()[0].description.contains("at most 80 items, lists 81"));
+        assert!(
+            err.as_slice()[0]
+                .description
+                .contains("at most 80 items, lists 81")
+        );
 
-        let err = checked("T", &[item("", "Pads"), item("Brakes", &"x".repeat(121))])
-            .unwrap_err();
+        let err = checked("T", &[item("", "Pads"), item("Brakes", &"x".repeat(121))]).unwrap_err();
         let fields: Vec<_> = err.as_slice().iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["items[0].section", "items[1].label"]);
     }
@@ -266,8 +270,8 @@ mod tests {
         assert_eq!(err.as_slice().len(), 1);
         assert_eq!(err.as_slice()[0].field, "items[2].label");
 
-        let (name, items) = checked("  Quick check ", &[item(" Brakes ", " Pads ")])
-            .expect("a valid template");
+        let (name, items) =
+            checked("  Quick check ", &[item(" Brakes ", " Pads ")]).expect("a valid template");
         assert_eq!(name, "Quick check");
         assert_eq!(items, [item("Brakes", "Pads")]);
     }

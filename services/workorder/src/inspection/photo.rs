@@ -165,11 +165,19 @@ mod tests {
     fn png_and_small_photos_are_kept_at_their_size_as_jpeg() {
         let mut png = Vec::new();
         PngEncoder::new(&mut png)
-            .write_image(&[200u8; 30 * 20 * 3], 30, 20, image::ExtendedColorType::Rgb8)
+            .write_image(
+                &[200u8; 30 * 20 * 3],
+                30,
+                20,
+                image::ExtendedColorType::Rgb8,
+            )
             .expect("png");
         let stored = prepare(&png).expect("a valid PNG");
         assert_eq!((stored.width, stored.height), (30, 20));
-        assert_eq!(image::guess_format(&stored.content).ok(), Some(ImageFormat::Jpeg));
+        assert_eq!(
+            image::guess_format(&stored.content).ok(),
+            Some(ImageFormat::Jpeg)
+        );
     }
 
     #[test]
@@ -210,7 +218,12 @@ mod tests {
         // 13,000 × 1 pixels compress to a few hundred bytes.
         let mut png = Vec::new();
         PngEncoder::new(&mut png)
-            .write_image(&vec![0u8; 13_000 * 3], 13_000, 1, image::ExtendedColorType::Rgb8)
+            .write_image(
+                &vec![0u8; 13_000 * 3],
+                13_000,
+                1,
+                image::ExtendedColorType::Rgb8,
+            )
             .expect("png");
         assert!(png.len() < 4_096);
         assert!(matches!(

@@ -571,8 +571,11 @@ async fn not_started(conn: &mut PgConnection, work_order_id: Uuid) -> Error {
 }
 
 fn parse_state(value: &str) -> Result<InspectionState, Error> {
-    InspectionState::parse(value)
-        .ok_or_else(|| Error::Conflict(format!("unknown inspection state {value:?} in the database")))
+    InspectionState::parse(value).ok_or_else(|| {
+        Error::Conflict(format!(
+            "unknown inspection state {value:?} in the database"
+        ))
+    })
 }
 
 async fn load(conn: &mut PgConnection, work_order_id: Uuid) -> Result<Inspection, Error> {
