@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "carerp/common/v1/common.proto",
     "carerp/customer/v1/customer.proto",
     "carerp/workorder/v1/workorder.proto",
+    "carerp/workorder/v1/inspection.proto",
     "carerp/inventory/v1/inventory.proto",
     "carerp/billing/v1/billing.proto",
     "carerp/identity/v1/identity.proto",

@@ -8,8 +8,11 @@ use serde::de::DeserializeOwned;
 
 use crate::problem::{ApiError, FieldError};
 
-/// Bodies larger than this are refused with 413.
+/// Bodies larger than this are refused with 413 (every route but the photo upload).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The largest body any route takes: an inspection photo. Routes read at most
+/// [`MAX_BODY_BYTES`] unless they raise their own limit (`DefaultBodyLimit` on the route).
+pub const MAX_UPLOAD_BYTES: usize = carerp_kit::MAX_PHOTO_BYTES;
 
 /// A JSON body: `application/json` (or a `+json` type) or 415; valid JSON or 400; matching
 /// the request type (unknown fields refused by `deny_unknown_fields`) or 422 naming each

@@ -16,6 +16,7 @@ use carerp_proto::billing::v1::billing_service_client::BillingServiceClient;
 use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
 use carerp_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use carerp_proto::workorder::v1::inspection_service_client::InspectionServiceClient;
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -28,6 +29,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Clients {
     pub customer: CustomerServiceClient<DeadlineChannel>,
     pub workorder: WorkOrderServiceClient<DeadlineChannel>,
+    /// Served by the work order service, over the same channel.
+    pub inspection: InspectionServiceClient<DeadlineChannel>,
     pub inventory: InventoryServiceClient<DeadlineChannel>,
     pub billing: BillingServiceClient<DeadlineChannel>,
     pub identity: IdentityServiceClient<DeadlineChannel>,
@@ -128,17 +131,15 @@ fn channel(
 impl Clients {
     pub fn new(config: &BffConfig) -> Result<Self, InvalidUrl> {
         let deadline = config.call_timeout;
+        let workorder = channel("WORKORDER_GRPC_URL", &config.workorder_url, deadline)?;
         Ok(Self {
             customer: CustomerServiceClient::new(channel(
                 "CUSTOMER_GRPC_URL",
                 &config.customer_url,
                 deadline,
             )?),
-            workorder: WorkOrderServiceClient::new(channel(
-                "WORKORDER_GRPC_URL",
-                &config.workorder_url,
-                deadline,
-            )?),
+            workorder: WorkOrderServiceClient::new(workorder.clone()),
+            inspection: InspectionServiceClient::new(workorder),
             inventory: InventoryServiceClient::new(channel(
                 "INVENTORY_GRPC_URL",
                 &config.inventory_url,

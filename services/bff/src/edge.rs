@@ -183,8 +183,9 @@ fn default_problem(status: StatusCode) -> Problem {
         }
         StatusCode::PAYLOAD_TOO_LARGE => {
             format!(
-                "the body is larger than {} bytes",
-                crate::body::MAX_BODY_BYTES
+                "the body is larger than this route takes: {} bytes, {} for a photo",
+                crate::body::MAX_BODY_BYTES,
+                crate::body::MAX_UPLOAD_BYTES
             )
         }
         StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => {

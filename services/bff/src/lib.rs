@@ -76,7 +76,7 @@ pub fn router(
             auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
-        .layer(RequestBodyLimitLayer::new(body::MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(body::MAX_UPLOAD_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             config.request_timeout,
@@ -89,7 +89,7 @@ pub fn router(
         .layer(cors(&config.cors_origins));
     let pages = pages
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
-        .layer(RequestBodyLimitLayer::new(body::MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(body::MAX_UPLOAD_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             config.request_timeout,

@@ -1289,3 +1289,9 @@ pub struct Dashboard {
     /// False when something is missing.
     pub complete: bool,
 }
+
+// ---------------------------------------------------------------------------------------
+// inspections (after `api_enum!`, which they use)
+
+mod inspection;
+pub use inspection::*;

@@ -25,6 +25,8 @@ pub mod topic {
     pub const JOB_APPROVED: &str = "job.approved";
     pub const JOB_DECLINED: &str = "job.declined";
     pub const JOB_DEFERRED: &str = "job.deferred";
+    /// A technician finished a vehicle inspection: every item rated.
+    pub const INSPECTION_COMPLETED: &str = "inspection.completed";
     pub const INVENTORY_PARTS_RESERVED: &str = "inventory.parts-reserved";
     pub const INVENTORY_RESERVATION_FAILED: &str = "inventory.reservation-failed";
     pub const INVENTORY_STOCK_ADJUSTED: &str = "inventory.stock-adjusted";
@@ -188,6 +190,20 @@ pub struct EstimateSent {
     pub job_ids: Vec<Uuid>,
     pub total: Money,
     pub link_expires_at: DateTime<Utc>,
+}
+
+/// `inspection.completed`: how many items were found OK, needing work soon, and now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InspectionCompleted {
+    pub work_order_id: Uuid,
+    pub inspection_id: Uuid,
+    pub template_name: String,
+    pub ok: u32,
+    pub advise: u32,
+    pub urgent: u32,
+    /// A user or API token id.
+    pub completed_by: String,
 }
 
 /// `job.approved`, `job.declined` and `job.deferred`: who decided, how, and on which estimate.

@@ -28,3 +28,8 @@ pub use context::RequestContext;
 pub use grpc::{GrpcService, RunningService};
 pub use metrics::Metrics;
 pub use status::{FieldViolation, Violations};
+
+/// The largest inspection photo upload taken, in bytes (a full-resolution photo from a
+/// current phone): the work order service refuses larger ones, and the BFF's body limit on
+/// the upload routes follows it.
+pub const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;

@@ -130,6 +130,48 @@ pub const TABLE: &[(&str, Access)] = &[
         "/carerp.workorder.v1.WorkOrderService/DecideJobByLink",
         Access::Public,
     ),
+    // inspections: owners keep the templates, the workshop inspects, the front desk turns
+    // findings into jobs; the customer sees the completed inspection through the approval
+    // link.
+    (
+        "/carerp.workorder.v1.InspectionService/ListTemplates",
+        EVERYONE,
+    ),
+    (
+        "/carerp.workorder.v1.InspectionService/SaveTemplate",
+        OWNERS,
+    ),
+    (
+        "/carerp.workorder.v1.InspectionService/StartInspection",
+        WORKSHOP,
+    ),
+    (
+        "/carerp.workorder.v1.InspectionService/GetInspection",
+        EVERYONE,
+    ),
+    ("/carerp.workorder.v1.InspectionService/RateItem", WORKSHOP),
+    ("/carerp.workorder.v1.InspectionService/AddPhoto", WORKSHOP),
+    (
+        "/carerp.workorder.v1.InspectionService/RemovePhoto",
+        WORKSHOP,
+    ),
+    ("/carerp.workorder.v1.InspectionService/GetPhoto", EVERYONE),
+    (
+        "/carerp.workorder.v1.InspectionService/CompleteInspection",
+        WORKSHOP,
+    ),
+    (
+        "/carerp.workorder.v1.InspectionService/ProposeJobs",
+        WORKSHOP,
+    ),
+    (
+        "/carerp.workorder.v1.InspectionService/GetInspectionByLink",
+        Access::Public,
+    ),
+    (
+        "/carerp.workorder.v1.InspectionService/GetPhotoByLink",
+        Access::Public,
+    ),
     // parts and stock
     ("/carerp.inventory.v1.InventoryService/CreatePart", STOCK),
     ("/carerp.inventory.v1.InventoryService/GetPart", EVERYONE),

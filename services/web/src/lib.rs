@@ -26,7 +26,7 @@ pub mod session;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -135,6 +135,44 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             post(pages::workorders::send_estimate),
         )
         .route("/work-orders/{id}/print", get(pages::workorders::job_card))
+        .route(
+            "/work-orders/{id}/inspection",
+            get(pages::inspections::show).post(pages::inspections::start),
+        )
+        .route(
+            "/work-orders/{id}/inspection/items/{item}",
+            post(pages::inspections::rate),
+        )
+        .route(
+            "/work-orders/{id}/inspection/items/{item}/photos",
+            post(pages::inspections::add_photo).layer(DefaultBodyLimit::max(
+                carerp_bff::api::inspections::MAX_PHOTO_BODY_BYTES,
+            )),
+        )
+        .route(
+            "/work-orders/{id}/inspection/photos/{photo}",
+            get(pages::inspections::photo),
+        )
+        .route(
+            "/work-orders/{id}/inspection/photos/{photo}/remove",
+            post(pages::inspections::remove_photo),
+        )
+        .route(
+            "/work-orders/{id}/inspection/complete",
+            post(pages::inspections::complete),
+        )
+        .route(
+            "/work-orders/{id}/inspection/jobs",
+            post(pages::inspections::propose_jobs),
+        )
+        .route(
+            "/inspection-templates",
+            get(pages::inspections::templates).post(pages::inspections::create_template),
+        )
+        .route(
+            "/inspection-templates/{id}",
+            post(pages::inspections::update_template),
+        )
         .route("/parts", get(pages::parts::list).post(pages::parts::create))
         .route("/parts/new", get(pages::parts::new_form))
         .route(
@@ -179,6 +217,10 @@ pub fn router(bff: PagesContext<'_>) -> Router {
         // The customer's page: the link's token is its authorisation, no sign-in.
         .route("/approve/{token}", get(pages::approval::show))
         .route("/approve/{token}/jobs/{job}", post(pages::approval::decide))
+        .route(
+            "/approve/{token}/photos/{photo}",
+            get(pages::approval::photo),
+        )
         .merge(signed_in)
         .with_state(web)
         .layer(middleware::from_fn(session::same_origin))

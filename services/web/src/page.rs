@@ -46,7 +46,22 @@ pub mod method {
     pub const LIST_API_TOKENS: &str = "/carerp.identity.v1.IdentityService/ListApiTokens";
     pub const CREATE_API_TOKEN: &str = "/carerp.identity.v1.IdentityService/CreateApiToken";
     pub const REVOKE_API_TOKEN: &str = "/carerp.identity.v1.IdentityService/RevokeApiToken";
+    pub const START_INSPECTION: &str = "/carerp.workorder.v1.InspectionService/StartInspection";
+    pub const RATE_ITEM: &str = "/carerp.workorder.v1.InspectionService/RateItem";
+    pub const ADD_PHOTO: &str = "/carerp.workorder.v1.InspectionService/AddPhoto";
+    pub const REMOVE_PHOTO: &str = "/carerp.workorder.v1.InspectionService/RemovePhoto";
+    pub const COMPLETE_INSPECTION: &str =
+        "/carerp.workorder.v1.InspectionService/CompleteInspection";
+    pub const PROPOSE_JOBS: &str = "/carerp.workorder.v1.InspectionService/ProposeJobs";
+    pub const SAVE_TEMPLATE: &str = "/carerp.workorder.v1.InspectionService/SaveTemplate";
     pub const ALL: &[&str] = &[
+        START_INSPECTION,
+        RATE_ITEM,
+        ADD_PHOTO,
+        REMOVE_PHOTO,
+        COMPLETE_INSPECTION,
+        PROPOSE_JOBS,
+        SAVE_TEMPLATE,
         ADD_JOB,
         REMOVE_JOB,
         DECIDE_JOB,

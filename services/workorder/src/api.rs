@@ -520,7 +520,7 @@ impl WorkOrderService for WorkOrderApi {
 
 /// A link token as [`approval::send_estimate`] makes them ([`approval::TOKEN_LENGTH`] URL-safe characters); anything
 /// else is not one, and gets the answer an unknown token gets.
-fn link_token(token: &str) -> Result<&str, Error> {
+pub(crate) fn link_token(token: &str) -> Result<&str, Error> {
     let plausible = token.len() == approval::TOKEN_LENGTH
         && token
             .bytes()
@@ -567,14 +567,14 @@ fn ids_of_line(
     }
 }
 
-fn required_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
+pub(crate) fn required_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
     parse_id(field, value)
         .map_err(|violation| v.check(Err(violation)))
         .ok()
 }
 
 /// An id filter: empty means "any".
-fn optional_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
+pub(crate) fn optional_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
     if value.trim().is_empty() {
         None
     } else {
@@ -582,7 +582,7 @@ fn optional_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
     }
 }
 
-fn check_expected_version(v: &mut Violations, expected_version: i64) {
+pub(crate) fn check_expected_version(v: &mut Violations, expected_version: i64) {
     if expected_version < 0 {
         v.add(
             "expected_version",
@@ -749,7 +749,7 @@ fn for_customer_to_pb(found: ForCustomer) -> pb::EstimateForCustomer {
     }
 }
 
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
         nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),

@@ -96,18 +96,7 @@ pub async fn add_job(
             return Ok(order);
         }
     };
-    if order.jobs.len() >= MAX_JOBS {
-        return Err(Error::TooManyJobs { id, max: MAX_JOBS });
-    }
-    let job_id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO jobs (id, work_order_id, title, state) VALUES ($1, $2, $3, 'PROPOSED')",
-    )
-    .bind(job_id)
-    .bind(id)
-    .bind(title)
-    .execute(&mut *tx)
-    .await?;
+    let job_id = insert_proposed_job(&mut tx, &order, order.jobs.len(), title).await?;
     if let Some(key) = idempotency_key {
         idempotency::finish(&mut tx, key, &job_id).await?;
     }
@@ -116,6 +105,32 @@ pub async fn add_job(
     let order = store::load(&mut tx, id).await?;
     tx.commit().await?;
     Ok(order)
+}
+
+/// Inserts a PROPOSED job into a locked order that has `jobs` jobs so far (the caller may
+/// add several in one transaction); the caller outdates the estimate and touches the order.
+pub(crate) async fn insert_proposed_job(
+    conn: &mut PgConnection,
+    order: &WorkOrder,
+    jobs: usize,
+    title: &str,
+) -> Result<Uuid, Error> {
+    if jobs >= MAX_JOBS {
+        return Err(Error::TooManyJobs {
+            id: order.id(),
+            max: MAX_JOBS,
+        });
+    }
+    let job_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO jobs (id, work_order_id, title, state) VALUES ($1, $2, $3, 'PROPOSED')",
+    )
+    .bind(job_id)
+    .bind(order.id())
+    .bind(title)
+    .execute(conn)
+    .await?;
+    Ok(job_id)
 }
 
 /// Removes a PROPOSED job with its lines (quoted, so nothing is reserved).
@@ -395,7 +410,10 @@ pub struct ForCustomer {
 }
 
 /// The estimate the token opens, if it still stands (not expired, not outdated).
-async fn estimate_by_token(conn: &mut PgConnection, token: &str) -> Result<Estimate, Error> {
+pub(crate) async fn estimate_by_token(
+    conn: &mut PgConnection,
+    token: &str,
+) -> Result<Estimate, Error> {
     let row: Option<EstimateRow> = sqlx::query_as(concat!(
         "SELECT ",
         estimate_columns!(),

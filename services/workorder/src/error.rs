@@ -6,6 +6,7 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::domain::{Status as WorkOrderStatus, TransitionError};
+use crate::inspection::InspectionError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,6 +79,11 @@ pub enum Error {
     /// that changed since. Unknown tokens all get the same answer.
     #[error("{0}")]
     Link(LinkError),
+    #[error(transparent)]
+    Inspection(#[from] crate::inspection::InspectionError),
+    /// An uploaded photo that is not one the inspection keeps.
+    #[error(transparent)]
+    Photo(#[from] crate::inspection::photo::PhotoError),
     /// The kit's idempotency: a key reused for a different request, or its database.
     #[error(transparent)]
     Idempotency(#[from] carerp_kit::idempotency::IdempotencyError),
@@ -122,6 +128,8 @@ impl From<Error> for Status {
             | Error::Estimate(_)
             | Error::Link(_)
             | Error::Conflict(_) => Status::failed_precondition(err.to_string()),
+            Error::Inspection(inspection) => inspection_status(inspection),
+            Error::Photo(photo) => status::invalid_field("content", photo.to_string()),
             Error::VersionConflict { .. } => Status::aborted(err.to_string()),
             Error::PeerUnavailable { .. } => Status::unavailable(err.to_string()),
             Error::PeerFailed { service, reason } => {
@@ -131,6 +139,26 @@ impl From<Error> for Status {
             Error::Idempotency(idempotency) => status::idempotency_error(idempotency),
             Error::Database(db) => status::database_error(db),
         }
+    }
+}
+
+fn inspection_status(err: &InspectionError) -> Status {
+    match err {
+        InspectionError::NotStarted(_)
+        | InspectionError::ItemNotFound { .. }
+        | InspectionError::PhotoNotFound { .. }
+        | InspectionError::TemplateNotFound(_)
+        | InspectionError::NoneForCustomer => Status::not_found(err.to_string()),
+        InspectionError::AlreadyStarted(_) | InspectionError::TemplateNameTaken(_) => {
+            Status::already_exists(err.to_string())
+        }
+        InspectionError::Completed(_)
+        | InspectionError::OrderClosed { .. }
+        | InspectionError::Unrated { .. }
+        | InspectionError::TooManyPhotosOnItem { .. }
+        | InspectionError::TooManyPhotos { .. }
+        | InspectionError::NoDefaultTemplate
+        | InspectionError::DefaultRequired => Status::failed_precondition(err.to_string()),
     }
 }
 

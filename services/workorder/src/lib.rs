@@ -9,6 +9,7 @@ pub mod approval;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod inspection;
 pub mod jobs;
 pub mod peers;
 pub mod store;
@@ -18,6 +19,7 @@ use std::sync::LazyLock;
 use carerp_kit::grpc::{self, GrpcService, RunningService};
 use carerp_kit::messaging::Messaging;
 use carerp_kit::{Metrics, ServiceConfig};
+use carerp_proto::workorder::v1::inspection_service_server::InspectionServiceServer;
 use carerp_proto::workorder::v1::work_order_service_server::WorkOrderServiceServer;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -53,7 +55,10 @@ pub async fn start_with_pool(
     let mut settings = config.settings.clone();
     settings.timezone = store::usable_timezone(&pool, &settings.timezone).await;
     let api = api::WorkOrderApi::new(pool.clone(), settings, peers);
-    let routes = Routes::new(WorkOrderServiceServer::new(api));
+    let inspections =
+        InspectionServiceServer::new(inspection::api::InspectionApi::new(pool.clone()))
+            .max_decoding_message_size(inspection::api::MAX_REQUEST_BYTES);
+    let routes = Routes::new(WorkOrderServiceServer::new(api)).add_service(inspections);
     let metrics = Metrics::new();
     let mut service = grpc::start(
         config.grpc_addr,

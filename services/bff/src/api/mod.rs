@@ -6,12 +6,13 @@ pub mod customers;
 pub mod dashboard;
 pub mod dead_letters;
 pub mod estimates;
+pub mod inspections;
 pub mod invoices;
 pub mod parts;
 pub mod people;
 pub mod workorders;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use carerp_proto::common::v1::PageRequest;
 use http::request::Parts;
@@ -232,6 +233,72 @@ pub fn routes() -> Vec<Route> {
             M::PUT,
             "/api/approvals/{token}/jobs/{jobId}",
             put(estimates::decide_by_link),
+        ),
+        route(
+            M::GET,
+            "/api/inspection-templates",
+            get(inspections::list_templates),
+        ),
+        route(
+            M::POST,
+            "/api/inspection-templates",
+            post(inspections::create_template),
+        ),
+        route(
+            M::PUT,
+            "/api/inspection-templates/{id}",
+            put(inspections::update_template),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/inspection",
+            post(inspections::start_inspection),
+        ),
+        route(
+            M::GET,
+            "/api/work-orders/{id}/inspection",
+            get(inspections::get_inspection),
+        ),
+        route(
+            M::PUT,
+            "/api/work-orders/{id}/inspection/items/{itemId}",
+            put(inspections::rate_item),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/inspection/items/{itemId}/photos",
+            post(inspections::add_photo)
+                .layer(DefaultBodyLimit::max(inspections::MAX_PHOTO_BODY_BYTES)),
+        ),
+        route(
+            M::GET,
+            "/api/work-orders/{id}/inspection/photos/{photoId}",
+            get(inspections::get_photo),
+        ),
+        route(
+            M::DELETE,
+            "/api/work-orders/{id}/inspection/photos/{photoId}",
+            delete(inspections::remove_photo),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/inspection/complete",
+            post(inspections::complete_inspection),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/inspection/jobs",
+            post(inspections::propose_jobs),
+        ),
+        route(
+            M::GET,
+            "/api/approvals/{token}/inspection",
+            get(inspections::inspection_by_link),
+        ),
+        route(
+            M::GET,
+            "/api/approvals/{token}/photos/{photoId}",
+            get(inspections::photo_by_link),
         ),
         route(
             M::GET,

@@ -27,6 +27,17 @@ pub struct JobView {
     pub state: &'static str,
     pub state_class: &'static str,
     pub open: bool,
+    /// The inspection's findings this job was made from, with their photos.
+    pub findings: Vec<FindingView>,
+}
+
+/// One inspection item as the customer reads it.
+pub struct FindingView {
+    pub label: String,
+    pub rating_label: &'static str,
+    pub rating_class: &'static str,
+    pub note: String,
+    pub photos: Vec<String>,
 }
 
 #[derive(Template)]
@@ -42,6 +53,9 @@ struct ApprovalPage {
     /// Why the link does not work (expired, changed, unknown), in the service's words.
     refused: Option<String>,
     done: bool,
+    /// The completed inspection's findings not tied to a job (OK items, and needs not
+    /// estimated), by section.
+    inspection: Vec<(String, Vec<FindingView>)>,
 }
 
 fn page(web: &Web, token: &str) -> ApprovalPage {
@@ -55,6 +69,7 @@ fn page(web: &Web, token: &str) -> ApprovalPage {
         total: String::new(),
         refused: None,
         done: false,
+        inspection: Vec::new(),
     }
 }
 
@@ -86,10 +101,43 @@ fn with_estimate(mut view: ApprovalPage, found: pb::EstimateForCustomer) -> Appr
                 state: label,
                 state_class: class,
                 open: state == pb::JobState::Proposed as i32,
+                findings: Vec::new(),
             }
         })
         .collect();
     view.done = view.jobs.iter().all(|job| !job.open);
+    view
+}
+
+fn finding(t: &'static crate::messages::Messages, item: &pb::InspectionItem) -> FindingView {
+    let (_, rating_label, rating_class) = super::inspections::rating_label(t, item.rating);
+    FindingView {
+        label: item.label.clone(),
+        rating_label,
+        rating_class,
+        note: item.note.clone(),
+        photos: item.photos.iter().map(|p| p.id.clone()).collect(),
+    }
+}
+
+/// The inspection beside the estimate: each job shows the findings it was made from, the
+/// rest is listed by section.
+fn with_inspection(mut view: ApprovalPage, inspection: pb::Inspection) -> ApprovalPage {
+    let t = &EN;
+    for item in &inspection.items {
+        if let Some(job) = view.jobs.iter_mut().find(|job| job.id == item.job_id) {
+            job.findings.push(finding(t, item));
+            continue;
+        }
+        match view.inspection.last_mut() {
+            Some((section, findings)) if *section == item.section => {
+                findings.push(finding(t, item));
+            }
+            _ => view
+                .inspection
+                .push((item.section.clone(), vec![finding(t, item)])),
+        }
+    }
     view
 }
 
@@ -117,22 +165,50 @@ pub async fn show(
     Path(token): Path<String>,
 ) -> Response {
     let clients = &web.clients;
-    let answer = clients
-        .workorder
-        .clone()
-        .get_estimate_by_link(clients.request(
+    let (mut estimates, mut inspections) = (clients.workorder.clone(), clients.inspection.clone());
+    let (answer, inspection) = tokio::join!(
+        estimates.get_estimate_by_link(clients.request(
             &ctx,
             pb::GetEstimateByLinkRequest {
                 token: token.clone(),
             },
-        ))
+        )),
+        inspections.get_inspection_by_link(clients.request(
+            &ctx,
+            pb::GetInspectionByLinkRequest {
+                token: token.clone(),
+            },
+        )),
+    );
+    let found = match answer {
+        Ok(found) => found.into_inner(),
+        Err(status) => return refused(&web, &token, &status),
+    };
+    let mut view = with_estimate(page(&web, &token), found);
+    match inspection {
+        Ok(inspection) => view = with_inspection(view, inspection.into_inner()),
+        // No completed inspection: the estimate alone.
+        Err(status) if status.code() == tonic::Code::NotFound => {}
+        Err(status) => return PageError::from_status(SERVICE, &status).into_response(),
+    }
+    render(StatusCode::OK, &view)
+}
+
+/// A photo of the estimate's inspection, through the link.
+pub async fn photo(
+    State(web): State<Web>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((token, photo_id)): Path<(String, String)>,
+) -> Response {
+    let clients = &web.clients;
+    let answer = clients
+        .inspection
+        .clone()
+        .get_photo_by_link(clients.request(&ctx, pb::GetPhotoByLinkRequest { token, photo_id }))
         .await;
     match answer {
-        Ok(found) => render(
-            StatusCode::OK,
-            &with_estimate(page(&web, &token), found.into_inner()),
-        ),
-        Err(status) => refused(&web, &token, &status),
+        Ok(photo) => carerp_bff::api::inspections::photo_response(photo.into_inner()),
+        Err(status) => PageError::from_status(SERVICE, &status).into_response(),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod api_tokens;
 pub mod approval;
 pub mod auth;
 pub mod customers;
+pub mod inspections;
 pub mod invoices;
 pub mod live;
 pub mod parts;

@@ -14,6 +14,7 @@ use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
 use carerp_proto::inventory::v1 as ipb;
 use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use carerp_proto::workorder::v1 as pb;
+use carerp_proto::workorder::v1::inspection_service_client::InspectionServiceClient;
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
 use carerp_workorder::Peers;
 use sqlx::PgPool;
@@ -139,6 +140,19 @@ impl Garage {
             )
             .await,
         )
+    }
+
+    /// An inspection client (served by the work order service) acting as `role`.
+    pub async fn inspections_as(&self, role: Role) -> InspectionServiceClient<AuthedChannel> {
+        InspectionServiceClient::new(
+            testing::connect(
+                format!("http://{}", self.workorder.grpc_addr),
+                &self.tenant,
+                role,
+            )
+            .await,
+        )
+        .max_decoding_message_size(16 * 1024 * 1024)
     }
 
     pub async fn stop(self) {
@@ -269,6 +283,7 @@ impl Garage {
             "labor_lines" => "SELECT count(*) FROM public.labor_lines",
             "work_order_counters" => "SELECT count(*) FROM public.work_order_counters",
             "outbox" => "SELECT count(*) FROM public.outbox",
+            "inspection_photos" => "SELECT count(*) FROM public.inspection_photos",
             other => panic!("no count for {other}"),
         };
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
