@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "carerp/customer/v1/customer.proto",
     "carerp/workorder/v1/workorder.proto",
     "carerp/workorder/v1/inspection.proto",
+    "carerp/workorder/v1/canned_job.proto",
     "carerp/inventory/v1/inventory.proto",
     "carerp/billing/v1/billing.proto",
     "carerp/identity/v1/identity.proto",

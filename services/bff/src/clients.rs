@@ -16,6 +16,7 @@ use carerp_proto::billing::v1::billing_service_client::BillingServiceClient;
 use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
 use carerp_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use carerp_proto::workorder::v1::canned_job_service_client::CannedJobServiceClient;
 use carerp_proto::workorder::v1::inspection_service_client::InspectionServiceClient;
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -31,6 +32,7 @@ pub struct Clients {
     pub workorder: WorkOrderServiceClient<DeadlineChannel>,
     /// Served by the work order service, over the same channel.
     pub inspection: InspectionServiceClient<DeadlineChannel>,
+    pub canned: CannedJobServiceClient<DeadlineChannel>,
     pub inventory: InventoryServiceClient<DeadlineChannel>,
     pub billing: BillingServiceClient<DeadlineChannel>,
     pub identity: IdentityServiceClient<DeadlineChannel>,
@@ -139,7 +141,8 @@ impl Clients {
                 deadline,
             )?),
             workorder: WorkOrderServiceClient::new(workorder.clone()),
-            inspection: InspectionServiceClient::new(workorder),
+            inspection: InspectionServiceClient::new(workorder.clone()),
+            canned: CannedJobServiceClient::new(workorder),
             inventory: InventoryServiceClient::new(channel(
                 "INVENTORY_GRPC_URL",
                 &config.inventory_url,

@@ -1293,5 +1293,7 @@ pub struct Dashboard {
 // ---------------------------------------------------------------------------------------
 // inspections (after `api_enum!`, which they use)
 
+mod canned;
 mod inspection;
+pub use canned::*;
 pub use inspection::*;

@@ -172,6 +172,24 @@ pub const TABLE: &[(&str, Access)] = &[
         "/carerp.workorder.v1.InspectionService/GetPhotoByLink",
         Access::Public,
     ),
+    // canned jobs: the front desk keeps the garage's service packages, the workshop adds
+    // them to work orders.
+    (
+        "/carerp.workorder.v1.CannedJobService/ListCannedJobs",
+        EVERYONE,
+    ),
+    (
+        "/carerp.workorder.v1.CannedJobService/SaveCannedJob",
+        FRONT_DESK,
+    ),
+    (
+        "/carerp.workorder.v1.CannedJobService/RemoveCannedJob",
+        FRONT_DESK,
+    ),
+    (
+        "/carerp.workorder.v1.CannedJobService/AddCannedJob",
+        WORKSHOP,
+    ),
     // parts and stock
     ("/carerp.inventory.v1.InventoryService/CreatePart", STOCK),
     ("/carerp.inventory.v1.InventoryService/GetPart", EVERYONE),

@@ -123,6 +123,16 @@ pub fn router(bff: PagesContext<'_>) -> Router {
         )
         .route("/work-orders/{id}/jobs", post(pages::workorders::add_job))
         .route(
+            "/work-orders/{id}/canned-jobs",
+            post(pages::workorders::add_canned_job),
+        )
+        .route(
+            "/canned-jobs",
+            get(pages::canned_jobs::list).post(pages::canned_jobs::create),
+        )
+        .route("/canned-jobs/{id}", post(pages::canned_jobs::update))
+        .route("/canned-jobs/{id}/remove", post(pages::canned_jobs::remove))
+        .route(
             "/work-orders/{id}/jobs/{job}/remove",
             post(pages::workorders::remove_job),
         )

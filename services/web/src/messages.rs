@@ -377,6 +377,12 @@ pub struct Messages {
     pub template_lines: &'static str,
     pub template_new: &'static str,
     pub template_create: &'static str,
+    pub canned_jobs_title: &'static str,
+    pub canned_jobs_hint: &'static str,
+    pub canned_job_new: &'static str,
+    pub canned_job_name: &'static str,
+    pub canned_job: &'static str,
+    pub add_canned_job: &'static str,
 }
 
 pub static EN: Messages = Messages {
@@ -736,4 +742,10 @@ pub static EN: Messages = Messages {
     template_lines: "Items",
     template_new: "New template",
     template_create: "Create template",
+    canned_jobs_title: "Canned jobs",
+    canned_jobs_hint: "Service packages added to a work order in one action, priced from the part prices and the labour rate of the day they are added.",
+    canned_job_new: "New canned job",
+    canned_job_name: "Name",
+    canned_job: "Canned job",
+    add_canned_job: "Add canned job",
 };

@@ -53,8 +53,12 @@ pub mod method {
     pub const COMPLETE_INSPECTION: &str =
         "/carerp.workorder.v1.InspectionService/CompleteInspection";
     pub const PROPOSE_JOBS: &str = "/carerp.workorder.v1.InspectionService/ProposeJobs";
+    pub const ADD_CANNED_JOB: &str = "/carerp.workorder.v1.CannedJobService/AddCannedJob";
+    pub const SAVE_CANNED_JOB: &str = "/carerp.workorder.v1.CannedJobService/SaveCannedJob";
     pub const SAVE_TEMPLATE: &str = "/carerp.workorder.v1.InspectionService/SaveTemplate";
     pub const ALL: &[&str] = &[
+        ADD_CANNED_JOB,
+        SAVE_CANNED_JOB,
         START_INSPECTION,
         RATE_ITEM,
         ADD_PHOTO,

@@ -756,7 +756,7 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-fn to_pb(order: WorkOrder) -> pb::WorkOrder {
+pub(crate) fn to_pb(order: WorkOrder) -> pb::WorkOrder {
     let totals = order.totals();
     let currency = order.header.currency.clone();
     let money = |amount_minor: i64| Money {

@@ -81,6 +81,8 @@ pub enum Error {
     Link(LinkError),
     #[error(transparent)]
     Inspection(#[from] crate::inspection::InspectionError),
+    #[error(transparent)]
+    CannedJob(#[from] crate::canned::CannedJobError),
     /// An uploaded photo that is not one the inspection keeps.
     #[error(transparent)]
     Photo(#[from] crate::inspection::photo::PhotoError),
@@ -129,6 +131,12 @@ impl From<Error> for Status {
             | Error::Link(_)
             | Error::Conflict(_) => Status::failed_precondition(err.to_string()),
             Error::Inspection(inspection) => inspection_status(inspection),
+            Error::CannedJob(crate::canned::CannedJobError::NotFound(_)) => {
+                Status::not_found(err.to_string())
+            }
+            Error::CannedJob(crate::canned::CannedJobError::NameTaken(_)) => {
+                Status::already_exists(err.to_string())
+            }
             Error::Photo(photo) => status::invalid_field("content", photo.to_string()),
             Error::VersionConflict { .. } => Status::aborted(err.to_string()),
             Error::PeerUnavailable { .. } => Status::unavailable(err.to_string()),

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod canned;
 pub mod domain;
 pub mod error;
 pub mod events;
@@ -19,6 +20,7 @@ use std::sync::LazyLock;
 use carerp_kit::grpc::{self, GrpcService, RunningService};
 use carerp_kit::messaging::Messaging;
 use carerp_kit::{Metrics, ServiceConfig};
+use carerp_proto::workorder::v1::canned_job_service_server::CannedJobServiceServer;
 use carerp_proto::workorder::v1::inspection_service_server::InspectionServiceServer;
 use carerp_proto::workorder::v1::work_order_service_server::WorkOrderServiceServer;
 use sqlx::PgPool;
@@ -54,11 +56,18 @@ pub async fn start_with_pool(
 ) -> anyhow::Result<RunningService> {
     let mut settings = config.settings.clone();
     settings.timezone = store::usable_timezone(&pool, &settings.timezone).await;
+    let canned = CannedJobServiceServer::new(canned::api::CannedJobApi::new(
+        pool.clone(),
+        settings.clone(),
+        peers.parts.clone(),
+    ));
     let api = api::WorkOrderApi::new(pool.clone(), settings, peers);
     let inspections =
         InspectionServiceServer::new(inspection::api::InspectionApi::new(pool.clone()))
             .max_decoding_message_size(inspection::api::MAX_REQUEST_BYTES);
-    let routes = Routes::new(WorkOrderServiceServer::new(api)).add_service(inspections);
+    let routes = Routes::new(WorkOrderServiceServer::new(api))
+        .add_service(inspections)
+        .add_service(canned);
     let metrics = Metrics::new();
     let mut service = grpc::start(
         config.grpc_addr,

@@ -734,22 +734,15 @@ pub async fn add_part_line(
             quote.currency, order.header.currency
         )));
     }
-    let line_id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO part_lines (id, work_order_id, job_id, part_id, quantity, reservation_state,
-                                 sku, name, unit_price_minor)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    let line_id = insert_part_line(
+        &mut tx,
+        id,
+        job_id,
+        part_id,
+        quantity,
+        state,
+        line.quote.as_ref(),
     )
-    .bind(line_id)
-    .bind(id)
-    .bind(job_id)
-    .bind(part_id)
-    .bind(quantity)
-    .bind(state.as_str())
-    .bind(line.quote.as_ref().map_or("", |q| q.sku.as_str()))
-    .bind(line.quote.as_ref().map_or("", |q| q.name.as_str()))
-    .bind(line.quote.as_ref().map(|q| q.unit_price_minor))
-    .execute(&mut *tx)
     .await?;
     if let Some(key) = idempotency_key {
         idempotency::finish(&mut tx, key, &line_id).await?;
@@ -841,6 +834,62 @@ pub async fn remove_part_line(
 
 /// Adds a labour line; `labor` was validated against `currency`, the tenant's currency.
 /// A retry with the same idempotency key writes nothing and returns the order as it is now.
+/// Inserts a part line (its price, when quoted, is the quote's); the caller checks the
+/// order's limits and the job, and touches the order.
+pub(crate) async fn insert_part_line(
+    conn: &mut PgConnection,
+    id: Uuid,
+    job_id: Uuid,
+    part_id: Uuid,
+    quantity: i32,
+    state: ReservationState,
+    quote: Option<&Quote>,
+) -> Result<Uuid, Error> {
+    let line_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO part_lines (id, work_order_id, job_id, part_id, quantity, reservation_state,
+                                 sku, name, unit_price_minor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(line_id)
+    .bind(id)
+    .bind(job_id)
+    .bind(part_id)
+    .bind(quantity)
+    .bind(state.as_str())
+    .bind(quote.map_or("", |q| q.sku.as_str()))
+    .bind(quote.map_or("", |q| q.name.as_str()))
+    .bind(quote.map(|q| q.unit_price_minor))
+    .execute(conn)
+    .await?;
+    Ok(line_id)
+}
+
+/// Inserts a labour line; as [`insert_part_line`], the caller checks and touches.
+pub(crate) async fn insert_labor_line(
+    conn: &mut PgConnection,
+    id: Uuid,
+    job_id: Uuid,
+    labor: &NewLabor,
+) -> Result<Uuid, Error> {
+    let line_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO labor_lines (id, work_order_id, job_id, description, technician, minutes,
+                                  hourly_rate_minor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(line_id)
+    .bind(id)
+    .bind(job_id)
+    .bind(&labor.description)
+    .bind(&labor.technician)
+    .bind(labor.minutes)
+    .bind(labor.hourly_rate_minor)
+    .execute(conn)
+    .await?;
+    Ok(line_id)
+}
+
 pub async fn add_labor_line(
     pool: &PgPool,
     id: Uuid,
@@ -887,21 +936,7 @@ pub async fn add_labor_line(
     }
     let job_id = order.job(job_id)?.id;
     check_line_change(&mut tx, &order, job_id).await?;
-    let line_id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO labor_lines (id, work_order_id, job_id, description, technician, minutes,
-                                  hourly_rate_minor)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(line_id)
-    .bind(id)
-    .bind(job_id)
-    .bind(&labor.description)
-    .bind(&labor.technician)
-    .bind(labor.minutes)
-    .bind(labor.hourly_rate_minor)
-    .execute(&mut *tx)
-    .await?;
+    let line_id = insert_labor_line(&mut tx, id, job_id, labor).await?;
     if let Some(key) = idempotency_key {
         idempotency::finish(&mut tx, key, &line_id).await?;
     }

@@ -2,6 +2,7 @@
 //! OpenAPI document are both built from.
 
 pub mod auth;
+pub mod canned_jobs;
 pub mod customers;
 pub mod dashboard;
 pub mod dead_letters;
@@ -233,6 +234,31 @@ pub fn routes() -> Vec<Route> {
             M::PUT,
             "/api/approvals/{token}/jobs/{jobId}",
             put(estimates::decide_by_link),
+        ),
+        route(
+            M::GET,
+            "/api/canned-jobs",
+            get(canned_jobs::list_canned_jobs),
+        ),
+        route(
+            M::POST,
+            "/api/canned-jobs",
+            post(canned_jobs::create_canned_job),
+        ),
+        route(
+            M::PUT,
+            "/api/canned-jobs/{id}",
+            put(canned_jobs::update_canned_job),
+        ),
+        route(
+            M::DELETE,
+            "/api/canned-jobs/{id}",
+            delete(canned_jobs::remove_canned_job),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/canned-jobs",
+            post(canned_jobs::add_canned_job),
         ),
         route(
             M::GET,

@@ -3,6 +3,7 @@
 pub mod api_tokens;
 pub mod approval;
 pub mod auth;
+pub mod canned_jobs;
 pub mod customers;
 pub mod inspections;
 pub mod invoices;

@@ -474,6 +474,8 @@ struct DetailPage {
     can_add_labor: bool,
     can_add_job: bool,
     parts: Vec<PartChoice>,
+    /// The garage's canned jobs, when the caller may add one.
+    canned_jobs: Vec<PartChoice>,
     /// The jobs a line may go to (PROPOSED and APPROVED), the intake job first.
     job_choices: Vec<PartChoice>,
     moves: Vec<(&'static str, &'static str)>,
@@ -675,7 +677,8 @@ async fn detail_page_with_notes(
         })
         .collect();
     let (mut customers, mut vehicles) = (clients.customer.clone(), clients.customer.clone());
-    let (found_customer, found_vehicle, catalogue) = tokio::join!(
+    let can_add_canned = editable && caller.can(method::ADD_CANNED_JOB);
+    let (found_customer, found_vehicle, catalogue, canned) = tokio::join!(
         customers.get_customer(clients.request(
             &caller.ctx,
             customer::GetCustomerRequest {
@@ -708,6 +711,26 @@ async fn detail_page_with_notes(
                 ))
                 .await
                 .map(|r| Some(r.into_inner().parts))
+        },
+        async {
+            if !can_add_canned {
+                return Vec::new();
+            }
+            let listed = clients
+                .canned
+                .clone()
+                .list_canned_jobs(clients.request(&caller.ctx, pb::ListCannedJobsRequest {}))
+                .await;
+            // Without the list the page offers no canned job; the rest of it stands.
+            listed
+                .map(|r| r.into_inner().canned_jobs)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| PartChoice {
+                    id: c.id,
+                    label: c.name,
+                })
+                .collect()
         },
     );
     let mut absent = Vec::new();
@@ -774,6 +797,7 @@ async fn detail_page_with_notes(
             can_add_labor: editable && caller.can(method::ADD_LABOR_LINE),
             can_add_job: editable && caller.can(method::ADD_JOB),
             parts,
+            canned_jobs: canned,
             job_choices,
             moves,
             can_cancel,
@@ -1124,6 +1148,40 @@ pub async fn add_job(
             pb::AddJobRequest {
                 work_order_id: id.clone(),
                 title: form.title,
+                expected_version: 0,
+                idempotency_key: form.idempotency_key,
+            },
+        ))
+        .await;
+    after_write(&web, &caller, &id, answer).await
+}
+
+#[derive(Deserialize)]
+pub struct AddCannedJob {
+    #[serde(default)]
+    canned_job_id: String,
+    #[serde(default)]
+    idempotency_key: String,
+}
+
+pub async fn add_canned_job(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<AddCannedJob>,
+) -> Response {
+    if let Err(refused) = caller.require(method::ADD_CANNED_JOB) {
+        return refused.into_response();
+    }
+    let clients = &web.clients;
+    let answer = clients
+        .canned
+        .clone()
+        .add_canned_job(clients.request(
+            &caller.ctx,
+            pb::AddCannedJobRequest {
+                work_order_id: id.clone(),
+                canned_job_id: form.canned_job_id,
                 expected_version: 0,
                 idempotency_key: form.idempotency_key,
             },

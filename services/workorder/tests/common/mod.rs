@@ -14,6 +14,7 @@ use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
 use carerp_proto::inventory::v1 as ipb;
 use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use carerp_proto::workorder::v1 as pb;
+use carerp_proto::workorder::v1::canned_job_service_client::CannedJobServiceClient;
 use carerp_proto::workorder::v1::inspection_service_client::InspectionServiceClient;
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
 use carerp_workorder::Peers;
@@ -153,6 +154,18 @@ impl Garage {
             .await,
         )
         .max_decoding_message_size(16 * 1024 * 1024)
+    }
+
+    /// A canned job client (served by the work order service) acting as `role`.
+    pub async fn canned_jobs_as(&self, role: Role) -> CannedJobServiceClient<AuthedChannel> {
+        CannedJobServiceClient::new(
+            testing::connect(
+                format!("http://{}", self.workorder.grpc_addr),
+                &self.tenant,
+                role,
+            )
+            .await,
+        )
     }
 
     pub async fn stop(self) {
