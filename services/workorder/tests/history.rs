@@ -337,7 +337,7 @@ async fn recommended_work_pages_and_leaves_out_cancelled_orders(pool: PgPool) {
         assert!(
             fields(&err)
                 .iter()
-                .any(|f| f.contains(field.split('.').last().unwrap())),
+                .any(|f| f.contains(field.rsplit('.').next().unwrap())),
             "{err:?}"
         );
     }
