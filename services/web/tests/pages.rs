@@ -1005,8 +1005,8 @@ async fn a_customer_is_edited_with_errors_beside_their_fields_and_gets_a_vehicle
 #[sqlx::test]
 async fn a_vehicle_shows_its_work_orders_with_the_odometer_and_their_invoices(pool: PgPool) {
     let garage = Garage::with_pages(pool).await;
-    let order = garage.work_order().await;
-    let id = order["id"].as_str().unwrap();
+    let mut order = garage.work_order().await;
+    let id = order["id"].as_str().unwrap().to_string();
     garage
         .post(
             &format!("/api/work-orders/{id}/labor"),
@@ -1014,7 +1014,6 @@ async fn a_vehicle_shows_its_work_orders_with_the_odometer_and_their_invoices(po
         )
         .await
         .expect(StatusCode::OK);
-    let mut order = order;
     for status in ["IN_PROGRESS", "COMPLETED"] {
         order = garage
             .put(
