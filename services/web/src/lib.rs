@@ -130,10 +130,7 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             "/work-orders/{id}/recommended-jobs",
             post(pages::history::offer_again),
         )
-        .route(
-            "/recommended-work",
-            get(pages::history::recommended_work),
-        )
+        .route("/recommended-work", get(pages::history::recommended_work))
         .route(
             "/canned-jobs",
             get(pages::canned_jobs::list).post(pages::canned_jobs::create),

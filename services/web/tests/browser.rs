@@ -698,7 +698,9 @@ async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPoo
     click(&client, &format!("#offer-again-{wiper_job}")).await;
     wait_for_text(&client, "#jobs", jobs[2]["title"].as_str().unwrap()).await;
     let next_visit = garage
-        .get(&format!("/api/work-orders?vehicleId={vehicle_id}&status=OPEN"))
+        .get(&format!(
+            "/api/work-orders?vehicleId={vehicle_id}&status=OPEN"
+        ))
         .await
         .expect(StatusCode::OK);
     let offered = next_visit["items"][0]["jobs"]

@@ -25,7 +25,12 @@ async fn first_visit(g: &Garage, remind_after: &str) -> (Value, String, String) 
             )
             .await
             .expect(StatusCode::OK);
-        jobs.push(order["jobs"][jobs.len() + 1]["id"].as_str().unwrap().to_string());
+        jobs.push(
+            order["jobs"][jobs.len() + 1]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let (wipers, tyres) = (jobs[0].clone(), jobs[1].clone());
     g.post(
@@ -127,14 +132,16 @@ async fn declined_work_is_followed_up_and_offered_again_at_the_next_visit_over_r
 
     // Unknown and malformed vehicles are refused, not answered with an empty history.
     let unknown = g
-        .get(&format!(
-            "/api/vehicles/{}/history",
-            uuid::Uuid::now_v7()
-        ))
+        .get(&format!("/api/vehicles/{}/history", uuid::Uuid::now_v7()))
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
     let malformed = g.get("/api/vehicles/not-a-uuid/history").await;
-    assert_eq!(malformed.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", malformed.text);
+    assert_eq!(
+        malformed.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        malformed.text
+    );
 
     // Follow-up: the declined job is due now, the deferred one from its day.
     let due = g.get("/api/recommended-work").await.expect(StatusCode::OK);
@@ -151,8 +158,17 @@ async fn declined_work_is_followed_up_and_offered_again_at_the_next_visit_over_r
         .expect(StatusCode::OK);
     assert_eq!(later["items"].as_array().unwrap().len(), 2, "{later}");
     let bad_day = g.get("/api/recommended-work?dueBy=next-week").await;
-    assert_eq!(bad_day.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad_day.text);
-    assert!(bad_day.text.to_lowercase().contains("due"), "{}", bad_day.text);
+    assert_eq!(
+        bad_day.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        bad_day.text
+    );
+    assert!(
+        bad_day.text.to_lowercase().contains("due"),
+        "{}",
+        bad_day.text
+    );
     let unknown_param = g.get("/api/recommended-work?due=2030-01-01").await;
     assert_eq!(
         unknown_param.status,
@@ -160,12 +176,26 @@ async fn declined_work_is_followed_up_and_offered_again_at_the_next_visit_over_r
         "{}",
         unknown_param.text
     );
-    assert!(unknown_param.text.contains("dueBy"), "{}", unknown_param.text);
+    assert!(
+        unknown_param.text.contains("dueBy"),
+        "{}",
+        unknown_param.text
+    );
     let (_, technician) = g.person("TECHNICIAN").await;
     let not_theirs = g
-        .call_as(Some(&technician), Method::GET, "/api/recommended-work", None)
+        .call_as(
+            Some(&technician),
+            Method::GET,
+            "/api/recommended-work",
+            None,
+        )
         .await;
-    assert_eq!(not_theirs.status, StatusCode::FORBIDDEN, "{}", not_theirs.text);
+    assert_eq!(
+        not_theirs.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        not_theirs.text
+    );
 
     // The next visit offers the declined job again, priced anew; a retry adds it once.
     let second = g
@@ -202,11 +232,19 @@ async fn declined_work_is_followed_up_and_offered_again_at_the_next_visit_over_r
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["reservationState"], "QUOTED");
     let retried = offer("offer-1", &wipers).await.expect(StatusCode::OK);
-    assert_eq!(retried["jobs"], offered["jobs"], "a retry adds the job once");
+    assert_eq!(
+        retried["jobs"], offered["jobs"],
+        "a retry adds the job once"
+    );
     let twice = offer("offer-2", &wipers).await;
     assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.text);
     let unknown_job = offer("offer-3", &uuid::Uuid::now_v7().to_string()).await;
-    assert_eq!(unknown_job.status, StatusCode::NOT_FOUND, "{}", unknown_job.text);
+    assert_eq!(
+        unknown_job.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        unknown_job.text
+    );
     let approved = first["jobs"][0]["id"].as_str().unwrap().to_string();
     let not_recommended = offer("offer-4", &approved).await;
     assert_eq!(
@@ -226,7 +264,12 @@ async fn declined_work_is_followed_up_and_offered_again_at_the_next_visit_over_r
             json!({"jobId": tyres}),
         )
         .await;
-    assert_eq!(same_order.status, StatusCode::CONFLICT, "{}", same_order.text);
+    assert_eq!(
+        same_order.status,
+        StatusCode::CONFLICT,
+        "{}",
+        same_order.text
+    );
     let misspelt = g
         .post(
             &format!("/api/work-orders/{second_id}/recommended-jobs"),
@@ -275,7 +318,10 @@ async fn the_vehicle_page_shows_decisions_and_the_next_work_order_offers_them_ag
     assert!(history.contains("Declined"), "{history}");
     assert!(history.contains("Deferred"), "{history}");
     assert!(history.contains("After winter"), "{history}");
-    assert!(history.contains("INV-"), "the invoice of the visit: {history}");
+    assert!(
+        history.contains("INV-"),
+        "the invoice of the visit: {history}"
+    );
 
     let technician = g.browser_as("TECHNICIAN").await;
     let theirs = technician.get(&format!("/vehicles/{vehicle}")).await;
@@ -314,7 +360,9 @@ async fn the_vehicle_page_shows_decisions_and_the_next_work_order_offers_them_ag
     let second_id = second["id"].as_str().unwrap();
     let detail = owner.get(&format!("/work-orders/{second_id}")).await;
     assert!(
-        detail.html.contains(&format!("id=\"offer-again-{wipers}\"")),
+        detail
+            .html
+            .contains(&format!("id=\"offer-again-{wipers}\"")),
         "{}",
         detail.html
     );
@@ -329,7 +377,10 @@ async fn the_vehicle_page_shows_decisions_and_the_next_work_order_offers_them_ag
     let offered = owner
         .post(
             &format!("/work-orders/{second_id}/recommended-jobs"),
-            &[("job_id", wipers.as_str()), ("idempotency_key", "offer-page-1")],
+            &[
+                ("job_id", wipers.as_str()),
+                ("idempotency_key", "offer-page-1"),
+            ],
         )
         .await;
     assert!(offered.status.is_redirection(), "{}", offered.html);
@@ -339,7 +390,10 @@ async fn the_vehicle_page_shows_decisions_and_the_next_work_order_offers_them_ag
     let again = owner
         .post(
             &format!("/work-orders/{second_id}/recommended-jobs"),
-            &[("job_id", wipers.as_str()), ("idempotency_key", "offer-page-2")],
+            &[
+                ("job_id", wipers.as_str()),
+                ("idempotency_key", "offer-page-2"),
+            ],
         )
         .await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -358,9 +412,10 @@ async fn the_vehicle_page_shows_decisions_and_the_next_work_order_offers_them_ag
 
     let vehicle_page = owner.get(&format!("/vehicles/{vehicle}")).await;
     assert!(
-        vehicle_page
-            .html
-            .contains(&format!("offered again in {}", second["number"].as_str().unwrap())),
+        vehicle_page.html.contains(&format!(
+            "offered again in {}",
+            second["number"].as_str().unwrap()
+        )),
         "{}",
         vehicle_page.html
     );

@@ -43,7 +43,8 @@ pub async fn vehicle_history(
     let clients = &state.clients;
     let (mut customers, mut history) = (clients.customer.clone(), clients.history.clone());
     let (vehicle, found) = tokio::join!(
-        customers.get_vehicle(clients.request(&ctx, customer::GetVehicleRequest { id: id.clone() })),
+        customers
+            .get_vehicle(clients.request(&ctx, customer::GetVehicleRequest { id: id.clone() })),
         history.get_vehicle_history(clients.request(
             &ctx,
             pb::GetVehicleHistoryRequest {

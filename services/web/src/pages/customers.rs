@@ -784,7 +784,8 @@ async fn vehicle_page(
     let clients = &web.clients;
     let mut vehicles = clients.customer.clone();
     let (vehicle, visits) = tokio::join!(
-        vehicles.get_vehicle(clients.request(&caller.ctx, pb::GetVehicleRequest { id: id.clone() })),
+        vehicles
+            .get_vehicle(clients.request(&caller.ctx, pb::GetVehicleRequest { id: id.clone() })),
         super::history::visits_of(web, caller, &id),
     );
     let vehicle = match vehicle {

@@ -232,7 +232,11 @@ fn recommendation_rows(
 /// The open recommendations a work order may take (those of the vehicle's other orders),
 /// when the caller may offer work again; empty when the service does not answer, the rest of
 /// the page standing.
-pub async fn offers_for(web: &Web, caller: &Caller, order: &pb::WorkOrder) -> Vec<RecommendationRow> {
+pub async fn offers_for(
+    web: &Web,
+    caller: &Caller,
+    order: &pb::WorkOrder,
+) -> Vec<RecommendationRow> {
     if !caller.can(method::OFFER_AGAIN) {
         return Vec::new();
     }
