@@ -298,6 +298,20 @@ async fn declined_work_is_followed_up_and_offered_again_at_the_next_visit_over_r
         .map(|r| r["odometerKm"].as_i64().unwrap())
         .collect();
     assert_eq!(odometer, [42100, 51000]);
+
+    // Without billing the history still answers, and says what it lacks.
+    let mut g = g;
+    g.billing.take().unwrap().stop().await.unwrap();
+    let without_billing = g
+        .get(&format!("/api/vehicles/{vehicle}/history"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(without_billing["visits"].as_array().unwrap().len(), 2);
+    assert_eq!(without_billing["visits"][1]["invoice"], Value::Null);
+    assert_eq!(
+        without_billing["missing"][0]["service"], "billing",
+        "{without_billing}"
+    );
     g.stop().await;
 }
 

@@ -1516,6 +1516,8 @@ async fn every_page_renders_with_stopped(stopped: &str, pool: PgPool) {
             "/people",
             "/audit",
             "/password",
+            "/recommended-work",
+            "/canned-jobs",
         ]
         .map(String::from)
         .to_vec();
