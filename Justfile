@@ -41,7 +41,7 @@ crds:
 # time of the real control plane; then, on it, apply to Ready of 1 and of 50 tenants,
 # reconciles per second at steady state and the operator's RSS with 50 tenants.
 bench-operator: control-plane
-    cargo run --release -p carerp-operator --example bench_render
+    cargo run --release --bin bench-render
     cargo run -q -p carerp-e2e --bin control-plane -- --check
     cargo build -q -p carerp-operator --bins
     cargo run -q -p carerp-e2e --bin bench-operator

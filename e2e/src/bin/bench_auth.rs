@@ -155,6 +155,22 @@ async fn main() -> anyhow::Result<()> {
         mean.as_secs_f64() * 1e6,
         200.0 * verify.as_secs_f64() / mean.as_secs_f64()
     );
+    let file = carerp_e2e::bench::record(
+        "auth",
+        serde_json::json!({
+            "sign_ins": sign_ins,
+            "sign_in_p50_ms": ms(percentile(&latencies, 0.5)),
+            "sign_in_p99_ms": ms(percentile(&latencies, 0.99)),
+            "token_first_verification_us": first.as_secs_f64() * 1e6,
+            "token_verification_us": verify.as_secs_f64() * 1e6,
+            "authenticated_reads": times.len(),
+            "authenticated_reads_per_second": times.len() as f64 / elapsed.as_secs_f64(),
+            "authenticated_read_p50_ms": ms(percentile(&times, 0.5)),
+            "authenticated_read_p99_ms": ms(percentile(&times, 0.99)),
+            "verification_share_of_read": 2.0 * verify.as_secs_f64() / mean.as_secs_f64(),
+        }),
+    )?;
+    println!("figures written to {}", file.display());
     bff.stop().await?;
     p.stop().await?;
     Ok(())

@@ -141,6 +141,20 @@ async fn main() -> anyhow::Result<()> {
         "relay throughput:            {:.0} events/s",
         relayed as f64 / seconds
     );
+    let file = carerp_e2e::bench::record(
+        "events",
+        serde_json::json!({
+            "work_orders": n,
+            "seconds": elapsed.as_secs_f64(),
+            "work_orders_per_second": n as f64 / elapsed.as_secs_f64(),
+            "completed_to_invoiced_p50_ms": percentile(0.50).as_secs_f64() * 1000.0,
+            "completed_to_invoiced_p99_ms": percentile(0.99).as_secs_f64() * 1000.0,
+            "events_published": published,
+            "relay_events": relayed,
+            "relay_events_per_second": relayed as f64 / seconds,
+        }),
+    )?;
+    println!("figures written to {}", file.display());
     p.stop().await?;
     Ok(())
 }

@@ -155,6 +155,8 @@ async fn bench(
     names.extend(one.iter().cloned());
     let took = apply_until_ready(api, operator, &one, Duration::from_secs(180)).await?;
     println!("1 tenant: apply to Ready in {:.1} s", took.as_secs_f64());
+    let mut figures = serde_json::Map::new();
+    figures.insert("one_tenant_ready_seconds".into(), took.as_secs_f64().into());
 
     let many: Vec<String> = (0..MANY)
         .map(|i| format!("bench-{suffix}-{i:02}"))
@@ -165,6 +167,8 @@ async fn bench(
         "{MANY} tenants at once: apply to all Ready in {:.1} s",
         took.as_secs_f64()
     );
+    figures.insert("tenants_at_once".into(), MANY.into());
+    figures.insert("all_ready_seconds".into(), took.as_secs_f64().into());
 
     // Steady state: the reconciles the roll-out's last Deployment status changes set off die
     // down over the first window; the second is the steady rate (the resync is 5 minutes).
@@ -172,7 +176,10 @@ async fn bench(
         .reconciliations()
         .await
         .context("the operator's /metrics")?;
-    for window in ["settling", "steady state"] {
+    for (window, key) in [
+        ("settling", "settling_reconciles_per_second"),
+        ("steady state", "steady_reconciles_per_second"),
+    ] {
         tokio::time::sleep(STEADY).await;
         let now = operator
             .reconciliations()
@@ -185,6 +192,10 @@ async fn bench(
             now.saturating_sub(last),
             STEADY.as_secs()
         );
+        figures.insert(
+            key.into(),
+            (now.saturating_sub(last) as f64 / STEADY.as_secs_f64()).into(),
+        );
         last = now;
     }
     println!(
@@ -192,11 +203,11 @@ async fn bench(
         carerp_operator::config::RESYNC.as_secs(),
         (MANY + 1) as f64 / carerp_operator::config::RESYNC.as_secs_f64()
     );
-    println!(
-        "operator RSS with {} tenants: {:.1} MiB",
-        MANY + 1,
-        rss_mib(operator.process.pid())?
-    );
+    let rss = rss_mib(operator.process.pid())?;
+    println!("operator RSS with {} tenants: {rss:.1} MiB", MANY + 1);
+    figures.insert("operator_rss_mib".into(), rss.into());
+    let file = carerp_e2e::bench::record("operator", figures.into())?;
+    println!("figures written to {}", file.display());
     Ok(())
 }
 

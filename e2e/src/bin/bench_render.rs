@@ -1,7 +1,10 @@
 //! `just bench-operator`: renders the desired state of 1,000 tenants (the acme-motors example
-//! under 1,000 names) and prints the time per tenant and the process's peak memory.
+//! under 1,000 names) and prints the time per tenant and the process's peak memory; the
+//! figures also go to `target/bench/bench.json` (key `render`).
 
 use std::time::Instant;
+
+use anyhow::Context as _;
 
 use carerp_operator::config::OperatorConfig;
 use carerp_operator::desired::{desired, render_yaml};
@@ -16,13 +19,14 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn main() {
+fn main() -> anyhow::Result<()> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../crds/examples/acme-motors.yaml"
     );
-    let yaml = std::fs::read_to_string(path).expect("crds/examples/acme-motors.yaml");
-    let template = carerp_operator::validate::parse_tenant(&yaml).expect("valid example");
+    let yaml = std::fs::read_to_string(path).context("crds/examples/acme-motors.yaml")?;
+    let template = carerp_operator::validate::parse_tenant(&yaml)
+        .map_err(|err| anyhow::anyhow!("crds/examples/acme-motors.yaml: {err}"))?;
     let config = OperatorConfig::example();
     let tenants: Vec<_> = (0..TENANTS)
         .map(|i| {
@@ -43,9 +47,7 @@ fn main() {
     let started = Instant::now();
     let mut bytes = 0;
     for t in &tenants {
-        bytes += render_yaml(&desired(t, &config, &Default::default(), None))
-            .expect("YAML")
-            .len();
+        bytes += render_yaml(&desired(t, &config, &Default::default(), None))?.len();
     }
     let render = started.elapsed();
 
@@ -63,8 +65,22 @@ fn main() {
         render.as_secs_f64() * 1e6 / TENANTS as f64,
         bytes / TENANTS / 1024
     );
-    match peak_rss_mib() {
+    let peak = peak_rss_mib();
+    match peak {
         Some(mib) => println!("peak memory:           {mib:.1} MiB"),
         None => println!("peak memory:           unknown (no /proc/self/status)"),
     }
+    let file = carerp_e2e::bench::record(
+        "render",
+        serde_json::json!({
+            "tenants": TENANTS,
+            "objects_per_tenant": objects / TENANTS,
+            "desired_state_us_per_tenant": build.as_secs_f64() * 1e6 / TENANTS as f64,
+            "desired_state_and_yaml_us_per_tenant": render.as_secs_f64() * 1e6 / TENANTS as f64,
+            "yaml_bytes_per_tenant": bytes / TENANTS,
+            "peak_rss_mib": peak,
+        }),
+    )?;
+    println!("figures written to {}", file.display());
+    Ok(())
 }
