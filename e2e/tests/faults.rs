@@ -1,6 +1,7 @@
 //! The saga under faults: a private PostgreSQL cluster (`initdb` and `pg_ctl` in a temporary
 //! directory, on a free port) or a private `nats-server`, stopped while events are in flight
-//! and started again, and 50 reservations at once for 10 in stock. Every completed work order
+//! and started again, 50 reservations at once for 10 in stock, and payments retried many times
+//! at once. Every completed work order
 //! ends INVOICED exactly once, the stock ledger adds up, nothing is dead-lettered (issue 14,
 //! items 2 and 9).
 
@@ -477,6 +478,141 @@ async fn fifty_reservations_at_once_for_ten_in_stock_reserve_exactly_ten() {
         (0, 0),
         "all ten consumed, nothing reserved, nothing below zero"
     );
+    assert_eq!(p.dead_letters().await.unwrap(), 0, "nothing dead-lettered");
+    p.stop().await.unwrap();
+}
+
+/// A payment sent `RETRIES` times at once under one key, as a till whose answers are lost
+/// would: every attempt ends with the one payment (a racing attempt told to retry, retries).
+fn pay_with_retries(
+    p: &Platform,
+    request: billing::RecordPaymentRequest,
+    retries: usize,
+) -> tokio::task::JoinSet<String> {
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..retries {
+        let (mut billing, request) = (p.billing.clone(), request.clone());
+        attempts.spawn(async move {
+            loop {
+                match billing.record_payment(request.clone()).await {
+                    Ok(invoice) => {
+                        let invoice = invoice.into_inner();
+                        // The answer of the key: the invoice with this key's payment in it.
+                        return format!("{}:{}", invoice.id, invoice.payments.len());
+                    }
+                    Err(status) if matches!(status.code(), Code::Aborted | Code::Unavailable) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(status) => panic!("a retried payment was refused: {status:?}"),
+                }
+            }
+        });
+    }
+    attempts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_payments_under_load_are_recorded_once_each() {
+    const RETRIES: usize = 8;
+    let mut p = Platform::start(settings()).await.unwrap();
+    let (c, v, part) = garage(&mut p, 20).await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        let id = reserved_order(&mut p, &c, &v, &part, 2).await;
+        p.work_orders.change_status(complete(&id)).await.unwrap();
+        orders.push(id);
+    }
+    all_invoiced_once(&mut p, &orders).await;
+    let invoices = p
+        .billing
+        .list_invoices(billing::ListInvoicesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices;
+
+    // Three partial payments per invoice, each sent RETRIES times at once, all invoices at
+    // once: 72 requests racing for 9 payments.
+    let mut racing = Vec::new();
+    for invoice in &invoices {
+        let total = invoice.total.as_ref().unwrap().amount_minor;
+        for n in 0..3 {
+            racing.push(pay_with_retries(
+                &p,
+                billing::RecordPaymentRequest {
+                    invoice_id: invoice.id.clone(),
+                    amount: Some(Money {
+                        amount_minor: total / 4,
+                        currency: "EUR".into(),
+                    }),
+                    method: billing::PaymentMethod::Card as i32,
+                    reference: format!("till {n}"),
+                    idempotency_key: format!("{}-part-{n}", invoice.id),
+                    ..Default::default()
+                },
+                RETRIES,
+            ));
+        }
+    }
+    let mut answered = 0;
+    for attempts in racing {
+        let answers = attempts.join_all().await;
+        assert!(
+            answers.iter().all(|a| a == &answers[0]),
+            "every retry of one key answers alike: {answers:?}"
+        );
+        answered += answers.len();
+    }
+    assert_eq!(answered, invoices.len() * 3 * RETRIES);
+
+    // The rest, "pay the balance", retried the same way: one more payment each, not eight.
+    let mut rest = Vec::new();
+    for invoice in &invoices {
+        rest.push(pay_with_retries(
+            &p,
+            billing::RecordPaymentRequest {
+                invoice_id: invoice.id.clone(),
+                method: billing::PaymentMethod::Cash as i32,
+                reference: "the rest".into(),
+                idempotency_key: format!("{}-rest", invoice.id),
+                pay_balance: true,
+                ..Default::default()
+            },
+            RETRIES,
+        ));
+    }
+    for attempts in rest {
+        let answers = attempts.join_all().await;
+        assert!(
+            answers.iter().all(|a| a == &answers[0]),
+            "every retry of one key answers alike: {answers:?}"
+        );
+    }
+
+    for invoice in &invoices {
+        let after = p
+            .billing
+            .get_invoice(billing::GetInvoiceRequest {
+                id: invoice.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let total = invoice.total.as_ref().unwrap().amount_minor;
+        let paid: Vec<i64> = after
+            .payments
+            .iter()
+            .map(|payment| payment.amount.as_ref().unwrap().amount_minor)
+            .collect();
+        assert_eq!(
+            paid.len(),
+            4,
+            "three parts and the rest, once each: {paid:?}"
+        );
+        assert_eq!(paid.iter().sum::<i64>(), total, "{paid:?}");
+        assert_eq!(after.balance.as_ref().unwrap().amount_minor, 0);
+        assert_eq!(after.status, billing::InvoiceStatus::Paid as i32);
+    }
     assert_eq!(p.dead_letters().await.unwrap(), 0, "nothing dead-lettered");
     p.stop().await.unwrap();
 }
