@@ -1,9 +1,8 @@
 //! The saga under faults: a private PostgreSQL cluster (`initdb` and `pg_ctl` in a temporary
 //! directory, on a free port) or a private `nats-server`, stopped while events are in flight
 //! and started again, 50 reservations at once for 10 in stock, and payments retried many times
-//! at once. Every completed work order
-//! ends INVOICED exactly once, the stock ledger adds up, nothing is dead-lettered (issue 14,
-//! items 2 and 9).
+//! at once. Every completed work order ends INVOICED exactly once, the stock ledger adds up,
+//! each payment is recorded once, nothing is dead-lettered (issue 14, items 2 and 9).
 
 use std::time::Duration;
 
