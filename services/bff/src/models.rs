@@ -21,10 +21,10 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Money {
-    #[schema(example = 12345)]
+    #[schema(example = 12345, minimum = 0)]
     pub amount_minor: i64,
     /// ISO 4217 code.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = r"^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -143,11 +143,16 @@ macro_rules! api_enum {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Address {
+    #[schema(max_length = 200)]
     pub line1: String,
+    #[schema(max_length = 200)]
     pub line2: String,
+    #[schema(max_length = 20)]
     pub postal_code: String,
+    #[schema(max_length = 200)]
     pub city: String,
     /// ISO 3166-1 alpha-2, e.g. `DE`.
+    #[schema(pattern = r"^([A-Za-z]{2})?$")]
     pub country: String,
 }
 
@@ -313,14 +318,21 @@ page_type!(VehiclePage, Vehicle);
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateCustomer {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 254, pattern = r"^([^\s@]{1,64}@[^\s@]+\.[^\s@]+)?$")]
     pub email: String,
     #[serde(default)]
+    #[schema(
+        max_length = 40,
+        pattern = r"^(\+[ ().-]*[1-9]([ ().-]*[0-9]){7,14}[ ().-]*)?$"
+    )]
     pub phone: String,
     #[serde(default)]
     pub address: Option<Address>,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub notes: String,
 }
 
@@ -328,17 +340,25 @@ pub struct CreateCustomer {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateCustomer {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 254, pattern = r"^([^\s@]{1,64}@[^\s@]+\.[^\s@]+)?$")]
     pub email: String,
     #[serde(default)]
+    #[schema(
+        max_length = 40,
+        pattern = r"^(\+[ ().-]*[1-9]([ ().-]*[0-9]){7,14}[ ().-]*)?$"
+    )]
     pub phone: String,
     #[serde(default)]
     pub address: Option<Address>,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub notes: String,
     /// The `audit.version` the change is based on; 0 or absent skips the check.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
@@ -347,13 +367,19 @@ pub struct UpdateCustomer {
 pub struct CreateVehicle {
     /// 17 characters (no I, O, Q), unique in the garage; where the region uses a check digit
     /// (WMI starting `1`-`5`, `7F`-`7Z`, `L`), position 9 must be the right one.
+    #[schema(pattern = r"^[A-HJ-NPR-Z0-9]{17}$")]
     pub vin: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub make: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub model: String,
+    #[schema(minimum = 1886)]
     pub year: i32,
     #[serde(default)]
+    #[schema(max_length = 16)]
     pub license_plate: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub mileage: i64,
 }
 
@@ -361,15 +387,21 @@ pub struct CreateVehicle {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateVehicle {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub make: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub model: String,
+    #[schema(minimum = 1886)]
     pub year: i32,
     /// Replaced like the rest: left out, it would erase the plate, so it is required
     /// (`""` for none).
+    #[schema(max_length = 16)]
     pub license_plate: String,
     /// Left out, it would read as 0 km and be refused as a decrease: required.
+    #[schema(minimum = 0)]
     pub mileage: i64,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
@@ -673,12 +705,17 @@ pub struct WorkOrderView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWorkOrder {
+    #[schema(format = Uuid)]
     pub customer_id: String,
+    #[schema(format = Uuid)]
     pub vehicle_id: String,
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub complaint: String,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 10_000_000)]
     pub odometer_km: i64,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub notes: String,
 }
 
@@ -688,37 +725,48 @@ pub struct ChangeWorkOrderStatus {
     pub status: WorkOrderStatus,
     /// Required when cancelling.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddPartLine {
+    #[schema(format = Uuid)]
     pub part_id: String,
+    #[schema(minimum = 1, maximum = 10_000)]
     pub quantity: i32,
     /// Absent: the intake job. A PROPOSED job's part is quoted at its current price.
     #[serde(default)]
+    #[schema(format = Uuid)]
     pub job_id: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddLaborLine {
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub description: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub technician: String,
+    #[schema(minimum = 1, maximum = 44_640)]
     pub minutes: i32,
     /// Absent: the garage's labour rate.
     #[serde(default)]
     pub hourly_rate: Option<Money>,
     /// Absent: the intake job.
     #[serde(default)]
+    #[schema(format = Uuid)]
     pub job_id: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
@@ -726,8 +774,10 @@ pub struct AddLaborLine {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddJob {
     /// The concern as the customer reads it, e.g. "Front brakes grinding" (1-200 characters).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
@@ -741,11 +791,14 @@ pub struct DecideJob {
     pub channel: DecisionChannel,
     /// Required when declining or deferring.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: String,
     /// Required when deferring: `YYYY-MM-DD`, after today.
     #[serde(default)]
+    #[schema(pattern = r"^(\d{4}-\d{2}-\d{2})?$")]
     pub remind_after: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
@@ -753,6 +806,7 @@ pub struct DecideJob {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendEstimate {
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
@@ -877,14 +931,17 @@ pub struct CustomerDecision {
     /// `APPROVED` or `DECLINED`.
     pub decision: JobState,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateNotes {
+    #[schema(max_length = 4000)]
     pub notes: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
@@ -940,22 +997,30 @@ page_type!(PartPage, Part);
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePart {
+    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
     pub sku: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub description: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub category: String,
     pub unit_cost: Money,
     pub unit_price: Money,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub location: String,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub reorder_point: i32,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub reorder_quantity: i32,
     /// Opening stock, recorded as a receipt.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub initial_quantity: i32,
 }
 
@@ -963,15 +1028,22 @@ pub struct CreatePart {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct UpdatePart {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
+    #[schema(max_length = 200)]
     pub category: Option<String>,
     pub unit_cost: Option<Money>,
     pub unit_price: Option<Money>,
+    #[schema(max_length = 200)]
     pub location: Option<String>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub reorder_point: Option<i32>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub reorder_quantity: Option<i32>,
     pub active: Option<bool>,
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
@@ -987,7 +1059,9 @@ api_enum! {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdjustStock {
     pub kind: AdjustmentKind,
+    #[schema(minimum = -1_000_000, maximum = 1_000_000)]
     pub delta: i32,
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -1181,6 +1255,7 @@ pub struct RecordPayment {
     pub amount: Money,
     pub method: PaymentMethod,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub reference: String,
     /// Absent: now.
     #[serde(default)]
@@ -1190,8 +1265,10 @@ pub struct RecordPayment {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VoidInvoice {
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 
@@ -1216,11 +1293,14 @@ pub struct ChangeInvoiceStatus {
     #[serde(default)]
     pub method: Option<PaymentMethod>,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub reference: String,
     /// `VOID`: why.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
 

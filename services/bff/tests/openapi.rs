@@ -174,3 +174,66 @@ async fn the_interactive_page_and_its_assets_are_served_locally() {
     }
     bff.stop().await.unwrap();
 }
+
+/// What a JSON body's property lacks of the rules the API enforces, by its kind: ids are
+/// UUIDs, integers have a minimum, free text has a maximum length or a pattern.
+fn missing_rules(schemas: &Value, schema: &Value, at: &str, found: &mut Vec<String>) {
+    if let Some(target) = schema["$ref"].as_str() {
+        let name = target.trim_start_matches("#/components/schemas/");
+        return missing_rules(schemas, &schemas[name], &format!("{at}<{name}>"), found);
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        for variant in schema[key].as_array().into_iter().flatten() {
+            missing_rules(schemas, variant, at, found);
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if types.contains(&"object") {
+        for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+            missing_rules(schemas, property, &format!("{at}.{name}"), found);
+        }
+    }
+    if types.contains(&"array") {
+        missing_rules(schemas, &schema["items"], &format!("{at}[]"), found);
+        if schema.get("maxItems").is_none() {
+            found.push(format!("{at}: no maxItems"));
+        }
+    }
+    if types.contains(&"integer") && schema.get("minimum").is_none() {
+        found.push(format!("{at}: no minimum"));
+    }
+    if types.contains(&"string") && schema.get("enum").is_none() {
+        let name = at.rsplit('.').next().unwrap_or_default();
+        let format = schema["format"].as_str();
+        if (name.ends_with("Id") || name == "id") && format != Some("uuid") {
+            found.push(format!("{at}: an id without format uuid"));
+        } else if format.is_none()
+            && schema.get("maxLength").is_none()
+            && schema.get("pattern").is_none()
+        {
+            found.push(format!("{at}: free text without maxLength or pattern"));
+        }
+    }
+}
+
+#[test]
+fn every_request_body_carries_the_rules_the_api_enforces() {
+    let doc = serde_json::to_value(carerp_bff::openapi::document()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+            if !body.is_null() {
+                missing_rules(schemas, body, &format!("{method} {path}"), &mut found);
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

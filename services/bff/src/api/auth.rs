@@ -22,6 +22,7 @@ const SERVICE: &str = "identity";
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Login {
+    #[schema(max_length = 254)]
     pub email: String,
     #[schema(format = Password)]
     pub password: String,
@@ -30,6 +31,7 @@ pub struct Login {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Refresh {
+    #[schema(max_length = 512)]
     pub refresh_token: String,
 }
 

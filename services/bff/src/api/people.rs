@@ -130,6 +130,7 @@ pub struct UserQuery {
 pub struct CreateUser {
     #[schema(format = Email)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub display_name: String,
     pub role: Role,
 }
@@ -147,10 +148,12 @@ pub struct CreatedUser {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUser {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub display_name: Option<String>,
     pub role: Option<Role>,
     /// `false` deactivates: the person's sessions end at once.
     pub active: Option<bool>,
+    #[schema(minimum = 0)]
     pub expected_version: Option<i64>,
 }
 
@@ -193,6 +196,7 @@ impl From<pb::ApiToken> for ApiToken {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateApiToken {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
     pub role: Role,
     /// In the future, at most a year away.

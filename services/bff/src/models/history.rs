@@ -132,5 +132,6 @@ pub struct OfferAgain {
     pub job_id: String,
     /// The work order's `audit.version`; 0 skips the check.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub expected_version: i64,
 }
