@@ -227,6 +227,18 @@ fn every_request_body_carries_the_rules_the_api_enforces() {
     let mut found = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap_or_default();
+                if parameter["in"] == "header" {
+                    continue;
+                }
+                missing_rules(
+                    schemas,
+                    &parameter["schema"],
+                    &format!("{method} {path} ({name}).{name}"),
+                    &mut found,
+                );
+            }
             let body = &operation["requestBody"]["content"]["application/json"]["schema"];
             if !body.is_null() {
                 missing_rules(schemas, body, &format!("{method} {path}"), &mut found);

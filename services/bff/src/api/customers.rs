@@ -23,11 +23,14 @@ const SERVICE: &str = "customer";
 #[into_params(parameter_in = Query)]
 pub struct CustomerQuery {
     /// Page size: default 50, at most 500.
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
+    #[param(max_length = 1024)]
     pub cursor: Option<String>,
     /// Case-insensitive search over name, email, phone, licence plate and VIN; plates match
     /// as typed (spaces, hyphens and dots ignored).
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Include archived customers.
     pub include_archived: Option<bool>,
@@ -38,8 +41,10 @@ pub struct CustomerQuery {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size: default 50, at most 500.
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
+    #[param(max_length = 1024)]
     pub cursor: Option<String>,
 }
 
@@ -47,12 +52,16 @@ pub struct PageQuery {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct VehicleQuery {
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
+    #[param(max_length = 1024)]
     pub cursor: Option<String>,
     /// Only this customer's vehicles.
+    #[param(format = Uuid)]
     pub customer_id: Option<String>,
     /// Only vehicles with this licence plate, as typed: spaces, hyphens, dots and case are
     /// ignored (`b-ab 123`, `BAB123` and `B AB 123` find `B-AB 123`).
+    #[param(max_length = 32)]
     pub plate: Option<String>,
 }
 
@@ -121,7 +130,7 @@ pub async fn create_customer(
 
 /// A customer with their vehicles; archived customers stay readable.
 #[utoipa::path(get, path = "/api/customers/{id}", tag = "customers",
-    params(("id" = String, Path, description = "Customer id")),
+    params(("id" = String, Path, format = Uuid, description = "Customer id")),
     responses((status = 200, description = "The customer", body = Customer)))]
 pub async fn get_customer(
     State(state): State<AppState>,
@@ -141,7 +150,7 @@ pub async fn get_customer(
 
 /// Replace a customer's contact fields.
 #[utoipa::path(put, path = "/api/customers/{id}", tag = "customers", request_body = UpdateCustomer,
-    params(("id" = String, Path, description = "Customer id")),
+    params(("id" = String, Path, format = Uuid, description = "Customer id")),
     responses((status = 200, description = "Updated", body = Customer)))]
 pub async fn update_customer(
     State(state): State<AppState>,
@@ -173,7 +182,7 @@ pub async fn update_customer(
 
 /// Archive a customer: hidden from lists by default, still readable.
 #[utoipa::path(delete, path = "/api/customers/{id}", tag = "customers",
-    params(("id" = String, Path, description = "Customer id")),
+    params(("id" = String, Path, format = Uuid, description = "Customer id")),
     responses((status = 200, description = "Archived", body = Customer)))]
 pub async fn archive_customer(
     State(state): State<AppState>,
@@ -193,7 +202,7 @@ pub async fn archive_customer(
 
 /// A customer's vehicles.
 #[utoipa::path(get, path = "/api/customers/{id}/vehicles", tag = "customers",
-    params(("id" = String, Path, description = "Customer id"), PageQuery),
+    params(("id" = String, Path, format = Uuid, description = "Customer id"), PageQuery),
     responses((status = 200, description = "A page of vehicles", body = VehiclePage)))]
 pub async fn list_customer_vehicles(
     State(state): State<AppState>,
@@ -259,7 +268,7 @@ async fn list(
 /// Add a vehicle to a customer. A retry with the same `Idempotency-Key` returns the first one.
 #[utoipa::path(post, path = "/api/customers/{id}/vehicles", tag = "customers",
     request_body = CreateVehicle,
-    params(("id" = String, Path, description = "Customer id"),
+    params(("id" = String, Path, format = Uuid, description = "Customer id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, description = "Added", body = Vehicle, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn add_vehicle(
@@ -297,7 +306,7 @@ pub async fn add_vehicle(
 
 /// A vehicle.
 #[utoipa::path(get, path = "/api/vehicles/{id}", tag = "customers",
-    params(("id" = String, Path, description = "Vehicle id")),
+    params(("id" = String, Path, format = Uuid, description = "Vehicle id")),
     responses((status = 200, description = "The vehicle", body = Vehicle)))]
 pub async fn get_vehicle(
     State(state): State<AppState>,
@@ -317,7 +326,7 @@ pub async fn get_vehicle(
 
 /// Replace a vehicle's fields (not its VIN or owner).
 #[utoipa::path(put, path = "/api/vehicles/{id}", tag = "customers", request_body = UpdateVehicle,
-    params(("id" = String, Path, description = "Vehicle id")),
+    params(("id" = String, Path, format = Uuid, description = "Vehicle id")),
     responses((status = 200, description = "Updated", body = Vehicle)))]
 pub async fn update_vehicle(
     State(state): State<AppState>,

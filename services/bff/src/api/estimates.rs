@@ -26,7 +26,7 @@ pub fn approval_path(token: &str) -> String {
 /// Add a PROPOSED job (a concern to estimate); its lines follow with its `jobId`.
 #[utoipa::path(post, path = "/api/work-orders/{id}/jobs", tag = "estimates",
     request_body = AddJob,
-    params(("id" = String, Path, description = "Work order id"),
+    params(("id" = String, Path, format = Uuid, description = "Work order id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds no second job")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn add_job(
@@ -57,8 +57,8 @@ pub async fn add_job(
 
 /// Remove a PROPOSED job with its lines.
 #[utoipa::path(delete, path = "/api/work-orders/{id}/jobs/{jobId}", tag = "estimates",
-    params(("id" = String, Path, description = "Work order id"),
-        ("jobId" = String, Path, description = "Job id"), VersionQuery),
+    params(("id" = String, Path, format = Uuid, description = "Work order id"),
+        ("jobId" = String, Path, format = Uuid, description = "Job id"), VersionQuery),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn remove_job(
     State(state): State<AppState>,
@@ -88,8 +88,8 @@ pub async fn remove_job(
 /// job's parts; a declined or deferred job is remembered and never invoiced.
 #[utoipa::path(put, path = "/api/work-orders/{id}/jobs/{jobId}/decision", tag = "estimates",
     request_body = DecideJob,
-    params(("id" = String, Path, description = "Work order id"),
-        ("jobId" = String, Path, description = "Job id")),
+    params(("id" = String, Path, format = Uuid, description = "Work order id"),
+        ("jobId" = String, Path, format = Uuid, description = "Job id")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn decide_job(
     State(state): State<AppState>,
@@ -123,7 +123,7 @@ pub async fn decide_job(
 /// ESTIMATE, and the approval link is answered, once.
 #[utoipa::path(post, path = "/api/work-orders/{id}/estimates", tag = "estimates",
     request_body = SendEstimate,
-    params(("id" = String, Path, description = "Work order id")),
+    params(("id" = String, Path, format = Uuid, description = "Work order id")),
     responses((status = 201, description = "Sent", body = SentEstimate,
         headers(("Location" = String, description = "The work order's estimates")))))]
 pub async fn send_estimate(
@@ -165,7 +165,7 @@ pub async fn send_estimate(
 
 /// Every estimate sent for a work order, newest first, as each was sent.
 #[utoipa::path(get, path = "/api/work-orders/{id}/estimates", tag = "estimates",
-    params(("id" = String, Path, description = "Work order id")),
+    params(("id" = String, Path, format = Uuid, description = "Work order id")),
     responses((status = 200, description = "The estimates", body = EstimateList)))]
 pub async fn list_estimates(
     State(state): State<AppState>,
@@ -189,7 +189,7 @@ pub async fn list_estimates(
 /// the authorisation. An unknown token is 404; an expired or outdated one 409.
 #[utoipa::path(get, path = "/api/approvals/{token}", tag = "estimates",
     security(()),
-    params(("token" = String, Path, description = "The approval link's token")),
+    params(("token" = String, Path, min_length = 43, max_length = 43, pattern = r"^[A-Za-z0-9_-]{43}$", description = "The approval link's token")),
     responses((status = 200, description = "The estimate", body = Approval)))]
 pub async fn get_approval(
     State(state): State<AppState>,
@@ -211,8 +211,8 @@ pub async fn get_approval(
 #[utoipa::path(put, path = "/api/approvals/{token}/jobs/{jobId}", tag = "estimates",
     security(()),
     request_body = CustomerDecision,
-    params(("token" = String, Path, description = "The approval link's token"),
-        ("jobId" = String, Path, description = "Job id")),
+    params(("token" = String, Path, min_length = 43, max_length = 43, pattern = r"^[A-Za-z0-9_-]{43}$", description = "The approval link's token"),
+        ("jobId" = String, Path, format = Uuid, description = "Job id")),
     responses((status = 200, description = "The estimate with its decisions", body = Approval)))]
 pub async fn decide_by_link(
     State(state): State<AppState>,

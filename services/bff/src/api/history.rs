@@ -166,12 +166,16 @@ pub async fn with_invoices(
 #[into_params(parameter_in = Query)]
 pub struct RecommendedQuery {
     /// Page size: default 50, at most 500.
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
+    #[param(max_length = 1024)]
     pub cursor: Option<String>,
     /// `YYYY-MM-DD`; absent: today in the garage's time zone.
+    #[param(pattern = r"^\d{4}-\d{2}-\d{2}$")]
     pub due_by: Option<String>,
     /// Only this vehicle's.
+    #[param(format = Uuid)]
     pub vehicle_id: Option<String>,
 }
 

@@ -380,7 +380,7 @@ pub async fn propose_jobs(
 /// No sign-in: the token is the authorisation.
 #[utoipa::path(get, path = "/api/approvals/{token}/inspection", tag = "inspections",
     security(()),
-    params(("token" = String, Path, description = "The approval link's token")),
+    params(("token" = String, Path, min_length = 43, max_length = 43, pattern = r"^[A-Za-z0-9_-]{43}$", description = "The approval link's token")),
     responses((status = 200, description = "The inspection", body = Inspection)))]
 pub async fn inspection_by_link(
     State(state): State<AppState>,
@@ -401,7 +401,7 @@ pub async fn inspection_by_link(
 /// A photo of that inspection.
 #[utoipa::path(get, path = "/api/approvals/{token}/photos/{photoId}", tag = "inspections",
     security(()),
-    params(("token" = String, Path, description = "The approval link's token"),
+    params(("token" = String, Path, min_length = 43, max_length = 43, pattern = r"^[A-Za-z0-9_-]{43}$", description = "The approval link's token"),
         ("photoId" = String, Path, format = Uuid, description = "Photo id")),
     responses((status = 200, description = "The photo", content_type = "image/jpeg", body = Vec<u8>)))]
 pub async fn photo_by_link(

@@ -26,17 +26,23 @@ const SERVICE: &str = "billing";
 #[into_params(parameter_in = Query)]
 pub struct InvoiceQuery {
     /// Page size: default 50, at most 500.
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
+    #[param(max_length = 1024)]
     pub cursor: Option<String>,
     /// Comma-separated statuses, e.g. `ISSUED,PARTIALLY_PAID`; absent: any.
+    #[param(max_length = 200)]
     pub status: Option<String>,
+    #[param(format = Uuid)]
     pub customer_id: Option<String>,
     /// Only invoices past their due date with a balance.
     pub overdue_only: Option<bool>,
     /// Issued on or after this ISO date.
+    #[param(pattern = r"^\d{4}-\d{2}-\d{2}$")]
     pub issued_from: Option<String>,
     /// Issued on or before this ISO date.
+    #[param(pattern = r"^\d{4}-\d{2}-\d{2}$")]
     pub issued_to: Option<String>,
 }
 
@@ -83,7 +89,7 @@ pub async fn list_invoices(
 /// An invoice with the customer it is addressed to; when the customer service does not
 /// answer, `customer` is null and `missing` says so.
 #[utoipa::path(get, path = "/api/invoices/{id}", tag = "invoices",
-    params(("id" = String, Path, description = "Invoice id")),
+    params(("id" = String, Path, format = Uuid, description = "Invoice id")),
     responses((status = 200, description = "The invoice, aggregated", body = InvoiceView)))]
 pub async fn get_invoice(
     State(state): State<AppState>,
@@ -130,7 +136,7 @@ async fn fetch(
 /// `VOID` voids the invoice; `action` says which happened.
 #[utoipa::path(put, path = "/api/invoices/{id}/status", tag = "invoices",
     request_body = ChangeInvoiceStatus,
-    params(("id" = String, Path, description = "Invoice id"),
+    params(("id" = String, Path, format = Uuid, description = "Invoice id"),
         ("Idempotency-Key" = Option<String>, Header, description = "For PAID: required with an amount, so a repeated PUT pays once; without an amount the balance is paid once anyway")),
     responses((status = 200, description = "What was done, and the invoice", body = InvoiceStatusChanged)))]
 pub async fn change_status(
@@ -251,7 +257,7 @@ async fn void(
 /// same key with a different payment is refused (422, naming the key).
 #[utoipa::path(post, path = "/api/invoices/{id}/payments", tag = "invoices",
     request_body = RecordPayment,
-    params(("id" = String, Path, description = "Invoice id"),
+    params(("id" = String, Path, format = Uuid, description = "Invoice id"),
         ("Idempotency-Key" = String, Header, description = "Required: names this payment for 24 hours, so a retry pays once; reused for a different payment it is refused with 422")),
     responses((status = 201, description = "The invoice with the payment", body = Invoice, headers(("Location" = String, description = "The invoice")))))]
 pub async fn record_payment(
@@ -287,7 +293,7 @@ pub async fn record_payment(
 /// Void an invoice that has no payment; a reason is required.
 #[utoipa::path(post, path = "/api/invoices/{id}/void", tag = "invoices",
     request_body = VoidInvoice,
-    params(("id" = String, Path, description = "Invoice id")),
+    params(("id" = String, Path, format = Uuid, description = "Invoice id")),
     responses((status = 200, description = "The voided invoice", body = Invoice)))]
 pub async fn void_invoice(
     State(state): State<AppState>,

@@ -30,11 +30,15 @@ pub enum ActiveFilter {
 #[into_params(parameter_in = Query)]
 pub struct PartQuery {
     /// Page size: default 50, at most 500.
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
+    #[param(max_length = 1024)]
     pub cursor: Option<String>,
     /// Case-insensitive search over SKU and name.
+    #[param(max_length = 200)]
     pub q: Option<String>,
+    #[param(max_length = 200)]
     pub category: Option<String>,
     /// Only parts at or below their reorder point.
     pub low_stock_only: Option<bool>,
@@ -144,7 +148,7 @@ pub async fn low_stock(
 
 /// A part with its stock.
 #[utoipa::path(get, path = "/api/parts/{id}", tag = "parts",
-    params(("id" = String, Path, description = "Part id")),
+    params(("id" = String, Path, format = Uuid, description = "Part id")),
     responses((status = 200, description = "The part", body = Part)))]
 pub async fn get_part(
     State(state): State<AppState>,
@@ -164,7 +168,7 @@ pub async fn get_part(
 
 /// Change a part; only the fields present change. Stock changes through adjustments.
 #[utoipa::path(put, path = "/api/parts/{id}", tag = "parts", request_body = UpdatePart,
-    params(("id" = String, Path, description = "Part id")),
+    params(("id" = String, Path, format = Uuid, description = "Part id")),
     responses((status = 200, description = "Updated", body = Part)))]
 pub async fn update_part(
     State(state): State<AppState>,
@@ -201,7 +205,7 @@ pub async fn update_part(
 /// Record goods received or a stock correction. Never below zero or below what is reserved.
 #[utoipa::path(post, path = "/api/parts/{id}/stock-adjustments", tag = "parts",
     request_body = AdjustStock,
-    params(("id" = String, Path, description = "Part id"),
+    params(("id" = String, Path, format = Uuid, description = "Part id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 200, description = "The part with its new stock", body = Part)))]
 pub async fn adjust_stock(
@@ -233,7 +237,7 @@ pub async fn adjust_stock(
 
 /// A part's stock ledger, newest first.
 #[utoipa::path(get, path = "/api/parts/{id}/movements", tag = "parts",
-    params(("id" = String, Path, description = "Part id"), PageQuery),
+    params(("id" = String, Path, format = Uuid, description = "Part id"), PageQuery),
     responses((status = 200, description = "A page of movements", body = MovementPage)))]
 pub async fn list_movements(
     State(state): State<AppState>,

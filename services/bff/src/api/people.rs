@@ -119,7 +119,9 @@ pub struct UserPage {
 #[into_params(parameter_in = Query)]
 pub struct UserQuery {
     /// Page size: default 50, at most 500.
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
+    #[param(max_length = 1024)]
     pub cursor: Option<String>,
     /// Also list deactivated people.
     pub include_inactive: Option<bool>,
@@ -259,11 +261,15 @@ pub struct AuditPage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
+    #[param(max_length = 1024)]
     pub cursor: Option<String>,
     /// Only this user's (or API token's) actions.
+    #[param(format = Uuid)]
     pub actor_id: Option<String>,
     /// Only this action, e.g. `invoice.payment-recorded`.
+    #[param(max_length = 100)]
     pub action: Option<String>,
     /// From this instant (RFC 3339).
     pub from: Option<DateTime<Utc>>,
@@ -340,7 +346,7 @@ pub async fn create_user(
 }
 
 #[utoipa::path(get, path = "/api/users/{id}", tag = "people",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, format = Uuid, description = "User id")),
     responses((status = 200, description = "The person", body = User)))]
 pub async fn get_user(
     State(state): State<AppState>,
@@ -361,7 +367,7 @@ pub async fn get_user(
 /// Change a person's name or role, or deactivate them (their sessions end at once). The
 /// last active owner cannot be demoted or deactivated.
 #[utoipa::path(put, path = "/api/users/{id}", tag = "people", request_body = UpdateUser,
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, format = Uuid, description = "User id")),
     responses((status = 200, description = "Changed", body = User)))]
 pub async fn update_user(
     State(state): State<AppState>,
@@ -391,7 +397,7 @@ pub async fn update_user(
 
 /// A new one-time password for a person (shown once); their sessions end.
 #[utoipa::path(post, path = "/api/users/{id}/password-reset", tag = "people",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, format = Uuid, description = "User id")),
     responses((status = 200, description = "Reset", body = PasswordReset)))]
 pub async fn reset_password(
     State(state): State<AppState>,
@@ -484,7 +490,7 @@ pub async fn create_api_token(
 
 /// Revoke an API token: refused from now on.
 #[utoipa::path(delete, path = "/api/api-tokens/{id}", tag = "people",
-    params(("id" = String, Path, description = "API token id")),
+    params(("id" = String, Path, format = Uuid, description = "API token id")),
     responses((status = 200, description = "Revoked", body = ApiToken)))]
 pub async fn revoke_api_token(
     State(state): State<AppState>,

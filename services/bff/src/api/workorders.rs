@@ -27,12 +27,17 @@ const SERVICE: &str = "workorder";
 #[into_params(parameter_in = Query)]
 pub struct WorkOrderQuery {
     /// Page size: default 50, at most 500.
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
+    #[param(max_length = 1024)]
     pub cursor: Option<String>,
     /// Comma-separated statuses, e.g. `OPEN,IN_PROGRESS`; absent: any.
+    #[param(max_length = 200)]
     pub status: Option<String>,
+    #[param(format = Uuid)]
     pub customer_id: Option<String>,
+    #[param(format = Uuid)]
     pub vehicle_id: Option<String>,
 }
 
@@ -41,6 +46,7 @@ pub struct WorkOrderQuery {
 #[into_params(parameter_in = Query)]
 pub struct VersionQuery {
     /// The work order's `audit.version` the change is based on; absent or 0 skips the check.
+    #[param(minimum = 0)]
     pub expected_version: Option<i64>,
 }
 
@@ -125,7 +131,7 @@ pub async fn create_work_order(
 /// A work order with its customer, vehicle and, once invoiced, its invoice. What the
 /// customer or billing service could not give is named in `missing`.
 #[utoipa::path(get, path = "/api/work-orders/{id}", tag = "work orders",
-    params(("id" = String, Path, description = "Work order id")),
+    params(("id" = String, Path, format = Uuid, description = "Work order id")),
     responses((status = 200, description = "The work order, aggregated", body = WorkOrderView)))]
 pub async fn get_work_order(
     State(state): State<AppState>,
@@ -248,7 +254,7 @@ pub fn describe_failure(what: &str, status: &tonic::Status) -> String {
 /// Move a work order through its life cycle. `INVOICED` is reached only through billing.
 #[utoipa::path(put, path = "/api/work-orders/{id}/status", tag = "work orders",
     request_body = ChangeWorkOrderStatus,
-    params(("id" = String, Path, description = "Work order id")),
+    params(("id" = String, Path, format = Uuid, description = "Work order id")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn change_status(
     State(state): State<AppState>,
@@ -278,7 +284,7 @@ pub async fn change_status(
 /// Replace a work order's notes.
 #[utoipa::path(put, path = "/api/work-orders/{id}/notes", tag = "work orders",
     request_body = UpdateNotes,
-    params(("id" = String, Path, description = "Work order id")),
+    params(("id" = String, Path, format = Uuid, description = "Work order id")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn update_notes(
     State(state): State<AppState>,
@@ -307,7 +313,7 @@ pub async fn update_notes(
 /// Add a part line; inventory then reserves the parts (or the order waits for them).
 #[utoipa::path(post, path = "/api/work-orders/{id}/line-items", tag = "work orders",
     request_body = AddPartLine,
-    params(("id" = String, Path, description = "Work order id"),
+    params(("id" = String, Path, format = Uuid, description = "Work order id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds no second line")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn add_part_line(
@@ -340,8 +346,8 @@ pub async fn add_part_line(
 
 /// Remove a part line (its reservation is released).
 #[utoipa::path(delete, path = "/api/work-orders/{id}/line-items/{lineId}", tag = "work orders",
-    params(("id" = String, Path, description = "Work order id"),
-        ("lineId" = String, Path, description = "Part line id"), VersionQuery),
+    params(("id" = String, Path, format = Uuid, description = "Work order id"),
+        ("lineId" = String, Path, format = Uuid, description = "Part line id"), VersionQuery),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn remove_part_line(
     State(state): State<AppState>,
@@ -370,7 +376,7 @@ pub async fn remove_part_line(
 /// Add a labour line; without `hourlyRate` the garage's rate applies.
 #[utoipa::path(post, path = "/api/work-orders/{id}/labor", tag = "work orders",
     request_body = AddLaborLine,
-    params(("id" = String, Path, description = "Work order id"),
+    params(("id" = String, Path, format = Uuid, description = "Work order id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds no second line")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn add_labor_line(
@@ -405,8 +411,8 @@ pub async fn add_labor_line(
 
 /// Remove a labour line.
 #[utoipa::path(delete, path = "/api/work-orders/{id}/labor/{lineId}", tag = "work orders",
-    params(("id" = String, Path, description = "Work order id"),
-        ("lineId" = String, Path, description = "Labour line id"), VersionQuery),
+    params(("id" = String, Path, format = Uuid, description = "Work order id"),
+        ("lineId" = String, Path, format = Uuid, description = "Labour line id"), VersionQuery),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn remove_labor_line(
     State(state): State<AppState>,
@@ -434,7 +440,7 @@ pub async fn remove_labor_line(
 
 /// Ask inventory again to reserve the part lines whose reservation failed.
 #[utoipa::path(post, path = "/api/work-orders/{id}/retry-reservation", tag = "work orders",
-    params(("id" = String, Path, description = "Work order id"), VersionQuery,
+    params(("id" = String, Path, format = Uuid, description = "Work order id"), VersionQuery,
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry announces nothing again")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn retry_reservation(
