@@ -162,6 +162,14 @@ impl Modify for ErrorResponses {
                 let Some(operation) = operation else { continue };
                 let has_body = operation.request_body.is_some();
                 let writes = method != HttpMethod::Get;
+                // A record the request names, in its path, a filter or its body, may not exist;
+                // `/api/auth/...` answers 404 to an API token, which is no user.
+                let names_a_record = has_path_params
+                    || has_body
+                    || path.starts_with("/api/auth/")
+                    || operation.parameters.iter().flatten().any(
+                        |p| matches!(p, utoipa::openapi::RefOr::T(p) if p.name.ends_with("Id")),
+                    );
                 let mut add = |status: &str, description: &str| add(operation, status, description);
                 if has_body {
                     add("400", "The body is not valid JSON");
@@ -174,8 +182,11 @@ impl Modify for ErrorResponses {
                         "A field, parameter or the body's shape is invalid (unknown fields are named); `errors` lists each",
                     );
                 }
-                if has_path_params {
-                    add("404", "No such resource");
+                if names_a_record {
+                    add(
+                        "404",
+                        "No such resource, or a record the request names does not exist",
+                    );
                 }
                 if !crate::auth::is_public(path) {
                     add(

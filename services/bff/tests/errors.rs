@@ -571,3 +571,34 @@ async fn bodies_that_are_not_objects_are_refused_and_change_nothing(pool: PgPool
     assert_eq!(unchanged["audit"], part["audit"], "{unchanged}");
     garage.stop().await;
 }
+
+#[sqlx::test(migrator = "carerp_identity::MIGRATOR")]
+async fn a_body_wrong_in_many_places_is_refused_with_the_first_twenty_reasons(pool: PgPool) {
+    // Eighty times the same item: seventy-nine reasons, more than a status carries in its
+    // trailers (this answered 500 before the service reported at most twenty).
+    let garage = Garage::start(pool).await;
+    let items: Vec<_> = (0..80)
+        .map(|_| json!({"section": "Brakes", "label": "Front pads"}))
+        .collect();
+    let refused = garage
+        .post(
+            "/api/inspection-templates",
+            json!({"name": "Twice over", "items": items}),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field_errors(&refused).len(), 20, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("and 59 more"),
+        "{refused}"
+    );
+    let listed = garage
+        .get("/api/inspection-templates")
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        !listed.to_string().contains("Twice over"),
+        "nothing saved: {listed}"
+    );
+    garage.stop().await;
+}

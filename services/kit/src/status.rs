@@ -98,13 +98,29 @@ impl std::fmt::Display for Violations {
 
 impl std::error::Error for Violations {}
 
-/// INVALID_ARGUMENT with a `BadRequest` detail per field.
+/// Violations a status carries at most. It travels in HTTP/2 trailers, message and details
+/// both, which the peer bounds (16 KiB by default): a request wrong in a hundred places would
+/// otherwise come back as a broken stream instead of a refusal.
+pub const MAX_REPORTED_VIOLATIONS: usize = 20;
+
+/// INVALID_ARGUMENT with a `BadRequest` detail per field, the first
+/// [`MAX_REPORTED_VIOLATIONS`] of them; the message says how many more there are.
 pub fn invalid_argument(violations: &Violations) -> Status {
+    let all = violations.as_slice();
+    let reported = &all[..all.len().min(MAX_REPORTED_VIOLATIONS)];
     let mut details = ErrorDetails::new();
-    for v in violations.as_slice() {
+    for v in reported {
         details.add_bad_request_violation(v.field.clone(), v.description.clone());
     }
-    Status::with_error_details(Code::InvalidArgument, violations.to_string(), details)
+    let parts: Vec<String> = reported.iter().map(ToString::to_string).collect();
+    let mut message = format!("invalid request: {}", parts.join("; "));
+    if all.len() > reported.len() {
+        message.push_str(&format!(
+            "; and {} more (fix these first)",
+            all.len() - reported.len()
+        ));
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
 /// INVALID_ARGUMENT for a single field.
@@ -244,6 +260,29 @@ pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_wrong_in_many_places_reports_the_first_twenty_and_counts_the_rest() {
+        let mut v = Violations::new();
+        for n in 0..500 {
+            v.add(
+                format!("items[{n}].label"),
+                format!("\"{n}\" is already an item of section \"Brakes and tyres\""),
+            );
+        }
+        let status = invalid_argument(&v);
+        let reported = field_violations(&status);
+        assert_eq!(reported, &v.as_slice()[..MAX_REPORTED_VIOLATIONS]);
+        assert!(
+            status
+                .message()
+                .ends_with("; and 480 more (fix these first)"),
+            "{}",
+            status.message()
+        );
+        // Both travel in the trailers; together well under the 16 KiB a peer accepts.
+        assert!(status.message().len() + status.details().len() < 8 * 1024);
+    }
 
     #[test]
     fn invalid_argument_carries_every_field_in_details_and_message() {

@@ -21,7 +21,7 @@ pub struct CannedPart {
 pub struct CannedLabor {
     #[schema(min_length = 1, max_length = 500)]
     pub description: String,
-    #[schema(minimum = 1, maximum = 6000)]
+    #[schema(minimum = 1, maximum = 44_640)]
     pub minutes: i32,
 }
 
