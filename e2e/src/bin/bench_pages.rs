@@ -212,46 +212,33 @@ async fn estimate_pages(
         .as_array()
         .context("no inspection items")?
         .clone();
-    for (n, item) in items.iter().take(PHOTOS).enumerate() {
+    // The first PHOTOS items are findings with a photo each; the others are fine.
+    for (n, item) in items.iter().enumerate() {
         let item_id = item["id"].as_str().context("no item id")?;
+        let rating = if n < PHOTOS {
+            json!({"rating": "ADVISE", "note": format!("Finding {n}: worn, see the photo")})
+        } else {
+            json!({"rating": "OK"})
+        };
         ok(api(
             reqwest::Method::PUT,
             format!("/api/work-orders/{id}/inspection/items/{item_id}"),
         )
-        .json(&json!({"rating": "ADVISE", "note": format!("Finding {n}: worn, see the photo")}))
+        .json(&rating)
         .send()
         .await?)
         .await?;
-        ok(api(
-            reqwest::Method::POST,
-            format!("/api/work-orders/{id}/inspection/items/{item_id}/photos"),
-        )
-        .header("content-type", "image/jpeg")
-        .body(photo(n)?)
-        .send()
-        .await?)
-        .await?;
-    }
-    for item in items.iter().skip(PHOTOS) {
-        let item_id = item["id"].as_str().context("no item id")?;
-        ok(api(
-            reqwest::Method::PUT,
-            format!("/api/work-orders/{id}/inspection/items/{item_id}"),
-        )
-        .json(&json!({"rating": "OK"}))
-        .send()
-        .await?)
-        .await?;
-    }
-    for step in ["complete", "jobs"] {
-        ok(api(
-            reqwest::Method::POST,
-            format!("/api/work-orders/{id}/inspection/{step}"),
-        )
-        .json(&json!({}))
-        .send()
-        .await?)
-        .await?;
+        if n < PHOTOS {
+            ok(api(
+                reqwest::Method::POST,
+                format!("/api/work-orders/{id}/inspection/items/{item_id}/photos"),
+            )
+            .header("content-type", "image/jpeg")
+            .body(photo(n)?)
+            .send()
+            .await?)
+            .await?;
+        }
     }
     // An estimate says what each job costs: half an hour of labour per finding.
     let order = ok(api(reqwest::Method::GET, format!("/api/work-orders/{id}"))
