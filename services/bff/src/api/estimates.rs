@@ -8,11 +8,16 @@ use carerp_proto::workorder::v1 as pb;
 
 use super::workorders::VersionQuery;
 use super::{AppState, Created, IdempotencyKey, created};
+use carerp_kit::RequestContext;
+
 use crate::body::{JsonBody, QueryParams};
+use crate::clients::Clients;
+use crate::config::BffConfig;
 use crate::edge::Ctx;
+use crate::email::{EmailConfig, EstimateEmail, Mailer, NotDelivered, recipient};
 use crate::models::{
-    AddJob, Approval, CustomerDecision, DecideJob, Estimate, EstimateList, SendEstimate,
-    SentEstimate, WorkOrder,
+    AddJob, Approval, CustomerDecision, DecideJob, Delivery, EmailSent, Estimate, EstimateList,
+    SendEstimate, SentEstimate, WorkOrder,
 };
 use crate::problem::ApiError;
 
@@ -120,33 +125,34 @@ pub async fn decide_job(
 }
 
 /// Send the estimate: the PROPOSED jobs are kept as the next version, an OPEN order moves to
-/// ESTIMATE, and the approval link is answered, once.
+/// ESTIMATE, and the approval link is answered, once. With `"deliver": "EMAIL"` the link is
+/// also emailed to the customer: refused (409, nothing sent) when emailing is not configured
+/// or the customer has no email address; when the mail server fails afterwards the estimate
+/// stands and `email.delivered` is false with the reason.
 #[utoipa::path(post, path = "/api/work-orders/{id}/estimates", tag = "estimates",
     request_body = SendEstimate,
     params(("id" = String, Path, description = "Work order id")),
     responses((status = 201, description = "Sent", body = SentEstimate,
-        headers(("Location" = String, description = "The work order's estimates")))))]
+        headers(("Location" = String, description = "The work order's estimates"))),
+        (status = 409, description = "Emailing is not configured, or the customer has no email address: nothing was sent", body = crate::problem::Problem)))]
 pub async fn send_estimate(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
+    headers: http::HeaderMap,
     JsonBody(body): JsonBody<SendEstimate>,
 ) -> Result<Created<SentEstimate>, ApiError> {
-    let clients = &state.clients;
-    let sent = clients
-        .workorder
-        .clone()
-        .send_estimate(clients.request(
-            &ctx,
-            pb::SendEstimateRequest {
-                work_order_id: id.clone(),
-                expected_version: body.expected_version,
-            },
-        ))
-        .await
-        .map_err(ApiError::grpc(SERVICE))?
-        .into_inner();
-    let (Some(order), Some(estimate)) = (sent.work_order, sent.estimate) else {
+    let sent = send(
+        &state.clients,
+        state.delivery.as_ref(),
+        &ctx,
+        &id,
+        body.expected_version,
+        body.deliver,
+        crate::email::origin_of(&headers),
+    )
+    .await?;
+    let (Some(order), Some(estimate)) = (sent.sent.work_order, sent.sent.estimate) else {
         return Err(ApiError::Grpc {
             service: SERVICE,
             status: tonic::Status::internal("an estimate was answered without its work order"),
@@ -157,10 +163,182 @@ pub async fn send_estimate(
         SentEstimate {
             work_order: order.into(),
             estimate: estimate.into(),
-            approval_path: approval_path(&sent.approval_token),
-            approval_token: sent.approval_token,
+            approval_path: approval_path(&sent.sent.approval_token),
+            approval_token: sent.sent.approval_token,
+            email: sent.email,
         },
     ))
+}
+
+/// How estimates are emailed: the mail server, and what the mail says of the garage.
+#[derive(Clone, Debug)]
+pub struct EstimateMailer {
+    mailer: Mailer,
+    public_url: Option<String>,
+    garage: String,
+    zone: jiff::tz::TimeZone,
+}
+
+impl EstimateMailer {
+    pub fn new(config: &BffConfig, email: &EmailConfig) -> anyhow::Result<Self> {
+        let settings = &config.service.settings;
+        Ok(Self {
+            mailer: Mailer::new(email)?,
+            public_url: config.public_url.clone(),
+            garage: settings.garage.name.clone(),
+            zone: jiff::tz::TimeZone::get(&settings.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
+        })
+    }
+
+    /// When a link stops working, on the garage's clock: "8 May 2026, 14:30 CEST".
+    fn expiry(&self, at: Option<&prost_types::Timestamp>) -> String {
+        at.and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok())
+            .map(|t| {
+                t.to_zoned(self.zone.clone())
+                    .strftime("%-d %B %Y, %H:%M %Z")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "7 days from now".into())
+    }
+}
+
+/// What sending gave: the work order service's answer (with the token, once) and, when
+/// emailed, what became of the email.
+pub struct Sent {
+    pub sent: pb::SendEstimateResponse,
+    pub email: Option<EmailSent>,
+}
+
+fn refused(detail: String) -> ApiError {
+    ApiError::Status(http::StatusCode::CONFLICT, detail)
+}
+
+/// Sends the estimate, and with [`Delivery::Email`] emails its link: the REST route's and
+/// the web page's one way of doing it.
+///
+/// Everything that can refuse the email is checked first (emailing configured, the
+/// customer's address, where the link points), so a refusal sends nothing; only the mail
+/// server's own failure can come after the estimate version exists, and it is answered as
+/// such (`delivered: false`), never as a failed request the caller would retry.
+pub async fn send(
+    clients: &Clients,
+    mailer: Option<&EstimateMailer>,
+    ctx: &RequestContext,
+    id: &str,
+    expected_version: i64,
+    deliver: Delivery,
+    origin: Option<String>,
+) -> Result<Sent, ApiError> {
+    let email = match deliver {
+        Delivery::Link => None,
+        Delivery::Email => Some(prepare_email(clients, mailer, ctx, id, origin).await?),
+    };
+    let sent = clients
+        .workorder
+        .clone()
+        .send_estimate(clients.request(
+            ctx,
+            pb::SendEstimateRequest {
+                work_order_id: id.to_string(),
+                expected_version,
+            },
+        ))
+        .await
+        .map_err(ApiError::grpc(SERVICE))?
+        .into_inner();
+    let Some((mailer, to, customer_name, base)) = email else {
+        return Ok(Sent { sent, email: None });
+    };
+    let estimate = sent.estimate.clone().unwrap_or_default();
+    let number = sent
+        .work_order
+        .as_ref()
+        .map(|o| o.number.clone())
+        .unwrap_or_default();
+    let link = format!("{base}{}", approval_path(&sent.approval_token));
+    let expires = mailer.expiry(estimate.link_expires_at.as_ref());
+    let mail = EstimateEmail {
+        garage: &mailer.garage,
+        customer_name: &customer_name,
+        number: &number,
+        version: estimate.version,
+        link: &link,
+        expires: &expires,
+    };
+    let outcome = mailer.mailer.send_estimate(&to, &mail).await;
+    let error = match outcome {
+        Ok(()) => {
+            tracing::info!(work_order = %id, version = estimate.version, "estimate emailed to the customer");
+            None
+        }
+        Err(NotDelivered(reason)) => {
+            tracing::warn!(work_order = %id, version = estimate.version, error = %reason,
+                "the estimate was sent but its email was not delivered");
+            Some(reason)
+        }
+    };
+    Ok(Sent {
+        sent,
+        email: Some(EmailSent {
+            to: to.to_string(),
+            delivered: error.is_none(),
+            error,
+        }),
+    })
+}
+
+/// Checks everything the email needs before anything is sent: the mailer, the customer's
+/// address (through the work order), and the origin links start with.
+async fn prepare_email<'m>(
+    clients: &Clients,
+    mailer: Option<&'m EstimateMailer>,
+    ctx: &RequestContext,
+    id: &str,
+    origin: Option<String>,
+) -> Result<(&'m EstimateMailer, lettre::Address, String, String), ApiError> {
+    let Some(mailer) = mailer else {
+        return Err(refused(
+            "email is not configured for this garage: send the estimate and give the customer its link".into(),
+        ));
+    };
+    let Some(base) = mailer.public_url.clone().or(origin) else {
+        return Err(refused(format!(
+            "the garage's public address is not known ({}), so an emailed link could not be opened",
+            crate::email::PUBLIC_URL
+        )));
+    };
+    let order = clients
+        .workorder
+        .clone()
+        .get_work_order(clients.request(ctx, pb::GetWorkOrderRequest { id: id.to_string() }))
+        .await
+        .map_err(ApiError::grpc(SERVICE))?
+        .into_inner();
+    let customer = clients
+        .customer
+        .clone()
+        .get_customer(clients.request(
+            ctx,
+            carerp_proto::customer::v1::GetCustomerRequest {
+                id: order.customer_id,
+            },
+        ))
+        .await
+        .map_err(ApiError::grpc("customer"))?
+        .into_inner();
+    if customer.email.trim().is_empty() {
+        return Err(refused(format!(
+            "the customer {} has no email address: add one to their record, or send the estimate and give them its link",
+            customer.name
+        )));
+    }
+    let Some(to) = recipient(&customer.email) else {
+        return Err(refused(format!(
+            "the customer's email address {:?} cannot receive mail: correct it on their record",
+            customer.email
+        )));
+    };
+    Ok((mailer, to, customer.name, base))
 }
 
 /// Every estimate sent for a work order, newest first, as each was sent.
