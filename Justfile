@@ -109,7 +109,8 @@ bench-rest:
     cargo build --release --bin carerp-operator --bin carerp-customer --bin carerp-workorder --bin carerp-inventory --bin carerp-billing --bin carerp-identity --bin carerp-bff --bin bench-rest
     cargo run --release --bin bench-rest
 
-# The web app's pages with the demo garage: each page's p50/p99 (target p99 under 30 ms) and
+# The web app's pages with the demo garage, the inspection page with 10 photos and the
+# customer's approval page among them: each page's p50/p99 (target p99 under 30 ms) and
 # the KiB a first and a repeat visit transfer; figures also in target/bench/bench.json.
 bench-pages:
     cargo build --release --bin carerp-operator --bin carerp-customer --bin carerp-workorder --bin carerp-inventory --bin carerp-billing --bin carerp-identity --bin carerp-bff --bin bench-pages

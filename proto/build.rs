@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "carerp/workorder/v1/workorder.proto",
     "carerp/workorder/v1/inspection.proto",
     "carerp/workorder/v1/canned_job.proto",
+    "carerp/workorder/v1/history.proto",
     "carerp/inventory/v1/inventory.proto",
     "carerp/billing/v1/billing.proto",
     "carerp/identity/v1/identity.proto",

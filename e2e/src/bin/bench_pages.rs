@@ -52,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
         signed_in.status()
     );
 
-    let pages = pages(&http, &base).await?;
+    let mut pages = pages(&http, &base).await?;
+    pages.extend(estimate_pages(&http, &base, &tenant.owner_email).await?);
     let mut figures = BTreeMap::new();
     let mut assets_seen = BTreeMap::new();
     println!(
@@ -142,8 +143,166 @@ async fn pages(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<String>
         "/people".into(),
         "/audit".into(),
         "/password".into(),
+        "/canned-jobs".into(),
+        "/inspection-templates".into(),
+        "/recommended-work".into(),
     ]);
     Ok(pages)
+}
+
+/// Photos on the inspection the benchmark renders.
+const PHOTOS: usize = 10;
+
+/// A work order of the demo's first vehicle built through the REST API as the owner: an
+/// inspection with [`PHOTOS`] findings, each with a photo (1600 × 1200 JPEGs) and turned into
+/// a job of half an hour, and the estimate of those jobs sent.
+/// Answers its inspection page and the customer's approval page.
+async fn estimate_pages(
+    http: &reqwest::Client,
+    base: &str,
+    owner_email: &str,
+) -> anyhow::Result<Vec<String>> {
+    let login = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": owner_email, "password": OWNER_PASSWORD}))
+        .send()
+        .await?;
+    ensure!(
+        login.status().is_success(),
+        "login answered {}",
+        login.status()
+    );
+    let token = login.json::<serde_json::Value>().await?["accessToken"]
+        .as_str()
+        .context("no access token")?
+        .to_string();
+    let api = |method: reqwest::Method, path: String| {
+        http.request(method, format!("{base}{path}"))
+            .bearer_auth(&token)
+    };
+    let ok = |answer: reqwest::Response| async move {
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        ensure!(status.is_success(), "answered {status}: {body}");
+        Ok::<_, anyhow::Error>(body)
+    };
+    let vehicles = ok(api(reqwest::Method::GET, "/api/vehicles?limit=1".into())
+        .send()
+        .await?)
+    .await?;
+    let vehicle = &vehicles["items"][0];
+    let order = ok(api(reqwest::Method::POST, "/api/work-orders".into())
+        .json(&json!({"customerId": vehicle["customerId"], "vehicleId": vehicle["id"], "complaint": "Inspection before a long trip", "odometerKm": 88000}))
+        .send()
+        .await?)
+    .await?;
+    let id = order["id"]
+        .as_str()
+        .context("no work order id")?
+        .to_string();
+    let inspection = ok(api(
+        reqwest::Method::POST,
+        format!("/api/work-orders/{id}/inspection"),
+    )
+    .json(&json!({}))
+    .send()
+    .await?)
+    .await?;
+    let items = inspection["items"]
+        .as_array()
+        .context("no inspection items")?
+        .clone();
+    for (n, item) in items.iter().take(PHOTOS).enumerate() {
+        let item_id = item["id"].as_str().context("no item id")?;
+        ok(api(
+            reqwest::Method::PUT,
+            format!("/api/work-orders/{id}/inspection/items/{item_id}"),
+        )
+        .json(&json!({"rating": "ADVISE", "note": format!("Finding {n}: worn, see the photo")}))
+        .send()
+        .await?)
+        .await?;
+        ok(api(
+            reqwest::Method::POST,
+            format!("/api/work-orders/{id}/inspection/items/{item_id}/photos"),
+        )
+        .header("content-type", "image/jpeg")
+        .body(photo(n)?)
+        .send()
+        .await?)
+        .await?;
+    }
+    for item in items.iter().skip(PHOTOS) {
+        let item_id = item["id"].as_str().context("no item id")?;
+        ok(api(
+            reqwest::Method::PUT,
+            format!("/api/work-orders/{id}/inspection/items/{item_id}"),
+        )
+        .json(&json!({"rating": "OK"}))
+        .send()
+        .await?)
+        .await?;
+    }
+    for step in ["complete", "jobs"] {
+        ok(api(
+            reqwest::Method::POST,
+            format!("/api/work-orders/{id}/inspection/{step}"),
+        )
+        .json(&json!({}))
+        .send()
+        .await?)
+        .await?;
+    }
+    // An estimate says what each job costs: half an hour of labour per finding.
+    let order = ok(api(reqwest::Method::GET, format!("/api/work-orders/{id}"))
+        .send()
+        .await?)
+    .await?;
+    let proposed: Vec<String> = order["jobs"]
+        .as_array()
+        .context("no jobs")?
+        .iter()
+        .filter(|job| job["state"] == "PROPOSED")
+        .filter_map(|job| job["id"].as_str().map(String::from))
+        .collect();
+    ensure!(
+        proposed.len() == PHOTOS,
+        "the findings made {} jobs, not {PHOTOS}",
+        proposed.len()
+    );
+    for job in &proposed {
+        ok(api(
+            reqwest::Method::POST,
+            format!("/api/work-orders/{id}/labor"),
+        )
+        .json(&json!({"description": "Replace", "minutes": 30, "jobId": job}))
+        .send()
+        .await?)
+        .await?;
+    }
+    let sent = ok(api(
+        reqwest::Method::POST,
+        format!("/api/work-orders/{id}/estimates"),
+    )
+    .json(&json!({}))
+    .send()
+    .await?)
+    .await?;
+    let approval = sent["approvalPath"]
+        .as_str()
+        .context("no approval path")?
+        .to_string();
+    Ok(vec![format!("/work-orders/{id}/inspection"), approval])
+}
+
+/// A 1600 × 1200 JPEG, different for each `n`, as a phone's camera would send after scaling.
+fn photo(n: usize) -> anyhow::Result<Vec<u8>> {
+    let image = image::RgbImage::from_fn(1600, 1200, |x, y| {
+        image::Rgb([(x / 7) as u8, (y / 5) as u8, (n * 20) as u8])
+    });
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85).encode_image(&image)?;
+    Ok(jpeg)
 }
 
 /// The first `href="<prefix><uuid>"` in `html`.

@@ -17,6 +17,7 @@ use carerp_proto::customer::v1::customer_service_client::CustomerServiceClient;
 use carerp_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use carerp_proto::workorder::v1::canned_job_service_client::CannedJobServiceClient;
+use carerp_proto::workorder::v1::history_service_client::HistoryServiceClient;
 use carerp_proto::workorder::v1::inspection_service_client::InspectionServiceClient;
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -33,6 +34,7 @@ pub struct Clients {
     /// Served by the work order service, over the same channel.
     pub inspection: InspectionServiceClient<DeadlineChannel>,
     pub canned: CannedJobServiceClient<DeadlineChannel>,
+    pub history: HistoryServiceClient<DeadlineChannel>,
     pub inventory: InventoryServiceClient<DeadlineChannel>,
     pub billing: BillingServiceClient<DeadlineChannel>,
     pub identity: IdentityServiceClient<DeadlineChannel>,
@@ -142,7 +144,8 @@ impl Clients {
             )?),
             workorder: WorkOrderServiceClient::new(workorder.clone()),
             inspection: InspectionServiceClient::new(workorder.clone()),
-            canned: CannedJobServiceClient::new(workorder),
+            canned: CannedJobServiceClient::new(workorder.clone()),
+            history: HistoryServiceClient::new(workorder),
             inventory: InventoryServiceClient::new(channel(
                 "INVENTORY_GRPC_URL",
                 &config.inventory_url,

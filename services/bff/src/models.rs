@@ -1326,6 +1326,8 @@ pub struct Dashboard {
 // inspections (after `api_enum!`, which they use)
 
 mod canned;
+mod history;
 mod inspection;
 pub use canned::*;
+pub use history::*;
 pub use inspection::*;

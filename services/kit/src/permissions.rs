@@ -190,6 +190,17 @@ pub const TABLE: &[(&str, Access)] = &[
         "/carerp.workorder.v1.CannedJobService/AddCannedJob",
         WORKSHOP,
     ),
+    // a vehicle's history is read by everyone; following up recommended work is the front
+    // desk's; offering a recommendation again is adding a job.
+    (
+        "/carerp.workorder.v1.HistoryService/GetVehicleHistory",
+        EVERYONE,
+    ),
+    (
+        "/carerp.workorder.v1.HistoryService/ListRecommendedWork",
+        FRONT_DESK,
+    ),
+    ("/carerp.workorder.v1.HistoryService/OfferAgain", WORKSHOP),
     // parts and stock
     ("/carerp.inventory.v1.InventoryService/CreatePart", STOCK),
     ("/carerp.inventory.v1.InventoryService/GetPart", EVERYONE),

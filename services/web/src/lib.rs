@@ -130,6 +130,11 @@ pub fn router(bff: PagesContext<'_>) -> Router {
             post(pages::workorders::add_canned_job),
         )
         .route(
+            "/work-orders/{id}/recommended-jobs",
+            post(pages::history::offer_again),
+        )
+        .route("/recommended-work", get(pages::history::recommended_work))
+        .route(
             "/canned-jobs",
             get(pages::canned_jobs::list).post(pages::canned_jobs::create),
         )

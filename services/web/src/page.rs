@@ -56,7 +56,12 @@ pub mod method {
     pub const ADD_CANNED_JOB: &str = "/carerp.workorder.v1.CannedJobService/AddCannedJob";
     pub const SAVE_CANNED_JOB: &str = "/carerp.workorder.v1.CannedJobService/SaveCannedJob";
     pub const SAVE_TEMPLATE: &str = "/carerp.workorder.v1.InspectionService/SaveTemplate";
+    pub const OFFER_AGAIN: &str = "/carerp.workorder.v1.HistoryService/OfferAgain";
+    pub const LIST_RECOMMENDED_WORK: &str =
+        "/carerp.workorder.v1.HistoryService/ListRecommendedWork";
     pub const ALL: &[&str] = &[
+        OFFER_AGAIN,
+        LIST_RECOMMENDED_WORK,
         ADD_CANNED_JOB,
         SAVE_CANNED_JOB,
         START_INSPECTION,
@@ -117,6 +122,8 @@ pub struct Shell {
 pub struct NavUser {
     pub role: &'static str,
     pub invoices: bool,
+    /// The follow-up list of recommended work.
+    pub recommended: bool,
     pub people: bool,
     pub audit: bool,
     pub api_tokens: bool,
@@ -133,6 +140,7 @@ impl Shell {
             user: caller.map(|caller| NavUser {
                 role: caller.role.as_str(),
                 invoices: caller.can(method::LIST_INVOICES),
+                recommended: caller.can(method::LIST_RECOMMENDED_WORK),
                 people: caller.can(method::LIST_USERS),
                 audit: caller.can(method::LIST_AUDIT),
                 api_tokens: caller.can(method::LIST_API_TOKENS),

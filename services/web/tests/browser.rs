@@ -490,7 +490,8 @@ async fn a_work_order_from_sign_in_to_payment_in_a_real_browser(pool: PgPool) {
 /// The inspect → estimate → approve loop: a technician inspects on a phone-sized screen (a
 /// finding, its photo from the camera button), the findings become jobs, the advisor sends
 /// the estimate, the customer approves one job and declines the other on the link's page,
-/// the work is done, and the invoice holds the approved job only.
+/// the work is done, the invoice holds the approved job only, and the declined job is
+/// offered again at the next visit.
 #[sqlx::test]
 async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPool) {
     let Some((_driver, client)) = browser().await else {
@@ -674,6 +675,48 @@ async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPoo
     assert!(
         !lines.contains("Fit blades"),
         "a declined job is not invoiced: {invoice}"
+    );
+
+    // The next visit: the advisor opens a work order from the vehicle's page, where the
+    // declined job waits as recommended work, and offers it again.
+    client.set_window_size(1440, 900).await.unwrap();
+    client.goto(&garage.url("/")).await.unwrap();
+    fill(&client, "email", &garage.owner_email).await;
+    fill(&client, "password", OWNER_PASSWORD).await;
+    click(&client, "form button[type=submit]").await;
+    wait_for_text(&client, "h1", "Today").await;
+    let vehicle_id = order["vehicleId"].as_str().unwrap();
+    client
+        .goto(&garage.url(&format!("/vehicles/{vehicle_id}")))
+        .await
+        .unwrap();
+    wait_for_text(&client, &format!("#rec-{wiper_job}"), "Declined").await;
+    fill(&client, "complaint", "Annual service").await;
+    click(&client, "#open-work-order button[type=submit]").await;
+    wait_for_text(&client, "#offers", "Recommended from earlier visits").await;
+    photograph(&client, "recommended-at-next-visit").await;
+    click(&client, &format!("#offer-again-{wiper_job}")).await;
+    wait_for_text(&client, "#jobs", jobs[2]["title"].as_str().unwrap()).await;
+    let next_visit = garage
+        .get(&format!(
+            "/api/work-orders?vehicleId={vehicle_id}&status=OPEN"
+        ))
+        .await
+        .expect(StatusCode::OK);
+    let offered = next_visit["items"][0]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|job| job["title"] == jobs[2]["title"])
+        .cloned()
+        .unwrap_or_else(|| panic!("the declined job is offered again: {next_visit}"));
+    assert_eq!(offered["state"], "PROPOSED");
+    assert!(
+        client
+            .find(Locator::Id(&format!("offer-again-{wiper_job}")))
+            .await
+            .is_err(),
+        "offered once, it is no longer recommended"
     );
     client.close().await.unwrap();
     garage.stop().await;

@@ -1005,14 +1005,27 @@ async fn a_customer_is_edited_with_errors_beside_their_fields_and_gets_a_vehicle
 #[sqlx::test]
 async fn a_vehicle_shows_its_work_orders_with_the_odometer_and_their_invoices(pool: PgPool) {
     let garage = Garage::with_pages(pool).await;
-    let invoice = invoice(&garage).await;
-    let order = garage
-        .get(&format!(
-            "/api/work-orders/{}",
-            invoice["workOrderId"].as_str().unwrap()
-        ))
+    let mut order = garage.work_order().await;
+    let id = order["id"].as_str().unwrap().to_string();
+    garage
+        .post(
+            &format!("/api/work-orders/{id}/labor"),
+            json!({"description": "Brake pads", "technician": "Tom", "minutes": 120}),
+        )
         .await
         .expect(StatusCode::OK);
+    for status in ["IN_PROGRESS", "COMPLETED"] {
+        order = garage
+            .put(
+                &format!("/api/work-orders/{id}/status"),
+                json!({"status": status}),
+            )
+            .await
+            .expect(StatusCode::OK);
+    }
+    garage.invoice(&order).await;
+    let list = garage.get("/api/invoices").await.expect(StatusCode::OK);
+    let invoice = list["items"][0].clone();
     let path = format!("/vehicles/{}", order["vehicleId"].as_str().unwrap());
     let owner = garage.owner_browser().await;
     let page = owner.get(&path).await;

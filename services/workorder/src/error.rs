@@ -69,6 +69,9 @@ pub enum Error {
     PartInactive { id: Uuid, sku: String },
     #[error("job {job_id} not found on work order {work_order_id}")]
     JobNotFound { work_order_id: Uuid, job_id: Uuid },
+    /// A job named without its work order (a recommendation offered again).
+    #[error("job {0} not found")]
+    EarlierJobNotFound(Uuid),
     #[error(transparent)]
     Job(#[from] crate::jobs::JobError),
     #[error(transparent)]
@@ -118,6 +121,7 @@ impl From<Error> for Status {
             | Error::VehicleNotFound(_)
             | Error::PartNotFound(_)
             | Error::JobNotFound { .. }
+            | Error::EarlierJobNotFound(_)
             | Error::Link(LinkError::Unknown) => Status::not_found(err.to_string()),
             Error::CustomerArchived(_)
             | Error::Transition(_)

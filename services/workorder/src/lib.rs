@@ -10,6 +10,7 @@ pub mod canned;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod inspection;
 pub mod jobs;
 pub mod peers;
@@ -21,6 +22,7 @@ use carerp_kit::grpc::{self, GrpcService, RunningService};
 use carerp_kit::messaging::Messaging;
 use carerp_kit::{Metrics, ServiceConfig};
 use carerp_proto::workorder::v1::canned_job_service_server::CannedJobServiceServer;
+use carerp_proto::workorder::v1::history_service_server::HistoryServiceServer;
 use carerp_proto::workorder::v1::inspection_service_server::InspectionServiceServer;
 use carerp_proto::workorder::v1::work_order_service_server::WorkOrderServiceServer;
 use sqlx::PgPool;
@@ -61,13 +63,19 @@ pub async fn start_with_pool(
         settings.clone(),
         peers.parts.clone(),
     ));
+    let history = HistoryServiceServer::new(history::api::HistoryApi::new(
+        pool.clone(),
+        settings.clone(),
+        peers.parts.clone(),
+    ));
     let api = api::WorkOrderApi::new(pool.clone(), settings, peers);
     let inspections =
         InspectionServiceServer::new(inspection::api::InspectionApi::new(pool.clone()))
             .max_decoding_message_size(inspection::api::MAX_REQUEST_BYTES);
     let routes = Routes::new(WorkOrderServiceServer::new(api))
         .add_service(inspections)
-        .add_service(canned);
+        .add_service(canned)
+        .add_service(history);
     let metrics = Metrics::new();
     let mut service = grpc::start(
         config.grpc_addr,

@@ -227,6 +227,19 @@ impl PartCatalogue {
             currency: price.currency,
         })
     }
+
+    /// A quote per part, in order; the first part that cannot be quoted refuses them all.
+    pub async fn quote_all(
+        &self,
+        context: &RequestContext,
+        part_ids: &[Uuid],
+    ) -> Result<Vec<Quote>, Error> {
+        let mut quotes = Vec::with_capacity(part_ids.len());
+        for part_id in part_ids {
+            quotes.push(self.quote(context, *part_id).await?);
+        }
+        Ok(quotes)
+    }
 }
 
 fn no_answer(service: &'static str, deadline: Duration) -> Error {

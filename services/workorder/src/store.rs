@@ -294,6 +294,18 @@ pub async fn list_work_orders(
     limit: i64,
 ) -> Result<Vec<WorkOrder>, Error> {
     let mut conn = snapshot(pool).await?;
+    let orders = list_work_orders_in(&mut conn, filter, after, limit).await?;
+    conn.commit().await?;
+    Ok(orders)
+}
+
+/// [`list_work_orders`] within the caller's transaction.
+pub async fn list_work_orders_in(
+    conn: &mut PgConnection,
+    filter: &ListFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<WorkOrder>, Error> {
     let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
     let headers: Vec<Header> = sqlx::query_as(concat!(
         "SELECT ",
@@ -313,9 +325,7 @@ pub async fn list_work_orders(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let orders = with_lines(&mut conn, headers).await?;
-    conn.commit().await?;
-    Ok(orders)
+    with_lines(conn, headers).await
 }
 
 /// How many work orders are in each status that has any.
@@ -328,6 +338,19 @@ pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, Error>
 }
 
 /// Reads a work order and its lines.
+/// The work orders with these ids that exist, newest first.
+pub async fn load_all(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<WorkOrder>, Error> {
+    let headers: Vec<Header> = sqlx::query_as(concat!(
+        "SELECT ",
+        header_columns!(),
+        " FROM work_orders WHERE id = ANY($1) ORDER BY id DESC"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    with_lines(conn, headers).await
+}
+
 pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<WorkOrder, Error> {
     let header: Option<Header> = sqlx::query_as(concat!(
         "SELECT ",

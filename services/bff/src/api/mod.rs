@@ -7,6 +7,7 @@ pub mod customers;
 pub mod dashboard;
 pub mod dead_letters;
 pub mod estimates;
+pub mod history;
 pub mod inspections;
 pub mod invoices;
 pub mod parts;
@@ -152,6 +153,21 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/api/vehicles", get(customers::list_vehicles)),
         route(M::GET, "/api/vehicles/{id}", get(customers::get_vehicle)),
         route(M::PUT, "/api/vehicles/{id}", put(customers::update_vehicle)),
+        route(
+            M::GET,
+            "/api/vehicles/{id}/history",
+            get(history::vehicle_history),
+        ),
+        route(
+            M::GET,
+            "/api/recommended-work",
+            get(history::recommended_work),
+        ),
+        route(
+            M::POST,
+            "/api/work-orders/{id}/recommended-jobs",
+            post(history::offer_again),
+        ),
         route(
             M::GET,
             "/api/work-orders",

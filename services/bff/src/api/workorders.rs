@@ -158,54 +158,61 @@ async fn aggregate(state: &AppState, ctx: &RequestContext, order: pb::WorkOrder)
             id: order.vehicle_id.clone(),
         },
     ));
-    let status = pb::WorkOrderStatus::try_from(order.status).ok();
-    // A completed order may already have its invoice before the order records it.
-    let has_invoice = !order.invoice_id.is_empty()
-        || matches!(
-            status,
-            Some(pb::WorkOrderStatus::Completed | pb::WorkOrderStatus::Invoiced)
-        );
-    let invoice_call = async {
-        if !has_invoice {
-            return None;
-        }
-        let mut billing = clients.billing.clone();
-        Some(if order.invoice_id.is_empty() {
-            billing
-                .get_invoice_by_work_order(clients.request(
-                    ctx,
-                    billing::GetInvoiceByWorkOrderRequest {
-                        work_order_id: order.id.clone(),
-                    },
-                ))
-                .await
-        } else {
-            billing
-                .get_invoice(clients.request(
-                    ctx,
-                    billing::GetInvoiceRequest {
-                        id: order.invoice_id.clone(),
-                    },
-                ))
-                .await
-        })
-    };
+    let invoice_call = invoice_of(clients, ctx, &order);
     let (customer, vehicle, invoice) = tokio::join!(customer_call, vehicle_call, invoice_call);
     let mut missing = Vec::new();
     let customer = keep(customer, "customer", "customer", &mut missing);
     let vehicle = keep(vehicle, "customer", "vehicle", &mut missing);
-    let invoice = match invoice {
-        None => None,
-        // Completed and not invoiced yet.
-        Some(Err(status)) if status.code() == Code::NotFound && order.invoice_id.is_empty() => None,
-        Some(result) => keep(result, "billing", "invoice", &mut missing),
-    };
+    let invoice = invoice.and_then(|result| keep(result, "billing", "invoice", &mut missing));
     WorkOrderView {
         work_order: order.into(),
         customer: customer.map(Into::into),
         vehicle: vehicle.map(Into::into),
         invoice: invoice.map(Into::into),
         missing,
+    }
+}
+
+/// The invoice of a work order: `None` until it may have one (billing issues the invoice of
+/// a completed order before the order records its id), `Some(Err)` when billing failed.
+pub async fn invoice_of(
+    clients: &crate::clients::Clients,
+    ctx: &RequestContext,
+    order: &pb::WorkOrder,
+) -> Option<Result<tonic::Response<billing::Invoice>, tonic::Status>> {
+    let status = pb::WorkOrderStatus::try_from(order.status).ok();
+    let may_have_one = !order.invoice_id.is_empty()
+        || matches!(
+            status,
+            Some(pb::WorkOrderStatus::Completed | pb::WorkOrderStatus::Invoiced)
+        );
+    if !may_have_one {
+        return None;
+    }
+    let mut billing = clients.billing.clone();
+    let found = if order.invoice_id.is_empty() {
+        billing
+            .get_invoice_by_work_order(clients.request(
+                ctx,
+                billing::GetInvoiceByWorkOrderRequest {
+                    work_order_id: order.id.clone(),
+                },
+            ))
+            .await
+    } else {
+        billing
+            .get_invoice(clients.request(
+                ctx,
+                billing::GetInvoiceRequest {
+                    id: order.invoice_id.clone(),
+                },
+            ))
+            .await
+    };
+    match found {
+        // Completed and not invoiced yet.
+        Err(status) if status.code() == Code::NotFound && order.invoice_id.is_empty() => None,
+        found => Some(found),
     }
 }
 

@@ -12,6 +12,7 @@ use carerp_proto::customer::v1 as pb;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
+use super::history::{RecommendationRow, VisitRow};
 use crate::Web;
 use crate::messages::EN;
 use crate::page::{FieldErrors, PageError, Shell, is_refusal, method, missing, render};
@@ -281,7 +282,7 @@ pub struct VehicleRow {
 }
 
 /// Kilometres with the catalogue's grouping.
-fn km(t: &crate::messages::Messages, km: i64) -> String {
+pub fn km(t: &crate::messages::Messages, km: i64) -> String {
     format!("{} {}", crate::format::integer(t, km), t.km)
 }
 
@@ -595,16 +596,6 @@ pub async fn update(
     }
 }
 
-pub struct HistoryRow {
-    pub id: String,
-    pub number: String,
-    pub status: &'static str,
-    pub opened: String,
-    pub odometer: String,
-    pub complaint: String,
-    pub invoice: Option<InvoiceCell>,
-}
-
 pub struct InvoiceCell {
     pub id: String,
     pub number: String,
@@ -666,7 +657,9 @@ struct VehiclePage {
     from_vin: Option<VinFacts>,
     mileage: String,
     owner: Option<(String, String)>,
-    history: Vec<HistoryRow>,
+    history: Vec<VisitRow>,
+    /// Declined or deferred at earlier visits, not offered again yet.
+    recommended: Vec<RecommendationRow>,
     reads_money: bool,
     missing: Vec<&'static str>,
     /// The form that opens a work order for the vehicle, when the role may.
@@ -787,92 +780,19 @@ async fn vehicle_page(
     errors: FieldErrors,
     code: StatusCode,
 ) -> Response {
-    use carerp_proto::billing::v1 as billing;
-    use carerp_proto::workorder::v1 as workorder;
     let t = &EN;
     let clients = &web.clients;
-    let vehicle = match clients
-        .customer
-        .clone()
-        .get_vehicle(clients.request(&caller.ctx, pb::GetVehicleRequest { id: id.clone() }))
-        .await
-    {
+    let mut vehicles = clients.customer.clone();
+    let (vehicle, visits) = tokio::join!(
+        vehicles
+            .get_vehicle(clients.request(&caller.ctx, pb::GetVehicleRequest { id: id.clone() })),
+        super::history::visits_of(web, caller, &id),
+    );
+    let vehicle = match vehicle {
         Ok(vehicle) => vehicle.into_inner(),
         Err(status) => return PageError::from_status(SERVICE, &status).into_response(),
     };
-    let reads_money = caller.can(method::LIST_INVOICES);
-    let page = || {
-        Some(PageRequest {
-            page_size: 500,
-            page_token: String::new(),
-        })
-    };
-    let (mut orders_client, mut billing_client) =
-        (clients.workorder.clone(), clients.billing.clone());
-    let (owner, orders, invoices) = tokio::join!(
-        fetch(web, caller, &vehicle.customer_id),
-        orders_client.list_work_orders(clients.request(
-            &caller.ctx,
-            workorder::ListWorkOrdersRequest {
-                page: page(),
-                vehicle_id: id.clone(),
-                ..Default::default()
-            },
-        )),
-        async {
-            if !reads_money {
-                return Ok(Vec::new());
-            }
-            // Billing lists by customer, not by vehicle: the vehicle's are picked out here.
-            billing_client
-                .list_invoices(clients.request(
-                    &caller.ctx,
-                    billing::ListInvoicesRequest {
-                        page: page(),
-                        customer_id: vehicle.customer_id.clone(),
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .map(|r| r.into_inner().invoices)
-        },
-    );
-    let mut absent = Vec::new();
-    let invoices = invoices.unwrap_or_else(|_| {
-        absent.push(missing(t, "billing"));
-        Vec::new()
-    });
-    let orders = match orders {
-        Ok(list) => list.into_inner().work_orders,
-        Err(_) => {
-            absent.push(missing(t, "workorder"));
-            Vec::new()
-        }
-    };
-    let history = orders
-        .into_iter()
-        .map(|o| HistoryRow {
-            invoice: invoices
-                .iter()
-                .find(|i| i.work_order_id == o.id && i.vehicle_id == id)
-                .map(|i| InvoiceCell {
-                    id: i.id.clone(),
-                    number: i.number.clone(),
-                    status: super::invoices::status_label(t, i.status),
-                    total: crate::format::money_of(t, i.total.as_ref()),
-                }),
-            status: super::workorders::status_label(t, o.status),
-            opened: crate::format::date_time(
-                t,
-                &web.zone,
-                o.audit.as_ref().and_then(|a| a.created_at.as_ref()),
-            ),
-            odometer: km(t, o.odometer_km),
-            complaint: o.complaint,
-            id: o.id,
-            number: o.number,
-        })
-        .collect();
+    let owner = fetch(web, caller, &vehicle.customer_id).await;
     render(
         code,
         &VehiclePage {
@@ -887,9 +807,10 @@ async fn vehicle_page(
             mileage: km(t, vehicle.mileage),
             from_vin: vin_facts(t, &vehicle),
             owner: owner.ok().map(|c| (c.id, c.name)),
-            history,
-            reads_money,
-            missing: absent,
+            history: visits.visits,
+            recommended: visits.recommended,
+            reads_money: caller.can(method::LIST_INVOICES),
+            missing: visits.missing,
             vehicle,
             can_open: caller.can(method::CREATE_WORK_ORDER),
             form,

@@ -5,6 +5,7 @@ pub mod approval;
 pub mod auth;
 pub mod canned_jobs;
 pub mod customers;
+pub mod history;
 pub mod inspections;
 pub mod invoices;
 pub mod live;

@@ -205,7 +205,14 @@ async fn board(
             other => return other.into_response(),
         },
     };
-    let (names, plates, customers_down) = parties(web, caller, &orders).await;
+    let (names, plates, customers_down) = parties(
+        web,
+        caller,
+        orders
+            .iter()
+            .map(|o| (o.customer_id.as_str(), o.vehicle_id.as_str())),
+    )
+    .await;
     if customers_down {
         absent.push(missing(t, "customer"));
     }
@@ -252,7 +259,7 @@ async fn board(
 }
 
 /// The service's words for a refused write, its field violations included.
-fn refusal(status: &tonic::Status) -> String {
+pub fn refusal(status: &tonic::Status) -> String {
     let errors = FieldErrors::from_status(status);
     if errors.is_empty() {
         status.message().to_string()
@@ -268,13 +275,17 @@ fn refusal(status: &tonic::Status) -> String {
 
 type Names = std::collections::HashMap<String, String>;
 
-/// The customers' names and the vehicles' plates of `orders`, each asked once and all at
-/// once; whether the customer service failed to answer any of them.
-async fn parties(web: &Web, caller: &Caller, orders: &[pb::WorkOrder]) -> (Names, Names, bool) {
-    let customer_ids: std::collections::BTreeSet<&str> =
-        orders.iter().map(|o| o.customer_id.as_str()).collect();
-    let vehicle_ids: std::collections::BTreeSet<&str> =
-        orders.iter().map(|o| o.vehicle_id.as_str()).collect();
+/// The customers' names and the vehicles' plates of (customer id, vehicle id) pairs, each
+/// asked once and all at once; whether the customer service failed to answer any of them.
+pub async fn parties<'a>(
+    web: &Web,
+    caller: &Caller,
+    of: impl Iterator<Item = (&'a str, &'a str)>,
+) -> (Names, Names, bool) {
+    let (customer_ids, vehicle_ids): (
+        std::collections::BTreeSet<&str>,
+        std::collections::BTreeSet<&str>,
+    ) = of.unzip();
     let mut asks = tokio::task::JoinSet::new();
     for id in customer_ids {
         let (clients, ctx, id) = (web.clients.clone(), caller.ctx.clone(), id.to_string());
@@ -481,6 +492,8 @@ struct DetailPage {
     parts: Vec<PartChoice>,
     /// The garage's canned jobs, when the caller may add one.
     canned_jobs: Vec<PartChoice>,
+    /// The vehicle's work recommended at its other visits, when the caller may offer it.
+    offers: Vec<super::history::RecommendationRow>,
     /// The jobs a line may go to (PROPOSED and APPROVED), the intake job first.
     job_choices: Vec<PartChoice>,
     moves: Vec<(&'static str, &'static str)>,
@@ -684,7 +697,7 @@ async fn detail_page_with_notes(
         .collect();
     let (mut customers, mut vehicles) = (clients.customer.clone(), clients.customer.clone());
     let can_add_canned = editable && caller.can(method::ADD_CANNED_JOB);
-    let (found_customer, found_vehicle, catalogue, canned) = tokio::join!(
+    let (found_customer, found_vehicle, catalogue, canned, offers) = tokio::join!(
         customers.get_customer(clients.request(
             &caller.ctx,
             customer::GetCustomerRequest {
@@ -737,6 +750,12 @@ async fn detail_page_with_notes(
                     label: c.name,
                 })
                 .collect()
+        },
+        async {
+            if !editable {
+                return Vec::new();
+            }
+            super::history::offers_for(web, caller, &order).await
         },
     );
     let mut absent = Vec::new();
@@ -804,6 +823,7 @@ async fn detail_page_with_notes(
             can_add_job: editable && caller.can(method::ADD_JOB),
             parts,
             canned_jobs: canned,
+            offers,
             job_choices,
             moves,
             can_cancel,
@@ -816,7 +836,7 @@ async fn detail_page_with_notes(
 }
 
 /// A write's answer: back to the page, or the page again with the service's field errors.
-async fn after_write(
+pub async fn after_write(
     web: &Web,
     caller: &Caller,
     id: &str,

@@ -9,7 +9,7 @@ use carerp_proto::workorder::v1::canned_job_service_server::CannedJobService;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use super::store::{self, CannedJob, Pricing};
+use super::store::{self, CannedJob, Package, Pricing};
 use super::{CannedLabor, CannedPart, Draft, check};
 use crate::api::{check_expected_version, optional_id, required_id, timestamp, to_pb};
 use crate::error::Error;
@@ -30,17 +30,17 @@ impl CannedJobApi {
         }
     }
 
-    /// Each part's current quote, in order: an unknown or inactive part is refused, named.
     async fn quotes(
         &self,
         context: &RequestContext,
         parts: &[CannedPart],
     ) -> Result<Vec<Quote>, Error> {
-        let mut quotes = Vec::with_capacity(parts.len());
-        for part in parts {
-            quotes.push(self.parts.quote(context, part.part_id).await?);
-        }
-        Ok(quotes)
+        self.parts
+            .quote_all(
+                context,
+                &parts.iter().map(|part| part.part_id).collect::<Vec<_>>(),
+            )
+            .await
     }
 }
 
@@ -125,13 +125,20 @@ impl CannedJobService for CannedJobApi {
             labor_rate_minor: self.settings.labor_rate_minor,
             currency: &self.settings.currency,
         };
-        let order = store::add_to_order(
+        let package = Package {
+            source: canned.id,
+            title: &canned.name,
+            parts: &canned.parts,
+            labor: &canned.labor,
+            offered_from: None,
+        };
+        let order = store::add_package(
             &self.pool,
             id,
-            &canned,
+            &package,
             &pricing,
             req.expected_version,
-            key.as_ref(),
+            key.as_ref().map(|key| (key, store::ADD_CANNED_JOB)),
         )
         .await?;
         Ok(Response::new(to_pb(order)))

@@ -137,19 +137,33 @@ pub struct Pricing<'a> {
     pub currency: &'a str,
 }
 
-/// The canned job as a PROPOSED job of the order: its parts QUOTED, its labour at the rate.
-pub async fn add_to_order(
+/// Lines to add to a work order as one PROPOSED job: a canned job, or a job declined or
+/// deferred at an earlier visit and offered again.
+pub struct Package<'a> {
+    /// What the idempotency fingerprint names besides the order: the canned job or the job.
+    pub source: Uuid,
+    pub title: &'a str,
+    pub parts: &'a [CannedPart],
+    pub labor: &'a [CannedLabor],
+    /// The earlier job this one offers again; it must still be DECLINED or DEFERRED and not
+    /// offered again already.
+    pub offered_from: Option<Uuid>,
+}
+
+/// The package as a PROPOSED job of the order: its parts QUOTED, its labour at the rate.
+/// `idempotency` is the caller's key and the name of its operation.
+pub async fn add_package(
     pool: &PgPool,
     id: Uuid,
-    canned: &CannedJob,
+    package: &Package<'_>,
     pricing: &Pricing<'_>,
     expected_version: i64,
-    idempotency_key: Option<&Key>,
+    idempotency: Option<(&Key, &'static str)>,
 ) -> Result<WorkOrder, Error> {
     let mut tx = pool.begin().await?;
-    let key = idempotency_key.map(|key| {
-        let fingerprint = idempotency::fingerprint(ADD_CANNED_JOB, &(id, canned.id));
-        (key, ADD_CANNED_JOB, fingerprint)
+    let key = idempotency.map(|(key, operation)| {
+        let fingerprint = idempotency::fingerprint(operation, &(id, package.source));
+        (key, operation, fingerprint)
     });
     let order = match store::lock_keyed(&mut tx, id, expected_version, key).await? {
         Keyed::Write(order) => order,
@@ -160,8 +174,8 @@ pub async fn add_to_order(
     };
     check_room(
         id,
-        (order.part_lines.len(), canned.parts.len()),
-        (order.labor_lines.len(), canned.labor.len()),
+        (order.part_lines.len(), package.parts.len()),
+        (order.labor_lines.len(), package.labor.len()),
     )?;
     for currency in pricing
         .quotes
@@ -171,14 +185,17 @@ pub async fn add_to_order(
     {
         if currency != order.header.currency {
             return Err(Error::Conflict(format!(
-                "canned job \"{}\" is priced in {currency}, but work order {id} is kept in {}",
-                canned.name, order.header.currency
+                "\"{}\" is priced in {currency}, but work order {id} is kept in {}",
+                package.title, order.header.currency
             )));
         }
     }
     let job_id =
-        approval::insert_proposed_job(&mut tx, &order, order.jobs.len(), &canned.name).await?;
-    for (part, quote) in canned.parts.iter().zip(pricing.quotes) {
+        approval::insert_proposed_job(&mut tx, &order, order.jobs.len(), package.title).await?;
+    if let Some(earlier) = package.offered_from {
+        mark_offered_again(&mut tx, job_id, earlier).await?;
+    }
+    for (part, quote) in package.parts.iter().zip(pricing.quotes) {
         store::insert_part_line(
             &mut tx,
             id,
@@ -190,7 +207,7 @@ pub async fn add_to_order(
         )
         .await?;
     }
-    for line in &canned.labor {
+    for line in package.labor {
         let labor = NewLabor {
             description: line.description.clone(),
             technician: String::new(),
@@ -199,7 +216,7 @@ pub async fn add_to_order(
         };
         store::insert_labor_line(&mut tx, id, job_id, &labor).await?;
     }
-    if let Some(key) = idempotency_key {
+    if let Some((key, _)) = idempotency {
         idempotency::finish(&mut tx, key, &job_id).await?;
     }
     store::mark_estimate_outdated(&mut tx, id).await?;
@@ -207,4 +224,35 @@ pub async fn add_to_order(
     let order = store::load(&mut tx, id).await?;
     tx.commit().await?;
     Ok(order)
+}
+
+/// Records that `job_id` offers `earlier` again, while `earlier` is still declined or
+/// deferred; the unique index on `offered_from` keeps a second offer from succeeding.
+async fn mark_offered_again(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    earlier: Uuid,
+) -> Result<(), Error> {
+    let marked = sqlx::query(
+        "UPDATE jobs SET offered_from = $2 WHERE id = $1
+           AND EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND state IN ('DECLINED', 'DEFERRED'))",
+    )
+    .bind(job_id)
+    .bind(earlier)
+    .execute(&mut *tx)
+    .await;
+    let refused = || {
+        Error::Conflict(format!(
+            "job {earlier} is no longer recommended: it was offered again on another work \
+             order, or decided since"
+        ))
+    };
+    match marked {
+        Ok(done) if done.rows_affected() == 1 => Ok(()),
+        Ok(_) => Err(refused()),
+        Err(err) if carerp_kit::status::is_unique_violation(&err, "jobs_offered_from") => {
+            Err(refused())
+        }
+        Err(err) => Err(err.into()),
+    }
 }

@@ -15,6 +15,7 @@ use carerp_proto::inventory::v1 as ipb;
 use carerp_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use carerp_proto::workorder::v1 as pb;
 use carerp_proto::workorder::v1::canned_job_service_client::CannedJobServiceClient;
+use carerp_proto::workorder::v1::history_service_client::HistoryServiceClient;
 use carerp_proto::workorder::v1::inspection_service_client::InspectionServiceClient;
 use carerp_proto::workorder::v1::work_order_service_client::WorkOrderServiceClient;
 use carerp_workorder::Peers;
@@ -159,6 +160,18 @@ impl Garage {
     /// A canned job client (served by the work order service) acting as `role`.
     pub async fn canned_jobs_as(&self, role: Role) -> CannedJobServiceClient<AuthedChannel> {
         CannedJobServiceClient::new(
+            testing::connect(
+                format!("http://{}", self.workorder.grpc_addr),
+                &self.tenant,
+                role,
+            )
+            .await,
+        )
+    }
+
+    /// A history client (served by the work order service) acting as `role`.
+    pub async fn history_as(&self, role: Role) -> HistoryServiceClient<AuthedChannel> {
+        HistoryServiceClient::new(
             testing::connect(
                 format!("http://{}", self.workorder.grpc_addr),
                 &self.tenant,
