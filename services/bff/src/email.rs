@@ -191,6 +191,8 @@ fn describe(err: &lettre::transport::smtp::Error) -> String {
         format!("the mail server refused the message: {err}")
     } else if err.is_timeout() {
         "the mail server did not answer in time".into()
+    } else if err.is_client() || err.is_response() {
+        format!("the mail server could not be used: {err}")
     } else {
         format!("the mail server could not be reached: {err}")
     }

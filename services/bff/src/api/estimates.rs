@@ -126,30 +126,39 @@ pub async fn decide_job(
 
 /// Send the estimate: the PROPOSED jobs are kept as the next version, an OPEN order moves to
 /// ESTIMATE, and the approval link is answered, once. With `"deliver": "EMAIL"` the link is
-/// also emailed to the customer: refused (409, nothing sent) when emailing is not configured
-/// or the customer has no email address; when the mail server fails afterwards the estimate
-/// stands and `email.delivered` is false with the reason.
+/// also emailed to the customer: refused (409, nothing sent, no version) when emailing is not
+/// configured or the customer has no usable email address. When the mail server fails after
+/// the version was saved, the answer is 502 naming the version: the same request with the
+/// same `Idempotency-Key` emails that version again (or, with `LINK`, answers its link), with
+/// a fresh link and no new version.
 #[utoipa::path(post, path = "/api/work-orders/{id}/estimates", tag = "estimates",
     request_body = SendEstimate,
-    params(("id" = String, Path, description = "Work order id")),
+    params(("id" = String, Path, description = "Work order id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry sends no second version, it answers the first with a fresh link (the link answered before stops working)")),
     responses((status = 201, description = "Sent", body = SentEstimate,
         headers(("Location" = String, description = "The work order's estimates"))),
-        (status = 409, description = "Emailing is not configured, or the customer has no email address: nothing was sent", body = crate::problem::Problem)))]
+        (status = 409, description = "Emailing is not configured, or the customer has no email address: nothing was sent", body = crate::problem::Problem),
+        (status = 502, description = "The estimate version was saved but the mail server did not take its email: retry with the same Idempotency-Key", body = crate::problem::Problem)))]
 pub async fn send_estimate(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
     headers: http::HeaderMap,
     JsonBody(body): JsonBody<SendEstimate>,
 ) -> Result<Created<SentEstimate>, ApiError> {
+    let keyed = !key.is_empty();
     let sent = send(
         &state.clients,
         state.delivery.as_ref(),
         &ctx,
-        &id,
-        body.expected_version,
-        body.deliver,
-        crate::email::origin_of(&headers),
+        SendRequest {
+            work_order_id: id.clone(),
+            expected_version: body.expected_version,
+            idempotency_key: key,
+            deliver: body.deliver,
+            origin: crate::email::origin_of(&headers),
+        },
     )
     .await?;
     let (Some(order), Some(estimate)) = (sent.sent.work_order, sent.sent.estimate) else {
@@ -158,6 +167,27 @@ pub async fn send_estimate(
             status: tonic::Status::internal("an estimate was answered without its work order"),
         });
     };
+    if let Some(EmailSent {
+        to,
+        delivered: false,
+        error,
+    }) = &sent.email
+    {
+        let retry = if keyed {
+            "send the same request again with the same Idempotency-Key to email this version again, or with \"deliver\": \"LINK\" to get its link; neither sends a new version"
+        } else {
+            "sending again sends a new version (send an Idempotency-Key to retry this one)"
+        };
+        return Err(ApiError::Status(
+            http::StatusCode::BAD_GATEWAY,
+            format!(
+                "estimate {} of {} was saved, but its email to {to} was not delivered: {}; {retry}",
+                estimate.version,
+                order.number,
+                error.as_deref().unwrap_or("the mail server failed"),
+            ),
+        ));
+    }
     Ok(created(
         format!("/api/work-orders/{id}/estimates"),
         SentEstimate {
@@ -213,25 +243,37 @@ fn refused(detail: String) -> ApiError {
     ApiError::Status(http::StatusCode::CONFLICT, detail)
 }
 
+/// One request to send an estimate, from the REST route or the web page.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub work_order_id: String,
+    pub expected_version: i64,
+    /// Empty: none. The same key again sends no new version (see [`send_estimate`]).
+    pub idempotency_key: String,
+    pub deliver: Delivery,
+    /// The origin the request came to: where an emailed link points without
+    /// `CARERP_PUBLIC_URL`.
+    pub origin: Option<String>,
+}
+
 /// Sends the estimate, and with [`Delivery::Email`] emails its link: the REST route's and
 /// the web page's one way of doing it.
 ///
 /// Everything that can refuse the email is checked first (emailing configured, the
-/// customer's address, where the link points), so a refusal sends nothing; only the mail
-/// server's own failure can come after the estimate version exists, and it is answered as
-/// such (`delivered: false`), never as a failed request the caller would retry.
+/// customer's address, where the link points), so a refusal sends nothing. Only the mail
+/// server's own failure comes after the version exists: it is answered as
+/// `delivered: false` for the caller to report (502 from the REST route), and the caller's
+/// idempotency key lets a retry email the same version instead of sending a new one.
 pub async fn send(
     clients: &Clients,
     mailer: Option<&EstimateMailer>,
     ctx: &RequestContext,
-    id: &str,
-    expected_version: i64,
-    deliver: Delivery,
-    origin: Option<String>,
+    request: SendRequest,
 ) -> Result<Sent, ApiError> {
-    let email = match deliver {
+    let id = request.work_order_id.as_str();
+    let email = match request.deliver {
         Delivery::Link => None,
-        Delivery::Email => Some(prepare_email(clients, mailer, ctx, id, origin).await?),
+        Delivery::Email => Some(prepare_email(clients, mailer, ctx, id, request.origin).await?),
     };
     let sent = clients
         .workorder
@@ -240,7 +282,8 @@ pub async fn send(
             ctx,
             pb::SendEstimateRequest {
                 work_order_id: id.to_string(),
-                expected_version,
+                expected_version: request.expected_version,
+                idempotency_key: request.idempotency_key,
             },
         ))
         .await

@@ -374,6 +374,8 @@ struct Lines {
     can_send_estimate: bool,
     /// Emailing is configured: "Send by email" beside "Send estimate".
     can_email_estimate: bool,
+    /// The send form's idempotency key, new with every rendering.
+    send_key: String,
     /// "Estimate 2 sent" / "... changed since it was sent".
     estimate_note: Option<String>,
     parts: Vec<PartRow>,
@@ -610,6 +612,7 @@ fn lines_of(web: &Web, caller: &Caller, order: &pb::WorkOrder) -> Lines {
         can_remove_jobs: editable && caller.can(method::REMOVE_JOB),
         can_send_estimate: editable && any_proposed && caller.can(method::SEND_ESTIMATE),
         can_email_estimate: web.delivery.is_some(),
+        send_key: uuid::Uuid::now_v7().to_string(),
         estimate_note,
         jobs,
         parts,
@@ -1300,6 +1303,9 @@ struct EstimateSentPage {
     link: String,
     /// Sent by email: to whom, and the mail server's error when it was not delivered.
     email: Option<EmailSent>,
+    /// What "Email again" and "Show the link instead" post after a failed email: the same
+    /// request and key, so neither sends a new version.
+    retry: Option<SendEstimateForm>,
 }
 
 #[derive(Deserialize)]
@@ -1309,6 +1315,10 @@ pub struct SendEstimateForm {
     /// `EMAIL` from the "Send by email" button; absent from "Send estimate".
     #[serde(default)]
     deliver: String,
+    /// New with every rendering of the form: a second submit (or the retry after a failed
+    /// email) sends no second version.
+    #[serde(default)]
+    idempotency_key: String,
 }
 
 /// Sends the estimate (by email too, from "Send by email") and shows its approval link,
@@ -1338,10 +1348,13 @@ pub async fn send_estimate(
         &web.clients,
         web.delivery.as_ref(),
         &caller.ctx,
-        &id,
-        form.expected_version,
-        deliver,
-        origin.clone(),
+        estimates::SendRequest {
+            work_order_id: id.clone(),
+            expected_version: form.expected_version,
+            idempotency_key: form.idempotency_key.clone(),
+            deliver,
+            origin: origin.clone(),
+        },
     )
     .await;
     let Sent { sent, email } = match answer {
@@ -1368,8 +1381,16 @@ pub async fn send_estimate(
     let estimate = sent.estimate.unwrap_or_default();
     let number = sent.work_order.map(|o| o.number).unwrap_or_default();
     let path = estimates::approval_path(&sent.approval_token);
+    // The mail server failed after the version was saved: say so (502, as the REST route),
+    // and offer the same request again rather than the link, which a retry replaces.
+    let failed = email.as_ref().is_some_and(|e| !e.delivered);
+    let (status, retry) = if failed {
+        (StatusCode::BAD_GATEWAY, Some(form))
+    } else {
+        (StatusCode::OK, None)
+    };
     render(
-        StatusCode::OK,
+        status,
         &EstimateSentPage {
             shell: Shell::new(
                 Some(&caller),
@@ -1382,6 +1403,7 @@ pub async fn send_estimate(
             total: format::money_of(t, estimate.total.as_ref()),
             link: origin.unwrap_or_default() + &path,
             email,
+            retry,
         },
     )
 }
