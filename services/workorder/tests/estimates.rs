@@ -675,7 +675,7 @@ async fn a_retried_send_with_its_key_answers_the_same_version_with_a_new_link(po
     let (order, _, wipers) = estimated_order(&mut g).await;
     let keyed = pb::SendEstimateRequest {
         work_order_id: order.id.clone(),
-        expected_version: order.version,
+        expected_version: order.audit.as_ref().unwrap().version,
         idempotency_key: "send-1".into(),
     };
     let first = g
