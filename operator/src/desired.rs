@@ -1563,18 +1563,40 @@ mod tests {
             .into_iter()
             .find(|d| d.metadata.name.as_deref() == Some("bff"))
             .unwrap();
-        let env = bff.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        let env = bff
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
             .env
             .clone()
             .unwrap();
         for (name, key) in [("CARERP_SMTP_URL", "url"), ("CARERP_SMTP_FROM", "from")] {
             let var = env.iter().find(|e| e.name == name).unwrap();
-            assert_eq!(var.value, None, "{name} is never copied into the Deployment");
-            let selector = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-            assert_eq!((selector.name.as_str(), selector.key.as_str()), ("t1-smtp", key));
+            assert_eq!(
+                var.value, None,
+                "{name} is never copied into the Deployment"
+            );
+            let selector = var
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap();
+            assert_eq!(
+                (selector.name.as_str(), selector.key.as_str()),
+                ("t1-smtp", key)
+            );
         }
         assert_eq!(
-            env_of(&objects, "bff").get("CARERP_PUBLIC_URL").map(String::as_str),
+            env_of(&objects, "bff")
+                .get("CARERP_PUBLIC_URL")
+                .map(String::as_str),
             Some("https://t1.example.com")
         );
         // No other service gets the mail server.
@@ -1590,7 +1612,9 @@ mod tests {
         let smtp = objects
             .iter()
             .find_map(|o| match o {
-                Object::NetworkPolicy(p) if p.metadata.name.as_deref() == Some("allow-bff-smtp") => {
+                Object::NetworkPolicy(p)
+                    if p.metadata.name.as_deref() == Some("allow-bff-smtp") =>
+                {
                     Some(p)
                 }
                 _ => None,
