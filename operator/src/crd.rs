@@ -158,6 +158,42 @@ pub struct CarErpTenantSpec {
     /// `carerp-<tenant>-owner` of the tenant's namespace; default `owner@<tenant>.local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<OwnerSpec>,
+    /// Estimates emailed to customers through the garage's mail server; when absent the
+    /// approval link is passed on by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailSpec>,
+}
+
+/// Where the BFF sends estimate emails.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailSpec {
+    /// Secret in the tenant's namespace with the keys `url` (the mail server,
+    /// `smtps://user:password@smtp.example.com` or `smtp://...:587?tls=required`) and `from`
+    /// (the sender, e.g. `ACME Motors <estimates@acme.example>`). The BFF reads both from the
+    /// Secret (`CARERP_SMTP_URL`, `CARERP_SMTP_FROM`); the operator never reads or copies them.
+    pub smtp_secret_ref: SecretRef,
+    /// Ports the BFF may open to the mail server (a NetworkPolicy egress rule); must hold the
+    /// port of the Secret's `url`. Default 465 and 587.
+    #[serde(default = "default_smtp_ports")]
+    #[schemars(length(min = 1, max = 8))]
+    pub ports: Vec<u16>,
+}
+
+/// A Secret in the tenant's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    /// The Secret's name.
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+fn default_smtp_ports() -> Vec<u16> {
+    vec![465, 587]
 }
 
 /// The first owner of a garage.

@@ -770,6 +770,24 @@ service:
         if service == Svc::Bff && self.tenant.spec.ingress.is_some() {
             env.push(plain("BFF_TRUST_FORWARDED_FOR", "true".into()));
         }
+        // Emailed estimates: the mail server and sender stay in the garage's Secret (the pod
+        // reads them from there); the links they carry start at the public entry.
+        if let (Svc::Bff, Some(email)) = (service, &self.tenant.spec.email) {
+            let name = &email.smtp_secret_ref.name;
+            env.push(from("CARERP_SMTP_URL", secret(name.clone(), "url")));
+            env.push(from("CARERP_SMTP_FROM", secret(name.clone(), "from")));
+            if let Some(ingress) = &self.tenant.spec.ingress {
+                let scheme = if ingress.tls_secret_name.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                env.push(plain(
+                    "CARERP_PUBLIC_URL",
+                    format!("{scheme}://{}", ingress.host),
+                ));
+            }
+        }
         env.push(plain("ADMIN_ADDR", format!("0.0.0.0:{ADMIN_PORT}")));
         env.push(plain("NATS_URL", self.config.nats_url.clone()));
         env.push(plain("LOG_FORMAT", "json".into()));
@@ -1073,6 +1091,21 @@ service:
         if otlp_endpoint(self.tenant, self.config).is_some() {
             outside_ports.push(port(4317));
         }
+        // Only the BFF talks to the garage's mail server, and only on the ports given.
+        if let Some(email) = &self.tenant.spec.email {
+            policies.push(self.policy(
+                "allow-bff-smtp",
+                NetworkPolicySpec {
+                    pod_selector: Some(self.pod_selector(Svc::Bff)),
+                    policy_types: Some(vec!["Egress".into()]),
+                    egress: Some(vec![NetworkPolicyEgressRule {
+                        to: None,
+                        ports: Some(email.ports.iter().map(|&p| port(i32::from(p))).collect()),
+                    }]),
+                    ..NetworkPolicySpec::default()
+                },
+            ));
+        }
         policies.push(self.policy(
             "allow-egress",
             NetworkPolicySpec {
@@ -1271,6 +1304,7 @@ mod tests {
                 telemetry: Default::default(),
                 ingress: None,
                 owner: None,
+                email: None,
             },
         );
         for object in desired(&t, &OperatorConfig::example(), &BTreeMap::new(), None) {
@@ -1512,6 +1546,97 @@ mod tests {
             .flatten()
             .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
             .collect()
+    }
+
+    #[test]
+    fn the_bff_reads_the_smtp_secret_by_reference_and_may_reach_its_ports() {
+        let config = OperatorConfig::example();
+        let objects = desired(
+            &tenant(
+                "  ingress:\n    host: t1.example.com\n    tlsSecretName: t1-tls\n  email:\n    smtpSecretRef:\n      name: t1-smtp\n",
+            ),
+            &config,
+            &BTreeMap::new(),
+            None,
+        );
+        let bff = deployments(&objects)
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some("bff"))
+            .unwrap();
+        let env = bff
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap();
+        for (name, key) in [("CARERP_SMTP_URL", "url"), ("CARERP_SMTP_FROM", "from")] {
+            let var = env.iter().find(|e| e.name == name).unwrap();
+            assert_eq!(
+                var.value, None,
+                "{name} is never copied into the Deployment"
+            );
+            let selector = var
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap();
+            assert_eq!(
+                (selector.name.as_str(), selector.key.as_str()),
+                ("t1-smtp", key)
+            );
+        }
+        assert_eq!(
+            env_of(&objects, "bff")
+                .get("CARERP_PUBLIC_URL")
+                .map(String::as_str),
+            Some("https://t1.example.com")
+        );
+        // No other service gets the mail server.
+        for other in ["customer", "workorder", "identity"] {
+            assert!(!env_of(&objects, other).contains_key("CARERP_PUBLIC_URL"));
+            let all = deployments(&objects)
+                .into_iter()
+                .find(|d| d.metadata.name.as_deref() == Some(other))
+                .unwrap();
+            let yaml = serde_saphyr::to_string(all).unwrap();
+            assert!(!yaml.contains("t1-smtp"), "{other}: {yaml}");
+        }
+        let smtp = objects
+            .iter()
+            .find_map(|o| match o {
+                Object::NetworkPolicy(p)
+                    if p.metadata.name.as_deref() == Some("allow-bff-smtp") =>
+                {
+                    Some(p)
+                }
+                _ => None,
+            })
+            .expect("an egress rule to the mail server");
+        let yaml = serde_saphyr::to_string(smtp).unwrap();
+        assert!(yaml.contains("465") && yaml.contains("587"), "{yaml}");
+        assert!(yaml.contains("bff"), "{yaml}");
+
+        // Without email: no variables, no rule.
+        let plain = desired(&tenant(""), &config, &BTreeMap::new(), None);
+        assert!(!env_of(&plain, "bff").contains_key("CARERP_PUBLIC_URL"));
+        let bff_yaml = serde_saphyr::to_string(
+            deployments(&plain)
+                .into_iter()
+                .find(|d| d.metadata.name.as_deref() == Some("bff"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(!bff_yaml.contains("CARERP_SMTP"), "{bff_yaml}");
+        assert!(!plain.iter().any(|o| matches!(o, Object::NetworkPolicy(p)
+            if p.metadata.name.as_deref() == Some("allow-bff-smtp"))));
     }
 
     #[test]

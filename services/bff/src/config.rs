@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use carerp_kit::config::{ConfigError, Database, ServiceConfig};
 
+use crate::email::{EmailConfig, PUBLIC_URL};
+
 /// Everything the BFF needs at start.
 #[derive(Debug, Clone)]
 pub struct BffConfig {
@@ -29,6 +31,13 @@ pub struct BffConfig {
     pub request_timeout: Duration,
     /// Deadline of every gRPC call (`BFF_CALL_TIMEOUT_MS`).
     pub call_timeout: Duration,
+    /// Where customers reach this BFF (`CARERP_PUBLIC_URL`, `https://garage.example`): the
+    /// links that emails carry start with it. `None`: the origin the request came to (as
+    /// the web app's pages show the link).
+    pub public_url: Option<String>,
+    /// The mail server estimates are emailed through (`CARERP_SMTP_URL`,
+    /// `CARERP_SMTP_FROM`); `None`: emailing is off, the link is copied by hand.
+    pub email: Option<EmailConfig>,
 }
 
 impl BffConfig {
@@ -120,7 +129,30 @@ impl BffConfig {
                 });
             }
         }
+        let public_url = match lookup(PUBLIC_URL).filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(value) => {
+                let trimmed = value.trim().trim_end_matches('/');
+                let host = trimmed
+                    .strip_prefix("https://")
+                    .or_else(|| trimmed.strip_prefix("http://"));
+                match host {
+                    Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', '@']) => {
+                        Some(trimmed.to_string())
+                    }
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            name: PUBLIC_URL,
+                            value,
+                            reason: "expected an origin such as https://garage.example".into(),
+                        });
+                    }
+                }
+            }
+        };
         Ok(Self {
+            email: EmailConfig::from_lookup(&lookup)?,
+            public_url,
             service,
             customer_url: url("CUSTOMER_GRPC_URL")?,
             workorder_url: url("WORKORDER_GRPC_URL")?,
@@ -158,6 +190,8 @@ impl BffConfig {
             trust_forwarded_for: false,
             request_timeout: Duration::from_secs(15),
             call_timeout: Duration::from_secs(5),
+            public_url: None,
+            email: None,
         }
     }
 }
@@ -202,6 +236,8 @@ mod tests {
             ("BFF_CALL_TIMEOUT_MS", "0"),
             ("BFF_TRUST_FORWARDED_FOR", "yes"),
             ("BFF_CORS_ORIGINS", "http://a.example,\u{7f}"),
+            ("CARERP_PUBLIC_URL", "garage.example"),
+            ("CARERP_PUBLIC_URL", "https://garage.example/app"),
         ] {
             let mut vars = URLS.to_vec();
             vars.retain(|(k, _)| *k != name);
@@ -209,6 +245,25 @@ mod tests {
             let err = load(&vars).unwrap_err().to_string();
             assert!(err.starts_with(&format!("{name}=")), "{err}");
         }
+    }
+
+    #[test]
+    fn email_is_off_unless_configured_and_the_public_url_is_an_origin() {
+        let config = load(URLS).unwrap();
+        assert!(config.email.is_none());
+        assert!(config.public_url.is_none());
+        let mut vars = URLS.to_vec();
+        vars.extend([
+            ("CARERP_PUBLIC_URL", "https://acme.garages.example/"),
+            ("CARERP_SMTP_URL", "smtps://mailer:pw@smtp.example.com"),
+            ("CARERP_SMTP_FROM", "ACME <estimates@acme.example>"),
+        ]);
+        let config = load(&vars).unwrap();
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://acme.garages.example")
+        );
+        assert!(!format!("{config:?}").contains(":pw@"));
     }
 
     #[test]

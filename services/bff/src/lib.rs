@@ -9,6 +9,7 @@ pub mod body;
 pub mod clients;
 pub mod config;
 pub mod edge;
+pub mod email;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
@@ -204,7 +205,18 @@ pub async fn start_with_pages(
     let http_metrics = metrics::HttpMetrics::register(&registry);
     let authenticator =
         auth::Authenticator::new(config.service.verifying_keys.clone(), clients.clone());
-    let state = AppState { clients };
+    let delivery = match &config.email {
+        Some(email) => {
+            tracing::info!(smtp = %email.redacted_url(), from = %email.from,
+                "estimates can be emailed to customers");
+            Some(api::estimates::EstimateMailer::new(&config, email)?)
+        }
+        None => {
+            tracing::info!("emailing estimates is off (CARERP_SMTP_URL is not set)");
+            None
+        }
+    };
+    let state = AppState { clients, delivery };
     let live = tenant_events::LiveFeed::new();
     let shutdown = CancellationToken::new();
     let pages = pages(PagesContext {

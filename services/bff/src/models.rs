@@ -808,6 +808,35 @@ pub struct SendEstimate {
     #[serde(default)]
     #[schema(minimum = 0)]
     pub expected_version: i64,
+    /// How the customer gets the link: `LINK` (default: the answer carries it, to pass on by
+    /// hand) or `EMAIL` (also emailed to the customer's address on their record).
+    #[serde(default)]
+    pub deliver: Delivery,
+}
+
+/// How an estimate's approval link reaches the customer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Delivery {
+    /// The answer carries the link; the garage passes it on.
+    #[default]
+    Link,
+    /// The BFF emails the link to the customer too.
+    Email,
+}
+
+/// What became of the estimate's email. The estimate is sent either way: when `delivered`
+/// is false the link in the answer is the way to reach the customer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailSent {
+    /// The customer's address it was sent to.
+    pub to: String,
+    /// The mail server accepted it.
+    pub delivered: bool,
+    /// Why it was not delivered (the mail server's answer; never a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -882,6 +911,9 @@ pub struct SentEstimate {
     pub approval_token: String,
     /// The customer's page: `/approve/{approvalToken}` on this server.
     pub approval_path: String,
+    /// With `deliver: EMAIL`: to whom the email went, and whether it was delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailSent>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

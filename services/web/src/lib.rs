@@ -47,6 +47,8 @@ pub struct Web {
     pub zone: jiff::tz::TimeZone,
     pub live: carerp_bff::tenant_events::LiveFeed,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// How estimates are emailed; `None`: not configured for this garage.
+    pub delivery: Option<carerp_bff::api::estimates::EstimateMailer>,
 }
 
 impl Web {
@@ -54,6 +56,7 @@ impl Web {
         let settings = context.config.service.settings.clone();
         Self {
             clients: context.state.clients.clone(),
+            delivery: context.state.delivery.clone(),
             authenticator: context.authenticator.clone(),
             live: context.live.clone(),
             shutdown: context.shutdown.clone(),

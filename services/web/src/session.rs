@@ -280,9 +280,7 @@ pub fn is_same_origin(headers: &HeaderMap) -> bool {
 /// This request's own origin, `https://garage.example` (scheme from `X-Forwarded-Proto`,
 /// host from `Host`): where a link handed to someone else must point.
 pub fn own_origin(headers: &HeaderMap) -> Option<String> {
-    let host = headers.get("host").and_then(|v| v.to_str().ok())?;
-    let scheme = if is_tls(headers) { "https" } else { "http" };
-    Some(format!("{scheme}://{host}"))
+    carerp_bff::email::origin_of(headers)
 }
 
 #[cfg(test)]

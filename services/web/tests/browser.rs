@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Garage, OWNER_PASSWORD};
+use common::{Garage, MailServer, OWNER_PASSWORD};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -497,7 +497,10 @@ async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPoo
     let Some((_driver, client)) = browser().await else {
         return;
     };
-    let garage = Garage::with_pages(pool).await;
+    // The estimate goes out by email, through a real SMTP server; the customer opens the
+    // link the email carries.
+    let smtp = MailServer::start();
+    let garage = Garage::with_email(pool, &smtp.url()).await;
     let order = garage.work_order().await;
     let order_id = order["id"].as_str().unwrap();
     let photo = std::env::temp_dir().join(format!("carerp-brake-{order_id}.png"));
@@ -607,16 +610,23 @@ async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPoo
             .expect(StatusCode::OK);
     }
     client.refresh().await.unwrap();
-    click(&client, "#send-estimate button").await;
-    wait_for_text(&client, "main", "Approval link for the customer").await;
-    let link = client
+    click(&client, "#send-estimate-email").await;
+    wait_for_text(&client, "#emailed", "wanda.web@example.com").await;
+    let shown = client
         .find(Locator::Css("#approval-link"))
         .await
         .unwrap()
-        .attr("value")
+        .text()
         .await
-        .unwrap()
-        .unwrap_or_default();
+        .unwrap();
+    let mail = smtp.received().pop().expect("the estimate email arrived");
+    assert_eq!(mail.to, ["wanda.web@example.com"]);
+    let link = mail.link(&garage.url("/approve/"));
+    assert_eq!(
+        link,
+        shown.trim(),
+        "the email carries the link the page shows"
+    );
     let token = link.rsplit('/').next().unwrap().trim().to_string();
     assert_eq!(token.len(), 43, "{link}");
 
@@ -624,10 +634,7 @@ async fn the_inspection_estimate_and_approval_loop_in_a_real_browser(pool: PgPoo
     click(&client, "form.sign-out button").await;
     wait_for_text(&client, "h1", "Sign in").await;
     client.set_window_size(390, 844).await.unwrap();
-    client
-        .goto(&garage.url(&format!("/approve/{token}")))
-        .await
-        .unwrap();
+    client.goto(&link).await.unwrap();
     wait_for_text(&client, "#approval", "Pads at 2 mm").await;
     wait_for_text(&client, "#inspection", "Inspection findings").await;
     let loaded = client

@@ -446,11 +446,14 @@ impl WorkOrderService for WorkOrderApi {
         let mut v = Violations::new();
         let id = required_id(&mut v, "work_order_id", &req.work_order_id);
         check_expected_version(&mut v, req.expected_version);
+        let key = idempotency_key(&mut v, &req.idempotency_key);
         let Some(id) = id else {
             return Err(Error::Invalid(v).into());
         };
         v.into_result(()).map_err(Error::from)?;
-        let sent = approval::send_estimate(&self.pool, &context, id, req.expected_version).await?;
+        let sent =
+            approval::send_estimate(&self.pool, &context, id, req.expected_version, key.as_ref())
+                .await?;
         Ok(Response::new(pb::SendEstimateResponse {
             work_order: Some(to_pb(sent.order)),
             estimate: Some(estimate_to_pb(sent.estimate)),

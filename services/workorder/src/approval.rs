@@ -24,6 +24,7 @@ use crate::jobs::{self, CUSTOMER_ACTOR, Channel, EstimateContent, JobState, MAX_
 use crate::store::{self, Keyed, WorkOrder};
 
 pub const ADD_JOB: &str = "workorder.add-job";
+pub const SEND_ESTIMATE: &str = "workorder.send-estimate";
 
 /// An approval link's secret: 32 random bytes, sent as 43 characters of URL-safe base64.
 const TOKEN_BYTES: usize = 32;
@@ -291,13 +292,26 @@ pub struct Sent {
 
 /// Keeps the PROPOSED jobs as the next estimate version, outdates the earlier ones, moves an
 /// OPEN order to ESTIMATE and announces `estimate.sent`.
+///
+/// With an idempotency key, a retry (the BFF's email failed, or its answer was lost) sends no
+/// second version: [`reissue_link`] answers the version the key sent with a fresh token.
 pub async fn send_estimate(
     pool: &PgPool,
     context: &RequestContext,
     id: Uuid,
     expected_version: i64,
+    idempotency_key: Option<&Key>,
 ) -> Result<Sent, Error> {
     let mut tx = pool.begin().await?;
+    if let Some(key) = idempotency_key {
+        let fingerprint = idempotency::fingerprint(SEND_ESTIMATE, &(id, expected_version));
+        let claimed = idempotency::begin(&mut tx, key, SEND_ESTIMATE, &fingerprint).await?;
+        if let idempotency::Claimed::Replay(estimate_id) = claimed {
+            let sent = reissue_link(&mut tx, id, estimate_id).await?;
+            tx.commit().await?;
+            return Ok(sent);
+        }
+    }
     let order = store::lock(&mut tx, id, expected_version).await?;
     store::ensure_lines_editable(&order)?;
     let content = jobs::estimate_content(
@@ -308,9 +322,7 @@ pub async fn send_estimate(
         &order.labor_lines,
     )?;
     let version = order.latest_estimate.map_or(0, |mark| mark.version) + 1;
-    let mut secret = [0u8; TOKEN_BYTES];
-    rand::rng().fill_bytes(&mut secret);
-    let token = URL_SAFE_NO_PAD.encode(secret);
+    let token = new_token();
     let estimate_id = Uuid::now_v7();
     let expires_at = Utc::now() + jobs::LINK_LIFETIME;
     store::mark_estimate_outdated(&mut tx, id).await?;
@@ -357,6 +369,9 @@ pub async fn send_estimate(
         &data,
     )
     .await?;
+    if let Some(key) = idempotency_key {
+        idempotency::finish(&mut tx, key, &estimate_id).await?;
+    }
     let estimate = estimate_by_id(&mut tx, estimate_id).await?;
     let order = store::load(&mut tx, id).await?;
     tx.commit().await?;
@@ -365,6 +380,53 @@ pub async fn send_estimate(
         estimate,
         token,
     })
+}
+
+/// A new random token for an estimate already sent, replacing its digest: the link answered
+/// before stops working, the version, its content and expiry stay, and nothing is announced
+/// (the estimate was sent once). Refused when the estimate is outdated, for then its link
+/// would open nothing.
+async fn reissue_link(conn: &mut PgConnection, id: Uuid, estimate_id: Uuid) -> Result<Sent, Error> {
+    // Serialises with every other write of the order (a job changing outdates the estimate).
+    store::lock(conn, id, 0).await?;
+    let estimate = estimate_by_id(conn, estimate_id).await?;
+    if estimate.work_order_id != id {
+        return Err(Error::Conflict(format!(
+            "the idempotency key sent an estimate of another work order ({})",
+            estimate.work_order_id
+        )));
+    }
+    if estimate.link_expires_at <= Utc::now() {
+        return Err(Error::Conflict(format!(
+            "the link of estimate {} sent with this idempotency key has expired: send the estimate again with a new key",
+            estimate.version
+        )));
+    }
+    if estimate.outdated {
+        return Err(Error::Conflict(format!(
+            "estimate {} sent with this idempotency key has changed since, or a newer one was sent: send the estimate again with a new key",
+            estimate.version
+        )));
+    }
+    let token = new_token();
+    sqlx::query("UPDATE estimates SET link_token_sha256 = $2 WHERE id = $1")
+        .bind(estimate_id)
+        .bind(token_digest(&token))
+        .execute(&mut *conn)
+        .await?;
+    let order = store::load(conn, id).await?;
+    Ok(Sent {
+        order,
+        estimate,
+        token,
+    })
+}
+
+/// An approval link's secret, fresh from the operating system's generator.
+fn new_token() -> String {
+    let mut secret = [0u8; TOKEN_BYTES];
+    rand::rng().fill_bytes(&mut secret);
+    URL_SAFE_NO_PAD.encode(secret)
 }
 
 fn token_digest(token: &str) -> Vec<u8> {
@@ -425,6 +487,12 @@ pub(crate) async fn estimate_by_token(
     let estimate: Estimate = row.ok_or(Error::Link(LinkError::Unknown))?.into();
     if estimate.link_expires_at <= Utc::now() {
         return Err(Error::Link(LinkError::Expired(estimate.link_expires_at)));
+    }
+    if estimate.link_expires_at <= Utc::now() {
+        return Err(Error::Conflict(format!(
+            "the link of estimate {} sent with this idempotency key has expired: send the estimate again with a new key",
+            estimate.version
+        )));
     }
     if estimate.outdated {
         return Err(Error::Link(LinkError::Outdated));

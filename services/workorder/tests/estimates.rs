@@ -74,6 +74,7 @@ async fn send(g: &mut Garage, id: &str) -> pb::SendEstimateResponse {
         .send_estimate(pb::SendEstimateRequest {
             work_order_id: id.into(),
             expected_version: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -621,6 +622,7 @@ async fn an_estimate_needs_proposed_jobs_with_lines(pool: PgPool) {
         .send_estimate(pb::SendEstimateRequest {
             work_order_id: order.id.clone(),
             expected_version: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -636,6 +638,7 @@ async fn an_estimate_needs_proposed_jobs_with_lines(pool: PgPool) {
         .send_estimate(pb::SendEstimateRequest {
             work_order_id: order.id.clone(),
             expected_version: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -661,5 +664,75 @@ async fn an_estimate_needs_proposed_jobs_with_lines(pool: PgPool) {
     g.client.add_job(keyed.clone()).await.unwrap();
     let again = g.client.add_job(keyed).await.unwrap().into_inner();
     assert_eq!(again.jobs.len(), 3);
+    g.stop().await;
+}
+
+/// The BFF retries a send whose email failed with the same key: the version the key sent,
+/// with a fresh link that replaces the first; no second version, no second event.
+#[sqlx::test(migrator = "carerp_workorder::MIGRATOR")]
+async fn a_retried_send_with_its_key_answers_the_same_version_with_a_new_link(pool: PgPool) {
+    let mut g = Garage::start(pool).await;
+    let (order, _, wipers) = estimated_order(&mut g).await;
+    let keyed = pb::SendEstimateRequest {
+        work_order_id: order.id.clone(),
+        expected_version: order.audit.as_ref().unwrap().version,
+        idempotency_key: "send-1".into(),
+    };
+    let first = g
+        .client
+        .send_estimate(keyed.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = g
+        .client
+        .send_estimate(keyed.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let (one, two) = (first.estimate.unwrap(), again.estimate.unwrap());
+    assert_eq!((one.id.as_str(), one.version), (two.id.as_str(), 1));
+    assert_ne!(first.approval_token, again.approval_token);
+    let link = |token: &str| pb::GetEstimateByLinkRequest {
+        token: token.into(),
+    };
+    let err = g
+        .client
+        .get_estimate_by_link(link(&first.approval_token))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::NotFound,
+        "the replaced link opens nothing"
+    );
+    g.client
+        .get_estimate_by_link(link(&again.approval_token))
+        .await
+        .unwrap();
+    let list = g
+        .client
+        .list_estimates(pb::ListEstimatesRequest {
+            work_order_id: order.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.estimates.len(), 1);
+
+    // Once the estimate changed, the key's version is no longer worth a link.
+    g.client
+        .add_labor_line(pb::AddLaborLineRequest {
+            work_order_id: order.id.clone(),
+            description: "Check arms".into(),
+            minutes: 5,
+            job_id: wipers,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = g.client.send_estimate(keyed).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("new key"), "{}", err.message());
     g.stop().await;
 }

@@ -281,6 +281,7 @@ async fn the_customer_sees_the_completed_inspection_through_the_link_and_nothing
         .send_estimate(pb::SendEstimateRequest {
             work_order_id: order.id.clone(),
             expected_version: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

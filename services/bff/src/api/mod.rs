@@ -26,6 +26,8 @@ use crate::problem::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub clients: Clients,
+    /// How estimates reach customers by email (`None`: not configured for this garage).
+    pub delivery: Option<estimates::EstimateMailer>,
 }
 
 /// A comma-separated `status` filter (`OPEN,IN_PROGRESS`) as proto enum values; absent or

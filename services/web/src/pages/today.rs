@@ -60,6 +60,7 @@ pub async fn today(State(web): State<Web>, caller: Caller) -> Response {
     let t = &EN;
     let state = AppState {
         clients: web.clients.clone(),
+        delivery: None,
     };
     let Json(dashboard) =
         carerp_bff::api::dashboard::dashboard(axum::extract::State(state), Ctx(caller.ctx.clone()))

@@ -10,6 +10,9 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use carerp_bff::api::estimates::{self, Sent};
+use carerp_bff::models::{Delivery, EmailSent};
+use carerp_bff::problem::ApiError;
 use carerp_kit::config::GarageIdentity;
 use carerp_kit::permissions::rule;
 use carerp_proto::billing::v1 as billing;
@@ -369,6 +372,10 @@ struct Lines {
     can_decide: bool,
     can_remove_jobs: bool,
     can_send_estimate: bool,
+    /// Emailing is configured: "Send by email" beside "Send estimate".
+    can_email_estimate: bool,
+    /// The send form's idempotency key, new with every rendering.
+    send_key: String,
     /// "Estimate 2 sent" / "... changed since it was sent".
     estimate_note: Option<String>,
     parts: Vec<PartRow>,
@@ -604,6 +611,8 @@ fn lines_of(web: &Web, caller: &Caller, order: &pb::WorkOrder) -> Lines {
         can_decide: editable && caller.can(method::DECIDE_JOB),
         can_remove_jobs: editable && caller.can(method::REMOVE_JOB),
         can_send_estimate: editable && any_proposed && caller.can(method::SEND_ESTIMATE),
+        can_email_estimate: web.delivery.is_some(),
+        send_key: uuid::Uuid::now_v7().to_string(),
         estimate_note,
         jobs,
         parts,
@@ -1292,35 +1301,65 @@ struct EstimateSentPage {
     version: i32,
     total: String,
     link: String,
+    /// Sent by email: to whom, and the mail server's error when it was not delivered.
+    email: Option<EmailSent>,
+    /// What "Email again" and "Show the link instead" post after a failed email: the same
+    /// request and key, so neither sends a new version.
+    retry: Option<SendEstimateForm>,
 }
 
-/// Sends the estimate and shows its approval link, once: only its digest is kept.
+#[derive(Deserialize)]
+pub struct SendEstimateForm {
+    #[serde(default)]
+    expected_version: i64,
+    /// `EMAIL` from the "Send by email" button; absent from "Send estimate".
+    #[serde(default)]
+    deliver: String,
+    /// New with every rendering of the form: a second submit (or the retry after a failed
+    /// email) sends no second version.
+    #[serde(default)]
+    idempotency_key: String,
+}
+
+/// Sends the estimate (by email too, from "Send by email") and shows its approval link,
+/// once: only its digest is kept.
 pub async fn send_estimate(
     State(web): State<Web>,
     caller: Caller,
     Path(id): Path<String>,
     headers: http::HeaderMap,
-    Form(form): Form<Versioned>,
+    Form(form): Form<SendEstimateForm>,
 ) -> Response {
     if let Err(refused) = caller.require(method::SEND_ESTIMATE) {
         return refused.into_response();
     }
     let t = &EN;
-    let clients = &web.clients;
-    let answer = clients
-        .workorder
-        .clone()
-        .send_estimate(clients.request(
-            &caller.ctx,
-            pb::SendEstimateRequest {
-                work_order_id: id.clone(),
-                expected_version: form.expected_version,
-            },
-        ))
-        .await;
-    let sent = match answer {
-        Ok(sent) => sent.into_inner(),
-        Err(status) if is_refusal(&status) => {
+    let deliver = match form.deliver.as_str() {
+        "" | "LINK" => Delivery::Link,
+        "EMAIL" => Delivery::Email,
+        _ => {
+            let mut errors = FieldErrors::default();
+            errors.add("estimate", "deliver must be LINK or EMAIL");
+            return detail_page(&web, &caller, &id, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let origin = crate::session::own_origin(&headers);
+    let answer = estimates::send(
+        &web.clients,
+        web.delivery.as_ref(),
+        &caller.ctx,
+        estimates::SendRequest {
+            work_order_id: id.clone(),
+            expected_version: form.expected_version,
+            idempotency_key: form.idempotency_key.clone(),
+            deliver,
+            origin: origin.clone(),
+        },
+    )
+    .await;
+    let Sent { sent, email } = match answer {
+        Ok(sent) => sent,
+        Err(ApiError::Grpc { status, .. }) if is_refusal(&status) => {
             let mut errors = FieldErrors::from_status(&status);
             if status.code() == tonic::Code::Aborted {
                 errors.add(STALE, status.message());
@@ -1329,13 +1368,29 @@ pub async fn send_estimate(
             }
             return detail_page(&web, &caller, &id, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
-        Err(status) => return PageError::from_status(SERVICE, &status).into_response(),
+        Err(ApiError::Grpc { service, status }) => {
+            return PageError::from_status(service, &status).into_response();
+        }
+        // The email's own refusals (not configured, no address): nothing was sent.
+        Err(refusal) => {
+            let mut errors = FieldErrors::default();
+            errors.add("estimate", refusal.to_string());
+            return detail_page(&web, &caller, &id, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
     };
     let estimate = sent.estimate.unwrap_or_default();
     let number = sent.work_order.map(|o| o.number).unwrap_or_default();
-    let path = carerp_bff::api::estimates::approval_path(&sent.approval_token);
+    let path = estimates::approval_path(&sent.approval_token);
+    // The mail server failed after the version was saved: say so (502, as the REST route),
+    // and offer the same request again rather than the link, which a retry replaces.
+    let failed = email.as_ref().is_some_and(|e| !e.delivered);
+    let (status, retry) = if failed {
+        (StatusCode::BAD_GATEWAY, Some(form))
+    } else {
+        (StatusCode::OK, None)
+    };
     render(
-        StatusCode::OK,
+        status,
         &EstimateSentPage {
             shell: Shell::new(
                 Some(&caller),
@@ -1346,7 +1401,9 @@ pub async fn send_estimate(
             number,
             version: estimate.version,
             total: format::money_of(t, estimate.total.as_ref()),
-            link: crate::session::own_origin(&headers).unwrap_or_default() + &path,
+            link: origin.unwrap_or_default() + &path,
+            email,
+            retry,
         },
     )
 }

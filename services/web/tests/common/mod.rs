@@ -170,3 +170,184 @@ impl Garage {
 fn rand_digits() -> u32 {
     (uuid::Uuid::now_v7().as_u128() % 1_000_000) as u32
 }
+
+/// A real SMTP server (`mailin-embedded`) on an ephemeral port of this machine, keeping every
+/// message it accepts. [`MailServer::refuse`] makes it answer 550 to each recipient, as a
+/// mail server that fails; it then keeps nothing. Its threads live as long as the test
+/// binary (the crate has no shutdown), which is harmless for a test.
+#[derive(Clone)]
+pub struct MailServer {
+    pub addr: std::net::SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// One message as the SMTP server received it.
+#[derive(Clone, Debug, Default)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    /// The whole message, headers and body, as sent (MIME encoded).
+    pub data: String,
+}
+
+impl Mail {
+    /// The message with quoted-printable soft breaks and escapes undone: the text parts
+    /// readable, whichever of 7bit or quoted-printable the sender chose.
+    pub fn text(&self) -> String {
+        let bytes = self.data.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'=' {
+                if bytes[i + 1..].starts_with(b"\r\n") {
+                    i += 3;
+                    continue;
+                }
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(byte) = hex {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The first link in the message that starts with `prefix`, up to the next space, quote
+    /// or line end.
+    pub fn link(&self, prefix: &str) -> String {
+        let text = self.text();
+        let start = text
+            .find(prefix)
+            .unwrap_or_else(|| panic!("a link {prefix}... in {text}"));
+        text[start..]
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[derive(Clone)]
+struct Inbox {
+    received: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The message of this connection (the server clones the handler per connection).
+    current: Mail,
+}
+
+impl mailin_embedded::Handler for Inbox {
+    // Refused at RCPT: mailin keeps its DATA state after an error at the end of DATA, so the
+    // client's QUIT would never be answered there.
+    fn rcpt(&mut self, _to: &str) -> mailin_embedded::Response {
+        if self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            return mailin_embedded::response::NO_MAILBOX;
+        }
+        mailin_embedded::response::OK
+    }
+
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        from: &str,
+        _is8bit: bool,
+        to: &[String],
+    ) -> mailin_embedded::Response {
+        self.current = Mail {
+            from: from.to_string(),
+            to: to.to_vec(),
+            data: String::new(),
+        };
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current.data.push_str(&String::from_utf8_lossy(buf));
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let mail = std::mem::take(&mut self.current);
+        self.received.lock().unwrap().push(mail);
+        mailin_embedded::response::OK
+    }
+}
+
+impl MailServer {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = std::sync::Arc::default();
+        let refusing = std::sync::Arc::default();
+        let mut server = mailin_embedded::Server::new(Inbox {
+            received: std::sync::Arc::clone(&received),
+            refusing: std::sync::Arc::clone(&refusing),
+            current: Mail::default(),
+        });
+        server
+            .with_name("mail.test")
+            .with_ssl(mailin_embedded::SslConfig::None)
+            .unwrap()
+            .with_num_threads(2)
+            .with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            // It serves until the test binary ends; an error there has no one to tell.
+            let _ = server.serve();
+        });
+        Self {
+            addr,
+            received,
+            refusing,
+        }
+    }
+
+    /// `smtp://host:port` of this server (plain SMTP, no TLS, as on a test machine).
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Mail> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn refuse(&self, refusing: bool) {
+        self.refusing
+            .store(refusing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An address where no SMTP server answers: a port this machine just freed.
+pub fn no_mail_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("smtp://{addr}")
+}
+
+impl Garage {
+    /// [`Garage::with_pages`] emailing estimates through `smtp_url` from
+    /// `Hopper & Sons <estimates@hopper.example>`.
+    pub async fn with_email(pool: PgPool, smtp_url: &str) -> Self {
+        let email = carerp_bff::email::EmailConfig::new(
+            smtp_url,
+            "Hopper & Sons <estimates@hopper.example>",
+        )
+        .unwrap();
+        Self::with_pages_and(pool, move |config| {
+            config.service.settings.garage = carerp_kit::config::GarageIdentity {
+                name: "Hopper & Sons Motors".into(),
+                address: "12 Harbour Road\nPortsmouth PO1 3AB".into(),
+                tax_id: "GB 123 4567 89".into(),
+            };
+            config.email = Some(email);
+        })
+        .await
+    }
+}
