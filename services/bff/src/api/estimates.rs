@@ -137,8 +137,8 @@ pub async fn decide_job(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry sends no second version, it answers the first with a fresh link (the link answered before stops working)")),
     responses((status = 201, description = "Sent", body = SentEstimate,
         headers(("Location" = String, description = "The work order's estimates"))),
-        (status = 409, description = "Emailing is not configured, or the customer has no email address: nothing was sent", body = crate::problem::Problem),
-        (status = 502, description = "The estimate version was saved but the mail server did not take its email: retry with the same Idempotency-Key", body = crate::problem::Problem)))]
+        (status = 409, description = "Emailing is not configured, or the customer has no email address: nothing was sent", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The estimate version was saved but the mail server did not take its email: retry with the same Idempotency-Key", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn send_estimate(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
