@@ -1485,22 +1485,7 @@ mod tests {
         );
         assert_ne!(database_secret_hash(&config, server), direct_hash);
         let objects = desired(&t, &config, &BTreeMap::new(), None);
-        let customer = deployments(&objects)
-            .into_iter()
-            .find(|d| d.metadata.name.as_deref() == Some("customer"))
-            .unwrap();
-        let env = customer
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .env
-            .clone()
-            .unwrap_or_default();
+        let env = env_vars(&objects, "customer");
         let migration = env
             .iter()
             .find(|e| e.name == "DATABASE_MIGRATION_URL")
@@ -1528,7 +1513,8 @@ mod tests {
         );
     }
 
-    fn env_of(objects: &[Object], name: &str) -> BTreeMap<String, String> {
+    /// The environment of deployment `name`'s container, references included.
+    fn env_vars(objects: &[Object], name: &str) -> Vec<EnvVar> {
         deployments(objects)
             .into_iter()
             .find(|d| d.metadata.name.as_deref() == Some(name))
@@ -1542,9 +1528,15 @@ mod tests {
             .unwrap()
             .containers[0]
             .env
-            .iter()
-            .flatten()
-            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// The plain values of deployment `name`'s environment.
+    fn env_of(objects: &[Object], name: &str) -> BTreeMap<String, String> {
+        env_vars(objects, name)
+            .into_iter()
+            .filter_map(|e| Some((e.name, e.value?)))
             .collect()
     }
 
@@ -1559,22 +1551,7 @@ mod tests {
             &BTreeMap::new(),
             None,
         );
-        let bff = deployments(&objects)
-            .into_iter()
-            .find(|d| d.metadata.name.as_deref() == Some("bff"))
-            .unwrap();
-        let env = bff
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .env
-            .clone()
-            .unwrap();
+        let env = env_vars(&objects, "bff");
         for (name, key) in [("CARERP_SMTP_URL", "url"), ("CARERP_SMTP_FROM", "from")] {
             let var = env.iter().find(|e| e.name == name).unwrap();
             assert_eq!(
