@@ -2,6 +2,7 @@
 //! on a database of its own, talking over gRPC and the tenant's JetStream stream, exactly as
 //! deployed. The clients act as the tenant's first owner, signed in for real.
 
+pub mod ack_gate;
 pub mod bench;
 pub mod cluster;
 pub mod density;
@@ -41,8 +42,11 @@ pub struct Platform {
     /// Pools of each service's database, in the order of [`SERVICES`].
     pub pools: Vec<PgPool>,
     pub jetstream: async_nats::jetstream::Context,
-    running: Vec<RunningService>,
+    /// In the order of [`SERVICES`]; `None` once [`Platform::stop_service`] stopped it.
+    running: Vec<Option<RunningService>>,
     admin: PgPool,
+    admin_url: String,
+    settings: TenantSettings,
     databases: Vec<String>,
 }
 
@@ -170,11 +174,16 @@ impl Platform {
             inventory: InventoryServiceClient::new(channel(&inventory)?),
             billing: BillingServiceClient::new(channel(&billing)?),
             owner,
-            running: vec![customer, workorder, inventory, billing, identity],
+            running: vec![customer, workorder, inventory, billing, identity]
+                .into_iter()
+                .map(Some)
+                .collect(),
             tenant,
             pools,
             jetstream,
             admin,
+            admin_url,
+            settings,
             databases,
         })
     }
@@ -190,8 +199,70 @@ impl Platform {
         ]
         .into_iter()
         .zip(&self.running)
-        .map(|(name, service)| (name, format!("http://{}", service.grpc_addr)))
+        .filter_map(|(name, service)| {
+            let service = service.as_ref()?;
+            Some((name, format!("http://{}", service.grpc_addr)))
+        })
         .collect()
+    }
+
+    /// Stops one in-process service as a deployment would stop a pod: its database, its
+    /// durable consumer and the events it has not acknowledged stay. A fault test then runs the
+    /// service's binary in its place ([`Platform::process_env`]).
+    pub async fn stop_service(&mut self, service: &str) -> anyhow::Result<()> {
+        let index = SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .with_context(|| format!("no service {service}"))?;
+        if let Some(running) = self.running[index].take() {
+            running.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// The environment of `service`'s binary for this tenant, as its Deployment sets it: the
+    /// tenant, its settings, its database, the broker at `nats_url`, the token keys, and
+    /// addresses on free ports (`GRPC_ADDR` is the one to call it at).
+    pub fn process_env(
+        &self,
+        service: &str,
+        nats_url: &str,
+    ) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let index = SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .with_context(|| format!("no service {service}"))?;
+        let mut database = reqwest::Url::parse(&self.admin_url)?;
+        database.set_path(&self.databases[index]);
+        let free_port = || -> anyhow::Result<String> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .to_string())
+        };
+        let settings = &self.settings;
+        Ok(vec![
+            ("CARERP_TENANT", self.tenant.clone()),
+            ("DATABASE_URL", database.to_string()),
+            ("NATS_URL", nats_url.to_string()),
+            ("GRPC_ADDR", free_port()?),
+            ("ADMIN_ADDR", free_port()?),
+            ("LOG_FORMAT", "json".into()),
+            (
+                carerp_kit::config::TOKEN_PUBLIC_KEYS,
+                carerp_kit::auth::testing::signing_key().public_entry(),
+            ),
+            ("CARERP_CURRENCY", settings.currency.clone()),
+            ("CARERP_TAX_RATE_BP", settings.tax_rate_bp.to_string()),
+            (
+                "CARERP_LABOR_RATE_MINOR",
+                settings.labor_rate_minor.to_string(),
+            ),
+            (
+                "CARERP_PAYMENT_TERMS_DAYS",
+                settings.payment_terms_days.to_string(),
+            ),
+            ("CARERP_TIMEZONE", settings.timezone.clone()),
+        ])
     }
 
     /// How many events the consumers have dead-lettered so far (the tenant's dead-letter
@@ -206,7 +277,7 @@ impl Platform {
 
     /// Stops the services; their databases and the stream stay until [`Platform::stop`].
     pub async fn stop_services(&mut self) -> anyhow::Result<()> {
-        for service in self.running.drain(..) {
+        for service in self.running.drain(..).flatten() {
             service.stop().await?;
         }
         Ok(())

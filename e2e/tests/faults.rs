@@ -2,7 +2,8 @@
 //! directory, on a free port) or a private `nats-server`, stopped while events are in flight
 //! and started again, 50 reservations at once for 10 in stock, and payments retried many times
 //! at once. Every completed work order ends INVOICED exactly once, the stock ledger adds up,
-//! each payment is recorded once, nothing is dead-lettered (issue 14, items 2 and 9).
+//! each payment is recorded once, nothing is dead-lettered (issue 14, items 2 and 9). Billing
+//! killed between committing an invoice and acknowledging its event invoices once.
 
 use std::time::Duration;
 
@@ -613,5 +614,132 @@ async fn retried_payments_under_load_are_recorded_once_each() {
         assert_eq!(after.status, billing::InvoiceStatus::Paid as i32);
     }
     assert_eq!(p.dead_letters().await.unwrap(), 0, "nothing dead-lettered");
+    p.stop().await.unwrap();
+}
+
+/// `target/<profile>/`, where `cargo test --workspace` put the service binaries.
+fn binaries_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test binary>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The billing binary for `p`'s tenant, reaching the broker at `nats_url`.
+fn billing_process(p: &Platform, nats_url: &str) -> std::process::Child {
+    let binary = binaries_dir().join("carerp-billing");
+    assert!(
+        binary.exists(),
+        "{} is not built; `cargo test --workspace` builds every service binary",
+        binary.display()
+    );
+    std::process::Command::new(binary)
+        .env_clear()
+        .envs(p.process_env("billing", nats_url).unwrap())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("carerp-billing starts")
+}
+
+async fn invoices_of(p: &Platform, work_order_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM invoices WHERE work_order_id = $1::uuid")
+        .bind(work_order_id)
+        .fetch_one(&p.pools[3])
+        .await
+        .unwrap()
+}
+
+/// Billing's durable consumer: (delivered, unacknowledged, waiting).
+async fn billing_consumer(p: &Platform) -> (u64, usize, u64) {
+    let stream = p
+        .jetstream
+        .get_stream(carerp_kit::envelope::stream_name(&p.tenant))
+        .await
+        .unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("billing").await.unwrap();
+    let info = consumer.info().await.unwrap();
+    (
+        info.delivered.consumer_sequence,
+        info.num_ack_pending,
+        info.num_pending,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_billing_process_killed_between_commit_and_ack_invoices_once() {
+    // Billing runs as its own process, its broker connection through a gate that holds back
+    // its first acknowledgement once armed: the invoice of the completion is committed, the
+    // broker has not heard of it, and then the process is killed (SIGKILL, no shutdown).
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let mut p = Platform::start(settings()).await.unwrap();
+    let (c, v, part) = garage(&mut p, 10).await;
+    let order = reserved_order(&mut p, &c, &v, &part, 2).await;
+    p.stop_service("billing").await.unwrap();
+    let mut gate = carerp_e2e::ack_gate::AckGate::start(nats_url.trim_start_matches("nats://"))
+        .await
+        .unwrap();
+    let mut billing = billing_process(&p, &gate.url);
+    eventually("billing has caught up with the stream", WAIT, async || {
+        let (_, unacknowledged, waiting) = billing_consumer(&p).await;
+        (unacknowledged == 0 && waiting == 0).then_some(())
+    })
+    .await
+    .unwrap();
+
+    gate.arm();
+    p.work_orders.change_status(complete(&order)).await.unwrap();
+    gate.held(WAIT).await.unwrap();
+    assert_eq!(
+        invoices_of(&p, &order).await,
+        1,
+        "the invoice is committed before the acknowledgement goes out"
+    );
+    billing.kill().unwrap();
+    billing.wait().unwrap();
+    let killed = std::time::Instant::now();
+    let (delivered, unacknowledged, _) = billing_consumer(&p).await;
+    assert_eq!(
+        unacknowledged, 1,
+        "the broker still waits for the completion's ack"
+    );
+
+    // A new process: the broker delivers the completion again and the inbox turns it away.
+    let mut billing = billing_process(&p, &nats_url);
+    eventually(
+        "the completion is delivered again and acknowledged",
+        WAIT,
+        async || {
+            let (now_delivered, unacknowledged, waiting) = billing_consumer(&p).await;
+            (now_delivered > delivered && unacknowledged == 0 && waiting == 0).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    println!(
+        "recovery after billing was killed between commit and ack: the completion acknowledged {:.1} s later",
+        killed.elapsed().as_secs_f64()
+    );
+    eventually("the work order is invoiced", WAIT, async || {
+        let order = get(&mut p, &order).await;
+        (order.status == WorkOrderStatus::Invoiced as i32).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(invoices_of(&p, &order).await, 1, "invoiced exactly once");
+    let ledger = eventually("the stock is consumed once", WAIT, async || {
+        let s = stock(&mut p, &part).await;
+        (s.1 == 0).then_some(s)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ledger, (8, 0), "10 in stock, 2 consumed, none reserved");
+    assert_eq!(p.dead_letters().await.unwrap(), 0, "nothing dead-lettered");
+    billing.kill().unwrap();
+    billing.wait().unwrap();
     p.stop().await.unwrap();
 }

@@ -102,7 +102,7 @@ to make retries safe; x-correlation-id is accepted or generated and returned on 
         crate::problem::FieldError,
         api::parts::ActiveFilter
     )),
-    modifiers(&BearerAuth, &ErrorResponses),
+    modifiers(&BearerAuth, &ErrorResponses, &ContactRule),
     security(("bearer" = [])),
     tags(
         (name = "customers", description = "Customers and their vehicles"),
@@ -142,6 +142,44 @@ impl Modify for BearerAuth {
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// A customer is reachable: an email address or a phone number, at least one of them. Each
+/// field may be empty on its own, so the rule is on the body (`CreateCustomer`,
+/// `UpdateCustomer`), as the customer service checks it (`CustomerFields::validate`).
+struct ContactRule;
+
+impl Modify for ContactRule {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, SchemaType};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let given = |field: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .property(
+                    field,
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::AnyValue)
+                        .min_length(Some(1)),
+                )
+                .required(field)
+        };
+        for body in ["CreateCustomer", "UpdateCustomer"] {
+            let Some(fields) = components.schemas.remove(body) else {
+                continue;
+            };
+            let reachable = AnyOfBuilder::new()
+                .item(given("email"))
+                .item(given("phone"))
+                .description(Some("An email address or a phone number is required"));
+            components.schemas.insert(
+                body.to_string(),
+                AllOfBuilder::new().item(fields).item(reachable).into(),
+            );
+        }
     }
 }
 
