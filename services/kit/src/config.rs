@@ -191,16 +191,7 @@ impl ServiceConfig {
                 reason: err.to_string(),
             })?;
         let pool = pool_settings(&env)?;
-        let nats_credentials = match env.optional("NATS_CREDENTIALS_FILE") {
-            Some(path) if path.trim().is_empty() => {
-                return Err(ConfigError::Invalid {
-                    name: "NATS_CREDENTIALS_FILE",
-                    value: path,
-                    reason: "expected the path of a .creds file".into(),
-                });
-            }
-            path => path.map(PathBuf::from),
-        };
+        let nats_credentials = env.optional("NATS_CREDENTIALS_FILE").map(PathBuf::from);
         Ok(Self {
             service,
             tenant,
@@ -534,6 +525,23 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.settings, TenantSettings::default());
         assert_eq!(config.otlp_endpoint, None);
+    }
+
+    #[test]
+    fn nats_credentials_come_from_a_file_named_by_a_variable() {
+        let mut vars = BASE.to_vec();
+        vars.push(("NATS_CREDENTIALS_FILE", "/var/run/secrets/carerp/nats/nats.creds"));
+        assert_eq!(
+            load(&vars, Database::Required).unwrap().nats_credentials,
+            Some(PathBuf::from("/var/run/secrets/carerp/nats/nats.creds"))
+        );
+        let mut vars = BASE.to_vec();
+        vars.push(("NATS_CREDENTIALS_FILE", " "));
+        assert_eq!(
+            load(&vars, Database::Required).unwrap().nats_credentials,
+            None,
+            "blank is unset, as for every optional variable"
+        );
     }
 
     #[test]

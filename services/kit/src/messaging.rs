@@ -201,3 +201,33 @@ async fn consume_until<H: EventHandler + Clone>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unusable credentials stop the service at start with a reason that quotes nothing of
+    /// the file; an unreadable file names its path.
+    #[tokio::test]
+    async fn unusable_credentials_fail_at_start_without_echoing_them() {
+        let identity = BrokerIdentity {
+            credentials: "SUSECRETSEEDTHATISNOTACREDSFILE".into(),
+            inbox_prefix: inbox_prefix("acme"),
+        };
+        let err = connect_as("nats://127.0.0.1:1", Some(&identity))
+            .await
+            .unwrap_err();
+        let message = format!("{err} {err:?} {identity:?}");
+        assert!(!message.contains("SUSECRET"), "{message}");
+        let err = BrokerIdentity::from_file(Path::new("/nonexistent/nats.creds"), "acme")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/nats.creds"), "{err}");
+    }
+
+    #[test]
+    fn each_tenant_has_its_own_inbox_prefix_outside_the_shared_one() {
+        assert_eq!(inbox_prefix("acme"), "_CARERP_INBOX.acme");
+        assert!(!inbox_prefix("acme").starts_with("_INBOX"));
+    }
+}
