@@ -131,7 +131,13 @@ impl Platform {
         nats_url: &str,
         acquire_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        Self::start_on_broker(settings, admin_url, &Broker::open(nats_url), acquire_timeout).await
+        Self::start_on_broker(
+            settings,
+            admin_url,
+            &Broker::open(nats_url),
+            acquire_timeout,
+        )
+        .await
     }
 
     /// [`Platform::start_with`] on `broker`: with its auth, every service signs in as the

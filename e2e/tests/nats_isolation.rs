@@ -159,7 +159,10 @@ async fn a_tenants_credentials_reach_its_own_subjects_and_streams_and_none_of_an
         .unwrap()
         .await
         .expect("A dead-letters into its own dead-letter stream");
-    let own = a.get_stream(stream_name("a")).await.expect("A's stream info");
+    let own = a
+        .get_stream(stream_name("a"))
+        .await
+        .expect("A's stream info");
     let consumer = own
         .create_consumer(pull::Config {
             durable_name: Some("billing".into()),
@@ -171,7 +174,9 @@ async fn a_tenants_credentials_reach_its_own_subjects_and_streams_and_none_of_an
     let message = batch.next().await.unwrap().unwrap();
     assert_eq!(&message.payload[..], b"a's own");
     message.ack().await.expect("A acks its own message");
-    own.get_raw_message(1).await.expect("A reads its own stream");
+    own.get_raw_message(1)
+        .await
+        .expect("A reads its own stream");
     let dead = a.get_stream(dlq_stream_name("a")).await.unwrap();
     assert!(
         dead.delete_message(1).await.unwrap(),

@@ -194,7 +194,9 @@ impl NatsBroker {
                 }
                 if labels.is_empty() {
                     // An empty selector would be every pod of the namespace.
-                    return Err("NATS pod labels must name the broker's pods (key=value[,...])".into());
+                    return Err(
+                        "NATS pod labels must name the broker's pods (key=value[,...])".into(),
+                    );
                 }
                 Ok(())
             }
@@ -205,7 +207,9 @@ impl NatsBroker {
                 if valid {
                     Ok(())
                 } else {
-                    Err(format!("NATS CIDR {cidr:?} must be an address range such as 10.0.12.0/28"))
+                    Err(format!(
+                        "NATS CIDR {cidr:?} must be an address range such as 10.0.12.0/28"
+                    ))
                 }
             }
         }
@@ -382,7 +386,9 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("NATS pod labels"));
         assert!(NatsBroker::parse_labels("app=nats,=x").is_err());
         assert_eq!(
-            NatsBroker::parse_labels("app=nats, tier=broker").unwrap().len(),
+            NatsBroker::parse_labels("app=nats, tier=broker")
+                .unwrap()
+                .len(),
             2
         );
         let mut c = OperatorConfig::example();

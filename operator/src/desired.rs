@@ -34,8 +34,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{NatsBroker, OperatorConfig};
-use crate::nats_auth::{CREDENTIALS_DIR, CREDENTIALS_ENV, CREDENTIALS_KEY, CREDENTIALS_SECRET};
 use crate::crd::{CarErpTenant, CollectorMode, Plan, SERVICES, Service as Svc};
+use crate::nats_auth::{CREDENTIALS_DIR, CREDENTIALS_ENV, CREDENTIALS_KEY, CREDENTIALS_SECRET};
 
 /// Port of the domain services' gRPC listener.
 pub const GRPC_PORT: i32 = 50051;
@@ -1021,7 +1021,10 @@ service:
             annotations.insert(TOKEN_KEYS_HASH_ANNOTATION.to_string(), hash.clone());
         }
         if let Some(hash) = nats_credentials_hash.filter(|_| self.config.nats_credentials) {
-            annotations.insert(NATS_CREDENTIALS_HASH_ANNOTATION.to_string(), hash.to_string());
+            annotations.insert(
+                NATS_CREDENTIALS_HASH_ANNOTATION.to_string(),
+                hash.to_string(),
+            );
         }
         Deployment {
             metadata: self.meta(service.name(), labels.clone()),
@@ -1699,7 +1702,14 @@ mod tests {
                 .into_iter()
                 .find(|d| d.metadata.name.as_deref() == Some(service.name()))
                 .unwrap();
-            let pod = deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            let pod = deployment
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap();
             let volume = pod
                 .volumes
                 .iter()

@@ -110,9 +110,9 @@ impl Infrastructure {
         };
         let mut options = async_nats::ConnectOptions::new();
         if let Some(credentials) = &self.nats_credentials {
-            options = options
-                .credentials(credentials.expose())
-                .map_err(|_| connect_failed("the operator's NATS credentials are unusable".into()))?;
+            options = options.credentials(credentials.expose()).map_err(|_| {
+                connect_failed("the operator's NATS credentials are unusable".into())
+            })?;
         }
         let client = options
             .connect(&self.nats_url)

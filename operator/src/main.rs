@@ -229,7 +229,10 @@ fn nats_auth(args: NatsAuthArgs) -> ExitCode {
         .and_then(|()| std::fs::write(&conf, config))
         .and_then(|()| write_private(&key, seed.expose()));
     if let Err(err) = written {
-        eprintln!("carerp-operator: cannot write into {}: {err}", dir.display());
+        eprintln!(
+            "carerp-operator: cannot write into {}: {err}",
+            dir.display()
+        );
         return ExitCode::FAILURE;
     }
     println!(
@@ -460,7 +463,10 @@ async fn run(args: RunArgs) -> ExitCode {
             Ok(own) => infrastructure = infrastructure.with_nats_credentials(own.creds_file()),
             Err(err) => return config_error(err),
         }
-        tracing::info!(account = issuer.account(), "tenants get their own NATS credentials");
+        tracing::info!(
+            account = issuer.account(),
+            "tenants get their own NATS credentials"
+        );
         nats_issuer = Some(Arc::new(issuer));
     }
     let client = match kube::Client::try_default().await {

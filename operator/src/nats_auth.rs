@@ -66,7 +66,10 @@ pub struct Permissions {
 pub fn tenant_permissions(tenant: &str) -> Permissions {
     let events = stream_name(tenant);
     let dead = dlq_stream_name(tenant);
-    let mut publish = vec![format!("carerp.{tenant}.>"), format!("carerp-dlq.{tenant}.>")];
+    let mut publish = vec![
+        format!("carerp.{tenant}.>"),
+        format!("carerp-dlq.{tenant}.>"),
+    ];
     for stream in [&events, &dead] {
         publish.extend([
             format!("$JS.API.STREAM.INFO.{stream}"),
@@ -164,8 +167,7 @@ impl Issuer {
     /// From an account seed (`SA...`). `account` is the account's public key when the seed is
     /// one of its signing keys (as it should be); without it the seed is the account's own key.
     pub fn from_seed(seed: &str, account: Option<&str>) -> Result<Self, IssuerError> {
-        let signing =
-            KeyPair::from_seed(seed.trim()).map_err(|_| IssuerError::NotAnAccountSeed)?;
+        let signing = KeyPair::from_seed(seed.trim()).map_err(|_| IssuerError::NotAnAccountSeed)?;
         if !matches!(signing.key_pair_type(), KeyPairType::Account) {
             return Err(IssuerError::NotAnAccountSeed);
         }
@@ -247,7 +249,9 @@ impl Issuer {
             nats["issuer_account"] = json!(self.account);
         }
         let jwt = encode(&self.signing, &user.public_key(), name, nats)?;
-        let seed = user.seed().map_err(|err| IssuerError::Sign(err.to_string()))?;
+        let seed = user
+            .seed()
+            .map_err(|err| IssuerError::Sign(err.to_string()))?;
         Ok(Credentials {
             user: user.public_key(),
             jwt,
@@ -278,9 +282,8 @@ fn encode(
         json!(data_encoding::BASE32_NOPAD.encode(&Sha512_256::digest(&unhashed))),
     );
     let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
-    let body = URL_SAFE_NO_PAD.encode(
-        serde_json::to_vec(&claims).map_err(|err| IssuerError::Sign(err.to_string()))?,
-    );
+    let body = URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&claims).map_err(|err| IssuerError::Sign(err.to_string()))?);
     let signed = format!("{header}.{body}");
     let signature = signer
         .sign(signed.as_bytes())

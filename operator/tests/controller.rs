@@ -1179,7 +1179,11 @@ async fn nats_credentials_are_issued_once_before_the_pods_and_reissued_for_a_new
     let rotated = Arc::new(Trust::generate().issuer().unwrap());
     let third = run(&rotated).await;
     third.result.as_ref().unwrap();
-    assert_ne!(hash(&third), hash(&first), "a new signing key rolls the pods");
+    assert_ne!(
+        hash(&third),
+        hash(&first),
+        "a new signing key rolls the pods"
+    );
     assert_eq!(
         stored()["metadata"]["annotations"][nats_auth::ISSUER_ANNOTATION],
         rotated.fingerprint("demo")

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use carerp_e2e::{Broker, BrokerAuth, Platform, eventually};
-use carerp_kit::messaging::BrokerIdentity;
 use carerp_kit::TenantSettings;
+use carerp_kit::messaging::BrokerIdentity;
 use carerp_proto::common::v1::Money;
 use carerp_proto::customer::v1 as customer;
 use carerp_proto::inventory::v1 as inventory;
@@ -138,7 +138,9 @@ async fn main() -> anyhow::Result<()> {
         "relay throughput:            {:.0} events/s",
         relayed as f64 / seconds
     );
-    let (open_rate, auth_rate) = match relay_open_and_authenticated(pool, &p.tenant, backlog).await? {
+    let (open_rate, auth_rate) = match relay_open_and_authenticated(pool, &p.tenant, backlog)
+        .await?
+    {
         Some((open, auth)) => {
             println!("relay, private NATS open:    {open:.0} events/s");
             println!(
@@ -201,7 +203,8 @@ async fn relay_open_and_authenticated(
     let dir = tempfile::tempdir()?;
     let trust = carerp_operator::nats_auth::Trust::generate();
     let open = PrivateNats::start(&binary, &dir.path().join("open"))?;
-    let auth = PrivateNats::start_with_auth(&binary, &dir.path().join("auth"), &trust.server_config()?)?;
+    let auth =
+        PrivateNats::start_with_auth(&binary, &dir.path().join("auth"), &trust.server_config()?)?;
     let brokers = [
         Broker::open(&open.url),
         Broker {
@@ -223,8 +226,13 @@ async fn relay_open_and_authenticated(
             };
             let js = carerp_kit::messaging::connect_as(&broker.url, identity.as_ref()).await?;
             write_backlog(pool, backlog).await?;
-            let relay =
-                carerp_kit::relay::Relay::new(pool.clone(), js, "bench", tenant, &carerp_kit::Metrics::new());
+            let relay = carerp_kit::relay::Relay::new(
+                pool.clone(),
+                js,
+                "bench",
+                tenant,
+                &carerp_kit::Metrics::new(),
+            );
             let started = Instant::now();
             let relayed = relay.drain().await?;
             *best = best.max(relayed as f64 / started.elapsed().as_secs_f64());

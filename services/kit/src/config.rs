@@ -530,7 +530,10 @@ mod tests {
     #[test]
     fn nats_credentials_come_from_a_file_named_by_a_variable() {
         let mut vars = BASE.to_vec();
-        vars.push(("NATS_CREDENTIALS_FILE", "/var/run/secrets/carerp/nats/nats.creds"));
+        vars.push((
+            "NATS_CREDENTIALS_FILE",
+            "/var/run/secrets/carerp/nats/nats.creds",
+        ));
         assert_eq!(
             load(&vars, Database::Required).unwrap().nats_credentials,
             Some(PathBuf::from("/var/run/secrets/carerp/nats/nats.creds"))
