@@ -9,7 +9,9 @@ pub mod density;
 pub mod local;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -28,6 +30,60 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tonic::transport::Channel;
 
 pub const SERVICES: [&str; 5] = ["customer", "workorder", "inventory", "billing", "identity"];
+
+/// The JetStream server a platform uses, and who signs its NATS users when the server
+/// requires them.
+pub struct Broker {
+    pub url: String,
+    pub auth: Option<BrokerAuth>,
+}
+
+/// Per-tenant credentials, as the operator issues them in a cluster: the services sign in as
+/// the tenant's user (its `.creds` file written into `dir`), the platform's own connection
+/// (streams, checks) as the operator's.
+pub struct BrokerAuth {
+    pub issuer: Arc<carerp_operator::nats_auth::Issuer>,
+    pub dir: PathBuf,
+}
+
+impl Broker {
+    /// An unauthenticated broker at `url`.
+    pub fn open(url: &str) -> Self {
+        Self {
+            url: url.into(),
+            auth: None,
+        }
+    }
+
+    /// The operator's connection: unauthenticated, or as the operator's own user.
+    pub async fn connect_operator(&self) -> anyhow::Result<async_nats::jetstream::Context> {
+        let identity = match &self.auth {
+            Some(auth) => Some(carerp_kit::messaging::BrokerIdentity {
+                credentials: auth
+                    .issuer
+                    .operator_credentials()?
+                    .creds_file()
+                    .expose()
+                    .to_string(),
+                inbox_prefix: "_INBOX".into(),
+            }),
+            None => None,
+        };
+        Ok(carerp_kit::messaging::connect_as(&self.url, identity.as_ref()).await?)
+    }
+
+    /// Writes the tenant's `.creds` file and answers its path; `None` without auth.
+    pub fn tenant_credentials(&self, tenant: &str) -> anyhow::Result<Option<PathBuf>> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let path = auth.dir.join(format!("{tenant}.creds"));
+        let creds = auth.issuer.tenant_credentials(tenant)?.creds_file();
+        std::fs::write(&path, creds.expose())
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Some(path))
+    }
+}
 
 /// The first owner's password in every e2e tenant (kept, as `--owner-password` keeps it).
 pub const OWNER_PASSWORD: &str = "Vq7#mZ2!pL9x-garage";
@@ -79,10 +135,28 @@ impl Platform {
         nats_url: &str,
         acquire_timeout: Duration,
     ) -> anyhow::Result<Self> {
+        Self::start_on_broker(
+            settings,
+            admin_url,
+            &Broker::open(nats_url),
+            acquire_timeout,
+        )
+        .await
+    }
+
+    /// [`Platform::start_with`] on `broker`: with its auth, every service signs in as the
+    /// tenant's NATS user, limited to the tenant's subjects and streams.
+    pub async fn start_on_broker(
+        settings: TenantSettings,
+        admin_url: &str,
+        broker: &Broker,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let admin_url = admin_url.to_string();
-        let nats_url = nats_url.to_string();
+        let nats_url = broker.url.clone();
         let tenant = format!("e2e-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-        let jetstream = carerp_kit::messaging::connect(&nats_url).await?;
+        let nats_credentials = broker.tenant_credentials(&tenant)?;
+        let jetstream = broker.connect_operator().await?;
         carerp_kit::stream::ensure_stream(&jetstream, &tenant, &Default::default()).await?;
 
         let admin = PgPoolOptions::new()
@@ -111,6 +185,7 @@ impl Platform {
         let config = |service: &'static str| {
             let mut config = ServiceConfig::for_tests(service, &tenant, None);
             config.nats_url = nats_url.clone();
+            config.nats_credentials = nats_credentials.clone();
             config.settings = settings.clone();
             config
         };

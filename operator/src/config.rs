@@ -20,6 +20,12 @@ pub struct OperatorConfig {
     /// JetStream as the tenant's pods reach it.
     pub nats_url: String,
     pub nats_port: u16,
+    /// Where the broker is, for the egress NetworkPolicy: the only peer the tenants' pods may
+    /// reach on `nats_port`.
+    pub nats_broker: NatsBroker,
+    /// Whether each tenant gets NATS credentials (the operator holds the account signing
+    /// key): its pods then mount them and sign in; otherwise they connect unauthenticated.
+    pub nats_credentials: bool,
     /// Collector for tenants that name none; `None` = no export.
     pub default_otlp_endpoint: Option<String>,
     /// Image of the OpenTelemetry Collector sidecar.
@@ -42,6 +48,8 @@ impl OperatorConfig {
             database_pooler: None,
             nats_url: "nats://nats.carerp-system.svc:4222".into(),
             nats_port: 4222,
+            nats_broker: NatsBroker::default(),
+            nats_credentials: false,
             default_otlp_endpoint: None,
             collector_image: "otel/opentelemetry-collector:0.120.0".into(),
             ingress_controller_namespace: "ingress-nginx".into(),
@@ -86,6 +94,7 @@ impl OperatorConfig {
                 self.nats_url
             ));
         }
+        self.nats_broker.validate()?;
         for (what, namespace) in [
             ("ingress controller", &self.ingress_controller_namespace),
             ("monitoring", &self.monitoring_namespace),
@@ -137,6 +146,76 @@ impl std::str::FromStr for DatabasePooler {
     }
 }
 
+/// Where the NATS broker runs, as a NetworkPolicy peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsBroker {
+    /// Pods with these labels in this namespace (the broker runs in the cluster).
+    Pods {
+        namespace: String,
+        labels: std::collections::BTreeMap<String, String>,
+    },
+    /// An address range (a broker outside the cluster), e.g. `10.0.12.0/28`.
+    Cidr(String),
+}
+
+impl Default for NatsBroker {
+    /// The official NATS Helm chart's pods in `carerp-system`.
+    fn default() -> Self {
+        Self::Pods {
+            namespace: "carerp-system".into(),
+            labels: [("app.kubernetes.io/name".to_string(), "nats".to_string())].into(),
+        }
+    }
+}
+
+impl NatsBroker {
+    /// `key=value[,key=value...]`, as `--nats-pod-labels` takes them.
+    pub fn parse_labels(value: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                pair.split_once('=')
+                    .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .ok_or_else(|| format!("NATS pod label {pair:?} must be key=value"))
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::Pods { namespace, labels } => {
+                if !is_dns_label(namespace) {
+                    return Err(format!(
+                        "NATS namespace {namespace:?} must be a namespace name (at most 63 lower-case letters, digits or '-')"
+                    ));
+                }
+                if labels.is_empty() {
+                    // An empty selector would be every pod of the namespace.
+                    return Err(
+                        "NATS pod labels must name the broker's pods (key=value[,...])".into(),
+                    );
+                }
+                Ok(())
+            }
+            Self::Cidr(cidr) => {
+                let valid = cidr.split_once('/').is_some_and(|(addr, bits)| {
+                    addr.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()
+                });
+                if valid {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "NATS CIDR {cidr:?} must be an address range such as 10.0.12.0/28"
+                    ))
+                }
+            }
+        }
+    }
+}
+
 /// A Kubernetes namespace name (RFC 1123 label).
 fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
@@ -184,6 +263,29 @@ pub struct OperatorArgs {
         default_value = "nats://nats.carerp-system.svc:4222"
     )]
     pub tenant_nats_url: String,
+    /// Namespace of the NATS broker's pods: the tenants' pods may reach NATS there and
+    /// nowhere else.
+    #[arg(long, env = "CARERP_NATS_NAMESPACE", default_value = "carerp-system")]
+    pub nats_namespace: String,
+    /// Labels of the NATS broker's pods, `key=value[,key=value]`.
+    #[arg(
+        long,
+        env = "CARERP_NATS_POD_LABELS",
+        default_value = "app.kubernetes.io/name=nats"
+    )]
+    pub nats_pod_labels: String,
+    /// The broker's address range instead (a broker outside the cluster), e.g. 10.0.12.0/28.
+    #[arg(long, env = "CARERP_NATS_CIDR")]
+    pub nats_cidr: Option<String>,
+    /// File holding a signing key seed (SA...) of the NATS account the tenants' users belong
+    /// to: each tenant then gets its own NATS credentials, limited to its subjects and
+    /// streams. Unset: tenants connect unauthenticated.
+    #[arg(long, env = "CARERP_NATS_ACCOUNT_SIGNING_KEY_FILE")]
+    pub nats_account_signing_key_file: Option<std::path::PathBuf>,
+    /// The account's public key (A...), when the seed is one of its signing keys rather than
+    /// the account's own key.
+    #[arg(long, env = "CARERP_NATS_ACCOUNT")]
+    pub nats_account: Option<String>,
     /// OTLP/gRPC collector of tenants that name none.
     #[arg(long, env = "CARERP_DEFAULT_OTLP_ENDPOINT")]
     pub default_otlp_endpoint: Option<String>,
@@ -228,6 +330,14 @@ impl OperatorArgs {
             database_pooler: self.database_pooler.clone(),
             nats_url: self.tenant_nats_url.clone(),
             nats_port,
+            nats_broker: match &self.nats_cidr {
+                Some(cidr) => NatsBroker::Cidr(cidr.trim().to_string()),
+                None => NatsBroker::Pods {
+                    namespace: self.nats_namespace.clone(),
+                    labels: NatsBroker::parse_labels(&self.nats_pod_labels)?,
+                },
+            },
+            nats_credentials: self.nats_account_signing_key_file.is_some(),
             default_otlp_endpoint: self.default_otlp_endpoint.clone(),
             collector_image: self.collector_image.clone(),
             ingress_controller_namespace: self.ingress_namespace.clone(),
@@ -264,6 +374,23 @@ mod tests {
         let mut c = OperatorConfig::example();
         c.monitoring_namespace = "Monitoring".into();
         assert!(c.validate().unwrap_err().contains("monitoring namespace"));
+        let mut c = OperatorConfig::example();
+        c.nats_broker = NatsBroker::Cidr("10.0.0.1".into());
+        assert!(c.validate().unwrap_err().contains("NATS CIDR"));
+        c.nats_broker = NatsBroker::Cidr("10.0.12.0/28".into());
+        c.validate().unwrap();
+        c.nats_broker = NatsBroker::Pods {
+            namespace: "nats".into(),
+            labels: Default::default(),
+        };
+        assert!(c.validate().unwrap_err().contains("NATS pod labels"));
+        assert!(NatsBroker::parse_labels("app=nats,=x").is_err());
+        assert_eq!(
+            NatsBroker::parse_labels("app=nats, tier=broker")
+                .unwrap()
+                .len(),
+            2
+        );
         let mut c = OperatorConfig::example();
         c.ingress_controller_namespace = String::new();
         assert!(

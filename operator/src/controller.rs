@@ -82,6 +82,8 @@ pub enum Error {
     Provision(#[from] ProvisionError),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("NATS credentials: {0}")]
+    NatsCredentials(#[from] crate::nats_auth::IssuerError),
 }
 
 impl Error {
@@ -90,6 +92,7 @@ impl Error {
         match self {
             Error::Kube { .. } => "KubernetesError",
             Error::Provision(err) => err.reason(),
+            Error::NatsCredentials(_) => "NatsCredentialsError",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(err)
                 | kube::runtime::finalizer::Error::CleanupFailed(err) => err.reason(),
@@ -122,6 +125,8 @@ pub struct Context {
     pub provisioner: Arc<dyn Provisioner>,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Signs each tenant's NATS user when the installation has one (`config.nats_credentials`).
+    pub nats_issuer: Option<Arc<crate::nats_auth::Issuer>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -146,8 +151,15 @@ impl Context {
             provisioner,
             recorder,
             metrics,
+            nats_issuer: None,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Gives every tenant NATS credentials signed by `issuer`.
+    pub fn with_nats_issuer(mut self, issuer: Arc<crate::nats_auth::Issuer>) -> Self {
+        self.nats_issuer = Some(issuer);
+        self
     }
 
     /// 5s, 10s, 20s ... up to 5 minutes for a tenant that keeps failing.
@@ -617,7 +629,7 @@ struct Applied {
     ready: BTreeMap<String, i32>,
 }
 
-/// The namespace, then the signing key and owner Secrets, then the database Secrets (when
+/// The namespace, then the signing key, owner and NATS credentials Secrets, then the database Secrets (when
 /// provisioning succeeded), then the rest: pods a Deployment rolls for a new password find it
 /// in their Secret.
 async fn apply_objects(
@@ -642,7 +654,20 @@ async fn apply_objects(
     let public_keys = crate::identity::ensure_secrets(&ctx.client, tenant, &ctx.config, namespace)
         .await
         .map_err(kube_err("ensure the signing key and the owner's Secret"))?;
-    let objects = desired::desired(tenant, &ctx.config, &hashes, Some(&public_keys));
+    let nats_credentials = match ctx.nats_issuer.as_deref() {
+        Some(issuer) if ctx.config.nats_credentials => Some(
+            crate::nats_auth::ensure_secret(&ctx.client, tenant, &ctx.config, namespace, issuer)
+                .await?,
+        ),
+        _ => None,
+    };
+    let objects = desired::desired_with_nats(
+        tenant,
+        &ctx.config,
+        &hashes,
+        Some(&public_keys),
+        nats_credentials.as_deref(),
+    );
     if databases.provisioned.is_ok() {
         for (service, url) in &databases.urls {
             let secret = desired::database_secret(tenant, &ctx.config, *service, url);

@@ -12,12 +12,13 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapKeySelector, ConfigMapVolumeSource,
     Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
-    HTTPGetAction, Namespace, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota,
-    ResourceQuotaSpec, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    HTTPGetAction, KeyToPath, Namespace, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceQuota, ResourceQuotaSpec, ResourceRequirements, SeccompProfile, Secret,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    HTTPIngressPath, HTTPIngressRuleValue, IPBlock, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
     NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
     ServiceBackendPort,
@@ -32,8 +33,9 @@ use kube::Resource;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::OperatorConfig;
+use crate::config::{NatsBroker, OperatorConfig};
 use crate::crd::{CarErpTenant, CollectorMode, Plan, SERVICES, Service as Svc};
+use crate::nats_auth::{CREDENTIALS_DIR, CREDENTIALS_ENV, CREDENTIALS_KEY, CREDENTIALS_SECRET};
 
 /// Port of the domain services' gRPC listener.
 pub const GRPC_PORT: i32 = 50051;
@@ -61,6 +63,9 @@ const COLLECTOR_CONFIGMAP: &str = "otel-collector";
 /// password (a reset after the Secret was lost) changes the template, so Kubernetes rolls the
 /// pods, which read the Secret only when they start.
 pub const SECRET_HASH_ANNOTATION: &str = "carerp.io/database-secret-hash";
+/// Pod-template annotation holding a hash of the tenant's NATS credentials: reissued
+/// credentials (a new account signing key) restart the pods, which read them at start.
+pub const NATS_CREDENTIALS_HASH_ANNOTATION: &str = "carerp.io/nats-credentials-hash";
 /// UID and GID the services run as (the distroless `nonroot` user).
 const RUN_AS: i64 = 65532;
 
@@ -335,6 +340,19 @@ pub fn desired(
     secret_hashes: &BTreeMap<Svc, String>,
     public_keys: Option<&str>,
 ) -> Vec<Object> {
+    desired_with_nats(tenant, config, secret_hashes, public_keys, None)
+}
+
+/// [`desired`], with [`nats_credentials_hash`] of the tenant's NATS credentials as they are in
+/// the cluster (the controller knows it; `render` does not). With `config.nats_credentials`
+/// every pod mounts the credentials Secret either way.
+pub fn desired_with_nats(
+    tenant: &CarErpTenant,
+    config: &OperatorConfig,
+    secret_hashes: &BTreeMap<Svc, String>,
+    public_keys: Option<&str>,
+    nats_credentials_hash: Option<&str>,
+) -> Vec<Object> {
     let ctx = Ctx::new(tenant, config);
     let mut objects = vec![
         Object::Namespace(ctx.namespace()),
@@ -354,6 +372,7 @@ pub fn desired(
             service,
             secret_hashes.get(&service),
             keys_hash.as_ref(),
+            nats_credentials_hash,
         )));
         if replicas(tenant, service) > 1 {
             objects.push(Object::PodDisruptionBudget(ctx.pdb(service)));
@@ -392,6 +411,37 @@ pub fn database_secret(
     Secret {
         metadata: ctx.meta(&secret_name(service), ctx.service_labels(service)),
         string_data: Some(database_secret_data(config, database_url)),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    }
+}
+
+/// Hash of a `.creds` file, for [`NATS_CREDENTIALS_HASH_ANNOTATION`] (SHA-256, as it holds a
+/// seed).
+pub fn nats_credentials_hash(creds: &str) -> String {
+    content_hash(creds)
+}
+
+/// The Secret every service of the tenant reads its NATS credentials from: the `.creds`
+/// file under [`CREDENTIALS_KEY`], annotated with the issuer's fingerprint.
+pub fn nats_credentials_secret(
+    tenant: &CarErpTenant,
+    config: &OperatorConfig,
+    creds: &str,
+    fingerprint: &str,
+) -> Secret {
+    let ctx = Ctx::new(tenant, config);
+    let mut metadata = ctx.meta(CREDENTIALS_SECRET, ctx.tenant_labels());
+    metadata.annotations = Some(BTreeMap::from([(
+        crate::nats_auth::ISSUER_ANNOTATION.to_string(),
+        fingerprint.to_string(),
+    )]));
+    Secret {
+        metadata,
+        string_data: Some(BTreeMap::from([(
+            CREDENTIALS_KEY.to_string(),
+            creds.to_string(),
+        )])),
         type_: Some("Opaque".into()),
         ..Secret::default()
     }
@@ -790,6 +840,12 @@ service:
         }
         env.push(plain("ADMIN_ADDR", format!("0.0.0.0:{ADMIN_PORT}")));
         env.push(plain("NATS_URL", self.config.nats_url.clone()));
+        if self.config.nats_credentials {
+            env.push(plain(
+                CREDENTIALS_ENV,
+                format!("{CREDENTIALS_DIR}/{CREDENTIALS_KEY}"),
+            ));
+        }
         env.push(plain("LOG_FORMAT", "json".into()));
         for callee in service.calls() {
             if let Some(var) = callee.grpc_url_variable() {
@@ -870,6 +926,7 @@ service:
         service: Svc,
         secret_hash: Option<&String>,
         keys_hash: Option<&String>,
+        nats_credentials_hash: Option<&str>,
     ) -> Deployment {
         let labels = self.service_labels(service);
         let (port_name, port_number) = Self::main_port(service);
@@ -890,6 +947,34 @@ service:
                     ..ConfigMapVolumeSource::default()
                 }),
                 ..Volume::default()
+            });
+        }
+        let mut mounts = vec![VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        }];
+        if self.config.nats_credentials {
+            volumes.push(Volume {
+                name: "nats-credentials".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(CREDENTIALS_SECRET.into()),
+                    items: Some(vec![KeyToPath {
+                        key: CREDENTIALS_KEY.into(),
+                        path: CREDENTIALS_KEY.into(),
+                        mode: None,
+                    }]),
+                    // Read by the service's group (fsGroup), by nobody else.
+                    default_mode: Some(0o440),
+                    optional: Some(false),
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: "nats-credentials".into(),
+                mount_path: CREDENTIALS_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
             });
         }
         let container = Container {
@@ -922,11 +1007,7 @@ service:
             startup_probe: Some(Self::probe("/healthz", 2, 30)),
             resources: Some(self.resources(service)),
             security_context: Some(Self::container_security()),
-            volume_mounts: Some(vec![VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..VolumeMount::default()
-            }]),
+            volume_mounts: Some(mounts),
             ..Container::default()
         };
         let mut annotations = BTreeMap::from([(
@@ -938,6 +1019,12 @@ service:
         }
         if let Some(hash) = keys_hash {
             annotations.insert(TOKEN_KEYS_HASH_ANNOTATION.to_string(), hash.clone());
+        }
+        if let Some(hash) = nats_credentials_hash.filter(|_| self.config.nats_credentials) {
+            annotations.insert(
+                NATS_CREDENTIALS_HASH_ANNOTATION.to_string(),
+                hash.to_string(),
+            );
         }
         Deployment {
             metadata: self.meta(service.name(), labels.clone()),
@@ -1081,10 +1168,7 @@ service:
             protocol: Some(protocol.into()),
             ..NetworkPolicyPort::default()
         };
-        let mut outside_ports = vec![
-            port(i32::from(self.config.database_port)),
-            port(i32::from(self.config.nats_port)),
-        ];
+        let mut outside_ports = vec![port(i32::from(self.config.database_port))];
         if let Some(pooler) = &self.config.database_pooler {
             outside_ports.push(port(i32::from(pooler.port)));
         }
@@ -1127,8 +1211,13 @@ service:
                         }]),
                         ports: Some(vec![port(GRPC_PORT)]),
                     },
-                    // Database, NATS and collector live outside the namespace, possibly
-                    // outside the cluster: allowed by port.
+                    // NATS: the broker's pods (or address range) alone, on its port.
+                    NetworkPolicyEgressRule {
+                        to: Some(vec![self.nats_peer()]),
+                        ports: Some(vec![port(i32::from(self.config.nats_port))]),
+                    },
+                    // Database and collector live outside the namespace, possibly outside
+                    // the cluster: allowed by port.
                     NetworkPolicyEgressRule {
                         to: None,
                         ports: Some(outside_ports),
@@ -1138,6 +1227,27 @@ service:
             },
         ));
         policies
+    }
+
+    /// The NATS broker as a NetworkPolicy peer.
+    fn nats_peer(&self) -> NetworkPolicyPeer {
+        match &self.config.nats_broker {
+            NatsBroker::Pods { namespace, labels } => NetworkPolicyPeer {
+                namespace_selector: Some(selector(&[("kubernetes.io/metadata.name", namespace)])),
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(labels.clone()),
+                    ..LabelSelector::default()
+                }),
+                ..NetworkPolicyPeer::default()
+            },
+            NatsBroker::Cidr(cidr) => NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: cidr.clone(),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            },
+        }
     }
 
     fn quota(&self) -> ResourceQuota {
@@ -1511,6 +1621,124 @@ mod tests {
                     .parse::<crate::config::DatabasePooler>()
                     .is_err()
         );
+    }
+
+    fn allow_egress(objects: &[Object]) -> &NetworkPolicy {
+        objects
+            .iter()
+            .find_map(|o| match o {
+                Object::NetworkPolicy(p) if p.metadata.name.as_deref() == Some("allow-egress") => {
+                    Some(p)
+                }
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    /// The NATS port goes to the broker alone: its pods by label in its namespace, or its
+    /// address range; never to any address.
+    #[test]
+    fn nats_egress_names_the_broker() {
+        let t = tenant("");
+        let mut config = OperatorConfig::example();
+        config.nats_port = 4333;
+        let rules_to_nats = |config: &OperatorConfig| {
+            let objects = desired(&t, config, &BTreeMap::new(), None);
+            let policy = allow_egress(&objects).clone();
+            policy
+                .spec
+                .unwrap()
+                .egress
+                .unwrap()
+                .into_iter()
+                .filter(|rule| {
+                    rule.ports
+                        .iter()
+                        .flatten()
+                        .any(|p| p.port == Some(IntOrString::Int(4333)))
+                })
+                .collect::<Vec<_>>()
+        };
+        let rules = rules_to_nats(&config);
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        let peer = &rules[0].to.as_ref().unwrap()[0];
+        assert_eq!(
+            peer.namespace_selector.as_ref().unwrap().match_labels,
+            Some(labels(&[("kubernetes.io/metadata.name", "carerp-system")]))
+        );
+        assert_eq!(
+            peer.pod_selector.as_ref().unwrap().match_labels,
+            Some(labels(&[("app.kubernetes.io/name", "nats")]))
+        );
+        assert_eq!(rules[0].ports.as_ref().unwrap().len(), 1);
+
+        config.nats_broker = NatsBroker::Cidr("10.0.12.0/28".into());
+        let rules = rules_to_nats(&config);
+        let peer = &rules[0].to.as_ref().unwrap()[0];
+        assert_eq!(peer.ip_block.as_ref().unwrap().cidr, "10.0.12.0/28");
+        assert!(peer.pod_selector.is_none() && peer.namespace_selector.is_none());
+    }
+
+    /// With credentials on, every service mounts the tenant's credentials Secret and is told
+    /// where; the hash of the credentials in force is on the pod template. Off, nothing.
+    #[test]
+    fn with_nats_credentials_every_pod_mounts_the_tenants_creds() {
+        let t = tenant("");
+        let mut config = OperatorConfig::example();
+        let plain = desired_with_nats(&t, &config, &BTreeMap::new(), None, Some("h1"));
+        for service in SERVICES {
+            assert!(!env_of(&plain, service.name()).contains_key(CREDENTIALS_ENV));
+        }
+        assert!(!pod_annotations(&plain, "billing").contains_key(NATS_CREDENTIALS_HASH_ANNOTATION));
+
+        config.nats_credentials = true;
+        let objects = desired_with_nats(&t, &config, &BTreeMap::new(), None, Some("h1"));
+        for service in SERVICES {
+            assert_eq!(
+                env_of(&objects, service.name())[CREDENTIALS_ENV],
+                "/var/run/secrets/carerp/nats/nats.creds"
+            );
+            let deployment = deployments(&objects)
+                .into_iter()
+                .find(|d| d.metadata.name.as_deref() == Some(service.name()))
+                .unwrap();
+            let pod = deployment
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap();
+            let volume = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == "nats-credentials")
+                .unwrap();
+            let secret = volume.secret.as_ref().unwrap();
+            assert_eq!(secret.secret_name.as_deref(), Some(CREDENTIALS_SECRET));
+            assert_eq!(secret.default_mode, Some(0o440));
+            let mount = pod.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == "nats-credentials")
+                .unwrap();
+            assert_eq!(mount.read_only, Some(true));
+            assert_eq!(
+                pod_annotations(&objects, service.name())[NATS_CREDENTIALS_HASH_ANNOTATION],
+                "h1"
+            );
+        }
+        let secret = nats_credentials_secret(&t, &config, "creds", "fp");
+        assert_eq!(secret.metadata.name.as_deref(), Some(CREDENTIALS_SECRET));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("carerp-t1"));
+        assert_eq!(
+            secret.metadata.annotations.unwrap()[crate::nats_auth::ISSUER_ANNOTATION],
+            "fp"
+        );
+        assert_ne!(nats_credentials_hash("a"), nats_credentials_hash("b"));
     }
 
     /// The environment of deployment `name`'s container, references included.

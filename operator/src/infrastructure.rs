@@ -37,6 +37,8 @@ pub struct Infrastructure {
     admin_source: AdminSource,
     admin: AsyncMutex<Option<(String, PgPool)>>,
     nats_url: String,
+    /// The operator's own NATS user (a `.creds` file's content), when tenants get theirs.
+    nats_credentials: Option<carerp_kit::auth::Secret>,
     jetstream: AsyncMutex<Option<jetstream::Context>>,
 }
 
@@ -46,8 +48,15 @@ impl Infrastructure {
             admin_source,
             admin: AsyncMutex::new(None),
             nats_url: nats_url.into(),
+            nats_credentials: None,
             jetstream: AsyncMutex::new(None),
         }
+    }
+
+    /// Connects to NATS as the user of `credentials` (a `.creds` file's content).
+    pub fn with_nats_credentials(mut self, credentials: carerp_kit::auth::Secret) -> Self {
+        self.nats_credentials = Some(credentials);
+        self
     }
 
     /// The admin pool for the URL in force now.
@@ -95,13 +104,20 @@ impl Infrastructure {
         if let Some(js) = guard.as_ref() {
             return Ok(js.clone());
         }
-        let client =
-            async_nats::connect(&self.nats_url)
-                .await
-                .map_err(|err| ProvisionError::Nats {
-                    action: format!("connect to {}", self.nats_url),
-                    message: err.to_string(),
-                })?;
+        let connect_failed = |message: String| ProvisionError::Nats {
+            action: format!("connect to {}", self.nats_url),
+            message,
+        };
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(credentials) = &self.nats_credentials {
+            options = options.credentials(credentials.expose()).map_err(|_| {
+                connect_failed("the operator's NATS credentials are unusable".into())
+            })?;
+        }
+        let client = options
+            .connect(&self.nats_url)
+            .await
+            .map_err(|err| connect_failed(err.to_string()))?;
         let js = jetstream::new(client);
         *guard = Some(js.clone());
         Ok(js)

@@ -13,6 +13,7 @@ pub mod infrastructure;
 pub mod leader;
 pub mod local;
 pub mod metrics;
+pub mod nats_auth;
 pub mod private;
 pub mod provision;
 pub mod scram;

@@ -32,6 +32,26 @@ enum Command {
     Run(Box<RunArgs>),
     /// A tenant's dead letters: list them, show one, replay some.
     Dlq(DlqArgs),
+    /// Per-tenant NATS credentials: set up the broker's side of the trust.
+    NatsAuth(NatsAuthArgs),
+}
+
+#[derive(Args)]
+struct NatsAuthArgs {
+    #[command(subcommand)]
+    action: NatsAuthAction,
+}
+
+#[derive(Subcommand)]
+enum NatsAuthAction {
+    /// Generate an operator, a system account and the CARERP account with a signing key;
+    /// write the broker's configuration (nats-server.conf include: operator JWT, memory
+    /// resolver) and the signing key seed the Car ERP operator is given, into DIR.
+    Init {
+        /// Where to write `carerp-auth.conf` (public) and `account-signing-key.nk` (secret).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -42,6 +62,9 @@ struct DlqArgs {
     /// JetStream server of the tenant's streams.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// A `.creds` file to sign in with (a broker with per-tenant credentials).
+    #[arg(long, env = "NATS_CREDENTIALS_FILE")]
+    nats_credentials_file: Option<PathBuf>,
     #[command(subcommand)]
     action: DlqAction,
 }
@@ -186,7 +209,51 @@ fn main() -> ExitCode {
         Command::Local(args) => runtime().block_on(local(args)),
         Command::Run(args) => runtime().block_on(run(*args)),
         Command::Dlq(args) => runtime().block_on(dlq(args)),
+        Command::NatsAuth(args) => nats_auth(args),
     }
+}
+
+fn nats_auth(args: NatsAuthArgs) -> ExitCode {
+    let NatsAuthAction::Init { dir } = args.action;
+    let trust = carerp_operator::nats_auth::Trust::generate();
+    let (config, seed) = match (trust.server_config(), trust.signing_seed()) {
+        (Ok(config), Ok(seed)) => (config, seed),
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!("carerp-operator: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let conf = dir.join("carerp-auth.conf");
+    let key = dir.join("account-signing-key.nk");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&conf, config))
+        .and_then(|()| write_private(&key, seed.expose()));
+    if let Err(err) = written {
+        eprintln!(
+            "carerp-operator: cannot write into {}: {err}",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "wrote {} (include it in nats-server.conf) and {} (the operator's Secret)\nCARERP_NATS_ACCOUNT={}",
+        conf.display(),
+        key.display(),
+        trust.account()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(contents.as_bytes())
 }
 
 async fn dlq(args: DlqArgs) -> ExitCode {
@@ -204,7 +271,14 @@ async fn dlq(args: DlqArgs) -> ExitCode {
         DlqAction::Show { sequence } => Action::Show(sequence),
         DlqAction::Replay { sequences } => Action::Replay(sequences),
     };
-    let js = match async_nats::connect(&args.nats_url).await {
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(path) = &args.nats_credentials_file {
+        options = match options.credentials_file(path).await {
+            Ok(options) => options,
+            Err(err) => return config_error(err),
+        };
+    }
+    let js = match options.connect(&args.nats_url).await {
         Ok(client) => async_nats::jetstream::new(client),
         Err(err) => {
             eprintln!(
@@ -373,7 +447,28 @@ async fn run(args: RunArgs) -> ExitCode {
             AdminSource::Missing
         }
     };
-    let infrastructure = Infrastructure::new(admin_source, &args.nats_url);
+    let mut infrastructure = Infrastructure::new(admin_source, &args.nats_url);
+    let mut nats_issuer = None;
+    if let Some(path) = &args.operator.nats_account_signing_key_file {
+        let issuer = match carerp_operator::nats_auth::Issuer::load(
+            path,
+            args.operator.nats_account.as_deref(),
+        ) {
+            Ok(issuer) => issuer,
+            Err(err) => return config_error(err),
+        };
+        // The operator signs itself a user of the same account, without limits inside it:
+        // it creates and deletes the tenants' streams.
+        match issuer.operator_credentials() {
+            Ok(own) => infrastructure = infrastructure.with_nats_credentials(own.creds_file()),
+            Err(err) => return config_error(err),
+        }
+        tracing::info!(
+            account = issuer.account(),
+            "tenants get their own NATS credentials"
+        );
+        nats_issuer = Some(Arc::new(issuer));
+    }
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(err) => {
@@ -389,13 +484,17 @@ async fn run(args: RunArgs) -> ExitCode {
     }
     let identity = carerp_operator::leader::identity(args.pod_name.as_deref());
     let metrics = carerp_operator::metrics::Metrics::default();
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         config,
         Arc::new(infrastructure),
         metrics.clone(),
         Some(identity.clone()),
-    ));
+    );
+    if let Some(issuer) = nats_issuer {
+        ctx = ctx.with_nats_issuer(issuer);
+    }
+    let ctx = Arc::new(ctx);
 
     let admin = match carerp_operator::admin::serve(args.admin_addr, metrics).await {
         Ok(admin) => admin,

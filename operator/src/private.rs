@@ -58,19 +58,48 @@ pub struct PrivateNats {
     binary: PathBuf,
     dir: PathBuf,
     port: u16,
+    /// `dir/nats.conf` when the server runs with an authorization configuration.
+    config: Option<PathBuf>,
 }
 
 impl PrivateNats {
     pub fn start(binary: &Path, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(binary, dir, None)
+    }
+
+    /// [`PrivateNats::start`] with `authorization` (e.g.
+    /// [`crate::nats_auth::Trust::server_config`]) in its configuration file: the tests and
+    /// the benchmark of per-tenant credentials.
+    pub fn start_with_auth(binary: &Path, dir: &Path, authorization: &str) -> anyhow::Result<Self> {
+        Self::start_with(binary, dir, Some(authorization))
+    }
+
+    fn start_with(binary: &Path, dir: &Path, authorization: Option<&str>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let port = free_port()?;
-        let child = Self::spawn(binary, dir, port)?;
+        let config = match authorization {
+            Some(authorization) => {
+                let path = dir.join("nats.conf");
+                let store = dir.join("jetstream");
+                std::fs::write(
+                    &path,
+                    format!(
+                        "host: 127.0.0.1\nport: {port}\njetstream {{ store_dir: {store:?} }}\n{authorization}"
+                    ),
+                )
+                .with_context(|| format!("writing {}", path.display()))?;
+                Some(path)
+            }
+            None => None,
+        };
+        let child = Self::spawn(binary, dir, port, config.as_deref())?;
         let mut nats = Self {
             child,
             url: format!("nats://127.0.0.1:{port}"),
             binary: binary.to_path_buf(),
             dir: dir.to_path_buf(),
             port,
+            config,
         };
         if let Err(err) = wait_for_port(port, "private NATS", Duration::from_secs(10)) {
             nats.stop();
@@ -79,14 +108,19 @@ impl PrivateNats {
         Ok(nats)
     }
 
-    fn spawn(binary: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    fn spawn(binary: &Path, dir: &Path, port: u16, config: Option<&Path>) -> anyhow::Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("nats.log"))?;
-        Command::new(binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
+        let mut command = Command::new(binary);
+        match config {
+            Some(config) => command.arg("-c").arg(config),
+            None => command
+                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                .arg(dir),
+        };
+        command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -96,7 +130,7 @@ impl PrivateNats {
 
     /// Starts it again after [`PrivateNats::stop`], on the same port and store (fault tests).
     pub fn start_again(&mut self) -> anyhow::Result<()> {
-        self.child = Self::spawn(&self.binary, &self.dir, self.port)?;
+        self.child = Self::spawn(&self.binary, &self.dir, self.port, self.config.as_deref())?;
         wait_for_port(self.port, "private NATS", Duration::from_secs(10))
     }
 

@@ -13,6 +13,7 @@ use carerp_operator::controller::{self, Context, Provisioner};
 use carerp_operator::crd::{CarErpTenant, DeletionPolicy, MessagingSpec, Plan, Service};
 use carerp_operator::desired::{self, SECRET_HASH_ANNOTATION};
 use carerp_operator::metrics::Metrics;
+use carerp_operator::nats_auth::{self, Issuer, Trust};
 use carerp_operator::provision::{self, ProvisionError};
 use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode};
@@ -449,15 +450,31 @@ async fn reconcile_in(
     tenant: CarErpTenant,
     provisioner: FakeProvisioner,
 ) -> Run {
+    reconcile_with(cluster, tenant, provisioner, None).await
+}
+
+/// [`reconcile_in`], the installation giving tenants NATS credentials signed by `issuer`.
+async fn reconcile_with(
+    cluster: &SharedCluster,
+    tenant: CarErpTenant,
+    provisioner: FakeProvisioner,
+    issuer: Option<Arc<Issuer>>,
+) -> Run {
     let (client, server) = mock_api(serde_json::to_value(&tenant).unwrap(), cluster.clone());
     let provisioner = Arc::new(provisioner);
-    let ctx = Arc::new(Context::new(
+    let mut config = OperatorConfig::example();
+    config.nats_credentials = issuer.is_some();
+    let mut ctx = Context::new(
         client,
-        OperatorConfig::example(),
+        config,
         provisioner.clone(),
         Metrics::default(),
         Some("test".into()),
-    ));
+    );
+    if let Some(issuer) = issuer {
+        ctx = ctx.with_nats_issuer(issuer);
+    }
+    let ctx = Arc::new(ctx);
     let object = Arc::new(tenant);
     let result = tokio::time::timeout(
         Duration::from_secs(10),
@@ -1095,5 +1112,80 @@ async fn invalid_spec_is_reported_not_retried() {
             .unwrap()
             .starts_with("spec.settings.currency: expected a 3-letter ISO 4217 code"),
         "{ready}"
+    );
+}
+
+/// With an issuer, the tenant's NATS credentials are in their Secret before any pod that
+/// reads them, the pods carry their hash, and the next reconcile keeps them; a new signing
+/// key reissues them and rolls the pods.
+#[tokio::test]
+async fn nats_credentials_are_issued_once_before_the_pods_and_reissued_for_a_new_key() {
+    let cluster = Cluster::default().shared();
+    let issuer = Arc::new(Trust::generate().issuer().unwrap());
+    let run = |issuer: &Arc<Issuer>| {
+        reconcile_with(
+            &cluster,
+            demo().finalized().build(),
+            FakeProvisioner::default(),
+            Some(issuer.clone()),
+        )
+    };
+    let hash = |run: &Run| {
+        run.deployment("billing")["spec"]["template"]["metadata"]["annotations"]
+            [desired::NATS_CREDENTIALS_HASH_ANNOTATION]
+            .clone()
+    };
+    let stored = || {
+        cluster.lock().unwrap().objects
+            ["/api/v1/namespaces/carerp-demo/secrets/carerp-nats-credentials"]
+            .clone()
+    };
+    let first = run(&issuer).await;
+    first.result.as_ref().unwrap();
+    let steps = script(&first.calls);
+    let position = |step: &str| steps.iter().position(|s| s == step).unwrap();
+    assert!(
+        position("apply secrets/carerp-nats-credentials") < position("apply deployments/customer"),
+        "{steps:#?}"
+    );
+    let secret = stored();
+    assert_eq!(
+        secret["metadata"]["annotations"][nats_auth::ISSUER_ANNOTATION],
+        issuer.fingerprint("demo")
+    );
+    let creds: k8s_openapi::ByteString =
+        serde_json::from_value(secret["data"][nats_auth::CREDENTIALS_KEY].clone()).unwrap();
+    let creds = String::from_utf8(creds.0).unwrap();
+    assert!(creds.contains("BEGIN NATS USER JWT") && creds.contains("BEGIN USER NKEY SEED"));
+    assert_eq!(hash(&first), desired::nats_credentials_hash(&creds));
+    for call in &first.calls {
+        if !call.path.ends_with("/secrets/carerp-nats-credentials") {
+            assert!(
+                !call.body.to_string().contains("NKEY SEED"),
+                "credentials only in their Secret: {}",
+                call.path
+            );
+        }
+    }
+
+    let second = run(&issuer).await;
+    second.result.as_ref().unwrap();
+    assert!(
+        !script(&second.calls).contains(&"apply secrets/carerp-nats-credentials".to_string()),
+        "credentials still right are kept"
+    );
+    assert_eq!(hash(&second), hash(&first), "and roll nothing");
+
+    let rotated = Arc::new(Trust::generate().issuer().unwrap());
+    let third = run(&rotated).await;
+    third.result.as_ref().unwrap();
+    assert_ne!(
+        hash(&third),
+        hash(&first),
+        "a new signing key rolls the pods"
+    );
+    assert_eq!(
+        stored()["metadata"]["annotations"][nats_auth::ISSUER_ANNOTATION],
+        rotated.fingerprint("demo")
     );
 }

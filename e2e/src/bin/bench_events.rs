@@ -2,11 +2,16 @@
 //! completion to INVOICED (p50/p99), and how fast the outbox relays publish.
 //!
 //! `just bench-events` (N defaults to 200; `BENCH_WORK_ORDERS=1000 just bench-events`).
+//!
+//! Last, the relay against two private `nats-server`s side by side, one open and one with
+//! per-tenant credentials (decentralized JWT auth, the tenant's permissions checked on every
+//! publish): what signing in and the permission checks cost the relay.
 
 use std::time::{Duration, Instant};
 
-use carerp_e2e::{Platform, eventually};
+use carerp_e2e::{Broker, BrokerAuth, Platform, eventually};
 use carerp_kit::TenantSettings;
+use carerp_kit::messaging::BrokerIdentity;
 use carerp_proto::common::v1::Money;
 use carerp_proto::customer::v1 as customer;
 use carerp_proto::inventory::v1 as inventory;
@@ -117,15 +122,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
     let pool = &p.pools[0];
-    sqlx::query(
-        "INSERT INTO outbox (id, topic, aggregate_id, data, correlation_id, traceparent)
-         SELECT gen_random_uuid(), 'bench.relayed', 'agg-' || (n % 100), jsonb_build_object('n', n),
-                'bench', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
-         FROM generate_series(1, $1) AS n",
-    )
-    .bind(backlog)
-    .execute(pool)
-    .await?;
+    write_backlog(pool, backlog).await?;
     let relay = carerp_kit::relay::Relay::new(
         pool.clone(),
         p.jetstream.clone(),
@@ -141,6 +138,22 @@ async fn main() -> anyhow::Result<()> {
         "relay throughput:            {:.0} events/s",
         relayed as f64 / seconds
     );
+    let (open_rate, auth_rate) = match relay_open_and_authenticated(pool, &p.tenant, backlog)
+        .await?
+    {
+        Some((open, auth)) => {
+            println!("relay, private NATS open:    {open:.0} events/s");
+            println!(
+                "relay, private NATS auth:    {auth:.0} events/s ({:+.1}% with per-tenant credentials)",
+                (auth / open - 1.0) * 100.0
+            );
+            (Some(open), Some(auth))
+        }
+        None => {
+            println!("relay with and without NATS auth: skipped (nats-server is not installed)");
+            (None, None)
+        }
+    };
     let file = carerp_e2e::bench::record(
         "events",
         serde_json::json!({
@@ -152,11 +165,80 @@ async fn main() -> anyhow::Result<()> {
             "events_published": published,
             "relay_events": relayed,
             "relay_events_per_second": relayed as f64 / seconds,
+            "relay_open_nats_events_per_second": open_rate,
+            "relay_authenticated_nats_events_per_second": auth_rate,
         }),
     )?;
     println!("figures written to {}", file.display());
     p.stop().await?;
     Ok(())
+}
+
+/// `n` events in the outbox of `pool`, as a relay that was away would find them.
+async fn write_backlog(pool: &sqlx::PgPool, n: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, aggregate_id, data, correlation_id, traceparent)
+         SELECT gen_random_uuid(), 'bench.relayed', 'agg-' || (n % 100), jsonb_build_object('n', n),
+                'bench', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+         FROM generate_series(1, $1) AS n",
+    )
+    .bind(n)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The relay's rate (events/s) draining `backlog` events into a private open broker and into
+/// a private one with auth on, as the tenant's user; best of two alternating rounds each, so
+/// neither is measured only cold. `None` without nats-server.
+async fn relay_open_and_authenticated(
+    pool: &sqlx::PgPool,
+    tenant: &str,
+    backlog: i64,
+) -> anyhow::Result<Option<(f64, f64)>> {
+    use carerp_operator::private::{PrivateNats, find_binary};
+    let Some(binary) = find_binary("nats-server") else {
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir()?;
+    let trust = carerp_operator::nats_auth::Trust::generate();
+    let open = PrivateNats::start(&binary, &dir.path().join("open"))?;
+    let auth =
+        PrivateNats::start_with_auth(&binary, &dir.path().join("auth"), &trust.server_config()?)?;
+    let brokers = [
+        Broker::open(&open.url),
+        Broker {
+            url: auth.url.clone(),
+            auth: Some(BrokerAuth {
+                issuer: std::sync::Arc::new(trust.issuer()?),
+                dir: dir.path().to_path_buf(),
+            }),
+        },
+    ];
+    let mut best = [0f64; 2];
+    for _round in 0..2 {
+        for (broker, best) in brokers.iter().zip(best.iter_mut()) {
+            let operator = broker.connect_operator().await?;
+            carerp_kit::stream::ensure_stream(&operator, tenant, &Default::default()).await?;
+            let identity = match broker.tenant_credentials(tenant)? {
+                Some(path) => Some(BrokerIdentity::from_file(&path, tenant).await?),
+                None => None,
+            };
+            let js = carerp_kit::messaging::connect_as(&broker.url, identity.as_ref()).await?;
+            write_backlog(pool, backlog).await?;
+            let relay = carerp_kit::relay::Relay::new(
+                pool.clone(),
+                js,
+                "bench",
+                tenant,
+                &carerp_kit::Metrics::new(),
+            );
+            let started = Instant::now();
+            let relayed = relay.drain().await?;
+            *best = best.max(relayed as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(Some((best[0], best[1])))
 }
 
 /// Creates, reserves and completes one work order; returns completion -> INVOICED latency.

@@ -227,7 +227,7 @@ pub async fn start_with_pages(
         shutdown: &shutdown,
     });
     // Connecting returns at once; a broker that is down is retried in the background.
-    let jetstream = carerp_kit::messaging::connect(&config.service.nats_url).await?;
+    let jetstream = carerp_kit::messaging::connect_for(&config.service).await?;
     let app = router(&config, state, authenticator.clone(), http_metrics, pages).layer(
         axum::Extension(api::dead_letters::DeadLetterStore {
             jetstream: jetstream.clone(),

@@ -4,6 +4,7 @@
 //! configured: [`ConfigError`] names the variable, and `main` prints it as one line.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::auth::VerifyingKeys;
@@ -98,6 +99,9 @@ pub struct ServiceConfig {
     /// The service's own database; `None` only for services without one (the BFF).
     pub database_url: Option<String>,
     pub nats_url: String,
+    /// The tenant's NATS credentials (`NATS_CREDENTIALS_FILE`, a `.creds` file: user JWT and
+    /// nkey seed); `None` connects without authenticating, as `cargo dev` does.
+    pub nats_credentials: Option<PathBuf>,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -187,11 +191,13 @@ impl ServiceConfig {
                 reason: err.to_string(),
             })?;
         let pool = pool_settings(&env)?;
+        let nats_credentials = env.optional("NATS_CREDENTIALS_FILE").map(PathBuf::from);
         Ok(Self {
             service,
             tenant,
             database_url,
             nats_url: env.parse_or("NATS_URL", "nats://127.0.0.1:4222".to_string())?,
+            nats_credentials,
             grpc_addr: env.parse_or("GRPC_ADDR", ([0, 0, 0, 0], 50051).into())?,
             http_addr: env.parse_or("HTTP_ADDR", ([0, 0, 0, 0], 8080).into())?,
             admin_addr: env.parse_or("ADMIN_ADDR", ([0, 0, 0, 0], 9090).into())?,
@@ -210,6 +216,7 @@ impl ServiceConfig {
             tenant: tenant.into(),
             database_url,
             nats_url: "nats://127.0.0.1:4222".into(),
+            nats_credentials: None,
             grpc_addr: ([127, 0, 0, 1], 0).into(),
             http_addr: ([127, 0, 0, 1], 0).into(),
             admin_addr: ([127, 0, 0, 1], 0).into(),
@@ -514,9 +521,30 @@ mod tests {
         assert_eq!(config.grpc_addr.port(), 50051);
         assert_eq!(config.admin_addr.port(), 9090);
         assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.nats_credentials, None, "unauthenticated unless told");
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.settings, TenantSettings::default());
         assert_eq!(config.otlp_endpoint, None);
+    }
+
+    #[test]
+    fn nats_credentials_come_from_a_file_named_by_a_variable() {
+        let mut vars = BASE.to_vec();
+        vars.push((
+            "NATS_CREDENTIALS_FILE",
+            "/var/run/secrets/carerp/nats/nats.creds",
+        ));
+        assert_eq!(
+            load(&vars, Database::Required).unwrap().nats_credentials,
+            Some(PathBuf::from("/var/run/secrets/carerp/nats/nats.creds"))
+        );
+        let mut vars = BASE.to_vec();
+        vars.push(("NATS_CREDENTIALS_FILE", " "));
+        assert_eq!(
+            load(&vars, Database::Required).unwrap().nats_credentials,
+            None,
+            "blank is unset, as for every optional variable"
+        );
     }
 
     #[test]
