@@ -32,12 +32,12 @@ fn main() {
             });
         assert!(status.success(), "npm ci failed in {}", npm.display());
     }
+    // A copy in OUT_DIR, as the npm assets are: the generated code names no path of the
+    // checkout, so a target directory shared by two checkouts never points into the other.
+    let css = out.join("app.css");
+    std::fs::copy(assets.join("app.css"), &css).expect("the stylesheet is readable");
     let mut rust = String::new();
-    for (name, path) in [
-        ("HTMX", htmx),
-        ("HTMX_SSE", sse),
-        ("APP_CSS", assets.join("app.css")),
-    ] {
+    for (name, path) in [("HTMX", htmx), ("HTMX_SSE", sse), ("APP_CSS", css)] {
         let bytes = std::fs::read(&path).expect("the asset is readable");
         rust.push_str(&format!(
             "pub const {name}: &[u8] = include_bytes!({:?});\npub const {name}_HASH: &str = \"{:016x}\";\n",
