@@ -152,18 +152,21 @@ struct ContactRule;
 
 impl Modify for ContactRule {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, SchemaType};
+        use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Type};
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
-        let given = |field: &str| {
+        // Typed, so the document reads back (utoipa, strict clients): `field` is present and
+        // not empty, at most `max_length` long as the field's own rule says.
+        let given = |field: &str, max_length: usize| {
             ObjectBuilder::new()
-                .schema_type(SchemaType::AnyValue)
+                .schema_type(Type::Object)
                 .property(
                     field,
                     ObjectBuilder::new()
-                        .schema_type(SchemaType::AnyValue)
-                        .min_length(Some(1)),
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(max_length)),
                 )
                 .required(field)
         };
@@ -172,8 +175,8 @@ impl Modify for ContactRule {
                 continue;
             };
             let reachable = AnyOfBuilder::new()
-                .item(given("email"))
-                .item(given("phone"))
+                .item(given("email", 254))
+                .item(given("phone", 40))
                 .description(Some("An email address or a phone number is required"));
             components.schemas.insert(
                 body.to_string(),

@@ -249,3 +249,28 @@ fn every_request_body_carries_the_rules_the_api_enforces() {
     found.dedup();
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+#[test]
+fn a_customer_body_needs_an_email_or_a_phone_as_the_service_does() {
+    let doc = serde_json::to_value(carerp_bff::openapi::document()).unwrap();
+    for body in ["CreateCustomer", "UpdateCustomer"] {
+        let parts = doc["components"]["schemas"][body]["allOf"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body} is not fields plus the contact rule"));
+        let rule = parts
+            .iter()
+            .find_map(|part| part["anyOf"].as_array())
+            .unwrap_or_else(|| panic!("{body} has no anyOf"));
+        let required: Vec<&str> = rule
+            .iter()
+            .map(|branch| branch["required"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(required, ["email", "phone"], "{body}");
+        for (branch, field) in rule.iter().zip(["email", "phone"]) {
+            assert_eq!(
+                branch["properties"][field]["minLength"], 1,
+                "{body}.{field}"
+            );
+        }
+    }
+}
