@@ -49,8 +49,12 @@ impl CustomerService for CustomerApi {
         ))
         .map_err(Error::from)?;
         let key = non_empty(&req.idempotency_key);
-        let row = store::create_customer(&self.pool, &context, &fields, key).await?;
-        Ok(Response::new(self.customer_with_vehicles(row).await?))
+        let customer = match store::create_customer(&self.pool, &context, &fields, key).await? {
+            // Nothing can have added a vehicle yet: no query for them (issue 16).
+            store::Created::New(row) => customer_to_pb(row, Vec::new()),
+            store::Created::Earlier(row) => self.customer_with_vehicles(row).await?,
+        };
+        Ok(Response::new(customer))
     }
 
     async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Reply<pb::Customer> {

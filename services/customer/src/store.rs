@@ -69,12 +69,19 @@ macro_rules! vehicle_columns {
 }
 
 /// Creates a customer, or returns the one created earlier with the same idempotency key.
+/// What a create did: inserted a customer, or found the one an earlier call with the same
+/// idempotency key inserted (which may have vehicles by now).
+pub enum Created {
+    New(CustomerRow),
+    Earlier(CustomerRow),
+}
+
 pub async fn create_customer(
     pool: &PgPool,
     context: &RequestContext,
     fields: &CustomerFields,
     idempotency_key: Option<&str>,
-) -> Result<CustomerRow, Error> {
+) -> Result<Created, Error> {
     let mut tx = pool.begin().await?;
     let inserted: Option<CustomerRow> = sqlx::query_as(concat!("INSERT INTO customers (id, name, email, phone, address_line1, address_line2, address_postal_code,
                                 address_city, address_country, notes, idempotency_key)
@@ -105,11 +112,11 @@ pub async fn create_customer(
         .bind(idempotency_key)
         .fetch_one(pool)
         .await?;
-        return Ok(existing);
+        return Ok(Created::Earlier(existing));
     };
     events::customer_created(&mut tx, context, &customer).await?;
     tx.commit().await?;
-    Ok(customer)
+    Ok(Created::New(customer))
 }
 
 pub async fn get_customer(pool: &PgPool, id: Uuid) -> Result<CustomerRow, Error> {
