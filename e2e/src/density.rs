@@ -74,6 +74,7 @@ impl Pgbouncer {
              auth_type = scram-sha-256\n\
              auth_file = {dir}/userlist.txt\n\
              auth_user = postgres\n\
+             auth_dbname = postgres\n\
              auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename = $1\n\
              pool_mode = transaction\n\
              max_prepared_statements = 200\n\
@@ -342,9 +343,14 @@ pub async fn run(
     let mut busiest = idle_connections;
     for tenant in &running {
         let watch = tokio::spawn(watch_connections(admin.clone()));
-        let took = saga(&http, tenant)
-            .await
-            .with_context(|| format!("the saga of {}", tenant.name))?;
+        let took = saga(&http, tenant).await.with_context(|| {
+            format!(
+                "the saga of {}; its last log lines:\n{}\nPgBouncer's log:\n{}",
+                tenant.name,
+                tenant.unread_tail(40),
+                tail(&bouncer.log())
+            )
+        })?;
         watch.abort();
         busiest = busiest.max(watch.await.unwrap_or(0));
         busiest = busiest.max(connections(&admin).await?);

@@ -102,6 +102,13 @@ impl LocalTenant {
         }
     }
 
+    /// The last `n` lines it printed that no one has read yet (its services' logs among
+    /// them), for the error of a failed run.
+    pub fn unread_tail(&self, n: usize) -> String {
+        let unread: Vec<String> = self.lines.try_iter().collect();
+        unread[unread.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Ctrl-C, as a developer stops it.
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.interrupt()

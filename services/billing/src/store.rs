@@ -461,7 +461,7 @@ pub async fn record_payment(
     context: &RequestContext,
     payment: &NewPayment,
 ) -> Result<(), Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     // The key first (a repeat waits here for the first call), then the invoice.
     let claimed: Claimed<Uuid> = idempotency::begin(
         &mut tx,
@@ -566,7 +566,7 @@ pub async fn void_invoice(
     reason: &str,
     expected_version: i64,
 ) -> Result<(), Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let invoice: InvoiceRow = sqlx::query_as(concat!(
         "SELECT ",
         invoice_columns!(),

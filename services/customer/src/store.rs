@@ -82,7 +82,7 @@ pub async fn create_customer(
     fields: &CustomerFields,
     idempotency_key: Option<&str>,
 ) -> Result<Created, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let inserted: Option<CustomerRow> = sqlx::query_as(concat!("INSERT INTO customers (id, name, email, phone, address_line1, address_line2, address_postal_code,
                                 address_city, address_country, notes, idempotency_key)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -180,7 +180,7 @@ pub async fn update_customer(
     fields: &CustomerFields,
     expected_version: i64,
 ) -> Result<CustomerRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     lock_customer(&mut tx, id, expected_version).await?;
     let customer: CustomerRow = sqlx::query_as(concat!("UPDATE customers SET name = $2, email = $3, phone = $4, address_line1 = $5, address_line2 = $6,
                 address_postal_code = $7, address_city = $8, address_country = $9, notes = $10,
@@ -210,7 +210,7 @@ pub async fn archive_customer(
     context: &RequestContext,
     id: Uuid,
 ) -> Result<CustomerRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let current = lock_customer(&mut tx, id, 0).await?;
     if current.archived {
         tx.rollback().await?;
@@ -267,7 +267,7 @@ pub async fn add_vehicle(
     if let Some(existing) = vehicle_by_key(pool, idempotency_key).await? {
         return Ok(existing);
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     // The share lock keeps the customer from being archived while the vehicle is added.
     let archived: Option<bool> =
         sqlx::query_scalar("SELECT archived FROM customers WHERE id = $1 FOR SHARE")
@@ -344,7 +344,7 @@ pub async fn update_vehicle(
     fields: &VehicleFields,
     expected_version: i64,
 ) -> Result<VehicleRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let current: VehicleRow = sqlx::query_as(concat!(
         "SELECT ",
         vehicle_columns!(),

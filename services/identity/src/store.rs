@@ -173,7 +173,7 @@ pub async fn bootstrap_owner(
     owner: &OwnerBootstrap,
     password_hash: &Secret,
 ) -> Result<Option<UserRow>, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(OWNERS_LOCK)
         .execute(&mut *tx)
@@ -266,7 +266,7 @@ pub async fn record_sign_in_failure(
     now: DateTime<Utc>,
     entry: &AuditRecord,
 ) -> Result<(), Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     for key in keys {
         // The row exists (with no failures) before it is locked, so that two replicas
         // counting the first failure of a key count two.
@@ -319,7 +319,7 @@ pub async fn sign_in(
     session: &NewSession<'_>,
     account_key: &str,
 ) -> Result<UserRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     sqlx::query("INSERT INTO sessions (id, user_id, client_address) VALUES ($1, $2, $3)")
         .bind(session.session_id)
         .bind(user_id)
@@ -398,7 +398,7 @@ pub async fn rotate_refresh_token(
     now: DateTime<Utc>,
 ) -> Result<(UserRow, Uuid), Error> {
     const REFUSED: &str = "the refresh token is not valid: sign in again";
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let token: Option<PresentedToken> = sqlx::query_as(
         "SELECT r.session_id, r.expires_at, r.used_at, s.user_id, s.revoked_at
          FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id
@@ -523,7 +523,7 @@ pub async fn sign_out(
     user_id: Uuid,
     session_id: Uuid,
 ) -> Result<(), Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     if revoke_session(
         &mut tx,
         context,
@@ -588,7 +588,7 @@ pub async fn change_password(
     current_session: Uuid,
     password_hash: &Secret,
 ) -> Result<UserRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let user: UserRow = sqlx::query_as(concat!(
         "UPDATE users SET password_hash = $2, must_change_password = false,
                 updated_at = now(), version = version + 1
@@ -650,7 +650,7 @@ pub async fn create_user(
     password_hash: &Secret,
     idempotency_key: Option<&str>,
 ) -> Result<Option<UserRow>, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let inserted: Result<Option<UserRow>, sqlx::Error> = sqlx::query_as(concat!(
         "INSERT INTO users (id, email, display_name, role, password_hash, must_change_password,
                             idempotency_key)
@@ -706,7 +706,7 @@ pub async fn update_user(
     changes: &UserChanges,
     expected_version: Option<i64>,
 ) -> Result<UserRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(OWNERS_LOCK)
         .execute(&mut *tx)
@@ -824,7 +824,7 @@ pub async fn reset_password(
     id: Uuid,
     password_hash: &Secret,
 ) -> Result<UserRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let user: UserRow = sqlx::query_as(concat!(
         "UPDATE users SET password_hash = $2, must_change_password = true,
                 updated_at = now(), version = version + 1
@@ -871,7 +871,7 @@ pub async fn create_api_token(
     actor: Uuid,
     token: &NewApiToken,
 ) -> Result<ApiTokenRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let row: ApiTokenRow = sqlx::query_as(concat!(
         "INSERT INTO api_tokens (id, name, role, secret_hash, created_by, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
@@ -917,7 +917,7 @@ pub async fn revoke_api_token(
     actor: Uuid,
     id: Uuid,
 ) -> Result<ApiTokenRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let now = Utc::now();
     let revoked: Option<ApiTokenRow> = sqlx::query_as(concat!(
         "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING ",

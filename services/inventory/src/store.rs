@@ -168,7 +168,7 @@ pub async fn create_part(
     currency: &str,
     idempotency_key: Option<&str>,
 ) -> Result<Part, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let stock = Stock {
         on_hand: initial_quantity,
         reserved: 0,
@@ -327,7 +327,7 @@ pub async fn update_part(
     changes: PartChanges,
     expected_version: i64,
 ) -> Result<Part, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let current = lock_part(&mut tx, id).await?;
     check_version(&current, expected_version)?;
     // Amounts are checked against the part's own currency, the one its prices are in.
@@ -385,7 +385,7 @@ pub async fn adjust_stock(
     adjustment: &Adjustment,
     idempotency_key: Option<&str>,
 ) -> Result<Part, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     // Lock first: a concurrent request with the same key has committed (and is seen below)
     // or waits for this one.
     let part = lock_part(&mut tx, id).await?;

@@ -387,7 +387,7 @@ impl<H: EventHandler> Consumer<H> {
     /// True when applied now, false when the inbox says it was applied before.
     async fn apply(&self, context: &RequestContext, event: &CloudEvent) -> Result<bool, Failure> {
         let transient = |err: sqlx::Error| Failure::Transient(err.into());
-        let mut tx = self.pool.begin().await.map_err(transient)?;
+        let mut tx = crate::outbox::begin(&self.pool).await.map_err(transient)?;
         if !record_in_inbox(&mut tx, event.id, &event.event_type)
             .await
             .map_err(transient)?

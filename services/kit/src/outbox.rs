@@ -1,28 +1,89 @@
 //! The transactional outbox: an event is written in the same transaction as the change it
 //! describes, so either both happen or neither does. A relay publishes committed rows.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::events::{AuditRecorded, topic};
 
-/// Counts the events enqueued in this process; the relays of this process watch it.
+/// Counts the events enqueued in this process, committed or not.
+static ENQUEUED: AtomicU64 = AtomicU64::new(0);
+
+/// Changes when a [`Transaction`] of this process that may have enqueued events commits; the
+/// relays of this process watch it.
 ///
 /// Not `pg_notify`: PostgreSQL serialises the commits of notifying transactions on one
 /// lock for the whole server (measured on this machine with pgbench, 16 clients: an INSERT
 /// plus `pg_notify` commits 1,340 times a second, two INSERTs 4,520), and every relay held a
 /// connection to LISTEN. The writer is nearly always a replica of the same service, so it
 /// wakes its own relay; rows another replica left behind are found by the relay's poll.
-static ENQUEUED: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+///
+/// After the commit, not at the enqueue: woken before, a relay cannot see the row yet, and
+/// had to pass again and again until the commit showed (13 passes over 8 s after every wake,
+/// which kept each idle garage's databases busy for seconds after its last write).
+static COMMITTED: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
 
-/// What a relay waits on: it changes whenever this process enqueues an event.
+/// What a relay waits on: it changes whenever a transaction of this process that enqueued
+/// an event commits.
 pub fn wakes() -> watch::Receiver<u64> {
-    ENQUEUED.subscribe()
+    COMMITTED.subscribe()
+}
+
+/// Begins a transaction whose commit wakes this process's relays when events were enqueued
+/// in it. Every service writes through one of these; a plain `pool.begin()` that enqueues
+/// would leave its events to the relay's poll, half a minute later.
+pub async fn begin(pool: &PgPool) -> Result<Transaction, sqlx::Error> {
+    // Read before the transaction starts: an event enqueued in it moves the count on.
+    let enqueued_before = ENQUEUED.load(Ordering::Acquire);
+    Ok(Transaction {
+        inner: pool.begin().await?,
+        enqueued_before,
+    })
+}
+
+/// A transaction from [`begin`]: a `PgConnection` for every query, and a commit that wakes
+/// the relays.
+pub struct Transaction {
+    inner: sqlx::Transaction<'static, Postgres>,
+    enqueued_before: u64,
+}
+
+impl Transaction {
+    /// Commits, then wakes this process's relays if any event was enqueued meanwhile (in this
+    /// transaction or, rarely, in a concurrent one: then the relay passes once for nothing).
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await?;
+        if ENQUEUED.load(Ordering::Acquire) != self.enqueued_before {
+            COMMITTED.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(())
+    }
+
+    /// Rolls back now rather than when dropped.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+}
+
+impl Deref for Transaction {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Transaction {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.inner
+    }
 }
 
 /// Appends an event to the outbox within the caller's transaction and returns its id.
@@ -50,9 +111,8 @@ pub async fn enqueue(
     .bind(context.traceparent())
     .execute(&mut *conn)
     .await?;
-    // Before the commit, which the relay cannot see: it passes again shortly after a wake
-    // until the row shows (see `relay::SETTLE_LAST`).
-    ENQUEUED.send_modify(|n| *n = n.wrapping_add(1));
+    // The relay is woken when the transaction commits (`Transaction::commit`).
+    ENQUEUED.fetch_add(1, Ordering::AcqRel);
     Ok(id)
 }
 

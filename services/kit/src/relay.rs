@@ -1,13 +1,11 @@
 //! The outbox relay: publishes committed outbox rows to JetStream and marks them published.
 //!
-//! It wakes when this process enqueues an event ([`crate::outbox::wakes`]). The event's
-//! transaction has not committed yet then, so after a wake the relay passes at 1, 2, 4, ...
-//! up to 4 s (some 8 s in all, so a slow commit is still seen within seconds) until a later
-//! wake restarts the count: under load that is a pass every millisecond or so, each taking
-//! every event committed meanwhile. A poll every 30 s (plus
-//! up to 5 s of jitter, so a tenant's services do not poll together and its pools can close
-//! their idle connections in between) finds what no wake announced: rows of a replica that
-//! stopped before relaying them, or of a transaction that took longer than that to commit.
+//! It wakes when a transaction of this process that enqueued an event commits
+//! ([`crate::outbox::wakes`]) and passes once: wakes that come during a pass make one more
+//! pass, so under load each pass takes every event committed meanwhile. A poll every 30 s
+//! (plus up to 5 s of jitter, so a tenant's services do not poll together and its pools can
+//! close their idle connections in between) finds what no wake announced: rows of a replica
+//! that stopped before relaying them.
 //!
 //! Each pass takes, per aggregate, only the oldest pending row (`FOR UPDATE SKIP LOCKED`), so
 //! several replicas can relay at once without reordering the events of one aggregate. A publish counts only once JetStream acknowledged it; `Nats-Msg-Id`
@@ -37,9 +35,6 @@ const BATCH: i64 = 200;
 /// The fallback poll: 30 s plus up to `POLL_JITTER_MS`.
 const POLL_INTERVAL: Duration = Duration::from_secs(30);
 const POLL_JITTER_MS: u64 = 5_000;
-/// The first and the last pass after a wake (the delays between double).
-const SETTLE_FIRST: Duration = Duration::from_millis(1);
-pub const SETTLE_LAST: Duration = Duration::from_millis(4096);
 /// The backlog gauges are refreshed at most this often (they cost a query).
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -108,8 +103,6 @@ impl Relay {
         let mut wakes = crate::outbox::wakes();
         let mut backoff = Duration::from_millis(100);
         let mut gauges_at: Option<tokio::time::Instant> = None;
-        // After a wake: the delay before the next pass, doubling up to SETTLE_LAST.
-        let mut settle: Option<Duration> = None;
         loop {
             // Dropping a pass midway rolls its transaction back; anything it had already
             // published is deduplicated by the stream when the next relay sends it again.
@@ -134,18 +127,10 @@ impl Relay {
                 self.update_gauges().await;
                 gauges_at = Some(tokio::time::Instant::now());
             }
-            let wait = settle.unwrap_or_else(poll_interval);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = wakes.changed() => {
-                    // Give the enqueuing transaction a moment to commit; more events come
-                    // meanwhile and go in the same pass.
-                    tokio::time::sleep(SETTLE_FIRST).await;
-                    settle = Some(SETTLE_FIRST * 2);
-                }
-                _ = tokio::time::sleep(wait) => {
-                    settle = settle.map(|d| d * 2).filter(|d| *d <= SETTLE_LAST);
-                }
+                _ = wakes.changed() => {}
+                _ = tokio::time::sleep(poll_interval()) => {}
             }
         }
     }

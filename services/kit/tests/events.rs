@@ -40,7 +40,7 @@ async fn enqueue(
     aggregate: &str,
     n: i64,
 ) -> uuid::Uuid {
-    let mut tx = pool.begin().await.unwrap();
+    let mut tx = outbox::begin(pool).await.unwrap();
     let id = outbox::enqueue(
         &mut tx,
         context,
@@ -350,6 +350,65 @@ impl PrivateNats {
         let _ = self.child.wait();
         self.dir
     }
+}
+
+/// A running relay is woken by the commit of a transaction that enqueued, not by its
+/// 30-second poll (`eventually` gives up after 15 s): each event goes out once its
+/// transaction commits, and once only.
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn a_committed_event_wakes_the_running_relay(pool: PgPool) {
+    let tenant = unique_tenant();
+    let js = jetstream_for(&tenant).await;
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(
+        Relay::new(
+            pool.clone(),
+            js.clone(),
+            "customer",
+            &tenant,
+            &Metrics::new(),
+        )
+        .run(shutdown.clone()),
+    );
+    let published = async || -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let context = RequestContext::new_root();
+    for n in 1..=3 {
+        // Each after the relay went back to waiting: only a wake gets it out in time.
+        let mut tx = outbox::begin(&pool).await.unwrap();
+        outbox::enqueue(
+            &mut tx,
+            &context,
+            "customer.created",
+            &format!("c-{n}"),
+            &serde_json::json!({ "n": n }),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            published().await,
+            n - 1,
+            "nothing goes out before the commit"
+        );
+        tx.commit().await.unwrap();
+        eventually("the committed event is published", async || {
+            published().await == n
+        })
+        .await;
+    }
+    assert_eq!(
+        stored(&js, &tenant, &subject(&tenant, "customer.created"))
+            .await
+            .len(),
+        3
+    );
+    shutdown.cancel();
+    relay.await.unwrap();
 }
 
 #[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]

@@ -85,7 +85,7 @@ pub async fn add_job(
     expected_version: i64,
     idempotency_key: Option<&Key>,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let key = idempotency_key.map(|key| {
         let fingerprint = idempotency::fingerprint(ADD_JOB, &(id, title));
         (key, ADD_JOB, fingerprint)
@@ -141,7 +141,7 @@ pub async fn remove_job(
     job_id: Uuid,
     expected_version: i64,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let order = store::lock(&mut tx, id, expected_version).await?;
     store::ensure_lines_editable(&order)?;
     jobs::check_removable(order.job(Some(job_id))?)?;
@@ -172,7 +172,7 @@ pub async fn decide_job(
     channel: Channel,
     expected_version: i64,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let order = store::lock(&mut tx, id, expected_version).await?;
     let estimate_version = latest_version_with(&mut tx, id, job_id).await?;
     let decided_by = context.actor();
@@ -302,7 +302,7 @@ pub async fn send_estimate(
     expected_version: i64,
     idempotency_key: Option<&Key>,
 ) -> Result<Sent, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     if let Some(key) = idempotency_key {
         let fingerprint = idempotency::fingerprint(SEND_ESTIMATE, &(id, expected_version));
         let claimed = idempotency::begin(&mut tx, key, SEND_ESTIMATE, &fingerprint).await?;
@@ -536,7 +536,7 @@ pub async fn decide_by_link(
     job_id: Uuid,
     verdict: &Verdict,
 ) -> Result<ForCustomer, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let found = estimate_by_token(&mut tx, token).await?;
     // Locked, then the link checked again: a change committed meanwhile outdates it.
     let order = store::lock(&mut tx, found.work_order_id, 0).await?;

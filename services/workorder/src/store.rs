@@ -197,7 +197,7 @@ pub async fn create_work_order(
     new: &NewWorkOrder,
     idempotency_key: Option<&str>,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let (year,): (i32,) = sqlx::query_as("SELECT EXTRACT(YEAR FROM now() AT TIME ZONE $1)::int")
         .bind(&new.timezone)
         .fetch_one(&mut *tx)
@@ -598,7 +598,7 @@ pub async fn change_status(
     reason: &str,
     expected_version: i64,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let order = lock(&mut tx, id, expected_version).await?;
     // Asking for the status the order already has is a retry whose first answer was lost:
     // it is done, and answered with the order as it is.
@@ -715,7 +715,7 @@ pub async fn add_part_line(
     idempotency_key: Option<&Key>,
 ) -> Result<WorkOrder, Error> {
     let (part_id, quantity) = (line.part_id, line.quantity);
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let key = idempotency_key.map(|key| {
         let fingerprint =
             idempotency::fingerprint(ADD_PART_LINE, &(id, part_id, quantity, line.job_id));
@@ -822,7 +822,7 @@ pub async fn remove_part_line(
     line_id: Uuid,
     expected_version: i64,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let order = lock(&mut tx, id, expected_version).await?;
     ensure_lines_editable(&order)?;
     if let Some(line) = order.part_lines.iter().find(|line| line.id == line_id) {
@@ -922,7 +922,7 @@ pub async fn add_labor_line(
     expected_version: i64,
     idempotency_key: Option<&Key>,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let key = idempotency_key.map(|key| {
         let fingerprint = idempotency::fingerprint(
             ADD_LABOR_LINE,
@@ -975,7 +975,7 @@ pub async fn remove_labor_line(
     line_id: Uuid,
     expected_version: i64,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let order = lock(&mut tx, id, expected_version).await?;
     ensure_lines_editable(&order)?;
     if let Some(line) = order.labor_lines.iter().find(|line| line.id == line_id) {
@@ -1006,7 +1006,7 @@ pub async fn update_notes(
     notes: &str,
     expected_version: i64,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     lock(&mut tx, id, expected_version).await?;
     sqlx::query("UPDATE work_orders SET notes = $2, notes_updated_by = $3 WHERE id = $1")
         .bind(id)
@@ -1029,7 +1029,7 @@ pub async fn retry_reservation(
     expected_version: i64,
     idempotency_key: Option<&Key>,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let key = idempotency_key.map(|key| {
         let fingerprint = idempotency::fingerprint(RETRY_RESERVATION, &id);
         (key, RETRY_RESERVATION, fingerprint)

@@ -160,7 +160,7 @@ pub async fn add_package(
     expected_version: i64,
     idempotency: Option<(&Key, &'static str)>,
 ) -> Result<WorkOrder, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let key = idempotency.map(|(key, operation)| {
         let fingerprint = idempotency::fingerprint(operation, &(id, package.source));
         (key, operation, fingerprint)

@@ -150,7 +150,7 @@ pub async fn save_template(
     is_default: bool,
     items: &[TemplateItem],
 ) -> Result<Template, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     // One writer of templates at a time: the default moves between rows.
     sqlx::query("LOCK TABLE inspection_templates IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
@@ -209,7 +209,7 @@ pub async fn start(
     work_order_id: Uuid,
     template_id: Option<Uuid>,
 ) -> Result<Inspection, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let order = store::lock(&mut tx, work_order_id, 0).await?;
     check_order_open(work_order_id, order.status)?;
     let template: Option<TemplateRow> = match template_id {
@@ -288,7 +288,7 @@ pub async fn rate_item(
     rating: Rating,
     note: &str,
 ) -> Result<Inspection, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let inspection_id = lock_in_progress(&mut tx, work_order_id).await?;
     let updated = sqlx::query(
         "UPDATE inspection_items SET rating = $3, note = $4, rated_by = $5, rated_at = now() \
@@ -321,7 +321,7 @@ pub async fn add_photo(
     item_id: Uuid,
     photo: &StoredPhoto,
 ) -> Result<Inspection, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let inspection_id = lock_in_progress(&mut tx, work_order_id).await?;
     let item: Option<(String, i64, i64)> = sqlx::query_as(
         "SELECT i.label, \
@@ -371,7 +371,7 @@ pub async fn remove_photo(
     work_order_id: Uuid,
     photo_id: Uuid,
 ) -> Result<Inspection, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let inspection_id = lock_in_progress(&mut tx, work_order_id).await?;
     let removed = sqlx::query(
         "DELETE FROM inspection_photos p USING inspection_items i \
@@ -420,7 +420,7 @@ pub async fn complete(
     context: &RequestContext,
     work_order_id: Uuid,
 ) -> Result<Inspection, Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let inspection_id = lock_in_progress(&mut tx, work_order_id).await?;
     let inspection = load(&mut tx, work_order_id).await?;
     let unrated: Vec<&Item> = inspection
@@ -480,7 +480,7 @@ pub async fn propose_jobs(
     work_order_id: Uuid,
     expected_version: i64,
 ) -> Result<(Inspection, Vec<Uuid>), Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = carerp_kit::outbox::begin(pool).await?;
     let order = store::lock(&mut tx, work_order_id, expected_version).await?;
     store::ensure_lines_editable(&order)?;
     lock(&mut tx, work_order_id).await?;
