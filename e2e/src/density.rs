@@ -53,7 +53,15 @@ fn version_at_least(binary: &Path, wanted: (u32, u32)) -> bool {
 /// A PgBouncer of this run's own, in transaction mode in front of `server_port`.
 ///
 /// Clients sign in with their own role and password, checked against the server's SCRAM
-/// verifiers (`auth_query` as `postgres`), as a pooler in front of the operator's roles must.
+/// verifiers (`auth_query` as `postgres`, through one pool in the `postgres` database rather
+/// than one per tenant database), as a pooler in front of the operator's roles must.
+///
+/// Sized for many small garages: PgBouncer pools per database, and a garage has five, so the
+/// server's connections are about (garages active within the last `server_idle_timeout`) x 5
+/// x `default_pool_size`. With a pool of 2 and 2 s, the ten garages whose sagas ran in the
+/// last two seconds held all 97 of the server's ordinary slots and the next login was refused;
+/// with 1 and 1 s about three garages' worth are held. `server_login_retry = 1`: after a
+/// refused login PgBouncer refuses that pool's clients for this long (15 s by default).
 pub struct Pgbouncer {
     child: Child,
     pub port: u16,
@@ -80,9 +88,10 @@ impl Pgbouncer {
              max_prepared_statements = 200\n\
              ignore_startup_parameters = extra_float_digits\n\
              max_client_conn = 5000\n\
-             default_pool_size = 2\n\
-             max_db_connections = 4\n\
-             server_idle_timeout = 2\n\
+             default_pool_size = 1\n\
+             max_db_connections = 2\n\
+             server_idle_timeout = 1\n\
+             server_login_retry = 1\n\
              logfile = {dir}/pgbouncer.log\n\
              log_connections = 0\n\
              log_disconnections = 0\n",
