@@ -125,6 +125,14 @@ bench-density:
     cargo build --release --bin carerp-operator --bin carerp-customer --bin carerp-workorder --bin carerp-inventory --bin carerp-billing --bin carerp-identity --bin carerp-bff --bin bench-density
     cargo run --release --bin bench-density
 
+# The fault tests on release builds, one at a time, each printing how long the saga took
+# to recover: NATS stopped for 10 s, PostgreSQL restarted, billing killed between commit and
+# ack, 50 reservations at once for 10 in stock, payments retried under load; figures also
+# in target/bench/bench.json (`faults`, seconds).
+bench-faults:
+    cargo build --release --bin carerp-billing
+    BENCH_JSON={{env_var("CARGO_TARGET_DIR")}}/bench/bench.json cargo test --release -p carerp-e2e --test faults -- --nocapture --test-threads=1
+
 # Every benchmark: the REST mix, the pages, the saga and relay, sign-in and tokens, the
-# operator's render, the density of 50 tenants.
-bench: bench-rest bench-pages bench-events bench-auth bench-operator bench-density
+# operator's render, the density of 50 tenants, the recovery after faults.
+bench: bench-rest bench-pages bench-events bench-auth bench-operator bench-density bench-faults

@@ -188,6 +188,7 @@ async fn a_database_restart_mid_saga_loses_nothing_and_dead_letters_nothing() {
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     tokio::time::sleep(OUTAGE).await;
     tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    let back = std::time::Instant::now();
     // The client retries the refused call, as UNAVAILABLE invites it to.
     p.work_orders
         .change_status(complete(&orders[2]))
@@ -202,6 +203,11 @@ async fn a_database_restart_mid_saga_loses_nothing_and_dead_letters_nothing() {
         .await
         .unwrap();
     }
+    carerp_e2e::bench::recovery(
+        "postgres_restarted",
+        "PostgreSQL was restarted (every work order INVOICED, counted from its return)",
+        back.elapsed(),
+    );
     let invoices = p
         .billing
         .list_invoices(billing::ListInvoicesRequest::default())
@@ -305,6 +311,11 @@ async fn all_invoiced_once(p: &mut Platform, orders: &[String]) {
         .await
         .unwrap();
     }
+    carerp_e2e::bench::recovery(
+        "postgres_restarted",
+        "PostgreSQL was restarted (every work order INVOICED, counted from its return)",
+        back.elapsed(),
+    );
     let invoices = p
         .billing
         .list_invoices(billing::ListInvoicesRequest::default())
@@ -368,9 +379,10 @@ async fn nats_stopped_for_ten_seconds_mid_saga_loses_nothing_and_dead_letters_no
     let back = std::time::Instant::now();
 
     all_invoiced_once(&mut p, &orders).await;
-    println!(
-        "recovery after NATS was stopped for 10 s: every work order INVOICED {:.1} s after it was back",
-        back.elapsed().as_secs_f64()
+    carerp_e2e::bench::recovery(
+        "nats_stopped_10s",
+        "NATS was stopped for 10 s (every work order INVOICED, counted from its return)",
+        back.elapsed(),
     );
     let ledger = eventually("the stock of all three is consumed", WAIT, async || {
         let s = stock(&mut p, &part).await;
@@ -418,6 +430,7 @@ async fn fifty_reservations_at_once_for_ten_in_stock_reserve_exactly_ten() {
         orders.push(order.id);
     }
     // All 50 lines at once: 50 reservation requests race for 10 filters.
+    let burst = std::time::Instant::now();
     let mut adds = tokio::task::JoinSet::new();
     for id in &orders {
         let mut client = p.work_orders.clone();
@@ -456,6 +469,11 @@ async fn fifty_reservations_at_once_for_ten_in_stock_reserve_exactly_ten() {
             failed += 1;
         }
     }
+    carerp_e2e::bench::recovery(
+        "reservation_burst",
+        "50 reservations at once for 10 in stock (every line reserved or failed)",
+        burst.elapsed(),
+    );
     assert_eq!(
         (reserved.len(), failed),
         (10, 40),
@@ -533,6 +551,7 @@ async fn retried_payments_under_load_are_recorded_once_each() {
 
     // Three partial payments per invoice, each sent RETRIES times at once, all invoices at
     // once: 72 requests racing for 9 payments.
+    let load = std::time::Instant::now();
     let mut racing = Vec::new();
     for invoice in &invoices {
         let total = invoice.total.as_ref().unwrap().amount_minor;
@@ -588,6 +607,11 @@ async fn retried_payments_under_load_are_recorded_once_each() {
             "every retry of one key answers alike: {answers:?}"
         );
     }
+    carerp_e2e::bench::recovery(
+        "retried_payments",
+        "payments retried under load (every attempt answered)",
+        load.elapsed(),
+    );
 
     for invoice in &invoices {
         let after = p
@@ -720,9 +744,10 @@ async fn a_billing_process_killed_between_commit_and_ack_invoices_once() {
     )
     .await
     .unwrap();
-    println!(
-        "recovery after billing was killed between commit and ack: the completion acknowledged {:.1} s later",
-        killed.elapsed().as_secs_f64()
+    carerp_e2e::bench::recovery(
+        "consumer_killed",
+        "billing was killed between commit and ack (the completion acknowledged, counted from the kill)",
+        killed.elapsed(),
     );
     eventually("the work order is invoiced", WAIT, async || {
         let order = get(&mut p, &order).await;
