@@ -96,7 +96,7 @@ pub async fn list_customers(
 
 /// Create a customer. A retry with the same `Idempotency-Key` returns the first one.
 #[utoipa::path(post, path = "/api/customers", tag = "customers", request_body = CreateCustomer,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe")),
     responses((status = 201, description = "Created", body = Customer, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn create_customer(
     State(state): State<AppState>,
@@ -269,7 +269,7 @@ async fn list(
 #[utoipa::path(post, path = "/api/customers/{id}/vehicles", tag = "customers",
     request_body = CreateVehicle,
     params(("id" = String, Path, format = Uuid, description = "Customer id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe")),
     responses((status = 201, description = "Added", body = Vehicle, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn add_vehicle(
     State(state): State<AppState>,

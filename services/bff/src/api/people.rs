@@ -307,7 +307,7 @@ pub async fn list_users(
 
 /// Add a person with a one-time password (shown once in the answer).
 #[utoipa::path(post, path = "/api/users", tag = "people", request_body = CreateUser,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe")),
     responses((status = 201, description = "Created", body = CreatedUser)))]
 pub async fn create_user(
     State(state): State<AppState>,
