@@ -109,6 +109,7 @@ to make retries safe; x-correlation-id is accepted or generated and returned on 
         &VehicleYear,
         &ContactRule,
         &StockDelta,
+        &RequiredWhen,
         &ClosedBodies
     ),
     security(("bearer" = [])),
@@ -454,6 +455,72 @@ impl Modify for StockDelta {
             "AdjustStock".to_string(),
             AllOfBuilder::new().item(fields).item(by_kind).into(),
         );
+    }
+}
+
+/// Free text a body needs for some values of another field, as the services check it:
+/// `(body, field, the values that need no text, the text field, its maximum length)`.
+const REQUIRED_WHEN: &[(&str, &str, &[&str], &str, usize)] = &[
+    // A reason to cancel (`workorder` domain, `check_cancellation_reason`).
+    (
+        "ChangeWorkOrderStatus",
+        "status",
+        &["OPEN", "ESTIMATE", "IN_PROGRESS", "AWAITING_PARTS", "COMPLETED", "INVOICED"],
+        "reason",
+        500,
+    ),
+    // A note on what was found, for ADVISE and URGENT (`inspection::rate`).
+    ("RateItem", "rating", &["OK"], "note", 1000),
+    // A reason to decline, on the approval page (`Verdict::validate`).
+    ("CustomerDecision", "decision", &["APPROVED"], "reason", 500),
+];
+
+/// [`REQUIRED_WHEN`] written out: the body is its fields and either one of the values that
+/// need no text or the text.
+struct RequiredWhen;
+
+impl Modify for RequiredWhen {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Type};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for &(body, field, without, text, max_length) in REQUIRED_WHEN {
+            let Some(fields) = components.schemas.remove(body) else {
+                continue;
+            };
+            let needs_none = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    field,
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(without.iter().copied())),
+                )
+                .required(field);
+            let given = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    text,
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(max_length))
+                        .pattern(Some(FreeText::required_text())),
+                )
+                .required(text);
+            let rule = AnyOfBuilder::new()
+                .item(needs_none)
+                .item(given)
+                .description(Some(format!(
+                    "`{text}` is required unless `{field}` is {}",
+                    without.join(", ")
+                )));
+            components.schemas.insert(
+                body.to_string(),
+                AllOfBuilder::new().item(fields).item(rule).into(),
+            );
+        }
     }
 }
 

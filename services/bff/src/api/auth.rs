@@ -31,7 +31,7 @@ pub struct Login {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Refresh {
-    #[schema(max_length = 512)]
+    #[schema(min_length = 1, max_length = 512, pattern = r"\S")]
     pub refresh_token: String,
 }
 

@@ -169,7 +169,7 @@ pub struct RecommendedQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// `YYYY-MM-DD`; absent: today in the garage's time zone.
     #[param(format = Date)]

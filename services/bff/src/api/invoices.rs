@@ -29,7 +29,7 @@ pub struct InvoiceQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Comma-separated statuses, e.g. `ISSUED,PARTIALLY_PAID`; absent: any.
     #[param(max_length = 200, pattern = r"^(ISSUED|PARTIALLY_PAID|PAID|VOID)(,(ISSUED|PARTIALLY_PAID|PAID|VOID))*$")]

@@ -33,12 +33,12 @@ pub struct PartQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Case-insensitive search over SKU and name.
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = r"^[^\x00]*$")]
     pub q: Option<String>,
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = r"^[^\x00]*$")]
     pub category: Option<String>,
     /// Only parts at or below their reorder point.
     pub low_stock_only: Option<bool>,

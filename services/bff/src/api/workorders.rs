@@ -30,7 +30,7 @@ pub struct WorkOrderQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Comma-separated statuses, e.g. `OPEN,IN_PROGRESS`; absent: any.
     #[param(max_length = 200, pattern = r"^(OPEN|ESTIMATE|IN_PROGRESS|AWAITING_PARTS|COMPLETED|INVOICED|CANCELLED)(,(OPEN|ESTIMATE|IN_PROGRESS|AWAITING_PARTS|COMPLETED|INVOICED|CANCELLED))*$")]
