@@ -342,10 +342,22 @@ mod tests {
     #[test]
     fn a_fraction_or_an_integer_out_of_range_is_still_refused_by_name() {
         for (body, field) in [
-            (&br#"{"expectedVersion": 7.5, "items": []}"#[..], "expectedVersion"),
-            (br#"{"expectedVersion": 1e19, "items": []}"#, "expectedVersion"),
-            (br#"{"expectedVersion": 1, "items": [{"quantity": 1e10}]}"#, "items[0].quantity"),
-            (br#"{"expectedVersion": 1.0, "items": [], "nope": 1}"#, "nope"),
+            (
+                &br#"{"expectedVersion": 7.5, "items": []}"#[..],
+                "expectedVersion",
+            ),
+            (
+                br#"{"expectedVersion": 1e19, "items": []}"#,
+                "expectedVersion",
+            ),
+            (
+                br#"{"expectedVersion": 1, "items": [{"quantity": 1e10}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                br#"{"expectedVersion": 1.0, "items": [], "nope": 1}"#,
+                "nope",
+            ),
         ] {
             let errors = field_errors(parse_json::<Versioned>(body).unwrap_err());
             assert_eq!(errors[0].field, field, "{}", String::from_utf8_lossy(body));

@@ -366,7 +366,10 @@ pub struct CreateCustomer {
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 254, pattern = r"^([!-?A-~]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?$")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^([!-?A-~]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?$"
+    )]
     pub email: String,
     #[serde(default)]
     #[schema(
@@ -388,7 +391,10 @@ pub struct UpdateCustomer {
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 254, pattern = r"^([!-?A-~]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?$")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^([!-?A-~]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?$"
+    )]
     pub email: String,
     #[serde(default)]
     #[schema(

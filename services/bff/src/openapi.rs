@@ -252,7 +252,10 @@ impl ClosedBodies {
     }
 
     /// The components `schema` refers to, at any depth of its own (inline) parts.
-    fn refers_to(schema: &utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>, found: &mut Vec<String>) {
+    fn refers_to(
+        schema: &utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        found: &mut Vec<String>,
+    ) {
         use utoipa::openapi::RefOr;
         use utoipa::openapi::schema::{ArrayItems, Schema};
         let schema = match schema {
@@ -445,12 +448,9 @@ impl Modify for StockDelta {
             .property("delta", delta(-1_000_000, -1))
             .required("kind")
             .required("delta");
-        let by_kind = AnyOfBuilder::new()
-            .item(adds)
-            .item(takes)
-            .description(Some(
-                "A receipt adds stock (delta 1 or more); an adjustment may take it away (not 0)",
-            ));
+        let by_kind = AnyOfBuilder::new().item(adds).item(takes).description(Some(
+            "A receipt adds stock (delta 1 or more); an adjustment may take it away (not 0)",
+        ));
         components.schemas.insert(
             "AdjustStock".to_string(),
             AllOfBuilder::new().item(fields).item(by_kind).into(),
@@ -465,7 +465,14 @@ const REQUIRED_WHEN: &[(&str, &str, &[&str], &str, usize)] = &[
     (
         "ChangeWorkOrderStatus",
         "status",
-        &["OPEN", "ESTIMATE", "IN_PROGRESS", "AWAITING_PARTS", "COMPLETED", "INVOICED"],
+        &[
+            "OPEN",
+            "ESTIMATE",
+            "IN_PROGRESS",
+            "AWAITING_PARTS",
+            "COMPLETED",
+            "INVOICED",
+        ],
         "reason",
         500,
     ),

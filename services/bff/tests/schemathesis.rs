@@ -19,7 +19,9 @@ fn schemathesis() -> Option<std::path::PathBuf> {
 }
 
 #[sqlx::test(migrator = "carerp_identity::MIGRATOR")]
-async fn schemathesis_finds_no_server_error_no_undeclared_answer_and_no_refused_conforming_request(pool: PgPool) {
+async fn schemathesis_finds_no_server_error_no_undeclared_answer_and_no_refused_conforming_request(
+    pool: PgPool,
+) {
     let Some(schemathesis) = schemathesis() else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -61,7 +63,14 @@ async fn schemathesis_finds_no_server_error_no_undeclared_answer_and_no_refused_
             .args(config)
             .arg("run")
             .arg(g.url("/docs/openapi.json"))
-            .args(["--max-examples", &examples, "--seed", "20261203", "--workers", "2"])
+            .args([
+                "--max-examples",
+                &examples,
+                "--seed",
+                "20261203",
+                "--workers",
+                "2",
+            ])
             .args(["--phases", "examples,coverage,fuzzing"])
             // Revoking an API token could end the run's own.
             .args(["--exclude-path", "/api/api-tokens/{id}"])

@@ -32,7 +32,10 @@ pub struct InvoiceQuery {
     #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Comma-separated statuses, e.g. `ISSUED,PARTIALLY_PAID`; absent: any.
-    #[param(max_length = 200, pattern = r"^(ISSUED|PARTIALLY_PAID|PAID|VOID)(,(ISSUED|PARTIALLY_PAID|PAID|VOID))*$")]
+    #[param(
+        max_length = 200,
+        pattern = r"^(ISSUED|PARTIALLY_PAID|PAID|VOID)(,(ISSUED|PARTIALLY_PAID|PAID|VOID))*$"
+    )]
     pub status: Option<String>,
     #[param(format = Uuid)]
     pub customer_id: Option<String>,

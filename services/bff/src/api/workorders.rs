@@ -33,7 +33,10 @@ pub struct WorkOrderQuery {
     #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Comma-separated statuses, e.g. `OPEN,IN_PROGRESS`; absent: any.
-    #[param(max_length = 200, pattern = r"^(OPEN|ESTIMATE|IN_PROGRESS|AWAITING_PARTS|COMPLETED|INVOICED|CANCELLED)(,(OPEN|ESTIMATE|IN_PROGRESS|AWAITING_PARTS|COMPLETED|INVOICED|CANCELLED))*$")]
+    #[param(
+        max_length = 200,
+        pattern = r"^(OPEN|ESTIMATE|IN_PROGRESS|AWAITING_PARTS|COMPLETED|INVOICED|CANCELLED)(,(OPEN|ESTIMATE|IN_PROGRESS|AWAITING_PARTS|COMPLETED|INVOICED|CANCELLED))*$"
+    )]
     pub status: Option<String>,
     #[param(format = Uuid)]
     pub customer_id: Option<String>,
