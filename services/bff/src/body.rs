@@ -87,21 +87,58 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(value) => value,
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            return Err(match inner.classify() {
-                serde_json::error::Category::Data => {
-                    ApiError::InvalidBody(vec![data_error(&path, &inner)])
-                }
-                _ => ApiError::MalformedJson(inner.to_string()),
-            });
+        Err(err) if err.inner().to_string().starts_with(INTEGRAL_FLOAT) => {
+            return parse_with_integral_floats(bytes);
         }
+        Err(err) => return Err(deserialize_error(err)),
     };
     deserializer
         .end()
         .map_err(|err| ApiError::MalformedJson(err.to_string()))?;
     Ok(value)
+}
+
+/// How serde_json starts the message for a number written with a fraction or an exponent
+/// (`2.0`, `1e3`) where an integer field is.
+const INTEGRAL_FLOAT: &str = "invalid type: floating point";
+
+/// The slow path of [`parse_json`], for a body with a number such as `2.0` where an integer
+/// is: JSON Schema (and so the OpenAPI document) counts any number without a fractional part
+/// as an integer, so the body is read again with those numbers as integers. A number with a
+/// fraction, or outside the 64-bit range, stays a float and is refused as before.
+fn parse_with_integral_floats<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|err| ApiError::MalformedJson(err.to_string()))?;
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(deserialize_error)
+}
+
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            // `i64::MAX as f64` is 2^63, itself out of range: hence `<`.
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && float >= i64::MIN as f64
+                && float < i64::MAX as f64
+            {
+                *value = Value::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
+}
+
+fn deserialize_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidBody(vec![data_error(&path, &inner)]),
+        _ => ApiError::MalformedJson(inner.to_string()),
+    }
 }
 
 /// A data error as a field error: an unknown field is named by itself, other errors by the
@@ -275,6 +312,56 @@ mod tests {
             parse_json::<Body>(b"[1,"),
             Err(ApiError::MalformedJson(_))
         ));
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Versioned {
+        expected_version: i64,
+        items: Vec<Item>,
+        rate: Option<f64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        quantity: i32,
+    }
+
+    #[test]
+    fn a_number_without_a_fraction_is_an_integer_as_json_schema_says() {
+        let body = parse_json::<Versioned>(
+            br#"{"expectedVersion": 7.0, "items": [{"quantity": 1e2}], "rate": 2.0}"#,
+        )
+        .unwrap();
+        assert_eq!(body.expected_version, 7);
+        assert_eq!(body.items[0].quantity, 100);
+        assert_eq!(body.rate, Some(2.0));
+    }
+
+    #[test]
+    fn a_fraction_or_an_integer_out_of_range_is_still_refused_by_name() {
+        for (body, field) in [
+            (
+                &br#"{"expectedVersion": 7.5, "items": []}"#[..],
+                "expectedVersion",
+            ),
+            (
+                br#"{"expectedVersion": 1e19, "items": []}"#,
+                "expectedVersion",
+            ),
+            (
+                br#"{"expectedVersion": 1, "items": [{"quantity": 1e10}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                br#"{"expectedVersion": 1.0, "items": [], "nope": 1}"#,
+                "nope",
+            ),
+        ] {
+            let errors = field_errors(parse_json::<Versioned>(body).unwrap_err());
+            assert_eq!(errors[0].field, field, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

@@ -46,6 +46,51 @@ impl From<Money> for common::Money {
     }
 }
 
+/// A request's amount of money, with the range the service enforces on it; the currency must
+/// be the garage's (the services know it, the document cannot say it).
+macro_rules! money_in {
+    ($(#[$meta:meta])* $name:ident, $($range:tt)*) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $name {
+            #[schema(example = 12345, $($range)*)]
+            pub amount_minor: i64,
+            /// ISO 4217 code: the garage's currency.
+            #[schema(example = "EUR", pattern = r"^[A-Z]{3}$")]
+            pub currency: String,
+        }
+
+        impl From<$name> for common::Money {
+            fn from(m: $name) -> Self {
+                Self {
+                    amount_minor: m.amount_minor,
+                    currency: m.currency,
+                }
+            }
+        }
+    };
+}
+
+money_in!(
+    /// A part's cost or price: 0 to 10^12 minor units (`MAX_UNIT_PRICE_MINOR`).
+    Price,
+    minimum = 0,
+    maximum = 1_000_000_000_000_i64
+);
+money_in!(
+    /// A labour rate per hour: 0 to 10^8 minor units (`MAX_HOURLY_RATE_MINOR`).
+    HourlyRate,
+    minimum = 0,
+    maximum = 100_000_000
+);
+money_in!(
+    /// An amount paid: more than 0, and at most the invoice's balance (which only the
+    /// invoice knows).
+    AmountPaid,
+    minimum = 1
+);
+
 fn money(m: Option<common::Money>) -> Option<Money> {
     m.map(Money::from)
 }
@@ -321,7 +366,10 @@ pub struct CreateCustomer {
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 254, pattern = r"^([^\s@]{1,64}@[^\s@]+\.[^\s@]+)?$")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^([!-?A-~]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?$"
+    )]
     pub email: String,
     #[serde(default)]
     #[schema(
@@ -343,7 +391,10 @@ pub struct UpdateCustomer {
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 254, pattern = r"^([^\s@]{1,64}@[^\s@]+\.[^\s@]+)?$")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^([!-?A-~]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?$"
+    )]
     pub email: String,
     #[serde(default)]
     #[schema(
@@ -548,6 +599,32 @@ api_enum! {
         Email = Email,
         Link = Link,
         Intake = Intake,
+    }
+}
+
+api_enum! {
+    /// A decision the garage records for the customer.
+    StaffDecision: workorder::JobState {
+        Approved = Approved,
+        Declined = Declined,
+        Deferred = Deferred,
+    }
+}
+
+api_enum! {
+    /// How the customer told the garage (`LINK` and `INTAKE` are the server's own).
+    StaffChannel: workorder::DecisionChannel {
+        InPerson = InPerson,
+        Phone = Phone,
+        Email = Email,
+    }
+}
+
+api_enum! {
+    /// A decision on the approval page: deferring is the garage's to record.
+    CustomerChoice: workorder::JobState {
+        Approved = Approved,
+        Declined = Declined,
     }
 }
 
@@ -760,7 +837,7 @@ pub struct AddLaborLine {
     pub minutes: i32,
     /// Absent: the garage's labour rate.
     #[serde(default)]
-    pub hourly_rate: Option<Money>,
+    pub hourly_rate: Option<HourlyRate>,
     /// Absent: the intake job.
     #[serde(default)]
     #[schema(format = Uuid)]
@@ -785,10 +862,8 @@ pub struct AddJob {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DecideJob {
-    /// `APPROVED`, `DECLINED` or `DEFERRED`.
-    pub decision: JobState,
-    /// `IN_PERSON`, `PHONE` or `EMAIL`.
-    pub channel: DecisionChannel,
+    pub decision: StaffDecision,
+    pub channel: StaffChannel,
     /// Required when declining or deferring.
     #[serde(default)]
     #[schema(max_length = 500)]
@@ -960,8 +1035,7 @@ impl From<workorder::EstimateForCustomer> for Approval {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomerDecision {
-    /// `APPROVED` or `DECLINED`.
-    pub decision: JobState,
+    pub decision: CustomerChoice,
     #[serde(default)]
     #[schema(max_length = 500)]
     pub reason: String,
@@ -1029,7 +1103,8 @@ page_type!(PartPage, Part);
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePart {
-    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
+    /// Letters, digits, `-`, `_`, `.` and `/`; stored in upper case.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._/-]+$")]
     pub sku: String,
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
@@ -1039,8 +1114,8 @@ pub struct CreatePart {
     #[serde(default)]
     #[schema(max_length = 200)]
     pub category: String,
-    pub unit_cost: Money,
-    pub unit_price: Money,
+    pub unit_cost: Price,
+    pub unit_price: Price,
     #[serde(default)]
     #[schema(max_length = 200)]
     pub location: String,
@@ -1066,8 +1141,8 @@ pub struct UpdatePart {
     pub description: Option<String>,
     #[schema(max_length = 200)]
     pub category: Option<String>,
-    pub unit_cost: Option<Money>,
-    pub unit_price: Option<Money>,
+    pub unit_cost: Option<Price>,
+    pub unit_price: Option<Price>,
     #[schema(max_length = 200)]
     pub location: Option<String>,
     #[schema(minimum = 0, maximum = 1_000_000)]
@@ -1284,7 +1359,7 @@ pub struct InvoiceView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecordPayment {
-    pub amount: Money,
+    pub amount: AmountPaid,
     pub method: PaymentMethod,
     #[serde(default)]
     #[schema(max_length = 200)]
@@ -1320,7 +1395,7 @@ pub struct ChangeInvoiceStatus {
     pub status: RequestedInvoiceStatus,
     /// `PAID`: the amount paid; absent: the balance.
     #[serde(default)]
-    pub amount: Option<Money>,
+    pub amount: Option<AmountPaid>,
     /// `PAID`: how it was paid; absent: `OTHER`.
     #[serde(default)]
     pub method: Option<PaymentMethod>,

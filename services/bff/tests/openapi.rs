@@ -176,15 +176,31 @@ async fn the_interactive_page_and_its_assets_are_served_locally() {
 }
 
 /// What a JSON body's property lacks of the rules the API enforces, by its kind: ids are
-/// UUIDs, integers have a minimum, free text has a maximum length or a pattern.
+/// UUIDs, integers have a minimum, free text has a maximum length and a pattern (the
+/// services refuse control characters, the database a NUL), and an object refuses fields it
+/// does not know (`deny_unknown_fields`). The alternatives of a rule between fields (`anyOf`)
+/// constrain some fields of their body: they are open, and need no pattern of their own.
 fn missing_rules(schemas: &Value, schema: &Value, at: &str, found: &mut Vec<String>) {
+    missing_rules_in(schemas, schema, at, false, found)
+}
+
+fn missing_rules_in(
+    schemas: &Value,
+    schema: &Value,
+    at: &str,
+    in_rule: bool,
+    found: &mut Vec<String>,
+) {
+    let missing_rules = |schemas: &Value, schema: &Value, at: &str, found: &mut Vec<String>| {
+        missing_rules_in(schemas, schema, at, in_rule, found)
+    };
     if let Some(target) = schema["$ref"].as_str() {
         let name = target.trim_start_matches("#/components/schemas/");
         return missing_rules(schemas, &schemas[name], &format!("{at}<{name}>"), found);
     }
     for key in ["oneOf", "anyOf", "allOf"] {
         for variant in schema[key].as_array().into_iter().flatten() {
-            missing_rules(schemas, variant, at, found);
+            missing_rules_in(schemas, variant, at, in_rule || key == "anyOf", found);
         }
     }
     let types: Vec<&str> = match &schema["type"] {
@@ -193,6 +209,12 @@ fn missing_rules(schemas: &Value, schema: &Value, at: &str, found: &mut Vec<Stri
         _ => Vec::new(),
     };
     if types.contains(&"object") {
+        if !in_rule && schema.get("properties").is_some() && schema["additionalProperties"] != false
+        {
+            found.push(format!(
+                "{at}: unknown fields not refused (additionalProperties)"
+            ));
+        }
         for (name, property) in schema["properties"].as_object().into_iter().flatten() {
             missing_rules(schemas, property, &format!("{at}.{name}"), found);
         }
@@ -216,6 +238,8 @@ fn missing_rules(schemas: &Value, schema: &Value, at: &str, found: &mut Vec<Stri
             && schema.get("pattern").is_none()
         {
             found.push(format!("{at}: free text without maxLength or pattern"));
+        } else if format.is_none() && !in_rule && schema.get("pattern").is_none() {
+            found.push(format!("{at}: free text without a pattern"));
         }
     }
 }
@@ -273,4 +297,105 @@ fn a_customer_body_needs_an_email_or_a_phone_as_the_service_does() {
             );
         }
     }
+}
+
+/// The component `name` of the document as served.
+fn component(name: &str) -> Value {
+    let doc = serde_json::to_value(carerp_bff::openapi::document()).unwrap();
+    doc["components"]["schemas"][name].clone()
+}
+
+#[test]
+fn free_text_refuses_control_characters_as_the_services_do() {
+    let control = r"\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F";
+    let fields = &component("CreateWorkOrder")["properties"];
+    // Required (`pattern = r"\S"` in the annotation): something but white space, no controls.
+    assert_eq!(
+        fields["complaint"]["pattern"],
+        format!("^[^{control}]*[^\\s{control}][^{control}]*$")
+    );
+    // Optional (a `max_length` alone): no controls.
+    assert_eq!(fields["notes"]["pattern"], format!("^[^{control}]*$"));
+}
+
+#[test]
+fn a_vehicle_year_goes_up_to_next_year() {
+    use chrono::Datelike;
+    let next_year = chrono::Utc::now().year() + 1;
+    for body in ["CreateVehicle", "UpdateVehicle"] {
+        let year = &component(body)["properties"]["year"];
+        assert_eq!(year["minimum"], 1886, "{body}");
+        assert_eq!(year["maximum"], next_year, "{body}");
+    }
+}
+
+/// The alternatives of a rule between fields, under `allOf` beside the fields.
+fn rule(body: &str) -> Vec<Value> {
+    let schema = component(body);
+    let parts = schema["allOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body} is not fields plus a rule"));
+    parts
+        .iter()
+        .find_map(|part| part["anyOf"].as_array().cloned())
+        .unwrap_or_else(|| panic!("{body} has no anyOf"))
+}
+
+#[test]
+fn text_some_values_need_is_required_for_exactly_those() {
+    for (body, field, without, text) in [
+        (
+            "ChangeWorkOrderStatus",
+            "status",
+            vec![
+                "OPEN",
+                "ESTIMATE",
+                "IN_PROGRESS",
+                "AWAITING_PARTS",
+                "COMPLETED",
+                "INVOICED",
+            ],
+            "reason",
+        ),
+        ("RateItem", "rating", vec!["OK"], "note"),
+        ("CustomerDecision", "decision", vec!["APPROVED"], "reason"),
+    ] {
+        let rule = rule(body);
+        assert_eq!(
+            rule[0]["properties"][field]["enum"],
+            serde_json::json!(without),
+            "{body}"
+        );
+        assert_eq!(rule[0]["required"], serde_json::json!([field]), "{body}");
+        assert_eq!(rule[1]["required"], serde_json::json!([text]), "{body}");
+        assert_eq!(rule[1]["properties"][text]["minLength"], 1, "{body}");
+    }
+}
+
+#[test]
+fn a_receipt_adds_stock_and_an_adjustment_changes_it() {
+    let rule = rule("AdjustStock");
+    assert_eq!(rule[0]["properties"]["delta"]["minimum"], 1);
+    assert_eq!(
+        rule[1]["properties"]["kind"]["enum"],
+        serde_json::json!(["ADJUSTMENT"])
+    );
+    assert_eq!(rule[1]["properties"]["delta"]["maximum"], -1);
+}
+
+#[test]
+fn a_request_sends_only_the_decisions_and_channels_it_may() {
+    let values = |name: &str| component(name)["enum"].clone();
+    assert_eq!(
+        values("StaffDecision"),
+        serde_json::json!(["APPROVED", "DECLINED", "DEFERRED"])
+    );
+    assert_eq!(
+        values("StaffChannel"),
+        serde_json::json!(["IN_PERSON", "PHONE", "EMAIL"])
+    );
+    assert_eq!(
+        values("CustomerChoice"),
+        serde_json::json!(["APPROVED", "DECLINED"])
+    );
 }

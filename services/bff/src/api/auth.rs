@@ -22,23 +22,23 @@ const SERVICE: &str = "identity";
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Login {
-    #[schema(max_length = 254)]
+    #[schema(min_length = 1, max_length = 254, pattern = r"\S")]
     pub email: String,
-    #[schema(format = Password)]
+    #[schema(format = Password, min_length = 1)]
     pub password: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Refresh {
-    #[schema(max_length = 512)]
+    #[schema(min_length = 1, max_length = 512, pattern = r"\S")]
     pub refresh_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangePassword {
-    #[schema(format = Password)]
+    #[schema(format = Password, min_length = 1)]
     pub current_password: String,
     /// At least 12 characters, and not a common or easily guessed one.
     #[schema(format = Password, min_length = 12)]

@@ -103,7 +103,7 @@ pub async fn remove_canned_job(
 #[utoipa::path(post, path = "/api/work-orders/{id}/canned-jobs", tag = "canned jobs",
     request_body = AddCannedJob,
     params(("id" = String, Path, format = Uuid, description = "Work order id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds the job once")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe: a retry adds the job once")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn add_canned_job(
     State(state): State<AppState>,

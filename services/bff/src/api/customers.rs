@@ -26,11 +26,11 @@ pub struct CustomerQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Case-insensitive search over name, email, phone, licence plate and VIN; plates match
     /// as typed (spaces, hyphens and dots ignored).
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = r"^[^\x00]*$")]
     pub q: Option<String>,
     /// Include archived customers.
     pub include_archived: Option<bool>,
@@ -44,7 +44,7 @@ pub struct PageQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -54,14 +54,14 @@ pub struct PageQuery {
 pub struct VehicleQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Only this customer's vehicles.
     #[param(format = Uuid)]
     pub customer_id: Option<String>,
     /// Only vehicles with this licence plate, as typed: spaces, hyphens, dots and case are
     /// ignored (`b-ab 123`, `BAB123` and `B AB 123` find `B-AB 123`).
-    #[param(max_length = 32)]
+    #[param(max_length = 32, pattern = r"^[^\x00]*$")]
     pub plate: Option<String>,
 }
 
@@ -96,7 +96,7 @@ pub async fn list_customers(
 
 /// Create a customer. A retry with the same `Idempotency-Key` returns the first one.
 #[utoipa::path(post, path = "/api/customers", tag = "customers", request_body = CreateCustomer,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe")),
     responses((status = 201, description = "Created", body = Customer, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn create_customer(
     State(state): State<AppState>,
@@ -269,7 +269,7 @@ async fn list(
 #[utoipa::path(post, path = "/api/customers/{id}/vehicles", tag = "customers",
     request_body = CreateVehicle,
     params(("id" = String, Path, format = Uuid, description = "Customer id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe")),
     responses((status = 201, description = "Added", body = Vehicle, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn add_vehicle(
     State(state): State<AppState>,

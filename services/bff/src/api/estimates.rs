@@ -32,7 +32,7 @@ pub fn approval_path(token: &str) -> String {
 #[utoipa::path(post, path = "/api/work-orders/{id}/jobs", tag = "estimates",
     request_body = AddJob,
     params(("id" = String, Path, format = Uuid, description = "Work order id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds no second job")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe: a retry adds no second job")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn add_job(
     State(state): State<AppState>,
@@ -134,7 +134,7 @@ pub async fn decide_job(
 #[utoipa::path(post, path = "/api/work-orders/{id}/estimates", tag = "estimates",
     request_body = SendEstimate,
     params(("id" = String, Path, format = Uuid, description = "Work order id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry sends no second version, it answers the first with a fresh link (the link answered before stops working)")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe: a retry sends no second version, it answers the first with a fresh link (the link answered before stops working)")),
     responses((status = 201, description = "Sent", body = SentEstimate,
         headers(("Location" = String, description = "The work order's estimates"))),
         (status = 409, description = "Emailing is not configured, or the customer has no email address: nothing was sent", body = crate::problem::Problem, content_type = "application/problem+json"),

@@ -169,10 +169,10 @@ pub struct RecommendedQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// `YYYY-MM-DD`; absent: today in the garage's time zone.
-    #[param(pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[param(format = Date)]
     pub due_by: Option<String>,
     /// Only this vehicle's.
     #[param(format = Uuid)]
@@ -219,7 +219,7 @@ pub async fn recommended_work(
 #[utoipa::path(post, path = "/api/work-orders/{id}/recommended-jobs", tag = "history",
     request_body = OfferAgain,
     params(("id" = String, Path, format = Uuid, description = "Work order id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds the job once")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe: a retry adds the job once")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn offer_again(
     State(state): State<AppState>,

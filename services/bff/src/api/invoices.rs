@@ -29,20 +29,23 @@ pub struct InvoiceQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Comma-separated statuses, e.g. `ISSUED,PARTIALLY_PAID`; absent: any.
-    #[param(max_length = 200)]
+    #[param(
+        max_length = 200,
+        pattern = r"^(ISSUED|PARTIALLY_PAID|PAID|VOID)(,(ISSUED|PARTIALLY_PAID|PAID|VOID))*$"
+    )]
     pub status: Option<String>,
     #[param(format = Uuid)]
     pub customer_id: Option<String>,
     /// Only invoices past their due date with a balance.
     pub overdue_only: Option<bool>,
     /// Issued on or after this ISO date.
-    #[param(pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[param(format = Date)]
     pub issued_from: Option<String>,
     /// Issued on or before this ISO date.
-    #[param(pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[param(format = Date)]
     pub issued_to: Option<String>,
 }
 
@@ -137,7 +140,7 @@ async fn fetch(
 #[utoipa::path(put, path = "/api/invoices/{id}/status", tag = "invoices",
     request_body = ChangeInvoiceStatus,
     params(("id" = String, Path, format = Uuid, description = "Invoice id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "For PAID: required with an amount, so a repeated PUT pays once; without an amount the balance is paid once anyway")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "For PAID: required with an amount, so a repeated PUT pays once; without an amount the balance is paid once anyway")),
     responses((status = 200, description = "What was done, and the invoice", body = InvoiceStatusChanged)))]
 pub async fn change_status(
     State(state): State<AppState>,
@@ -258,7 +261,7 @@ async fn void(
 #[utoipa::path(post, path = "/api/invoices/{id}/payments", tag = "invoices",
     request_body = RecordPayment,
     params(("id" = String, Path, format = Uuid, description = "Invoice id"),
-        ("Idempotency-Key" = String, Header, description = "Required: names this payment for 24 hours, so a retry pays once; reused for a different payment it is refused with 422")),
+        ("Idempotency-Key" = String, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Required: names this payment for 24 hours, so a retry pays once; reused for a different payment it is refused with 422")),
     responses((status = 201, description = "The invoice with the payment", body = Invoice, headers(("Location" = String, description = "The invoice")))))]
 pub async fn record_payment(
     State(state): State<AppState>,

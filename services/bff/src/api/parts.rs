@@ -33,12 +33,12 @@ pub struct PartQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Case-insensitive search over SKU and name.
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = r"^[^\x00]*$")]
     pub q: Option<String>,
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = r"^[^\x00]*$")]
     pub category: Option<String>,
     /// Only parts at or below their reorder point.
     pub low_stock_only: Option<bool>,
@@ -85,7 +85,7 @@ pub async fn list_parts(
 /// Create a part with its opening stock. A retry with the same `Idempotency-Key` returns
 /// the first one.
 #[utoipa::path(post, path = "/api/parts", tag = "parts", request_body = CreatePart,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe")),
     responses((status = 201, description = "Created", body = Part, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn create_part(
     State(state): State<AppState>,
@@ -206,7 +206,7 @@ pub async fn update_part(
 #[utoipa::path(post, path = "/api/parts/{id}/stock-adjustments", tag = "parts",
     request_body = AdjustStock,
     params(("id" = String, Path, format = Uuid, description = "Part id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe")),
     responses((status = 200, description = "The part with its new stock", body = Part)))]
 pub async fn adjust_stock(
     State(state): State<AppState>,

@@ -121,7 +121,7 @@ pub struct UserQuery {
     /// Page size: default 50, at most 500.
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Also list deactivated people.
     pub include_inactive: Option<bool>,
@@ -263,13 +263,13 @@ pub struct AuditPage {
 pub struct AuditQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Only this user's (or API token's) actions.
     #[param(format = Uuid)]
     pub actor_id: Option<String>,
     /// Only this action, e.g. `invoice.payment-recorded`.
-    #[param(max_length = 100)]
+    #[param(max_length = 100, pattern = r"^[^\x00]*$")]
     pub action: Option<String>,
     /// From this instant (RFC 3339).
     pub from: Option<DateTime<Utc>>,
@@ -307,7 +307,7 @@ pub async fn list_users(
 
 /// Add a person with a one-time password (shown once in the answer).
 #[utoipa::path(post, path = "/api/users", tag = "people", request_body = CreateUser,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe")),
     responses((status = 201, description = "Created", body = CreatedUser)))]
 pub async fn create_user(
     State(state): State<AppState>,

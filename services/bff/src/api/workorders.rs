@@ -30,10 +30,13 @@ pub struct WorkOrderQuery {
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<i32>,
     /// `nextCursor` of the previous page.
-    #[param(max_length = 1024)]
+    #[param(max_length = 1024, pattern = r"^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
     /// Comma-separated statuses, e.g. `OPEN,IN_PROGRESS`; absent: any.
-    #[param(max_length = 200)]
+    #[param(
+        max_length = 200,
+        pattern = r"^(OPEN|ESTIMATE|IN_PROGRESS|AWAITING_PARTS|COMPLETED|INVOICED|CANCELLED)(,(OPEN|ESTIMATE|IN_PROGRESS|AWAITING_PARTS|COMPLETED|INVOICED|CANCELLED))*$"
+    )]
     pub status: Option<String>,
     #[param(format = Uuid)]
     pub customer_id: Option<String>,
@@ -96,7 +99,7 @@ pub async fn list_work_orders(
 /// Open a work order for a customer's vehicle. A retry with the same `Idempotency-Key`
 /// returns the first one.
 #[utoipa::path(post, path = "/api/work-orders", tag = "work orders", request_body = CreateWorkOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe")),
     responses((status = 201, description = "Created", body = WorkOrder, headers(("Location" = String, description = "Where the new record is")))))]
 pub async fn create_work_order(
     State(state): State<AppState>,
@@ -314,7 +317,7 @@ pub async fn update_notes(
 #[utoipa::path(post, path = "/api/work-orders/{id}/line-items", tag = "work orders",
     request_body = AddPartLine,
     params(("id" = String, Path, format = Uuid, description = "Work order id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds no second line")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe: a retry adds no second line")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn add_part_line(
     State(state): State<AppState>,
@@ -377,7 +380,7 @@ pub async fn remove_part_line(
 #[utoipa::path(post, path = "/api/work-orders/{id}/labor", tag = "work orders",
     request_body = AddLaborLine,
     params(("id" = String, Path, format = Uuid, description = "Work order id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry adds no second line")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe: a retry adds no second line")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn add_labor_line(
     State(state): State<AppState>,
@@ -441,7 +444,7 @@ pub async fn remove_labor_line(
 /// Ask inventory again to reserve the part lines whose reservation failed.
 #[utoipa::path(post, path = "/api/work-orders/{id}/retry-reservation", tag = "work orders",
     params(("id" = String, Path, format = Uuid, description = "Work order id"), VersionQuery,
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry announces nothing again")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = r"^[!-~]+$", description = "Makes retries safe: a retry announces nothing again")),
     responses((status = 200, description = "The work order", body = WorkOrder)))]
 pub async fn retry_reservation(
     State(state): State<AppState>,

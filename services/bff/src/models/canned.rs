@@ -19,7 +19,7 @@ pub struct CannedPart {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CannedLabor {
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub description: String,
     #[schema(minimum = 1, maximum = 44_640)]
     pub minutes: i32,
@@ -74,7 +74,7 @@ pub struct CannedJobList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SaveCannedJob {
-    #[schema(min_length = 1, max_length = 80)]
+    #[schema(min_length = 1, max_length = 80, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
     #[schema(max_items = 20)]

@@ -28,12 +28,13 @@ api_enum! {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateItem {
     /// 1–60 characters, e.g. `Brakes`.
-    #[schema(min_length = 1, max_length = 60, example = "Brakes")]
+    #[schema(min_length = 1, max_length = 60, pattern = r"\S", example = "Brakes")]
     pub section: String,
     /// 1–120 characters, unique within its section.
     #[schema(
         min_length = 1,
         max_length = 120,
+        pattern = r"\S",
         example = "Front brake pads and discs"
     )]
     pub label: String,
@@ -81,7 +82,7 @@ pub struct InspectionTemplateList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SaveTemplate {
-    #[schema(min_length = 1, max_length = 80)]
+    #[schema(min_length = 1, max_length = 80, pattern = r"\S")]
     pub name: String,
     /// Making a template the default takes the flag from the previous default.
     #[serde(default)]
