@@ -311,11 +311,6 @@ async fn all_invoiced_once(p: &mut Platform, orders: &[String]) {
         .await
         .unwrap();
     }
-    carerp_e2e::bench::recovery(
-        "postgres_restarted",
-        "PostgreSQL was restarted (every work order INVOICED, counted from its return)",
-        back.elapsed(),
-    );
     let invoices = p
         .billing
         .list_invoices(billing::ListInvoicesRequest::default())
