@@ -99,8 +99,12 @@ impl Pgbouncer {
         );
         std::fs::write(dir.join("pgbouncer.ini"), ini)?;
         std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n")?;
-        let mut command = if is_root() {
-            // PgBouncer refuses to run as root; the files become the postgres user's.
+        let mut command = Command::new(binary);
+        if is_root() {
+            // PgBouncer refuses to run as root; the files become the postgres user's and the
+            // process is spawned as that user itself (not through `runuser`, whose child would
+            // outlive a kill of the wrapper).
+            use std::os::unix::{fs::MetadataExt, process::CommandExt};
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(dir)
@@ -110,12 +114,9 @@ impl Pgbouncer {
                 "cannot hand {} to postgres",
                 dir.display()
             );
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(binary);
-            c
-        } else {
-            Command::new(binary)
-        };
+            let owner = std::fs::metadata(dir)?;
+            command.uid(owner.uid()).gid(owner.gid());
+        }
         let child = command
             .arg(dir.join("pgbouncer.ini"))
             .stdout(Stdio::null())
