@@ -1,5 +1,6 @@
 //! The consumer runtime: one durable pull consumer per service, each event handled in one
-//! database transaction together with its inbox row.
+//! database transaction together with its inbox row. Events of different aggregates are
+//! handled side by side, an aggregate's own one at a time in the order they arrived.
 //!
 //! A redelivered event finds its inbox row and has no second effect. A failing event is
 //! redelivered with growing delays (capped at 64 times [`Timing::retry_base`]); after
@@ -10,12 +11,16 @@
 //! - permanent ones (an event that cannot parse, or that a handler marks [`Permanent`] through
 //!   [`EventFailure`] and [`handler_error`]) are dead-lettered on their first delivery.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -248,10 +253,33 @@ impl<H: EventHandler> Consumer<H> {
         }
     }
 
-    /// Consumes until `shutdown`; the event in hand is finished first. Returns an error when
+    /// Consumes until `shutdown`; the events in hand are finished first. Returns an error when
     /// the subscription is lost (consumer deleted, stream recreated), so the caller subscribes
     /// again instead of the service silently consuming nothing.
+    ///
+    /// Events are handled side by side ([`InHand`]): one at a time per aggregate, so an
+    /// aggregate's events apply in the order they were published, and different aggregates
+    /// do not queue behind each other (one consumer takes every saga of the tenant).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let this = Arc::new(self);
+        let mut in_hand = InHand::new(this.side_by_side());
+        let outcome = Arc::clone(&this).receive(&shutdown, &mut in_hand).await;
+        in_hand.finish().await;
+        outcome
+    }
+
+    /// Events handled at once: half the pool, so the service's requests keep connections of
+    /// their own, and never more than one pull's worth.
+    fn side_by_side(&self) -> usize {
+        let pool = usize::try_from(self.pool.options().get_max_connections()).unwrap_or(1);
+        (pool / 2).clamp(1, BATCH)
+    }
+
+    async fn receive(
+        self: Arc<Self>,
+        shutdown: &CancellationToken,
+        in_hand: &mut InHand,
+    ) -> Result<(), ConsumerError> {
         let mut consumer = self.subscribe().await?;
         let lost = |reason: String| ConsumerError::Consumer {
             name: self.service.clone(),
@@ -281,7 +309,11 @@ impl<H: EventHandler> Consumer<H> {
             match message {
                 Some(Ok(message)) => {
                     failures_in_a_row = 0;
-                    self.process(message).await;
+                    let event = serde_json::from_slice::<CloudEvent>(&message.payload);
+                    let aggregate = event.as_ref().ok().map(|event| event.subject.clone());
+                    in_hand.room().await;
+                    let this = Arc::clone(&self);
+                    in_hand.start(aggregate, async move { this.process(message, event).await });
                 }
                 Some(Err(err)) => {
                     failures_in_a_row += 1;
@@ -299,7 +331,11 @@ impl<H: EventHandler> Consumer<H> {
         }
     }
 
-    async fn process(&self, message: jetstream::Message) {
+    async fn process(
+        &self,
+        message: jetstream::Message,
+        event: Result<CloudEvent, serde_json::Error>,
+    ) {
         // Servers before NATS 2.10 ignore `filter_subjects` and deliver the whole stream;
         // what is not ours is acknowledged and left alone.
         let prefix = format!("carerp.{}.", self.tenant);
@@ -318,7 +354,7 @@ impl<H: EventHandler> Consumer<H> {
             .info()
             .map(|info| info.delivered)
             .unwrap_or(MAX_DELIVERIES);
-        let event: CloudEvent = match serde_json::from_slice(&message.payload) {
+        let event = match event {
             Ok(event) => event,
             Err(err) => {
                 // A malformed envelope will never parse: straight to the dead letters.
@@ -332,28 +368,40 @@ impl<H: EventHandler> Consumer<H> {
             .keeping_alive(&message, self.apply(&context, &event))
             .instrument(span.clone())
             .await;
-        let _entered = span.enter();
+        self.settle(&message, &event, deliveries, outcome)
+            .instrument(span)
+            .await;
+    }
+
+    /// Acks, naks or dead-letters `message` by what applying its event came to.
+    async fn settle(
+        &self,
+        message: &jetstream::Message,
+        event: &CloudEvent,
+        deliveries: i64,
+        outcome: Result<bool, Failure>,
+    ) {
         match outcome {
             Ok(true) => {
                 tracing::info!(event_id = %event.id, "{} handled", event.event_type);
-                ack(&message, AckKind::Ack).await;
+                ack(message, AckKind::Ack).await;
             }
             Ok(false) => {
                 tracing::info!(event_id = %event.id, "{} already handled; ignored", event.event_type);
-                ack(&message, AckKind::Ack).await;
+                ack(message, AckKind::Ack).await;
             }
             Err(Failure::Permanent(err)) => {
                 tracing::error!(event_id = %event.id, deliveries, error = %err, "{} can never be handled; dead-lettered", event.event_type);
-                self.dead_letter(&message, &err.to_string()).await;
+                self.dead_letter(message, &err.to_string()).await;
             }
             Err(Failure::Handler(err)) if deliveries >= MAX_DELIVERIES => {
                 tracing::error!(event_id = %event.id, deliveries, error = %err, "{} failed for the last time; dead-lettered", event.event_type);
-                self.dead_letter(&message, &err.to_string()).await;
+                self.dead_letter(message, &err.to_string()).await;
             }
             Err(Failure::Handler(err) | Failure::Transient(err)) => {
                 let delay = self.retry_delay(deliveries);
                 tracing::warn!(event_id = %event.id, deliveries, error = %err, retry_in_ms = delay.as_millis() as u64, "{} failed; will retry", event.event_type);
-                ack(&message, AckKind::Nak(Some(delay))).await;
+                ack(message, AckKind::Nak(Some(delay))).await;
             }
         }
     }
@@ -436,6 +484,71 @@ impl<H: EventHandler> Consumer<H> {
                 ack(message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
             }
         }
+    }
+}
+
+/// The events a consumer is handling: at most `limit` at once, and of each aggregate one at a
+/// time, in the order they arrived.
+struct InHand {
+    tasks: JoinSet<()>,
+    limit: usize,
+    /// For each aggregate with an event in hand, the end of the last one taken: the next
+    /// event of that aggregate waits for it.
+    last_of: HashMap<String, oneshot::Receiver<()>>,
+}
+
+impl InHand {
+    fn new(limit: usize) -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            limit,
+            last_of: HashMap::new(),
+        }
+    }
+
+    /// Waits until fewer than `limit` events are in hand.
+    async fn room(&mut self) {
+        while self.tasks.len() >= self.limit {
+            reap(self.tasks.join_next().await);
+        }
+        while let Some(done) = self.tasks.try_join_next() {
+            reap(Some(done));
+        }
+        // An aggregate whose last event is finished has nothing to wait for.
+        self.last_of
+            .retain(|_, end| matches!(end.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+    }
+
+    /// Handles with `work`, after the event before it of the same `aggregate` is finished.
+    fn start(
+        &mut self,
+        aggregate: Option<String>,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let (finished, end) = oneshot::channel::<()>();
+        let before = aggregate.and_then(|aggregate| self.last_of.insert(aggregate, end));
+        self.tasks.spawn(async move {
+            // Dropped when this task ends, however it ends: that is what the next one awaits.
+            let _finished = finished;
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            work.await;
+        });
+    }
+
+    /// Waits for every event in hand.
+    async fn finish(mut self) {
+        while let Some(done) = self.tasks.join_next().await {
+            reap(Some(done));
+        }
+    }
+}
+
+fn reap(done: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(err)) = done {
+        // The event was not acked: the server delivers it again after the ack wait.
+        tracing::error!(action = "consumer.handle", error = %err, "handling an event panicked");
     }
 }
 

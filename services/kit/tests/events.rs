@@ -978,3 +978,132 @@ async fn a_dead_letter_is_replayed_only_into_its_own_tenants_events() {
         .await
         .unwrap();
 }
+
+/// Records the order it handles events in; an event with `"waitFor": X` holds until X's
+/// event (another aggregate's, published after it) has been handled, and gives up after 5 s.
+#[derive(Clone, Default)]
+struct Ordered {
+    handled: Arc<std::sync::Mutex<Vec<(String, i64)>>>,
+    gave_up: Arc<AtomicUsize>,
+}
+
+impl Ordered {
+    fn saw(&self, aggregate: &str) -> bool {
+        self.handled
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(seen, _)| seen == aggregate)
+    }
+
+    fn of(&self, aggregate: &str) -> Vec<i64> {
+        self.handled
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(seen, _)| seen == aggregate)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+}
+
+impl EventHandler for Ordered {
+    fn topics(&self) -> &'static [&'static str] {
+        &["test.happened"]
+    }
+
+    async fn handle(
+        &self,
+        _: &mut PgConnection,
+        _: &RequestContext,
+        event: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        if let Some(other) = event.data["waitFor"].as_str() {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !self.saw(other) {
+                if tokio::time::Instant::now() > deadline {
+                    self.gave_up.fetch_add(1, Ordering::SeqCst);
+                    return Err(
+                        format!("{other} was not handled while {} waited", event.subject).into(),
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        if let Some(pause) = event.data["pauseMs"].as_u64() {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        let n = event.data["n"].as_i64().unwrap_or_default();
+        self.handled
+            .lock()
+            .unwrap()
+            .push((event.subject.clone(), n));
+        Ok(())
+    }
+}
+
+/// One consumer takes every aggregate's events: a slow one does not hold up another's (here
+/// the first waits for the second, which a consumer handling one event at a time would
+/// never reach), while one aggregate's events still apply one at a time, in stream order,
+/// even when the first of them is the slowest.
+#[sqlx::test(migrator = "carerp_kit::db::KIT_MIGRATOR")]
+async fn aggregates_are_handled_side_by_side_and_each_in_order(pool: PgPool) {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    let tenant = unique_tenant();
+    let js = jetstream_for(&tenant).await;
+    let handler = Ordered::default();
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer {
+        pool: pool.clone(),
+        jetstream: js.clone(),
+        service: "ordered".into(),
+        tenant: tenant.clone(),
+        handler: handler.clone(),
+        timing: Default::default(),
+        metrics: Default::default(),
+    };
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+
+    let of = |aggregate: &str, data: serde_json::Value| CloudEvent {
+        subject: aggregate.into(),
+        ..event(&tenant, data)
+    };
+    let waiting = of(
+        "waiting",
+        serde_json::json!({ "waitFor": "awaited", "n": 1 }),
+    );
+    publish_raw(&js, &tenant, &waiting, "waiting").await;
+    let awaited = of("awaited", serde_json::json!({ "n": 1 }));
+    publish_raw(&js, &tenant, &awaited, "awaited").await;
+    for n in 1..=4 {
+        let pause = if n == 1 { 300 } else { 0 };
+        let step = of("steps", serde_json::json!({ "n": n, "pauseMs": pause }));
+        publish_raw(&js, &tenant, &step, &format!("step-{n}")).await;
+    }
+
+    eventually("every event is handled", async || {
+        handler.of("waiting").len() == 1 && handler.of("steps").len() == 4
+    })
+    .await;
+    assert_eq!(
+        handler.gave_up.load(Ordering::SeqCst),
+        0,
+        "the waiting event saw the later one handled"
+    );
+    assert_eq!(handler.of("awaited"), vec![1]);
+    assert_eq!(
+        handler.of("steps"),
+        vec![1, 2, 3, 4],
+        "one aggregate, in order"
+    );
+    assert!(dead_letters(&js, &tenant).await.is_empty());
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    carerp_kit::stream::delete_streams(&js, &tenant)
+        .await
+        .unwrap();
+}
