@@ -1,5 +1,7 @@
-//! Drives N work orders through the whole saga and prints throughput, the latency from
-//! completion to INVOICED (p50/p99), and how fast the outbox relays publish.
+//! Drives N work orders through the whole saga, 16 at a time, and prints throughput, the
+//! latency from completion to INVOICED (p50/p99) and its four hops; then 30 more one at a
+//! time, the same figures with nothing queued in front of each saga; and how fast the outbox
+//! relays publish.
 //!
 //! `just bench-events` (N defaults to 200; `BENCH_WORK_ORDERS=1000 just bench-events`).
 //!
@@ -19,6 +21,10 @@ use carerp_proto::workorder::v1 as wo;
 use carerp_proto::workorder::v1::{ReservationState, WorkOrderStatus};
 
 const PARALLEL: usize = 16;
+
+/// Work orders driven one at a time after the loaded run: the saga's latency with nothing
+/// queued in front of it, the floor under the loaded figure.
+const ALONE: usize = 30;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -66,29 +72,14 @@ async fn main() -> anyhow::Result<()> {
             name: "Oil filter".into(),
             unit_cost: eur(400),
             unit_price: eur(900),
-            initial_quantity: i32::try_from(n * 2)?,
+            initial_quantity: i32::try_from((n + ALONE) * 2)?,
             ..Default::default()
         })
         .await?
         .into_inner();
 
-    println!("driving {n} work orders through the saga, {PARALLEL} at a time");
-    let started = Instant::now();
-    let mut invoiced = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(PARALLEL) {
-        let runs = chunk.iter().map(|_| {
-            let mut orders = p.work_orders.clone();
-            let (c, v, part) = (c.id.clone(), v.id.clone(), part.id.clone());
-            async move { one_work_order(&mut orders, &c, &v, &part).await }
-        });
-        for id in futures::future::join_all(runs).await {
-            invoiced.push(id?);
-        }
-    }
-    let elapsed = started.elapsed();
-    let mut latencies = invoiced_after_completion(&p.pools[1], &invoiced).await?;
-    latencies.sort();
-    let percentile = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    let loaded = drive(&p, (&c.id, &v.id, &part.id), n, PARALLEL).await?;
+    let alone = drive(&p, (&c.id, &v.id, &part.id), ALONE, 1).await?;
 
     let mut published = 0i64;
     for pool in &p.pools {
@@ -97,28 +88,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         published += count;
     }
-    println!("work orders:                 {n}");
-    println!(
-        "total time:                  {:.2} s",
-        elapsed.as_secs_f64()
-    );
-    println!(
-        "throughput:                  {:.1} work orders/s",
-        n as f64 / elapsed.as_secs_f64()
-    );
-    println!(
-        "completed -> INVOICED p50:   {:.1} ms",
-        percentile(0.50).as_secs_f64() * 1000.0
-    );
-    println!(
-        "completed -> INVOICED p99:   {:.1} ms",
-        percentile(0.99).as_secs_f64() * 1000.0
-    );
     println!("events published:            {published}");
-    let hops = saga_hops(&p.pools[1], &p.pools[3]).await?;
-    for (hop, (p50, p99)) in &hops {
-        println!("  {hop:<38} p50 {p50:>6.1} ms   p99 {p99:>6.1} ms");
-    }
 
     // The relay on its own: a backlog written while no relay ran, drained in one go.
     p.stop_services().await?;
@@ -163,14 +133,12 @@ async fn main() -> anyhow::Result<()> {
         "events",
         serde_json::json!({
             "work_orders": n,
-            "seconds": elapsed.as_secs_f64(),
-            "work_orders_per_second": n as f64 / elapsed.as_secs_f64(),
-            "completed_to_invoiced_p50_ms": percentile(0.50).as_secs_f64() * 1000.0,
-            "completed_to_invoiced_p99_ms": percentile(0.99).as_secs_f64() * 1000.0,
-            "hops_ms": hops
-                .iter()
-                .map(|(hop, (p50, p99))| (hop.to_string(), serde_json::json!({"p50": p50, "p99": p99})))
-                .collect::<serde_json::Map<_, _>>(),
+            "seconds": loaded.elapsed.as_secs_f64(),
+            "work_orders_per_second": loaded.per_second(),
+            "completed_to_invoiced_p50_ms": loaded.p50_ms,
+            "completed_to_invoiced_p99_ms": loaded.p99_ms,
+            "hops_ms": loaded.hops_json(),
+            "alone": alone.json(),
             "events_published": published,
             "relay_events": relayed,
             "relay_events_per_second": relayed as f64 / seconds,
@@ -183,19 +151,114 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `n` work orders driven through the saga, `at_once` at a time (each client starts its
+/// next when its last one is INVOICED).
+struct SagaRun {
+    at_once: usize,
+    orders: usize,
+    elapsed: Duration,
+    p50_ms: f64,
+    p99_ms: f64,
+    hops: Vec<(&'static str, (f64, f64))>,
+}
+
+async fn drive(
+    p: &Platform,
+    (customer, vehicle, part): (&str, &str, &str),
+    n: usize,
+    at_once: usize,
+) -> anyhow::Result<SagaRun> {
+    println!("driving {n} work orders through the saga, {at_once} at a time");
+    let started = Instant::now();
+    let mut invoiced = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(at_once) {
+        let runs = chunk.iter().map(|_| {
+            let mut orders = p.work_orders.clone();
+            async move { one_work_order(&mut orders, customer, vehicle, part).await }
+        });
+        for id in futures::future::join_all(runs).await {
+            invoiced.push(id?);
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut latencies = invoiced_after_completion(&p.pools[1], &invoiced).await?;
+    latencies.sort();
+    let ms = |q: f64| {
+        latencies[((latencies.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0
+    };
+    let run = SagaRun {
+        at_once,
+        orders: n,
+        elapsed,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        hops: saga_hops(&p.pools[1], &p.pools[3], &invoiced).await?,
+    };
+    run.print();
+    Ok(run)
+}
+
+impl SagaRun {
+    fn per_second(&self) -> f64 {
+        self.orders as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self) {
+        println!(
+            "work orders:                 {} ({} at a time)",
+            self.orders, self.at_once
+        );
+        println!(
+            "total time:                  {:.2} s",
+            self.elapsed.as_secs_f64()
+        );
+        println!(
+            "throughput:                  {:.1} work orders/s",
+            self.per_second()
+        );
+        println!("completed -> INVOICED p50:   {:.1} ms", self.p50_ms);
+        println!("completed -> INVOICED p99:   {:.1} ms", self.p99_ms);
+        for (hop, (p50, p99)) in &self.hops {
+            println!("  {hop:<38} p50 {p50:>6.1} ms   p99 {p99:>6.1} ms");
+        }
+    }
+
+    fn hops_json(&self) -> serde_json::Value {
+        self.hops
+            .iter()
+            .map(|(hop, (p50, p99))| (hop.to_string(), serde_json::json!({"p50": p50, "p99": p99})))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "work_orders": self.orders,
+            "at_once": self.at_once,
+            "work_orders_per_second": self.per_second(),
+            "completed_to_invoiced_p50_ms": self.p50_ms,
+            "completed_to_invoiced_p99_ms": self.p99_ms,
+            "hops_ms": self.hops_json(),
+        })
+    }
+}
+
 /// Where each saga's time went, from the timestamps the services keep (outbox `created_at`
 /// is the writing transaction's start, `published_at` the relay's mark after JetStream's ack,
 /// inbox `handled_at` the handler's transaction start), p50 and p99 of each stretch in ms.
-/// A completion and the invoice it led to share a correlation id.
+/// A completion and the invoice it led to share a correlation id. Only `orders`' sagas count.
 async fn saga_hops(
     workorder: &sqlx::PgPool,
     billing: &sqlx::PgPool,
+    orders: &[String],
 ) -> anyhow::Result<Vec<(&'static str, (f64, f64))>> {
     use std::collections::HashMap;
     type Moment = chrono::DateTime<chrono::Utc>;
     let completed: Vec<(uuid::Uuid, String, Moment, Option<Moment>)> = sqlx::query_as(
-        "SELECT id, correlation_id, created_at, published_at FROM outbox WHERE topic = 'workorder.completed'",
+        "SELECT id, correlation_id, created_at, published_at FROM outbox
+         WHERE topic = 'workorder.completed' AND aggregate_id = ANY($1)",
     )
+    .bind(orders)
     .fetch_all(workorder)
     .await?;
     let billing_handled: HashMap<uuid::Uuid, Moment> = sqlx::query_as(
