@@ -59,8 +59,8 @@ impl CustomerService for CustomerApi {
 
     async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Reply<pb::Customer> {
         let id = parse_id("id", &request.get_ref().id).map_err(Error::from)?;
-        let row = store::get_customer(&self.pool, id).await?;
-        Ok(Response::new(self.customer_with_vehicles(row).await?))
+        let (row, vehicles) = store::get_customer_with_vehicles(&self.pool, id).await?;
+        Ok(Response::new(customer_to_pb(row, vehicles)))
     }
 
     async fn list_customers(

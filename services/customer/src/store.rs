@@ -40,7 +40,7 @@ impl CustomerRow {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct VehicleRow {
     pub id: Uuid,
     pub customer_id: Uuid,
@@ -129,6 +129,33 @@ pub async fn get_customer(pool: &PgPool, id: Uuid) -> Result<CustomerRow, Error>
     .fetch_optional(pool)
     .await?
     .ok_or(Error::CustomerNotFound(id))
+}
+
+/// A customer and their vehicles (oldest first) in one query, so a read is one round trip to
+/// the database rather than two.
+pub async fn get_customer_with_vehicles(
+    pool: &PgPool,
+    id: Uuid,
+) -> Result<(CustomerRow, Vec<VehicleRow>), Error> {
+    #[derive(sqlx::FromRow)]
+    struct Found {
+        #[sqlx(flatten)]
+        customer: CustomerRow,
+        vehicles: sqlx::types::Json<Vec<VehicleRow>>,
+    }
+    let found: Found = sqlx::query_as(concat!(
+        "SELECT ",
+        customer_columns!(),
+        ", coalesce((SELECT json_agg(v ORDER BY v.id) FROM (SELECT ",
+        vehicle_columns!(),
+        " FROM vehicles WHERE customer_id = $1) v), '[]') AS vehicles
+         FROM customers WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::CustomerNotFound(id))?;
+    Ok((found.customer, found.vehicles.0))
 }
 
 /// Customers in creation order (UUIDv7), after `after`, matching `query` over name, email,

@@ -1160,3 +1160,42 @@ async fn calls_without_a_valid_token_or_the_permission_are_refused(pool: PgPool)
         .into_inner();
     assert_eq!(page.customers.len(), 1);
 }
+
+/// A customer read in one query carries their vehicles exactly as the vehicle calls answer
+/// them (every field, the timestamps to the microsecond, oldest first), and none for a
+/// customer without any.
+#[sqlx::test(migrator = "carerp_customer::MIGRATOR")]
+async fn a_customer_is_read_with_their_vehicles_as_the_vehicle_calls_answer_them(pool: PgPool) {
+    let mut h = Harness::start(pool).await;
+    let owner = h.create("Owner A").await;
+    let nobody = h.create("Owner B").await;
+    let first = h.add_vehicle(&owner.id, "WVWZZZ1KZAW000001").await;
+    let second = h.add_vehicle(&owner.id, "WVWZZZ1KZAW000002").await;
+    let get = |id: &str| pb::GetCustomerRequest { id: id.into() };
+    let read = h
+        .client
+        .get_customer(get(&owner.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.vehicles, vec![first, second]);
+    let listed = h
+        .client
+        .list_vehicles(pb::ListVehiclesRequest {
+            customer_id: owner.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .vehicles;
+    assert_eq!(read.vehicles, listed);
+    let without = h
+        .client
+        .get_customer(get(&nobody.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(without.vehicles.is_empty());
+    assert_eq!(without.name, "Owner B");
+}
