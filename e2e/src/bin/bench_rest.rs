@@ -90,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         .to_string();
 
     let mut paths = BTreeMap::new();
+    let counted = Transactions::count(&admin, &databases).await?;
     let (create, ids) = load(run_for, {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         move |client, n| {
@@ -103,7 +104,9 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     create.print("POST /api/customers");
+    let create_transactions = counted.per_request(&create).await?;
     anyhow::ensure!(!ids.is_empty(), "no customer was created");
+    let counted = Transactions::count(&admin, &databases).await?;
     let (read, _) = load(run_for, {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         move |client, n| {
@@ -114,6 +117,8 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     read.print("GET /api/customers/{id}");
+    let read_transactions = counted.per_request(&read).await?;
+    let counted = Transactions::count(&admin, &databases).await?;
     let (dashboard, _) = load(run_for, {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         move |_, _| {
@@ -123,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     dashboard.print("GET /api/dashboard");
+    let dashboard_transactions = counted.per_request(&dashboard).await?;
     let connections_after_load = connections(&admin, &databases).await?;
     println!("PostgreSQL connections of the tenant right after the load: {connections_after_load}");
 
@@ -140,19 +146,22 @@ async fn main() -> anyhow::Result<()> {
 
     paths.insert(
         "post_customers",
-        create.json(Some(ratio(&create, &yardstick.insert))),
+        create.json(Some(ratio(&create, &yardstick.insert)), create_transactions),
     );
     paths.insert(
         "get_customer",
-        read.json(Some(ratio(&read, &yardstick.select))),
+        read.json(Some(ratio(&read, &yardstick.select)), read_transactions),
     );
-    paths.insert("get_dashboard", dashboard.json(None));
+    paths.insert(
+        "get_dashboard",
+        dashboard.json(None, dashboard_transactions),
+    );
     let figures = json!({
         "clients": CLIENTS,
         "seconds_per_path": run_for.as_secs(),
         "paths": paths,
-        "pgbench_insert": yardstick.insert.json(None),
-        "pgbench_select": yardstick.select.json(None),
+        "pgbench_insert": yardstick.insert.json(None, Some(1.0)),
+        "pgbench_select": yardstick.select.json(None, Some(1.0)),
         "connections_after_load": connections_after_load,
         "idle_after_start": idle_before.json(),
         "idle_after_load": idle_after.json(),
@@ -173,6 +182,8 @@ struct Figures {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU time per request by process, µs ([`CpuTimes`]).
+    cpu_us: BTreeMap<String, f64>,
 }
 
 impl Figures {
@@ -191,6 +202,7 @@ impl Figures {
             rate: latencies.len() as f64 / elapsed.as_secs_f64(),
             p50_ms: at(0.5),
             p99_ms: at(0.99),
+            cpu_us: BTreeMap::new(),
         }
     }
 
@@ -207,9 +219,21 @@ impl Figures {
                 String::new()
             }
         );
+        if !self.cpu_us.is_empty() {
+            let each: Vec<String> = self
+                .cpu_us
+                .iter()
+                .map(|(name, us)| format!("{name} {us:.0}"))
+                .collect();
+            println!(
+                "  CPU per request: {:.0} µs ({})",
+                self.cpu_us.values().sum::<f64>(),
+                each.join(", ")
+            );
+        }
     }
 
-    fn json(&self, ratio: Option<f64>) -> Value {
+    fn json(&self, ratio: Option<f64>, transactions_per_request: Option<f64>) -> Value {
         json!({
             "requests": self.requests,
             "errors": self.errors,
@@ -217,7 +241,61 @@ impl Figures {
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
             "ratio_to_yardstick": ratio,
+            "database_transactions_per_request": transactions_per_request,
+            "cpu_us_per_request": self.cpu_us,
+            "cpu_us_per_request_total": self.cpu_us.values().sum::<f64>(),
         })
+    }
+}
+
+/// The database transactions the tenant's services ran (`pg_stat_database`, committed and
+/// rolled back, over all five databases) during one path's load, per request: what a request
+/// costs the server, beside pgbench's one transaction of one statement. The relay's passes
+/// and the consumers' work that a request sets off are counted with it.
+struct Transactions<'a> {
+    admin: &'a sqlx::PgPool,
+    databases: &'a [String],
+    before: i64,
+}
+
+/// Backends report their counters at most once a second while busy, and within 10 s of
+/// going idle.
+const COUNTERS_REPORTED_WITHIN: Duration = Duration::from_secs(11);
+
+impl<'a> Transactions<'a> {
+    /// Starts counting; what ran before must have been reported by now (the tenant idled, or
+    /// the last path's [`Self::per_request`] waited).
+    async fn count(admin: &'a sqlx::PgPool, databases: &'a [String]) -> anyhow::Result<Self> {
+        let before = Self::total(admin, databases).await?;
+        Ok(Self {
+            admin,
+            databases,
+            before,
+        })
+    }
+
+    async fn total(admin: &sqlx::PgPool, databases: &[String]) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT coalesce(sum(xact_commit + xact_rollback), 0)::bigint
+             FROM pg_stat_database WHERE datname = ANY($1)",
+        )
+        .bind(databases)
+        .fetch_one(admin)
+        .await?)
+    }
+
+    /// Prints and returns the transactions per request of `path`'s load, counted since
+    /// [`Self::count`]; `None` when no request was answered.
+    async fn per_request(self, path: &Figures) -> anyhow::Result<Option<f64>> {
+        tokio::time::sleep(COUNTERS_REPORTED_WITHIN).await;
+        let ran = Self::total(self.admin, self.databases).await? - self.before;
+        let requests = path.requests + path.errors;
+        if requests == 0 {
+            return Ok(None);
+        }
+        let each = ran as f64 / requests as f64;
+        println!("  {each:.2} database transactions per request (pgbench: 1 of one statement)");
+        Ok(Some(each))
     }
 }
 
@@ -228,6 +306,7 @@ async fn load<F>(duration: Duration, request: F) -> anyhow::Result<(Figures, Vec
 where
     F: Fn(usize, usize) -> reqwest::RequestBuilder + Clone + Send + 'static,
 {
+    let cpu_before = CpuTimes::now()?;
     let started = Instant::now();
     let deadline = started + duration;
     let clients = (0..CLIENTS).map(|client| {
@@ -273,7 +352,8 @@ where
         ids.extend(i);
         errors += e;
     }
-    let figures = Figures::from_latencies(latencies, errors, started.elapsed());
+    let mut figures = Figures::from_latencies(latencies, errors, started.elapsed());
+    figures.cpu_us = cpu_before.per_request(&CpuTimes::now()?, figures.requests + errors);
     if figures.requests == 0 {
         bail!("every request failed ({errors} errors)");
     }
@@ -357,6 +437,71 @@ fn children_rss(parent: u32) -> anyhow::Result<BTreeMap<String, u64>> {
     Ok(rss)
 }
 
+/// CPU time (user and system) each process has used so far, in clock ticks, by name: the
+/// tenant's services (`carerp-*`, and `carerp-operator local`, which carries their logs),
+/// PostgreSQL's processes together, NATS, and this benchmark with pgbench as `client`. Taken
+/// before and after a load, it says what one request costs each process: the machine's two
+/// cores are shared by all of them, so this, not the database alone, bounds the rate.
+struct CpuTimes(BTreeMap<String, u64>);
+
+impl CpuTimes {
+    fn now() -> anyhow::Result<Self> {
+        let own = std::process::id().to_string();
+        let mut ticks = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc")? {
+            let entry = entry?;
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`; the name may hold spaces, so split at the last ')'.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let name = head.split_once('(').map_or("", |(_, name)| name);
+            let fields: Vec<u64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            let [utime, stime, waited_utime, waited_stime] = fields[..] else {
+                continue;
+            };
+            let group = if entry.file_name().to_str() == Some(own.as_str()) {
+                "client"
+            } else if name.starts_with("carerp-") || name == "postgres" || name == "nats-server" {
+                name
+            } else {
+                continue;
+            };
+            // With the children it has waited for: the postmaster's hold the backends that
+            // ended (pgbench's, and a pool's closed for idling), this process's pgbench.
+            *ticks.entry(group.to_string()).or_insert(0) +=
+                utime + stime + waited_utime + waited_stime;
+        }
+        Ok(Self(ticks))
+    }
+
+    /// µs of CPU per request of each process between `self` and `later`.
+    fn per_request(&self, later: &Self, requests: usize) -> BTreeMap<String, f64> {
+        // SAFETY: sysconf has no preconditions.
+        let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let requests = requests.max(1) as f64;
+        later
+            .0
+            .iter()
+            .map(|(name, after)| {
+                let used = after.saturating_sub(self.0.get(name).copied().unwrap_or(0));
+                (
+                    name.clone(),
+                    used as f64 / ticks_per_second * 1e6 / requests,
+                )
+            })
+            .filter(|(_, us)| *us > 0.0)
+            .collect()
+    }
+}
+
 /// pgbench's single-row INSERT and SELECT by key, at the same concurrency, on the same server.
 struct Yardstick {
     insert: Figures,
@@ -406,13 +551,16 @@ impl Yardstick {
             "\\set k random(1, 10000)\nSELECT id, name, email, created_at FROM keyed WHERE k = :k;\n",
         )?;
         let run = |script: &Path, label: &str| {
-            run_pgbench(
+            let cpu_before = CpuTimes::now()?;
+            let mut figures = run_pgbench(
                 &pgbench,
                 &options,
                 script,
                 &dir.path().join(label),
                 duration,
-            )
+            )?;
+            figures.cpu_us = cpu_before.per_request(&CpuTimes::now()?, figures.requests);
+            anyhow::Ok(figures)
         };
         let insert = run(&insert, "insert")?;
         let select = run(&select, "select")?;

@@ -56,6 +56,13 @@ impl Default for PoolSettings {
     }
 }
 
+/// A pooled connection used this recently is handed out as it is; one idle for longer is
+/// pinged first, so a connection the server dropped meanwhile (a restart, an idle timeout on
+/// the way) is replaced instead of failing its first query. Pinging every acquire, sqlx's
+/// default, is one more round trip on each request (a create acquires twice: its own
+/// transaction and the relay's pass) under exactly the load where connections are fresh.
+const TRUSTED_WHEN_IDLE_UNDER: Duration = Duration::from_secs(1);
+
 /// Connects and brings the schema up to date.
 pub async fn connect_and_migrate(
     url: &str,
@@ -67,6 +74,15 @@ pub async fn connect_and_migrate(
         .min_connections(0)
         .idle_timeout(settings.idle_timeout)
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= TRUSTED_WHEN_IDLE_UNDER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect(url)
         .await
         .map_err(|err| StartError::Connect(err.to_string()))?;
