@@ -206,6 +206,25 @@ impl EventHandler for Counting {
     }
 }
 
+/// `handler` consuming `tenant`'s events as the service `service`, with the default timing.
+fn consumer_of<H: EventHandler>(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    tenant: &str,
+    service: &str,
+    handler: H,
+) -> Consumer<H> {
+    Consumer {
+        pool: pool.clone(),
+        jetstream: js.clone(),
+        service: service.into(),
+        tenant: tenant.into(),
+        handler,
+        timing: Timing::default(),
+        metrics: Default::default(),
+    }
+}
+
 async fn publish_raw(js: &jetstream::Context, tenant: &str, event: &CloudEvent, msg_id: &str) {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", msg_id);
@@ -253,15 +272,7 @@ async fn a_duplicated_event_has_one_effect_and_a_poison_event_is_dead_lettered(p
     let js = jetstream_for(&tenant).await;
     let handler = Counting::default();
     let shutdown = CancellationToken::new();
-    let consumer = Consumer {
-        pool: pool.clone(),
-        jetstream: js.clone(),
-        service: "tester".into(),
-        tenant: tenant.clone(),
-        handler: handler.clone(),
-        timing: Default::default(),
-        metrics: Default::default(),
-    };
+    let consumer = consumer_of(&pool, &js, &tenant, "tester", handler.clone());
     let running = tokio::spawn(consumer.run(shutdown.clone()));
 
     let poison = event(&tenant, serde_json::json!({ "poison": true }));
@@ -554,13 +565,8 @@ async fn run_flaky(
     let js = jetstream_for(&tenant).await;
     let shutdown = CancellationToken::new();
     let consumer = Consumer {
-        pool: pool.clone(),
-        jetstream: js.clone(),
-        service: "flaky".into(),
-        tenant: tenant.clone(),
-        handler,
         timing,
-        metrics: Default::default(),
+        ..consumer_of(pool, &js, &tenant, "flaky", handler)
     };
     let running = tokio::spawn(consumer.run(shutdown.clone()));
     (tenant, js, shutdown, running)
@@ -766,17 +772,13 @@ async fn a_permanently_wrong_event_is_dead_lettered_on_its_first_delivery(pool: 
     let registry = carerp_kit::Metrics::new();
     let metrics = carerp_kit::consumer::ConsumerMetrics::register(&registry);
     let consumer = Consumer {
-        pool: pool.clone(),
-        jetstream: js.clone(),
-        service: "tester".into(),
-        tenant: tenant.clone(),
-        handler: Counting::default(),
         timing: Timing {
             ack_wait: Duration::from_secs(30),
             retry_base: Duration::from_secs(10),
             ..Timing::default()
         },
         metrics: metrics.clone(),
+        ..consumer_of(&pool, &js, &tenant, "tester", Counting::default())
     };
     let running = tokio::spawn(consumer.run(shutdown.clone()));
     let wrong = event(&tenant, serde_json::json!({ "poison": "permanent" }));
@@ -848,15 +850,7 @@ async fn a_replayed_dead_letter_goes_through_the_consumer_once_and_leaves_the_de
     let js = jetstream_for(&tenant).await;
     let handler = FixedLater::default();
     let shutdown = CancellationToken::new();
-    let consumer = Consumer {
-        pool: pool.clone(),
-        jetstream: js.clone(),
-        service: "tester".into(),
-        tenant: tenant.clone(),
-        handler: handler.clone(),
-        timing: Default::default(),
-        metrics: Default::default(),
-    };
+    let consumer = consumer_of(&pool, &js, &tenant, "tester", handler.clone());
     let running = tokio::spawn(consumer.run(shutdown.clone()));
     let refused = event(&tenant, serde_json::json!({ "n": 1 }));
     publish_raw(&js, &tenant, &refused, "refused").await;
@@ -1057,15 +1051,7 @@ async fn aggregates_are_handled_side_by_side_and_each_in_order(pool: PgPool) {
     let js = jetstream_for(&tenant).await;
     let handler = Ordered::default();
     let shutdown = CancellationToken::new();
-    let consumer = Consumer {
-        pool: pool.clone(),
-        jetstream: js.clone(),
-        service: "ordered".into(),
-        tenant: tenant.clone(),
-        handler: handler.clone(),
-        timing: Default::default(),
-        metrics: Default::default(),
-    };
+    let consumer = consumer_of(&pool, &js, &tenant, "ordered", handler.clone());
     let running = tokio::spawn(consumer.run(shutdown.clone()));
 
     let of = |aggregate: &str, data: serde_json::Value| CloudEvent {
