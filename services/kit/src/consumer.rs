@@ -261,9 +261,8 @@ impl<H: EventHandler> Consumer<H> {
     /// aggregate's events apply in the order they were published, and different aggregates
     /// do not queue behind each other (one consumer takes every saga of the tenant).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-        let this = Arc::new(self);
-        let mut in_hand = InHand::new(this.side_by_side());
-        let outcome = Arc::clone(&this).receive(&shutdown, &mut in_hand).await;
+        let mut in_hand = InHand::new(self.side_by_side());
+        let outcome = Arc::new(self).receive(&shutdown, &mut in_hand).await;
         in_hand.finish().await;
         outcome
     }

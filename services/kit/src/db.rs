@@ -112,3 +112,35 @@ pub enum StartError {
     #[error("cannot migrate the database: {0}")]
     Migrate(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::ConnectOptions as _;
+
+    use super::*;
+
+    /// A pooled connection the server dropped while it idled (a restart, a proxy's idle
+    /// timeout) is replaced by the next acquire, not handed out to fail its request.
+    #[sqlx::test(migrations = false)]
+    async fn a_connection_dropped_while_idle_is_replaced_on_acquire(admin: PgPool) {
+        let url = admin.connect_options().to_url_lossy().to_string();
+        let settings = PoolSettings {
+            max_connections: 1,
+            ..PoolSettings::default()
+        };
+        let pool = connect_and_migrate(&url, &KIT_MIGRATOR, &settings)
+            .await
+            .unwrap();
+        let backend = "SELECT pg_backend_pid()";
+        let first: i32 = sqlx::query_scalar(backend).fetch_one(&pool).await.unwrap();
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(first)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+        assert!(terminated);
+        tokio::time::sleep(TRUSTED_WHEN_IDLE_UNDER + Duration::from_millis(200)).await;
+        let second: i32 = sqlx::query_scalar(backend).fetch_one(&pool).await.unwrap();
+        assert_ne!(first, second, "a new connection served the query");
+    }
+}
