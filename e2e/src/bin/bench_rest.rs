@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut paths = BTreeMap::new();
     let counted = Transactions::count(&admin, &databases).await?;
-    let (create, ids) = load(run_for, {
+    let (mut create, ids) = load(run_for, {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         move |client, n| {
             http.post(format!("{base}/api/customers"))
@@ -103,11 +103,11 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await?;
+    counted.record(&mut create).await?;
     create.print("POST /api/customers");
-    let create_transactions = counted.per_request(&create).await?;
     anyhow::ensure!(!ids.is_empty(), "no customer was created");
     let counted = Transactions::count(&admin, &databases).await?;
-    let (read, _) = load(run_for, {
+    let (mut read, _) = load(run_for, {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         move |client, n| {
             let id = &ids[(client * 7919 + n) % ids.len()];
@@ -116,10 +116,10 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await?;
+    counted.record(&mut read).await?;
     read.print("GET /api/customers/{id}");
-    let read_transactions = counted.per_request(&read).await?;
     let counted = Transactions::count(&admin, &databases).await?;
-    let (dashboard, _) = load(run_for, {
+    let (mut dashboard, _) = load(run_for, {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         move |_, _| {
             http.get(format!("{base}/api/dashboard"))
@@ -127,8 +127,8 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await?;
+    counted.record(&mut dashboard).await?;
     dashboard.print("GET /api/dashboard");
-    let dashboard_transactions = counted.per_request(&dashboard).await?;
     let connections_after_load = connections(&admin, &databases).await?;
     println!("PostgreSQL connections of the tenant right after the load: {connections_after_load}");
 
@@ -146,22 +146,19 @@ async fn main() -> anyhow::Result<()> {
 
     paths.insert(
         "post_customers",
-        create.json(Some(ratio(&create, &yardstick.insert)), create_transactions),
+        create.json(Some(ratio(&create, &yardstick.insert))),
     );
     paths.insert(
         "get_customer",
-        read.json(Some(ratio(&read, &yardstick.select)), read_transactions),
+        read.json(Some(ratio(&read, &yardstick.select))),
     );
-    paths.insert(
-        "get_dashboard",
-        dashboard.json(None, dashboard_transactions),
-    );
+    paths.insert("get_dashboard", dashboard.json(None));
     let figures = json!({
         "clients": CLIENTS,
         "seconds_per_path": run_for.as_secs(),
         "paths": paths,
-        "pgbench_insert": yardstick.insert.json(None, Some(1.0)),
-        "pgbench_select": yardstick.select.json(None, Some(1.0)),
+        "pgbench_insert": yardstick.insert.json(None),
+        "pgbench_select": yardstick.select.json(None),
         "connections_after_load": connections_after_load,
         "idle_after_start": idle_before.json(),
         "idle_after_load": idle_after.json(),
@@ -184,6 +181,8 @@ struct Figures {
     p99_ms: f64,
     /// CPU time per request by process, µs ([`CpuTimes`]).
     cpu_us: BTreeMap<String, f64>,
+    /// Database transactions per request ([`Transactions`]), once counted.
+    transactions: Option<f64>,
 }
 
 impl Figures {
@@ -203,6 +202,7 @@ impl Figures {
             p50_ms: at(0.5),
             p99_ms: at(0.99),
             cpu_us: BTreeMap::new(),
+            transactions: None,
         }
     }
 
@@ -231,9 +231,12 @@ impl Figures {
                 each.join(", ")
             );
         }
+        if let Some(each) = self.transactions {
+            println!("  {each:.2} database transactions per request");
+        }
     }
 
-    fn json(&self, ratio: Option<f64>, transactions_per_request: Option<f64>) -> Value {
+    fn json(&self, ratio: Option<f64>) -> Value {
         json!({
             "requests": self.requests,
             "errors": self.errors,
@@ -241,17 +244,17 @@ impl Figures {
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
             "ratio_to_yardstick": ratio,
-            "database_transactions_per_request": transactions_per_request,
+            "database_transactions_per_request": self.transactions,
             "cpu_us_per_request": self.cpu_us,
             "cpu_us_per_request_total": self.cpu_us.values().sum::<f64>(),
         })
     }
 }
 
-/// The database transactions the tenant's services ran (`pg_stat_database`, committed and
-/// rolled back, over all five databases) during one path's load, per request: what a request
-/// costs the server, beside pgbench's one transaction of one statement. The relay's passes
-/// and the consumers' work that a request sets off are counted with it.
+/// The database transactions run in `databases` (`pg_stat_database`, committed and rolled
+/// back) during one load, per request: for a path, over the tenant's five databases, with the
+/// relay's passes and the consumers' work that its requests set off; for pgbench, over its
+/// own database (one transaction of one statement each, which checks the counting).
 struct Transactions<'a> {
     admin: &'a sqlx::PgPool,
     databases: &'a [String],
@@ -264,7 +267,7 @@ const COUNTERS_REPORTED_WITHIN: Duration = Duration::from_secs(11);
 
 impl<'a> Transactions<'a> {
     /// Starts counting; what ran before must have been reported by now (the tenant idled, or
-    /// the last path's [`Self::per_request`] waited).
+    /// the last load's [`Self::record`] waited).
     async fn count(admin: &'a sqlx::PgPool, databases: &'a [String]) -> anyhow::Result<Self> {
         let before = Self::total(admin, databases).await?;
         Ok(Self {
@@ -284,18 +287,14 @@ impl<'a> Transactions<'a> {
         .await?)
     }
 
-    /// Prints and returns the transactions per request of `path`'s load, counted since
-    /// [`Self::count`]; `None` when no request was answered.
-    async fn per_request(self, path: &Figures) -> anyhow::Result<Option<f64>> {
+    /// Records in `load` its transactions per request, counted since [`Self::count`]
+    /// (none when no request was answered).
+    async fn record(self, load: &mut Figures) -> anyhow::Result<()> {
         tokio::time::sleep(COUNTERS_REPORTED_WITHIN).await;
         let ran = Self::total(self.admin, self.databases).await? - self.before;
-        let requests = path.requests + path.errors;
-        if requests == 0 {
-            return Ok(None);
-        }
-        let each = ran as f64 / requests as f64;
-        println!("  {each:.2} database transactions per request (pgbench: 1 of one statement)");
-        Ok(Some(each))
+        let requests = load.requests + load.errors;
+        load.transactions = (requests > 0).then(|| ran as f64 / requests as f64);
+        Ok(())
     }
 }
 
@@ -550,7 +549,9 @@ impl Yardstick {
             &select,
             "\\set k random(1, 10000)\nSELECT id, name, email, created_at FROM keyed WHERE k = :k;\n",
         )?;
-        let run = |script: &Path, label: &str| {
+        let databases = [YARDSTICK_DB.to_string()];
+        let run = async |script: &Path, label: &str| {
+            let counted = Transactions::count(admin, &databases).await?;
             let cpu_before = CpuTimes::now()?;
             let mut figures = run_pgbench(
                 &pgbench,
@@ -560,10 +561,11 @@ impl Yardstick {
                 duration,
             )?;
             figures.cpu_us = cpu_before.per_request(&CpuTimes::now()?, figures.requests);
+            counted.record(&mut figures).await?;
             anyhow::Ok(figures)
         };
-        let insert = run(&insert, "insert")?;
-        let select = run(&select, "select")?;
+        let insert = run(&insert, "insert").await?;
+        let select = run(&select, "select").await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {YARDSTICK_DB} WITH (FORCE)"
         )))
